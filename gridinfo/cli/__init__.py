@@ -1,0 +1,1 @@
+"""Command-line entry points: the only code that touches the global reactor."""

@@ -1,0 +1,38 @@
+"""Helpers shared by the daemons' command lines: logging setup and running a service."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+from twisted.logger import (
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
+
+
+def start_logging(level: str = "info", stream: TextIO = sys.stderr) -> None:
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
+    observer = FilteringLogObserver(textFileLogObserver(stream), [predicate])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+def run_service(top: Any, reactor: Any) -> int:
+    """Start a service, run the reactor until it stops (SIGINT/SIGTERM), return exit status."""
+    status = {"code": 0}
+
+    def start() -> None:
+        try:
+            top.startService()
+        except Exception as e:  # a listener that cannot bind, etc.
+            sys.stderr.write(f"error: cannot start: {e}\n")
+            status["code"] = 1
+            reactor.stop()
+
+    reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
+    reactor.run()
+    return status["code"]

@@ -1,0 +1,61 @@
+"""``gris``: run a Grid Resource Information Service in the foreground.
+
+    gris --config conf/gris.yaml [--listen ENDPOINT]... [--ldif DIR]... [--schema PATH]...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+
+from gridinfo.config import GRISConfig, load_config
+from gridinfo.errors import GridinfoError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gris", description="Serve a GRIS (mds-vo-name=local,o=grid) over LDAP.")
+    p.add_argument("--config", "-c", help="YAML config file (see conf/gris.yaml)")
+    p.add_argument(
+        "--listen",
+        action="append",
+        metavar="ENDPOINT",
+        help="Twisted endpoint string, e.g. tcp:2135:interface=127.0.0.1 (repeatable; replaces the config's)",
+    )
+    p.add_argument("--ldif", action="append", metavar="PATH", help="static LDIF file or folder (repeatable; added)")
+    p.add_argument("--schema", action="append", metavar="PATH", help="extra schema file or folder (repeatable; added)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
+    return p
+
+
+def make_config(args: argparse.Namespace) -> GRISConfig:
+    config = load_config(args.config, GRISConfig) if args.config else GRISConfig()
+    changes: dict[str, object] = {}
+    if args.listen:
+        changes["listen"] = tuple(args.listen)
+    if args.ldif:
+        changes["ldif"] = config.ldif + tuple(args.ldif)
+    if args.schema:
+        changes["schema"] = config.schema + tuple(args.schema)
+    return replace(config, **changes) if changes else config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = make_config(args)
+        from twisted.internet import reactor
+
+        from gridinfo.cli.common import run_service, start_logging
+        from gridinfo.service import make_gris_service
+
+        start_logging(args.log_level)
+        top = make_gris_service(config, reactor)
+    except GridinfoError as e:
+        sys.stderr.write(f"gris: {e}\n")
+        return 2
+    return run_service(top, reactor)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,321 @@
+"""Compiling filters against a schema into predicates over entries.
+
+A compiled filter is a function ``Entry -> True | False | None``; ``None`` is RFC 4511's
+Undefined (unknown attribute, no matching rule for the operation, an assertion value that is
+not valid for the attribute's syntax).  Only ``True`` selects an entry.  Compilation resolves
+everything that depends on the filter alone (attribute keys, normalised assertion values,
+subtypes) once per search, so per-entry work is a dictionary lookup and a comparison.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from gridinfo.directory import filters as F
+from gridinfo.directory.dn import parse_dn
+from gridinfo.errors import InvalidDNSyntax, UnwillingToPerform
+
+if TYPE_CHECKING:
+    from gridinfo.directory.entry import Entry
+    from gridinfo.directory.schema import AttributeMatching, Schema
+
+Predicate = Callable[["Entry"], "bool | None"]
+
+
+def _undefined(entry: Entry) -> None:
+    return None
+
+
+def _true(entry: Entry) -> bool:
+    return True
+
+
+class FilterCompiler:
+    """Compiles filters for one schema; caches attribute facts (subtypes, matching)."""
+
+    def __init__(self, schema: Schema):
+        self.schema = schema
+        self._subtypes: dict[str, tuple[str, ...]] | None = None
+
+    # -- schema facts -----------------------------------------------------------------------
+
+    def subtype_keys(self, key: str) -> tuple[str, ...]:
+        """The attribute's own key and the keys of all its subtypes (``name`` -> cn, o, ou...)."""
+        if self._subtypes is None:
+            children: dict[str, list[str]] = {}
+            for at in self.schema.attribute_types():
+                if at.sup:
+                    sup = self.schema.matching(at.sup)
+                    own = self.schema.matching(at.oid)
+                    if sup is not None and own is not None:
+                        children.setdefault(sup.key, []).append(own.key)
+            closure: dict[str, tuple[str, ...]] = {}
+            for root in children:
+                seen = [root]
+                stack = list(children[root])
+                while stack:
+                    k = stack.pop()
+                    if k not in seen:
+                        seen.append(k)
+                        stack.extend(children.get(k, ()))
+                closure[root] = tuple(seen)
+            self._subtypes = closure
+        return self._subtypes.get(key, (key,))
+
+    def _resolve(self, description: str) -> tuple[AttributeMatching | None, tuple[str, ...]]:
+        base, sep, options = description.partition(";")
+        m = self.schema.matching(base)
+        if m is None:
+            return None, ()
+        if sep:
+            return m, (m.key + ";" + options.lower(),)
+        return m, self.subtype_keys(m.key)
+
+    # -- compilation ------------------------------------------------------------------------
+
+    def compile(self, f: F.Filter) -> Predicate:
+        if isinstance(f, F.And):
+            return self._and([self.compile(x) for x in f.filters])
+        if isinstance(f, F.Or):
+            return self._or([self.compile(x) for x in f.filters])
+        if isinstance(f, F.Not):
+            inner = self.compile(f.filter)
+
+            def not_(e: Entry) -> bool | None:
+                r = inner(e)
+                return None if r is None else not r
+
+            return not_
+        if isinstance(f, F.Present):
+            return self._present(f.attribute)
+        if isinstance(f, F.Equality):
+            return self._equality(f.attribute, f.value)
+        if isinstance(f, F.GreaterOrEqual):
+            return self._ordering(f.attribute, f.value, ge=True)
+        if isinstance(f, F.LessOrEqual):
+            return self._ordering(f.attribute, f.value, ge=False)
+        if isinstance(f, F.Substrings):
+            return self._substrings(f)
+        if isinstance(f, F.Approx):
+            return self._approx(f.attribute, f.value)
+        if isinstance(f, F.Extensible):
+            return self._extensible(f)
+        raise TypeError(f"not a filter: {f!r}")
+
+    @staticmethod
+    def _and(preds: list[Predicate]) -> Predicate:
+        if not preds:
+            return _true  # (&) is TRUE (RFC 4526)
+        if len(preds) == 1:
+            return preds[0]
+
+        def and_(e: Entry) -> bool | None:
+            result: bool | None = True
+            for p in preds:
+                r = p(e)
+                if r is False:
+                    return False
+                if r is None:
+                    result = None
+            return result
+
+        return and_
+
+    @staticmethod
+    def _or(preds: list[Predicate]) -> Predicate:
+        if not preds:
+            return lambda e: False  # (|) is FALSE (RFC 4526)
+        if len(preds) == 1:
+            return preds[0]
+
+        def or_(e: Entry) -> bool | None:
+            result: bool | None = False
+            for p in preds:
+                r = p(e)
+                if r is True:
+                    return True
+                if r is None:
+                    result = None
+            return result
+
+        return or_
+
+    def _present(self, attribute: str) -> Predicate:
+        m, keys = self._resolve(attribute)
+        if m is None:
+            return _undefined
+        if m.key == "objectclass":
+            return _true
+        if len(keys) == 1:
+            k = keys[0]
+            return lambda e: k in e.attributes
+        return lambda e: any(k in e.attributes for k in keys)
+
+    def _equality(self, attribute: str, value: bytes) -> Predicate:
+        m, keys = self._resolve(attribute)
+        if m is None:
+            return _undefined
+        if m.key == "objectclass":
+            name = value.decode("utf-8", "replace").strip()
+            oc = self.schema.object_class(name)
+            wanted = oc.name.lower() if oc is not None else name.lower()
+            return lambda e: wanted in e.object_classes
+        return self._match_values(keys, m.equality, value, "eq", lambda vals, a: a in vals)
+
+    def _approx(self, attribute: str, value: bytes) -> Predicate:
+        m, keys = self._resolve(attribute)
+        if m is None:
+            return _undefined
+        if m.key == "objectclass":
+            return self._equality(attribute, value)
+        norm = m.approx or m.equality
+        return self._match_values(keys, norm, value, "eq", lambda vals, a: a in vals)
+
+    def _ordering(self, attribute: str, value: bytes, ge: bool) -> Predicate:
+        m, keys = self._resolve(attribute)
+        if m is None:
+            return _undefined
+        if ge:
+            test = lambda vals, a: any(v >= a for v in vals)  # noqa: E731
+        else:
+            test = lambda vals, a: any(v <= a for v in vals)  # noqa: E731
+        return self._match_values(keys, m.ordering, value, "ord", test)
+
+    @staticmethod
+    def _match_values(
+        keys: tuple[str, ...],
+        normalise: Callable[[bytes], Any] | None,
+        value: bytes,
+        kind: str,
+        test: Callable[[Any, Any], bool],
+    ) -> Predicate:
+        if normalise is None:
+            return _undefined
+        assertion = normalise(value)
+        if assertion is None:
+            return _undefined
+        if len(keys) == 1:
+            k = keys[0]
+
+            def one(e: Entry) -> bool | None:
+                if k not in e.attributes:
+                    return False
+                return test(e.normalised(k, kind, normalise), assertion)
+
+            return one
+
+        def many(e: Entry) -> bool | None:
+            for k in keys:
+                if k in e.attributes and test(e.normalised(k, kind, normalise), assertion):
+                    return True
+            return False
+
+        return many
+
+    def _substrings(self, f: F.Substrings) -> Predicate:
+        m, keys = self._resolve(f.attribute)
+        if m is None or m.substr is None:
+            return _undefined
+        norm = m.substr
+        parts = []
+        for raw in [f.initial, *f.any, f.final]:
+            if raw is None:
+                parts.append(None)
+                continue
+            n = _substring_part(norm, raw)
+            if n is None:
+                return _undefined
+            parts.append(n)
+        initial, anys, final = parts[0], [p for p in parts[1:-1] if p], parts[-1]
+
+        def matches(v: str) -> bool:
+            pos = 0
+            if initial:
+                if not v.startswith(initial):
+                    return False
+                pos = len(initial)
+            for a in anys:
+                i = v.find(a, pos)
+                if i < 0:
+                    return False
+                pos = i + len(a)
+            if final:
+                if len(v) - len(final) < pos or not v.endswith(final):
+                    return False
+            return True
+
+        def pred(e: Entry) -> bool | None:
+            for k in keys:
+                if k in e.attributes:
+                    for v in e.normalised(k, "sub", norm):
+                        if matches(v):
+                            return True
+            return False
+
+        return pred
+
+    def _extensible(self, f: F.Extensible) -> Predicate:
+        from gridinfo.directory.matching import get_rule
+
+        if f.attribute is None:
+            raise UnwillingToPerform(
+                "extensible match without an attribute type is not supported; name the attribute, "
+                "e.g. (cn:caseExactMatch:=value)"
+            )
+        m, keys = self._resolve(f.attribute)
+        if f.matching_rule is not None:
+            rule = get_rule(f.matching_rule)
+            if rule is None:
+                raise UnwillingToPerform(f"unknown matching rule {f.matching_rule!r} in extensible match")
+            normalise = rule.normalise
+            kind = "x:" + rule.name
+            if rule.kind == "ordering":
+                test = lambda vals, a: any(v <= a for v in vals)  # noqa: E731
+            elif rule.kind == "substr":
+                raise UnwillingToPerform("substring rules cannot be used in an extensible match")
+            else:
+                test = lambda vals, a: a in vals  # noqa: E731
+        else:
+            if m is None:
+                return _undefined
+            normalise = m.equality  # type: ignore[assignment]
+            kind = "eq"
+            test = lambda vals, a: a in vals  # noqa: E731
+        if m is None:
+            return _undefined
+        values_pred = self._match_values(keys, normalise, f.value, kind, test)
+        if not f.dn_attributes:
+            return values_pred
+        assertion = normalise(f.value) if normalise else None
+        wanted = set(keys)
+
+        def with_dn(e: Entry) -> bool | None:
+            r = values_pred(e)
+            if r is True:
+                return True
+            try:
+                dn = parse_dn(e.dn)
+            except InvalidDNSyntax:
+                return r
+            for rdn in dn:
+                for typ, val in rdn:
+                    mm = self.schema.matching(typ)
+                    if mm is not None and mm.key in wanted and normalise is not None:
+                        if normalise(val.encode("utf-8")) == assertion:
+                            return True
+            return r
+
+        return with_dn
+
+
+def _substring_part(norm: Callable[[bytes], str | None], raw: bytes) -> str | None:
+    """Normalise one substring piece; spaces at its edges are significant inside the value."""
+    if not raw.strip(b" "):
+        return " " if raw else ""
+    lead = raw[: len(raw) - len(raw.lstrip(b" "))]
+    trail = raw[len(raw.rstrip(b" ")) :]
+    core = norm(raw)
+    if core is None:
+        return None
+    return (" " if lead else "") + core + (" " if trail else "")

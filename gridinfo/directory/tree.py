@@ -1,0 +1,397 @@
+"""The directory tree: entries by canonical DN key, a children index, equality indexes.
+
+Theory of operation
+-------------------
+Entries are immutable and keyed by the canonical key of their DN (see :mod:`.dn`).  The tree
+keeps, beside the main ``key -> Entry`` dict:
+
+* ``children``: parent key -> {child key: None} (insertion ordered), so one-level search and
+  subtree walks never scan siblings;
+* ``subtree_sizes``: key -> number of entries at and below it, kept up to date on add/remove,
+  which lets a subtree search choose between walking the subtree and scanning an index;
+* equality indexes: attribute key -> normalised value -> {entry key}; ``objectClass`` is
+  always indexed, by each class *and its superclasses* (so ``objectClass=GlueTop`` finds
+  GlueCE entries, as in OpenLDAP).
+
+An entry whose parent is missing is still stored and searchable (provider output does not
+always come parent first); it becomes reachable by one-level and subtree walks when its parent
+arrives, because the children index is keyed by the parent's key, not by the parent object.
+
+Search is synchronous and returns encoded ``SearchResultEntry`` ops.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from gridinfo.directory import filters as F
+from gridinfo.directory.dn import DNNormaliser, is_descendant_key, parent_key, parse_dn
+from gridinfo.directory.entry import Entry, EntryBuilder
+from gridinfo.directory.evaluate import FilterCompiler
+from gridinfo.directory.query import Scope, SearchRequest, SearchResult
+from gridinfo.directory import ber
+from gridinfo.errors import InvalidDNSyntax, NoSuchObject, ResultCode
+
+if TYPE_CHECKING:
+    from gridinfo.directory.schema import Schema
+
+_TIME_CHECK_EVERY = 256
+OPERATIONAL = ("structuralobjectclass", "entrydn", "subschemasubentry", "hassubordinates")
+
+
+class DirectoryTree:
+    """An in-memory DIT with indexes.  Not thread-safe; lives in the reactor thread."""
+
+    def __init__(
+        self,
+        schema: Schema,
+        *,
+        indexed: Iterable[str] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.schema = schema
+        self.builder = EntryBuilder(schema)
+        self.normaliser: DNNormaliser = self.builder.dn_normaliser
+        self.compiler = FilterCompiler(schema)
+        self.clock = clock
+        self.entries: dict[str, Entry] = {}
+        self.children: dict[str, dict[str, None]] = {}
+        self.subtree_sizes: dict[str, int] = {}
+        self.oc_index: dict[str, dict[str, None]] = {}
+        self.eq_indexes: dict[str, dict[object, dict[str, None]]] = {}
+        for name in indexed:
+            m = schema.matching(name)
+            if m is not None and m.key != "objectclass" and m.equality is not None:
+                self.eq_indexes[m.key] = {}
+
+    # -- updates ----------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.entries
+
+    def get(self, key: str) -> Entry | None:
+        return self.entries.get(key)
+
+    def lookup(self, dn: str) -> Entry | None:
+        return self.entries.get(self.key(dn))
+
+    def key(self, dn: str) -> str:
+        return self.normaliser.key(dn)
+
+    def add(self, entry: Entry) -> Entry | None:
+        """Insert or replace an entry; returns the entry it replaced, if any."""
+        key = entry.key
+        old = self.entries.get(key)
+        if old is not None:
+            self._unindex(old)
+        else:
+            pk = parent_key(key)
+            if pk is not None:
+                self.children.setdefault(pk, {})[key] = None
+            sizes = self.subtree_sizes
+            k: str | None = key
+            while k is not None:
+                sizes[k] = sizes.get(k, 0) + 1
+                k = parent_key(k)
+        self.entries[key] = entry
+        self._index(entry)
+        return old
+
+    def remove(self, key: str) -> Entry | None:
+        """Remove one entry (its children, if any, stay, as orphans)."""
+        old = self.entries.pop(key, None)
+        if old is None:
+            return None
+        self._unindex(old)
+        pk = parent_key(key)
+        if pk is not None:
+            siblings = self.children.get(pk)
+            if siblings is not None:
+                siblings.pop(key, None)
+                if not siblings:
+                    del self.children[pk]
+        sizes = self.subtree_sizes
+        k: str | None = key
+        while k is not None:
+            n = sizes.get(k, 0) - 1
+            if n <= 0:
+                sizes.pop(k, None)
+            else:
+                sizes[k] = n
+            k = parent_key(k)
+        return old
+
+    def _index(self, entry: Entry) -> None:
+        key = entry.key
+        for oc in entry.object_classes:
+            self.oc_index.setdefault(oc, {})[key] = None
+        for attr, index in self.eq_indexes.items():
+            if attr in entry.attributes:
+                m = self.schema.matching(attr)
+                assert m is not None and m.equality is not None
+                for v in entry.normalised(attr, "eq", m.equality):
+                    index.setdefault(v, {})[key] = None
+
+    def _unindex(self, entry: Entry) -> None:
+        key = entry.key
+        for oc in entry.object_classes:
+            bucket = self.oc_index.get(oc)
+            if bucket is not None:
+                bucket.pop(key, None)
+                if not bucket:
+                    del self.oc_index[oc]
+        for attr, index in self.eq_indexes.items():
+            if attr in entry.attributes:
+                m = self.schema.matching(attr)
+                assert m is not None and m.equality is not None
+                for v in entry.normalised(attr, "eq", m.equality):
+                    bucket = index.get(v)
+                    if bucket is not None:
+                        bucket.pop(key, None)
+                        if not bucket:
+                            del index[v]
+
+    def build(self, dn: str, attributes: Iterable[tuple[str, Iterable[bytes]]], **kw: object) -> Entry:
+        return self.builder.build(dn, [(a, list(v)) for a, v in attributes], **kw)  # type: ignore[arg-type]
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def subtree(self, base_key: str) -> Iterator[Entry]:
+        """Entries at and below ``base_key``, depth first, parents before children."""
+        entries = self.entries
+        children = self.children
+        base = entries.get(base_key)
+        if base is not None:
+            yield base
+        stack = [iter(children.get(base_key, ()))]
+        while stack:
+            for k in stack[-1]:
+                e = entries.get(k)
+                if e is not None:
+                    yield e
+                kids = children.get(k)
+                if kids:
+                    stack.append(iter(kids))
+                break
+            else:
+                stack.pop()
+
+    def matched_dn(self, base_key: str) -> str:
+        """DN of the nearest existing ancestor (for noSuchObject's matchedDN)."""
+        k = parent_key(base_key)
+        while k:
+            e = self.entries.get(k)
+            if e is not None:
+                return e.dn
+            k = parent_key(k)
+        return ""
+
+    def _candidates(self, f: F.Filter) -> dict[str, None] | None:
+        """Index lookups for a filter: a superset of the matching keys, or None (no index)."""
+        if isinstance(f, F.Equality):
+            m = self.schema.matching(f.attribute.partition(";")[0])
+            if m is None:
+                return {}
+            if m.key == "objectclass":
+                name = f.value.decode("utf-8", "replace").strip()
+                oc = self.schema.object_class(name)
+                return self.oc_index.get(oc.name.lower() if oc is not None else name.lower(), {})
+            index = self.eq_indexes.get(m.key)
+            if index is not None and m.equality is not None:
+                v = m.equality(f.value)
+                return index.get(v, {}) if v is not None else {}
+            return None
+        if isinstance(f, F.And):
+            best: dict[str, None] | None = None
+            for sub in f.filters:
+                c = self._candidates(sub)
+                if c is not None and (best is None or len(c) < len(best)):
+                    best = c
+                    if not best:
+                        break
+            return best
+        if isinstance(f, F.Or):
+            union: dict[str, None] = {}
+            for sub in f.filters:
+                c = self._candidates(sub)
+                if c is None:
+                    return None
+                union.update(c)
+            return union
+        return None
+
+    def search(self, request: SearchRequest, *, server_size_limit: int = 0) -> SearchResult:
+        """Answer a search from the tree."""
+        try:
+            base_key = self.normaliser.key(request.base)
+        except InvalidDNSyntax as e:
+            return SearchResult(code=ResultCode.INVALID_DN_SYNTAX, message=e.message)
+        base = self.entries.get(base_key)
+        if base is None and not (base_key == "" and request.scope != Scope.BASE):
+            raise NoSuchObject(f"no such entry: {request.base!r}", matched_dn=self.matched_dn(base_key))
+        predicate = self.compiler.compile(request.filter)
+        scope = request.scope
+        if scope == Scope.BASE:
+            candidates: Iterable[Entry] = (base,)  # type: ignore[assignment]
+        elif scope == Scope.ONE:
+            entries = self.entries
+            candidates = (entries[k] for k in self.children.get(base_key, ()) if k in entries)
+        else:
+            candidates = self._subtree_candidates(request.filter, base_key, scope == Scope.CHILDREN)
+        return self.collect(candidates, predicate, request, server_size_limit=server_size_limit)
+
+    def _subtree_candidates(self, f: F.Filter, base_key: str, children_only: bool) -> Iterable[Entry]:
+        indexed = self._candidates(f)
+        total = self.subtree_sizes.get(base_key, 0) if base_key else len(self.entries)
+        if indexed is not None and len(indexed) < total:
+            entries = self.entries
+            if not base_key:
+                return (entries[k] for k in list(indexed))
+            return (
+                entries[k]
+                for k in list(indexed)
+                if is_descendant_key(k, base_key) and not (children_only and k == base_key)
+            )
+        if not base_key:
+            # the root: every entry, including orphans that have no parent in the tree
+            return list(self.entries.values())
+        walk = self.subtree(base_key)
+        if children_only:
+            next(walk, None)
+        return walk
+
+    def collect(
+        self,
+        candidates: Iterable[Entry],
+        predicate: Callable[[Entry], bool | None],
+        request: SearchRequest,
+        *,
+        server_size_limit: int = 0,
+    ) -> SearchResult:
+        """Filter candidates and encode the selected attributes, honouring size and time limits."""
+        limit = request.size_limit
+        if server_size_limit and (not limit or server_size_limit < limit):
+            limit = server_size_limit
+        deadline = self.clock() + request.time_limit if request.time_limit else None
+        encode = self.encoder(request.attributes, request.types_only)
+        out: list[bytes] = []
+        append = out.append
+        result = SearchResult(entries=out)
+        n = 0
+        for entry in candidates:
+            n += 1
+            if deadline is not None and n % _TIME_CHECK_EVERY == 0 and self.clock() > deadline:
+                result.code = ResultCode.TIME_LIMIT_EXCEEDED
+                result.message = f"time limit of {request.time_limit:g} s exceeded"
+                return result
+            if predicate(entry) is True:
+                if limit and len(out) >= limit:
+                    result.code = ResultCode.SIZE_LIMIT_EXCEEDED
+                    result.message = f"size limit of {limit} entries exceeded"
+                    return result
+                append(encode(entry))
+        return result
+
+    def encoder(self, attributes: tuple[str, ...], types_only: bool) -> Callable[[Entry], bytes]:
+        """Encoding function for an attribute selection (RFC 4511 section 4.5.1.8)."""
+        all_user = not attributes
+        operational: list[str] = []
+        wanted: list[str] = []
+        none = False
+        for a in attributes:
+            if a == "*":
+                all_user = True
+            elif a == "+":
+                operational.extend(OPERATIONAL)
+            elif a == "1.1":
+                none = True
+            else:
+                m = self.schema.matching(a.partition(";")[0])
+                k = m.key if m is not None else a.lower()
+                if k in OPERATIONAL:
+                    operational.append(k)
+                else:
+                    wanted.append(k)
+                    if m is not None:
+                        # subtypes: asking for 'name' returns cn, o, ou...
+                        for sub in self.compiler.subtype_keys(m.key):
+                            if sub not in wanted:
+                                wanted.append(sub)
+        if none and not wanted and not operational and not all_user:
+            return lambda e: e.encode_selected((), False)
+        if all_user and not operational and not types_only:
+            return lambda e: e.encoded
+        if all_user:
+            wanted = []
+        ops = list(dict.fromkeys(operational))
+
+        def encode(e: Entry) -> bytes:
+            keys = e.attributes.keys() if all_user else wanted
+            extra = self._operational(e, ops, types_only) if ops else ()
+            return e.encode_selected(keys, types_only, extra)
+
+        return encode
+
+    def _operational(self, e: Entry, wanted: list[str], types_only: bool) -> list[bytes]:
+        out = []
+        for k in wanted:
+            if k == "entrydn":
+                name, vals = "entryDN", [e.dn.encode("utf-8")]
+            elif k == "subschemasubentry":
+                name, vals = "subschemaSubentry", [b"cn=Subschema"]
+            elif k == "hassubordinates":
+                name, vals = "hasSubordinates", [b"TRUE" if self.children.get(e.key) else b"FALSE"]
+            elif k == "structuralobjectclass":
+                soc = self._structural(e)
+                if soc is None:
+                    continue
+                name, vals = "structuralObjectClass", [soc.encode("utf-8")]
+            else:
+                continue
+            out.append(ber.partial_attribute(name.encode(), () if types_only else vals))
+        return out
+
+    def _structural(self, e: Entry) -> str | None:
+        best = None
+        depth = -1
+        for v in e.attributes.get("objectclass", ()):
+            oc = self.schema.object_class(v.decode("utf-8", "replace"))
+            if oc is not None and oc.kind == "STRUCTURAL":
+                d = len(self.schema.superclasses(oc.name))
+                if d > depth:
+                    best, depth = oc.name, d
+        return best
+
+    def compare(self, dn: str, attribute: str, value: bytes) -> bool:
+        """RFC 4511 compare: True/False, NoSuchObject, or UndefinedAttributeType-ish errors."""
+        from gridinfo.errors import InappropriateMatching, UndefinedAttributeType
+
+        key = self.normaliser.key(dn)
+        entry = self.entries.get(key)
+        if entry is None:
+            raise NoSuchObject(f"no such entry: {dn!r}", matched_dn=self.matched_dn(key))
+        m = self.schema.matching(attribute)
+        if m is None:
+            raise UndefinedAttributeType(f"attribute type {attribute!r} is not defined in the schema")
+        if m.key == "objectclass":
+            pred = self.compiler.compile(F.Equality(attribute, value))
+            return pred(entry) is True
+        if m.equality is None:
+            raise InappropriateMatching(f"attribute {attribute!r} has no equality matching rule")
+        if not any(k in entry.attributes for k in self.compiler.subtype_keys(m.key)):
+            from gridinfo.errors import LDAPError
+
+            raise LDAPError(f"entry has no attribute {attribute!r}", code=ResultCode.NO_SUCH_ATTRIBUTE)
+        pred = self.compiler.compile(F.Equality(attribute, value))
+        return pred(entry) is True
+
+
+def dn_of(key_or_dn: str) -> str:
+    """Validate a DN string (raises InvalidDNSyntax)."""
+    parse_dn(key_or_dn)
+    return key_or_dn

@@ -1,0 +1,122 @@
+"""The GRIS backend: the directory tree behind the LDAP server, filled from LDIF and providers.
+
+The backend answers searches synchronously from its tree.  Static LDIF files are loaded at
+start (BDII's ``ldif/`` contract); information providers (see the providers issue) will feed the
+same tree through soft state.  Writes are refused: a GRIS's data comes from its providers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from twisted.logger import Logger
+
+from gridinfo.directory.ldif import LDIFLimits, parse_ldif_tolerant
+from gridinfo.directory.query import SearchRequest, SearchResult
+from gridinfo.directory.schema import Schema
+from gridinfo.directory.tree import DirectoryTree
+from gridinfo.errors import InputError, LDAPError, UnwillingToPerform
+
+log = Logger()
+
+ROOT_DN = "o=grid"
+ROOT_ATTRIBUTES: list[tuple[str, list[bytes]]] = [
+    ("objectClass", [b"top", b"organization"]),
+    ("o", [b"grid"]),
+]
+
+
+def suffix_attributes(suffix: str) -> list[tuple[str, list[bytes]]]:
+    """The entry that names a GRIS or GIIS: ``mds-vo-name=<name>,o=grid``."""
+    rdn = suffix.split(",", 1)[0]
+    value = rdn.partition("=")[2].strip()
+    return [("objectClass", [b"top", b"MdsVo"]), ("Mds-Vo-name", [value.encode("utf-8")])]
+
+
+class TreeBackend:
+    """A backend serving one in-memory tree (GRIS data, or a GIIS's own entries)."""
+
+    write_refusal_message = "gridinfo is read-only: its data comes from information providers"
+
+    def __init__(self, tree: DirectoryTree, *, naming_contexts: Iterable[str] = (ROOT_DN,), size_limit: int = 0):
+        self.tree = tree
+        self._naming_contexts = list(naming_contexts)
+        self.size_limit = size_limit
+
+    @property
+    def schema(self) -> Schema:
+        return self.tree.schema
+
+    def naming_contexts(self) -> list[str]:
+        return list(self._naming_contexts)
+
+    def search(self, request: SearchRequest) -> SearchResult:
+        return self.tree.search(request, server_size_limit=self.size_limit)
+
+    def compare(self, dn: str, attribute: str, value: bytes) -> bool:
+        return self.tree.compare(dn, attribute, value)
+
+    def add(self, dn: str, attributes: list[tuple[str, list[bytes]]], bind_dn: str) -> None:
+        raise UnwillingToPerform(self.write_refusal_message)
+
+
+def add_base_entries(tree: DirectoryTree, suffix: str) -> None:
+    """``o=grid`` and the suffix entry always exist (unless an LDIF gives its own version)."""
+    for dn, attrs in ((ROOT_DN, ROOT_ATTRIBUTES), (suffix, suffix_attributes(suffix))):
+        if tree.lookup(dn) is None:
+            tree.add(tree.build(dn, attrs, source="gridinfo"))
+
+
+def ldif_files(paths: Iterable[str]) -> list[Path]:
+    """The ``*.ldif`` files named, or found (sorted) in the folders named."""
+    files: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            files.extend(
+                f for f in sorted(path.glob("*.ldif")) if not f.name.startswith(".") and not f.name.endswith("~")
+            )
+        else:
+            files.append(path)
+    return files
+
+
+def load_static_ldif(tree: DirectoryTree, paths: Iterable[str], limits: LDIFLimits | None = None) -> list[InputError]:
+    """Load static LDIF files into the tree; a bad record is logged (file:line) and skipped.
+
+    Returns the errors, so callers (and tests) can see what was refused.  A file that cannot be
+    read is one error; everything else keeps loading.
+    """
+    errors: list[InputError] = []
+    for path in ldif_files(paths):
+        source = str(path)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            err = InputError(f"cannot read LDIF file: {e.strerror}", source)
+            log.error("{error}", error=str(err))
+            errors.append(err)
+            continue
+        records, bad = parse_ldif_tolerant(data, source, limits or LDIFLimits())
+        for err in bad:
+            log.error("refused LDIF record: {error}", error=str(err))
+        errors.extend(bad)
+        loaded = 0
+        for rec in records:
+            if rec.changetype not in (None, "add"):
+                err = InputError(f"changetype {rec.changetype} is not allowed in a static LDIF file", source, rec.line)
+                log.error("refused LDIF record: {error}", error=str(err))
+                errors.append(err)
+                continue
+            try:
+                entry = tree.build(rec.dn, rec.attributes, source=source)
+            except LDAPError as e:
+                err = InputError(e.message, source, rec.line)
+                log.error("refused LDIF record: {error}", error=str(err))
+                errors.append(err)
+                continue
+            tree.add(entry)
+            loaded += 1
+        log.info("loaded {count} entries from {source}", count=loaded, source=source)
+    return errors

@@ -1,0 +1,1 @@
+"""The LDAP wire edge: server protocol, fast entry encoding, downstream client."""

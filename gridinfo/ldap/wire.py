@@ -1,0 +1,577 @@
+"""Decoding LDAP requests off the wire: framing, a fast strict decoder, plain request objects.
+
+Theory of operation
+-------------------
+The server accumulates bytes and asks :func:`read_pdu_header` where the next LDAPMessage ends
+(this checks the outer tag and the length *before* the body arrives, so an oversized PDU is
+refused without buffering it).  Once the whole PDU is there, :func:`decode_message` turns it
+into a :class:`Message`: the message ID, one operation object and the request controls.
+
+The operations a directory server sees all the time (Search, Bind, Unbind, Abandon, Compare)
+and the small ones (Add, Delete, Extended) are decoded by hand here: every element's tag is
+checked, every length is checked against its enclosing element, integers are range-checked,
+strings must be UTF-8, and filters nest at most :data:`MAX_FILTER_DEPTH` deep.  Modify and
+ModifyDN, which gridinfo only refuses, go through ldaptor's ``pureldap`` decoder.  Anything
+wrong raises :class:`gridinfo.errors.ProtocolError` whose message says what and where; the
+server answers it with a Notice of Disconnection.
+
+Only definite lengths are accepted (RFC 4511, section 5.1), and lengths of at most 4 octets
+inside a message (no LDAP element can be larger than the PDU limit anyway).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Union
+
+from ldaptor.protocols import pureber, pureldap
+
+from gridinfo.directory import filters as F
+from gridinfo.errors import ProtocolError
+
+#: Nested filters (and/or/not) deeper than this are refused.
+MAX_FILTER_DEPTH = 100
+#: Largest length field accepted in a PDU header (octets); 8 octets say "up to 2**64 bytes",
+#: which is then refused by the PDU size limit with a clear message.
+_MAX_HEADER_LENGTH_OCTETS = 8
+_MAX_INT = 2**31 - 1
+
+# Protocol op tags (RFC 4511, appendix B).
+TAG_BIND_REQUEST = 0x60
+TAG_UNBIND_REQUEST = 0x42
+TAG_SEARCH_REQUEST = 0x63
+TAG_MODIFY_REQUEST = 0x66
+TAG_ADD_REQUEST = 0x68
+TAG_DELETE_REQUEST = 0x4A
+TAG_MODIFY_DN_REQUEST = 0x6C
+TAG_COMPARE_REQUEST = 0x6E
+TAG_ABANDON_REQUEST = 0x50
+TAG_EXTENDED_REQUEST = 0x77
+
+_OP_NAMES = {
+    0x61: "BindResponse",
+    0x64: "SearchResultEntry",
+    0x65: "SearchResultDone",
+    0x67: "ModifyResponse",
+    0x69: "AddResponse",
+    0x6B: "DelResponse",
+    0x6D: "ModifyDNResponse",
+    0x6F: "CompareResponse",
+    0x73: "SearchResultReference",
+    0x78: "ExtendedResponse",
+    0x79: "IntermediateResponse",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoded requests
+# ---------------------------------------------------------------------------------------------
+
+
+class Control(NamedTuple):
+    """A request control (RFC 4511, section 4.1.11)."""
+
+    oid: str
+    critical: bool
+    value: bytes | None
+
+
+class SearchOp(NamedTuple):
+    base: str
+    scope: int
+    deref_aliases: int
+    size_limit: int
+    time_limit: int
+    types_only: bool
+    filter: F.Filter
+    attributes: tuple[str, ...]
+
+
+class BindOp(NamedTuple):
+    """A bind: ``password`` is set for simple binds, ``sasl_mechanism`` for SASL binds."""
+
+    version: int
+    dn: str
+    password: bytes | None
+    sasl_mechanism: str | None = None
+    sasl_credentials: bytes | None = None
+
+
+class UnbindOp(NamedTuple):
+    pass
+
+
+class AbandonOp(NamedTuple):
+    message_id: int
+
+
+class CompareOp(NamedTuple):
+    dn: str
+    attribute: str
+    value: bytes
+
+
+class AddOp(NamedTuple):
+    dn: str
+    attributes: list[tuple[str, list[bytes]]]
+
+
+class DeleteOp(NamedTuple):
+    dn: str
+
+
+class ModifyOp(NamedTuple):
+    dn: str
+
+
+class ModifyDNOp(NamedTuple):
+    dn: str
+
+
+class ExtendedOp(NamedTuple):
+    name: str
+    value: bytes | None
+
+
+Operation = Union[
+    SearchOp, BindOp, UnbindOp, AbandonOp, CompareOp, AddOp, DeleteOp, ModifyOp, ModifyDNOp, ExtendedOp
+]
+
+
+class Message(NamedTuple):
+    """One decoded LDAPMessage."""
+
+    message_id: int
+    op: Operation
+    controls: tuple[Control, ...]
+
+
+# ---------------------------------------------------------------------------------------------
+# Framing
+# ---------------------------------------------------------------------------------------------
+
+
+def read_pdu_header(buf: bytes | bytearray, pos: int, end: int) -> tuple[int, int] | None:
+    """Where the LDAPMessage starting at ``buf[pos]`` ends: ``(header_length, content_length)``.
+
+    Returns None while the header itself is incomplete.  Raises ProtocolError for anything
+    that is not the start of an LDAPMessage: another outer tag, the indefinite form, a length
+    field longer than 8 octets.
+    """
+    if end - pos < 2:
+        return None
+    tag = buf[pos]
+    if tag != 0x30:
+        raise ProtocolError(f"expected an LDAPMessage (SEQUENCE, tag 0x30), got tag 0x{tag:02x}")
+    first = buf[pos + 1]
+    if first < 0x80:
+        return 2, first
+    if first == 0x80:
+        raise ProtocolError("indefinite-length encoding is not allowed in LDAP (RFC 4511, section 5.1)")
+    octets = first & 0x7F
+    if octets > _MAX_HEADER_LENGTH_OCTETS:
+        raise ProtocolError(f"LDAPMessage length field of {octets} octets is not supported")
+    if end - pos < 2 + octets:
+        return None
+    return 2 + octets, int.from_bytes(buf[pos + 2 : pos + 2 + octets], "big")
+
+
+def pdu_too_large_message(size: int, limit: int) -> str:
+    """The diagnostic sent when a client announces a PDU over the limit."""
+    return f"PDU of {size} bytes exceeds the {limit}-byte limit"
+
+
+# ---------------------------------------------------------------------------------------------
+# Primitive readers.  Each takes (data, pos, end) where ``end`` is the end of the enclosing
+# element, and returns the decoded value plus the position after the element.
+# ---------------------------------------------------------------------------------------------
+
+
+def _truncated(what: str, pos: int) -> ProtocolError:
+    return ProtocolError(f"truncated {what} at offset {pos}")
+
+
+def _header(data: bytes, pos: int, end: int, what: str) -> tuple[int, int, int]:
+    """Read a tag and a definite length; returns (tag, content_start, content_end)."""
+    if pos + 2 > end:
+        raise _truncated(what, pos)
+    tag = data[pos]
+    n = data[pos + 1]
+    start = pos + 2
+    if n >= 0x80:
+        if n == 0x80:
+            raise ProtocolError(f"indefinite length in {what} at offset {pos} (RFC 4511, section 5.1)")
+        octets = n & 0x7F
+        if octets > 4:
+            raise ProtocolError(f"length field of {octets} octets in {what} at offset {pos}")
+        if start + octets > end:
+            raise _truncated(what, pos)
+        n = int.from_bytes(data[start : start + octets], "big")
+        start += octets
+    stop = start + n
+    if stop > end:
+        raise ProtocolError(f"{what} at offset {pos} claims {n} bytes but only {end - start} remain")
+    return tag, start, stop
+
+
+def _expect(data: bytes, pos: int, end: int, tag: int, what: str) -> tuple[int, int]:
+    """Read an element that must carry ``tag``; returns (content_start, content_end)."""
+    # Fast path: the expected tag with a short-form length.
+    if pos + 2 <= end and data[pos] == tag:
+        n = data[pos + 1]
+        if n < 0x80:
+            stop = pos + 2 + n
+            if stop > end:
+                raise ProtocolError(f"{what} at offset {pos} claims {n} bytes but only {end - pos - 2} remain")
+            return pos + 2, stop
+    got, start, stop = _header(data, pos, end, what)
+    if got != tag:
+        raise ProtocolError(f"expected {what} (tag 0x{tag:02x}) at offset {pos}, got tag 0x{got:02x}")
+    return start, stop
+
+
+def _text(data: bytes, start: int, stop: int, what: str) -> str:
+    try:
+        return data[start:stop].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError(f"{what} is not valid UTF-8") from None
+
+
+def _string(data: bytes, pos: int, end: int, what: str, tag: int = 0x04) -> tuple[str, int]:
+    start, stop = _expect(data, pos, end, tag, what)
+    try:
+        return data[start:stop].decode("utf-8"), stop
+    except UnicodeDecodeError:
+        raise ProtocolError(f"{what} is not valid UTF-8") from None
+
+
+def _octets(data: bytes, pos: int, end: int, what: str, tag: int = 0x04) -> tuple[bytes, int]:
+    start, stop = _expect(data, pos, end, tag, what)
+    return data[start:stop], stop
+
+
+def _int(data: bytes, pos: int, end: int, what: str, tag: int, low: int, high: int) -> tuple[int, int]:
+    start, stop = _expect(data, pos, end, tag, what)
+    if stop == start + 1:  # the usual one-octet integer
+        value = data[start]
+        if value >= 0x80:
+            value -= 0x100
+    elif start == stop:
+        raise ProtocolError(f"{what} at offset {pos} is empty")
+    elif stop - start > 8:
+        raise ProtocolError(f"{what} at offset {pos} is {stop - start} octets long")
+    else:
+        value = int.from_bytes(data[start:stop], "big", signed=True)
+    if not low <= value <= high:
+        raise ProtocolError(f"{what} {value} is outside {low}..{high}")
+    return value, stop
+
+
+def _bool(data: bytes, pos: int, end: int, what: str, tag: int = 0x01) -> tuple[bool, int]:
+    start, stop = _expect(data, pos, end, tag, what)
+    if stop - start != 1:
+        raise ProtocolError(f"{what} at offset {pos} must be one octet, not {stop - start}")
+    return data[start] != 0, stop
+
+
+def _no_trailing(pos: int, end: int, what: str) -> None:
+    if pos != end:
+        raise ProtocolError(f"{end - pos} unexpected bytes at the end of {what}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Filters
+# ---------------------------------------------------------------------------------------------
+
+
+def _ava(data: bytes, start: int, stop: int, what: str) -> tuple[str, bytes]:
+    attribute, pos = _string(data, start, stop, f"attributeDesc of {what}")
+    value, pos = _octets(data, pos, stop, f"assertionValue of {what}")
+    _no_trailing(pos, stop, what)
+    return attribute, value
+
+
+def decode_filter(data: bytes, pos: int, end: int, depth: int = 0) -> tuple[F.Filter, int]:
+    """Decode one Filter element at ``data[pos]`` into the filters AST; returns (filter, next)."""
+    tag, start, stop = _header(data, pos, end, "filter")
+    if tag == 0xA3:
+        attribute, value = _ava(data, start, stop, "equalityMatch filter")
+        return F.Equality(attribute, value), stop
+    if tag == 0x87:
+        return F.Present(_text(data, start, stop, "present filter")), stop
+    if tag == 0xA0 or tag == 0xA1:
+        if depth >= MAX_FILTER_DEPTH:
+            raise ProtocolError(f"filter nested deeper than {MAX_FILTER_DEPTH} levels")
+        parts = []
+        p = start
+        while p < stop:
+            sub, p = decode_filter(data, p, stop, depth + 1)
+            parts.append(sub)
+        return (F.And(tuple(parts)) if tag == 0xA0 else F.Or(tuple(parts))), stop
+    if tag == 0xA2:
+        if depth >= MAX_FILTER_DEPTH:
+            raise ProtocolError(f"filter nested deeper than {MAX_FILTER_DEPTH} levels")
+        sub, p = decode_filter(data, start, stop, depth + 1)
+        _no_trailing(p, stop, "not filter")
+        return F.Not(sub), stop
+    if tag == 0xA4:
+        return _substrings(data, start, stop), stop
+    if tag == 0xA5:
+        attribute, value = _ava(data, start, stop, "greaterOrEqual filter")
+        return F.GreaterOrEqual(attribute, value), stop
+    if tag == 0xA6:
+        attribute, value = _ava(data, start, stop, "lessOrEqual filter")
+        return F.LessOrEqual(attribute, value), stop
+    if tag == 0xA8:
+        attribute, value = _ava(data, start, stop, "approxMatch filter")
+        return F.Approx(attribute, value), stop
+    if tag == 0xA9:
+        return _extensible(data, start, stop), stop
+    raise ProtocolError(f"unknown filter choice (tag 0x{tag:02x}) at offset {pos}")
+
+
+def _substrings(data: bytes, start: int, stop: int) -> F.Substrings:
+    attribute, pos = _string(data, start, stop, "type of substrings filter")
+    seq_start, seq_stop = _expect(data, pos, stop, 0x30, "substrings of substrings filter")
+    _no_trailing(seq_stop, stop, "substrings filter")
+    initial: bytes | None = None
+    final: bytes | None = None
+    middle: list[bytes] = []
+    p = seq_start
+    index = 0
+    while p < seq_stop:
+        tag, s, e = _header(data, p, seq_stop, "substring")
+        if final is not None:
+            raise ProtocolError("substrings filter has an element after 'final'")
+        if tag == 0x80:
+            if index != 0:
+                raise ProtocolError("substrings filter has 'initial' after its first element")
+            initial = data[s:e]
+        elif tag == 0x81:
+            middle.append(data[s:e])
+        elif tag == 0x82:
+            final = data[s:e]
+        else:
+            raise ProtocolError(f"unknown substring choice (tag 0x{tag:02x}) at offset {p}")
+        index += 1
+        p = e
+    if index == 0:
+        raise ProtocolError("substrings filter without any substring")
+    return F.Substrings(attribute, initial, tuple(middle), final)
+
+
+def _extensible(data: bytes, start: int, stop: int) -> F.Extensible:
+    rule: str | None = None
+    attribute: str | None = None
+    value: bytes | None = None
+    dn_attributes = False
+    p = start
+    last = 0
+    while p < stop:
+        tag, s, e = _header(data, p, stop, "extensibleMatch field")
+        order = {0x81: 1, 0x82: 2, 0x83: 3, 0x84: 4}.get(tag)
+        if order is None:
+            raise ProtocolError(f"unknown extensibleMatch field (tag 0x{tag:02x}) at offset {p}")
+        if order <= last:
+            raise ProtocolError("extensibleMatch fields out of order or repeated")
+        last = order
+        if tag == 0x81:
+            rule = _text(data, s, e, "matchingRule")
+        elif tag == 0x82:
+            attribute = _text(data, s, e, "type of extensibleMatch")
+        elif tag == 0x83:
+            value = data[s:e]
+        else:
+            if e - s != 1:
+                raise ProtocolError("dnAttributes of extensibleMatch must be one octet")
+            dn_attributes = data[s] != 0
+        p = e
+    if value is None:
+        raise ProtocolError("extensibleMatch filter without matchValue")
+    if rule is None and attribute is None:
+        raise ProtocolError("extensibleMatch filter needs a matchingRule or a type")
+    return F.Extensible(rule, attribute, value, dn_attributes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Operations
+# ---------------------------------------------------------------------------------------------
+
+
+def _search(data: bytes, start: int, stop: int) -> SearchOp:
+    base, p = _string(data, start, stop, "baseObject")
+    scope, p = _int(data, p, stop, "scope", 0x0A, 0, 3)
+    deref, p = _int(data, p, stop, "derefAliases", 0x0A, 0, 3)
+    size_limit, p = _int(data, p, stop, "sizeLimit", 0x02, 0, _MAX_INT)
+    time_limit, p = _int(data, p, stop, "timeLimit", 0x02, 0, _MAX_INT)
+    types_only, p = _bool(data, p, stop, "typesOnly")
+    flt, p = decode_filter(data, p, stop)
+    a_start, a_stop = _expect(data, p, stop, 0x30, "attributes")
+    _no_trailing(a_stop, stop, "SearchRequest")
+    attributes = []
+    p = a_start
+    while p < a_stop:
+        name, p = _string(data, p, a_stop, "attribute selector")
+        attributes.append(name)
+    return SearchOp(base, scope, deref, size_limit, time_limit, types_only, flt, tuple(attributes))
+
+
+def _bind(data: bytes, start: int, stop: int) -> BindOp:
+    version, p = _int(data, start, stop, "bind version", 0x02, 1, 127)
+    dn, p = _string(data, p, stop, "bind name")
+    tag, s, e = _header(data, p, stop, "bind authentication")
+    _no_trailing(e, stop, "BindRequest")
+    if tag == 0x80:
+        return BindOp(version, dn, data[s:e])
+    if tag == 0xA3:
+        mechanism, q = _string(data, s, e, "SASL mechanism")
+        credentials = None
+        if q < e:
+            credentials, q = _octets(data, q, e, "SASL credentials")
+        _no_trailing(q, e, "SaslCredentials")
+        return BindOp(version, dn, None, mechanism, credentials)
+    raise ProtocolError(f"unknown bind authentication choice (tag 0x{tag:02x})")
+
+
+def _compare(data: bytes, start: int, stop: int) -> CompareOp:
+    dn, p = _string(data, start, stop, "compare entry")
+    s, e = _expect(data, p, stop, 0x30, "compare assertion")
+    _no_trailing(e, stop, "CompareRequest")
+    attribute, value = _ava(data, s, e, "compare assertion")
+    return CompareOp(dn, attribute, value)
+
+
+def _add(data: bytes, start: int, stop: int) -> AddOp:
+    dn, p = _string(data, start, stop, "add entry")
+    l_start, l_stop = _expect(data, p, stop, 0x30, "add attributes")
+    _no_trailing(l_stop, stop, "AddRequest")
+    attributes: list[tuple[str, list[bytes]]] = []
+    p = l_start
+    while p < l_stop:
+        a_start, a_stop = _expect(data, p, l_stop, 0x30, "add attribute")
+        name, q = _string(data, a_start, a_stop, "add attribute type")
+        v_start, v_stop = _expect(data, q, a_stop, 0x31, "add attribute values")
+        _no_trailing(v_stop, a_stop, "add attribute")
+        values = []
+        q = v_start
+        while q < v_stop:
+            value, q = _octets(data, q, v_stop, "add attribute value")
+            values.append(value)
+        attributes.append((name, values))
+        p = a_stop
+    return AddOp(dn, attributes)
+
+
+def _extended(data: bytes, start: int, stop: int) -> ExtendedOp:
+    name, p = _string(data, start, stop, "requestName", tag=0x80)
+    value = None
+    if p < stop:
+        value, p = _octets(data, p, stop, "requestValue", tag=0x81)
+    _no_trailing(p, stop, "ExtendedRequest")
+    return ExtendedOp(name, value)
+
+
+def _via_pureldap(data: bytes, pos: int, stop: int, what: str) -> object:
+    """Decode one protocol op with ldaptor's generic decoder (for rarely used operations)."""
+    context = pureldap.LDAPBERDecoderContext(fallback=pureber.BERDecoderContext())
+    try:
+        obj, used = pureber.berDecodeObject(context, data[pos:stop])
+    except ProtocolError:
+        raise
+    except Exception as e:  # pureldap signals bad input with asserts and assorted errors
+        raise ProtocolError(f"undecodable {what}: {type(e).__name__}: {e}") from None
+    if obj is None or used != stop - pos:
+        raise ProtocolError(f"undecodable {what}")
+    return obj
+
+
+def _as_text(value: object, what: str) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError(f"{what} is not valid UTF-8") from None
+    return str(value)
+
+
+def _controls(data: bytes, start: int, stop: int) -> tuple[Control, ...]:
+    controls = []
+    p = start
+    while p < stop:
+        c_start, c_stop = _expect(data, p, stop, 0x30, "control")
+        oid, q = _string(data, c_start, c_stop, "controlType")
+        critical = False
+        value = None
+        if q < c_stop and data[q] == 0x01:
+            critical, q = _bool(data, q, c_stop, "criticality")
+        if q < c_stop:
+            value, q = _octets(data, q, c_stop, "controlValue")
+        _no_trailing(q, c_stop, "Control")
+        controls.append(Control(oid, critical, value))
+        p = c_stop
+    return tuple(controls)
+
+
+def decode_message(data: bytes, pos: int = 0, end: int | None = None) -> Message:
+    """Decode the complete LDAPMessage ``data[pos:end]`` (header included).
+
+    ``data`` must be ``bytes`` so decoded values are bytes.  Raises ProtocolError on any
+    malformed or unknown content.
+    """
+    if end is None:
+        end = len(data)
+    m_start, m_stop = _expect(data, pos, end, 0x30, "LDAPMessage")
+    _no_trailing(m_stop, end, "the PDU")
+    message_id, p = _int(data, m_start, m_stop, "messageID", 0x02, 0, _MAX_INT)
+    tag, s, e = _header(data, p, m_stop, "protocolOp")
+    op: Operation
+    if tag == TAG_SEARCH_REQUEST:
+        op = _search(data, s, e)
+    elif tag == TAG_BIND_REQUEST:
+        op = _bind(data, s, e)
+    elif tag == TAG_UNBIND_REQUEST:
+        if e != s:
+            raise ProtocolError("UnbindRequest must be empty")
+        op = UnbindOp()
+    elif tag == TAG_ABANDON_REQUEST:
+        if s == e or e - s > 8:
+            raise ProtocolError("AbandonRequest must hold a message ID")
+        abandoned = int.from_bytes(data[s:e], "big", signed=True)
+        if not 0 <= abandoned <= _MAX_INT:
+            raise ProtocolError(f"AbandonRequest message ID {abandoned} is outside 0..{_MAX_INT}")
+        op = AbandonOp(abandoned)
+    elif tag == TAG_COMPARE_REQUEST:
+        op = _compare(data, s, e)
+    elif tag == TAG_ADD_REQUEST:
+        op = _add(data, s, e)
+    elif tag == TAG_DELETE_REQUEST:
+        op = DeleteOp(_text(data, s, e, "delete entry"))
+    elif tag == TAG_EXTENDED_REQUEST:
+        op = _extended(data, s, e)
+    elif tag == TAG_MODIFY_REQUEST:
+        modify = _via_pureldap(data, p, e, "ModifyRequest")
+        op = ModifyOp(_as_text(getattr(modify, "object", ""), "modify object"))
+    elif tag == TAG_MODIFY_DN_REQUEST:
+        moddn = _via_pureldap(data, p, e, "ModifyDNRequest")
+        op = ModifyDNOp(_as_text(getattr(moddn, "entry", ""), "modifyDN entry"))
+    elif tag in _OP_NAMES:
+        raise ProtocolError(f"a client may not send {_OP_NAMES[tag]} (tag 0x{tag:02x})")
+    else:
+        raise ProtocolError(f"unknown protocol operation (tag 0x{tag:02x})")
+    controls: tuple[Control, ...] = ()
+    if e < m_stop:
+        c_start, c_stop = _expect(data, e, m_stop, 0xA0, "controls")
+        _no_trailing(c_stop, m_stop, "LDAPMessage")
+        controls = _controls(data, c_start, c_stop)
+    return Message(message_id, op, controls)
+
+
+def decode_paged_control(value: bytes | None) -> tuple[int, bytes]:
+    """The ``(size, cookie)`` of a paged results control value (RFC 2696)."""
+    if value is None:
+        raise ProtocolError("paged results control without a value")
+    s, e = _expect(value, 0, len(value), 0x30, "paged results control value")
+    _no_trailing(e, len(value), "paged results control value")
+    size, p = _int(value, s, e, "paged results size", 0x02, 0, _MAX_INT)
+    cookie, p = _octets(value, p, e, "paged results cookie")
+    _no_trailing(p, e, "paged results control value")
+    return size, cookie
