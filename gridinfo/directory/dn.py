@@ -26,7 +26,7 @@ RDN = tuple[AVA, ...]
 
 _SPECIAL = frozenset(',+"\\<>;=')
 _HEX = frozenset("0123456789abcdefABCDEF")
-_TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*\Z")
+_TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*")
 _SIMPLE_DN = re.compile(r'[^\\"#+;]*\Z')
 _SQUEEZE = re.compile(r" {2,}")
 
@@ -84,7 +84,7 @@ def _parse_simple(text: str) -> list[RDN]:
     for part in text.split(","):
         attr, eq, value = part.partition("=")
         attr = attr.strip()
-        if not eq or not _TYPE_RE.match(attr):
+        if not eq or not _TYPE_RE.fullmatch(attr):
             raise InvalidDNSyntax(f"invalid DN {text!r}: expected attribute=value, got {part.strip()!r}")
         value = value.strip(" ")
         rdns.append(((attr, value),))
@@ -128,7 +128,7 @@ class _Parser:
         if eq < 0:
             raise self.error("missing '='")
         attr = self.text[start:eq].strip()
-        if not _TYPE_RE.match(attr):
+        if not _TYPE_RE.fullmatch(attr):
             raise self.error(f"invalid attribute type {attr!r}")
         self.pos = eq + 1
         self.skip_spaces()

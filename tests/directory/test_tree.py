@@ -1,0 +1,212 @@
+"""The directory tree: scopes, schema-aware filters, attribute selection and limits.
+
+Several tests are regression tests for the mistakes a naive LDAP tree makes (ldaptor's
+in-memory tree among them): ordering compared as strings, a substring bug, size limits and
+attribute lists ignored, and lookups that scan siblings.
+"""
+
+from __future__ import annotations
+
+import pytest
+from ldaptor.protocols import pureber, pureldap
+
+from gridinfo.directory.filters import parse_filter
+from gridinfo.directory.query import Scope, SearchRequest
+from gridinfo.directory.schema import default_schema
+from gridinfo.directory.tree import DirectoryTree
+from gridinfo.errors import NoSuchObject, ResultCode
+
+SUFFIX = "mds-vo-name=local,o=grid"
+
+
+def decode(op: bytes) -> tuple[str, dict[str, list[bytes]]]:
+    """Decode a SearchResultEntry with ldaptor (an independent BER decoder)."""
+    obj, _ = pureber.berDecodeObject(pureldap.LDAPBERDecoderContext(fallback=pureber.BERDecoderContext()), op)
+    attrs = {name.decode(): [bytes(v) for v in vals] for name, vals in obj.attributes}
+    return obj.objectName.decode(), attrs
+
+
+def make_tree(n_ces: int = 20) -> DirectoryTree:
+    tree = DirectoryTree(default_schema())
+    add = lambda dn, **a: tree.add(tree.build(dn, [(k, [v.encode() if isinstance(v, str) else v for v in (vs if isinstance(vs, list) else [vs])]) for k, vs in a.items()]))  # noqa: E731
+    add("o=grid", objectClass=["top", "organization"], o="grid")
+    add(SUFFIX, objectClass=["top", "MdsVo"], **{"Mds-Vo-name": "local"})
+    add(f"GlueSiteUniqueID=site1,{SUFFIX}", objectClass=["GlueTop", "GlueSite"], GlueSiteUniqueID="site1", GlueSiteName="Site One")
+    for i in range(n_ces):
+        ce = f"ce{i}.example.org:8443/cream-pbs-q{i}"
+        add(
+            f"GlueCEUniqueID={ce},GlueSiteUniqueID=site1,{SUFFIX}",
+            objectClass=["GlueCETop", "GlueCE", "GlueCEState", "GlueCEInfo"],
+            GlueCEUniqueID=ce,
+            GlueCEName=f"queue  {i}",
+            GlueCEStateFreeCPUs=str(i),
+            GlueCEStateStatus="Production" if i % 2 == 0 else "Draining",
+            GlueCEInfoHostName=f"ce{i}.example.org",
+        )
+    add(f"GlueSiteUniqueID=names,{SUFFIX}", objectClass=["GlueTop", "GlueSite"], GlueSiteUniqueID="names", GlueSiteName=["abcmidz", "abcdefmidz"])
+    return tree
+
+
+def search(tree, base=SUFFIX, scope=Scope.SUB, flt="(objectClass=*)", **kw):
+    return tree.search(SearchRequest(base=base, scope=scope, filter=parse_filter(flt), **kw))
+
+
+def dns(result) -> set[str]:
+    return {decode(e)[0] for e in result.entries}
+
+
+def test_integer_ordering_is_numeric():
+    """(GlueCEStateFreeCPUs>=10) compares integers: 9 is not >= 10 (a string compare says it is)."""
+    tree = make_tree()
+    got = {int(decode(e)[1]["GlueCEStateFreeCPUs"][0]) for e in search(tree, flt="(GlueCEStateFreeCPUs>=10)").entries}
+    assert got == set(range(10, 20))
+    got = {int(decode(e)[1]["GlueCEStateFreeCPUs"][0]) for e in search(tree, flt="(GlueCEStateFreeCPUs<=9)").entries}
+    assert got == set(range(10))
+
+
+def test_substrings_any_and_final_do_not_overlap():
+    """`abc*mid*z` matches abcmidz and abcdefmidz, and `abc*bc` does not match `abc`."""
+    tree = make_tree()
+    assert dns(search(tree, flt="(GlueSiteName=abc*mid*z)")) == {f"GlueSiteUniqueID=names,{SUFFIX}"}
+    assert dns(search(tree, flt="(GlueSiteName=abc*bc)")) == set()
+    assert dns(search(tree, flt="(GlueSiteName=*DEF*)")) == {f"GlueSiteUniqueID=names,{SUFFIX}"}
+
+
+def test_case_ignore_squeezes_spaces():
+    """caseIgnore strings ignore case and runs of spaces, as OpenLDAP's matching rules do."""
+    tree = make_tree()
+    assert len(search(tree, flt="(GlueCEName=QUEUE 3)").entries) == 1
+    assert len(search(tree, flt="(GlueCEName=  queue    3 )").entries) == 1
+
+
+def test_unknown_attribute_never_matches():
+    """An attribute the schema does not know is Undefined: no match, and NOT of it is no match too."""
+    tree = make_tree()
+    r = search(tree, flt="(NoSuchAttr=1)")
+    assert r.code == ResultCode.SUCCESS and r.entries == []
+    assert search(tree, flt="(!(NoSuchAttr=1))").entries == []
+
+
+def test_size_limit_returns_that_many_then_code_4():
+    """sizeLimit: exactly that many entries are sent, then sizeLimitExceeded (4)."""
+    tree = make_tree()
+    r = search(tree, flt="(objectClass=GlueCE)", size_limit=5)
+    assert r.code == ResultCode.SIZE_LIMIT_EXCEEDED
+    assert len(r.entries) == 5
+    r = search(tree, flt="(objectClass=GlueCE)", size_limit=20)
+    assert r.code == ResultCode.SUCCESS and len(r.entries) == 20
+
+
+def test_time_limit_code_3():
+    """timeLimit: a search that runs past it ends with timeLimitExceeded (3)."""
+    ticks = iter(range(0, 10**6, 10))
+    tree = make_tree(600)
+    tree.clock = lambda: float(next(ticks))
+    r = search(tree, flt="(GlueCEName=*)", time_limit=1)
+    assert r.code == ResultCode.TIME_LIMIT_EXCEEDED
+
+
+def test_requested_attributes_any_case():
+    """Only the attributes asked for come back, whatever case the client wrote."""
+    tree = make_tree()
+    r = search(tree, flt="(GlueCEUniqueID=ce1.example.org:8443/cream-pbs-q1)", attributes=("gluecestatefreecpus", "GLUECENAME"))
+    (dn, attrs), = [decode(e) for e in r.entries]
+    assert set(attrs) == {"GlueCEStateFreeCPUs", "GlueCEName"}
+    r = search(tree, flt="(GlueCEUniqueID=ce1.example.org:8443/cream-pbs-q1)", attributes=("1.1",))
+    assert decode(r.entries[0])[1] == {}
+
+
+def test_types_only():
+    """typesOnly returns attribute names without values."""
+    tree = make_tree()
+    r = search(tree, base=f"GlueSiteUniqueID=site1,{SUFFIX}", scope=Scope.BASE, types_only=True)
+    attrs = decode(r.entries[0])[1]
+    assert set(attrs) == {"objectClass", "GlueSiteUniqueID", "GlueSiteName"}
+    assert all(v == [] for v in attrs.values())
+
+
+def test_operational_attributes_only_on_request():
+    """'+' adds operational attributes; '*' alone does not."""
+    tree = make_tree()
+    base = f"GlueSiteUniqueID=site1,{SUFFIX}"
+    plain = decode(search(tree, base=base, scope=Scope.BASE).entries[0])[1]
+    assert "hasSubordinates" not in plain
+    both = decode(search(tree, base=base, scope=Scope.BASE, attributes=("*", "+")).entries[0])[1]
+    assert both["hasSubordinates"] == [b"TRUE"]
+    assert both["structuralObjectClass"] == [b"GlueSite"]
+    assert "GlueSiteName" in both
+
+
+def test_scopes():
+    """base, one and sub scopes select exactly the base, its children, and its subtree."""
+    tree = make_tree(3)
+    site = f"GlueSiteUniqueID=site1,{SUFFIX}"
+    assert dns(search(tree, base=site, scope=Scope.BASE)) == {site}
+    assert len(search(tree, base=site, scope=Scope.ONE).entries) == 3
+    assert len(search(tree, base=site, scope=Scope.SUB).entries) == 4
+    assert len(search(tree, base="o=grid", scope=Scope.SUB).entries) == 7
+
+
+def test_no_such_base_reports_matched_dn():
+    """A missing base is noSuchObject (32) with the nearest existing ancestor as matchedDN."""
+    tree = make_tree()
+    with pytest.raises(NoSuchObject) as err:
+        search(tree, base=f"GlueSiteUniqueID=nowhere,{SUFFIX}")
+    assert err.value.code == 32
+    assert tree.key(err.value.matched_dn) == tree.key(SUFFIX)
+
+
+def test_objectclass_matches_superclasses():
+    """objectClass=GlueCETop finds GlueCE entries (OpenLDAP matches superclasses too)."""
+    tree = make_tree(4)
+    assert len(search(tree, flt="(objectClass=gluecetop)").entries) == 4
+
+
+def test_one_level_lookup_does_not_scan_siblings():
+    """A base lookup and a one-level search touch only the entries they return."""
+    tree = make_tree(2000)
+    calls = []
+    real = tree.compiler.compile
+
+    def counting_compile(f):
+        pred = real(f)
+
+        def wrapped(e):
+            calls.append(e)
+            return pred(e)
+
+        return wrapped
+
+    tree.compiler.compile = counting_compile
+    ce = f"GlueCEUniqueID=ce7.example.org:8443/cream-pbs-q7,GlueSiteUniqueID=site1,{SUFFIX}"
+    assert len(search(tree, base=ce, scope=Scope.BASE).entries) == 1
+    assert len(calls) == 1
+    calls.clear()
+    search(tree, base=ce, scope=Scope.ONE)
+    assert calls == []
+    calls.clear()
+    # a subtree search with an indexed equality visits only the indexed candidates
+    r = search(tree, base="o=grid", flt="(&(objectClass=GlueSite)(GlueSiteName=site one))")
+    assert len(r.entries) == 1 and len({e.key for e in calls}) == 2
+
+
+def test_replace_and_remove_keep_indexes_right():
+    """Replacing or removing an entry updates the children and objectClass indexes."""
+    tree = make_tree(2)
+    ce = f"GlueCEUniqueID=ce0.example.org:8443/cream-pbs-q0,GlueSiteUniqueID=site1,{SUFFIX}"
+    entry = tree.lookup(ce)
+    tree.add(tree.build(ce, [("objectClass", [b"GlueTop", b"GlueSite"]), ("GlueSiteUniqueID", [b"x"])]))
+    assert len(search(tree, flt="(objectClass=GlueCE)").entries) == 1
+    assert tree.remove(entry.key) is not None
+    assert len(search(tree, flt="(objectClass=GlueSite)").entries) == 2
+    assert tree.subtree_sizes[tree.key("o=grid")] == len(tree)
+
+
+def test_compare():
+    """compare answers true/false by the attribute's equality rule."""
+    tree = make_tree(2)
+    ce = f"GlueCEUniqueID=ce1.example.org:8443/cream-pbs-q1,GlueSiteUniqueID=site1,{SUFFIX}"
+    assert tree.compare(ce, "GlueCEStateFreeCPUs", b"1") is True
+    assert tree.compare(ce, "gluecestatefreecpus", b"1") is True
+    assert tree.compare(ce, "GlueCEStateStatus", b"draining") is True
+    assert tree.compare(ce, "GlueCEStateStatus", b"closed") is False
