@@ -56,7 +56,8 @@ def sequence(parts: Iterable[bytes], tag: int = SEQUENCE) -> bytes:
 
 def partial_attribute(name: bytes, values: Iterable[bytes]) -> bytes:
     """PartialAttribute ::= SEQUENCE { type AttributeDescription, vals SET OF value }."""
-    vals = b"".join([tlv(OCTET_STRING, v) for v in values])
+    short = _SHORT_LENGTHS
+    vals = b"".join([b"\x04" + short[len(v)] + v if len(v) < 128 else tlv(OCTET_STRING, v) for v in values])
     return tlv(SEQUENCE, tlv(OCTET_STRING, name) + tlv(SET, vals))
 
 

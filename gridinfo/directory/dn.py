@@ -29,6 +29,7 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 _TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*")
 _SIMPLE_DN = re.compile(r'[^\\"#+;]*\Z')
 _SQUEEZE = re.compile(r" {2,}")
+_NEEDS_ESCAPE = re.compile(r"[,+\"\\<>;=]")
 
 
 class DN(tuple[RDN, ...]):
@@ -228,7 +229,7 @@ def _fallback_normalise(value: str) -> str:
 def _key_escape(value: str) -> str:
     if not value:
         return value
-    if any(ch in _SPECIAL for ch in value) or value[0] in " #" or value[-1] == " ":
+    if _NEEDS_ESCAPE.search(value) or value[0] in " #" or value[-1] == " ":
         return escape_value(value)
     return value
 

@@ -12,6 +12,7 @@ per matching kind; entries are immutable once in the tree, so the cache never go
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,34 @@ if TYPE_CHECKING:
     from gridinfo.directory.schema import Schema
 
 
+class Shape:
+    """Attribute names and order shared by every entry that has the same attributes.
+
+    Thousands of entries from one provider have the same attribute list; sharing it keeps
+    per-entry memory to the values and the encoding.
+    """
+
+    __slots__ = ("names", "index")
+
+    def __init__(self, names: dict[str, str]):
+        self.names = names
+        self.index = {k: i for i, k in enumerate(names)}
+
+
+_SHAPES: dict[tuple[tuple[str, str], ...], Shape] = {}
+_MAX_SHAPES = 50_000
+
+
+def shape_for(names: dict[str, str]) -> Shape:
+    signature = tuple(names.items())
+    shape = _SHAPES.get(signature)
+    if shape is None:
+        shape = Shape(dict(names))
+        if len(_SHAPES) < _MAX_SHAPES:
+            _SHAPES[signature] = shape
+    return shape
+
+
 class Entry:
     """One directory entry, immutable once built."""
 
@@ -29,10 +58,9 @@ class Entry:
         "dn",
         "key",
         "attributes",
-        "names",
+        "shape",
         "encoded",
-        "_spans",
-        "_head_len",
+        "_ends",
         "_norm",
         "source",
         "valid_to",
@@ -42,7 +70,6 @@ class Entry:
     dn: str
     key: str
     attributes: dict[str, list[bytes]]  # canonical key -> values
-    names: dict[str, str]  # canonical key -> attribute description to send
     encoded: bytes  # [APPLICATION 4] SearchResultEntry with every attribute
     source: str  # where it came from: "file.ldif", "provider:host", "child:ldap://..."
     valid_to: float | None  # when it stops being served (None: never)
@@ -53,50 +80,71 @@ class Entry:
         dn: str,
         key: str,
         attributes: dict[str, list[bytes]],
-        names: dict[str, str],
+        names: dict[str, str] | Shape,
         *,
         object_classes: frozenset[str] = frozenset(),
         source: str = "",
         valid_to: float | None = None,
+        encoded_attributes: list[bytes] | None = None,
     ):
         self.dn = dn
         self.key = key
         self.attributes = attributes
-        self.names = names
+        self.shape = names if isinstance(names, Shape) else shape_for(names)
         self.source = source
         self.valid_to = valid_to
         self.object_classes = object_classes
         self._norm: dict[Any, Any] | None = None
-        self._encode()
+        self._encode(encoded_attributes)
 
-    def _encode(self) -> None:
-        parts = [ber.partial_attribute(self.names[k].encode("utf-8"), vals) for k, vals in self.attributes.items()]
+    @property
+    def names(self) -> dict[str, str]:
+        """Canonical key -> attribute description as published."""
+        return self.shape.names
+
+    def _encode(self, parts: list[bytes] | None) -> None:
+        names = self.shape.names
+        if parts is None:
+            parts = [ber.partial_attribute(names[k].encode("utf-8"), vals) for k, vals in self.attributes.items()]
         dn_tlv = ber.octet_string(self.dn.encode("utf-8"))
         body = b"".join(parts)
         attrs_tlv = ber.tlv(ber.SEQUENCE, body)
         inner = dn_tlv + attrs_tlv
         self.encoded = ber.tlv(ber.APP_SEARCH_RESULT_ENTRY, inner)
-        head = len(self.encoded) - len(inner) + len(dn_tlv) + (len(attrs_tlv) - len(body))
-        self._head_len = head
-        spans: dict[str, tuple[int, int]] = {}
-        pos = head
-        for k, part in zip(self.attributes, parts):
-            spans[k] = (pos, pos + len(part))
+        pos = len(self.encoded) - len(body)
+        ends = [pos]
+        for part in parts:
             pos += len(part)
-        self._spans = spans
+            ends.append(pos)
+        self._ends = array("I", ends)
+
+    def _span(self, key: str) -> tuple[int, int] | None:
+        i = self.shape.index.get(key)
+        if i is None:
+            return None
+        ends = self._ends
+        return ends[i], ends[i + 1]
 
     def encoded_attribute(self, key: str) -> bytes:
-        start, end = self._spans[key]
-        return self.encoded[start:end]
+        span = self._span(key)
+        if span is None:
+            raise KeyError(key)
+        return self.encoded[span[0] : span[1]]
 
     def encode_selected(self, keys: Iterable[str], types_only: bool = False, extra: Sequence[bytes] = ()) -> bytes:
         """The SearchResultEntry with only the attributes in ``keys`` (those it has)."""
+        index = self.shape.index
         if types_only:
-            parts = [ber.partial_attribute(self.names[k].encode("utf-8"), ()) for k in keys if k in self._spans]
+            names = self.shape.names
+            parts = [ber.partial_attribute(names[k].encode("utf-8"), ()) for k in keys if k in index]
         else:
-            spans = self._spans
+            ends = self._ends
             enc = self.encoded
-            parts = [enc[spans[k][0] : spans[k][1]] for k in keys if k in spans]
+            parts = []
+            for k in keys:
+                i = index.get(k)
+                if i is not None:
+                    parts.append(enc[ends[i] : ends[i + 1]])
         if extra:
             parts.extend(extra)
         return ber.search_result_entry(self.dn.encode("utf-8"), parts)
@@ -126,7 +174,7 @@ class Entry:
         return hit
 
     def get(self, key: str) -> list[bytes]:
-        return self.attributes.get(key, [])
+        return self.attributes.get(key, [])  # type: ignore[return-value]
 
     def first(self, key: str, default: bytes | None = None) -> bytes | None:
         vals = self.attributes.get(key)
@@ -144,6 +192,9 @@ class EntryBuilder:
         self.dn_normaliser = DNNormaliser(schema)
         self._attr_cache: dict[str, tuple[str, str]] = {}
         self._oc_cache: dict[bytes, frozenset[str]] = {}
+        self._oc_sets: dict[frozenset[str], frozenset[str]] = {}
+        self._values: dict[bytes, bytes] = {}
+        self._encoded: dict[tuple[str, tuple[bytes, ...]], bytes] = {}
 
     def attribute_key(self, description: str) -> tuple[str, str]:
         """(canonical key, name to publish) for an attribute description as written."""
@@ -194,14 +245,25 @@ class EntryBuilder:
         key = self.dn_normaliser.key(parsed)
         values: dict[str, list[bytes]] = {}
         names: dict[str, str] = {}
+        intern = self._values
+        attribute_key = self.attribute_key
         for description, vals in attributes:
-            k, name = self.attribute_key(description)
+            k, name = attribute_key(description)
             current = values.get(k)
+            if current is None and len(vals) == 1:
+                v = vals[0]
+                if len(v) <= _INTERN_MAX_LEN:
+                    v = intern.get(v) or (intern.setdefault(v, v) if len(intern) < _INTERN_MAX_VALUES else v)
+                values[k] = [v]
+                names[k] = name
+                continue
             if current is None:
                 values[k] = current = []
                 names[k] = name
             for v in vals:
                 if v not in current:
+                    if len(v) <= _INTERN_MAX_LEN:
+                        v = intern.get(v) or (intern.setdefault(v, v) if len(intern) < _INTERN_MAX_VALUES else v)
                     current.append(v)
         ocs: frozenset[str] = frozenset()
         oc_values = values.get("objectclass")
@@ -210,4 +272,30 @@ class EntryBuilder:
             for v in oc_values:
                 closure |= self.object_class_closure(v)
             ocs = frozenset(closure)
-        return Entry(text, key, values, names, object_classes=ocs, source=source, valid_to=valid_to)
+            ocs = self._oc_sets.setdefault(ocs, ocs)
+        encoded = self._encoded
+        parts = []
+        for k, vals in values.items():
+            ck = (names[k], tuple(vals))
+            part = encoded.get(ck)
+            if part is None:
+                part = ber.partial_attribute(names[k].encode("utf-8"), vals)
+                if len(part) <= _ENCODE_CACHE_MAX_LEN and len(encoded) < _ENCODE_CACHE_MAX:
+                    encoded[ck] = part
+            parts.append(part)
+        return Entry(
+            text,
+            key,
+            values,
+            shape_for(names),
+            object_classes=ocs,
+            source=source,
+            valid_to=valid_to,
+            encoded_attributes=parts,
+        )
+
+
+_INTERN_MAX_LEN = 48
+_INTERN_MAX_VALUES = 200_000
+_ENCODE_CACHE_MAX_LEN = 256
+_ENCODE_CACHE_MAX = 200_000
