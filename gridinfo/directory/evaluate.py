@@ -9,6 +9,7 @@ subtypes) once per search, so per-entry work is a dictionary lookup and a compar
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -169,6 +170,8 @@ class FilterCompiler:
             return _undefined
         if m.key == "objectclass":
             return self._equality(attribute, value)
+        if m.syntax in _STRING_SYNTAXES:
+            return self._match_values(keys, phonetic_words, value, "approx", _words_in_order)
         norm = m.approx or m.equality
         return self._match_values(keys, norm, value, "eq", lambda vals, a: a in vals)
 
@@ -319,3 +322,51 @@ def _substring_part(norm: Callable[[bytes], str | None], raw: bytes) -> str | No
     if core is None:
         return None
     return (" " if lead else "") + core + (" " if trail else "")
+
+
+# Approximate matching for strings, in the manner of OpenLDAP: values are split into words,
+# each word reduced to a phonetic skeleton, and the assertion's words must all be found, in
+# order, among the value's words.  The skeleton keeps the first letter, drops other vowels,
+# digits and punctuation, and folds doubled letters ("queue4" ~ "queue1", "Smith" ~ "Smyth").
+_STRING_SYNTAXES = frozenset(
+    {
+        "1.3.6.1.4.1.1466.115.121.1.15",  # Directory String
+        "1.3.6.1.4.1.1466.115.121.1.26",  # IA5 String
+        "1.3.6.1.4.1.1466.115.121.1.44",  # Printable String
+    }
+)
+_WORD_SPLIT = re.compile(r"[\s,.;:!?_/=()\-]+")
+_VOWELS = frozenset("aeiouy")
+
+
+def _skeleton(word: str) -> str:
+    letters = [c for c in word.casefold() if c.isalpha()]
+    if not letters:
+        return ""
+    out = [letters[0]]
+    for c in letters[1:]:
+        if c in _VOWELS or c == out[-1]:
+            continue
+        out.append(c)
+    return "".join(out)
+
+
+def phonetic_words(value: bytes) -> tuple[str, ...] | None:
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return tuple(_skeleton(w) for w in _WORD_SPLIT.split(text) if w)
+
+
+def _words_in_order(values: tuple[tuple[str, ...], ...], assertion: tuple[str, ...]) -> bool:
+    for words in values:
+        pos = 0
+        for a in assertion:
+            try:
+                pos = words.index(a, pos) + 1
+            except ValueError:
+                break
+        else:
+            return True
+    return False
