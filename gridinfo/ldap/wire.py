@@ -292,8 +292,21 @@ def _ava(data: bytes, start: int, stop: int, what: str) -> tuple[str, bytes]:
 
 def decode_filter(data: bytes, pos: int, end: int, depth: int = 0) -> tuple[F.Filter, int]:
     """Decode one Filter element at ``data[pos]`` into the filters AST; returns (filter, next)."""
-    tag, start, stop = _header(data, pos, end, "filter")
+    if pos + 2 <= end and data[pos + 1] < 0x80:
+        tag = data[pos]
+        start = pos + 2
+        stop = start + data[pos + 1]
+        if stop > end:
+            raise ProtocolError(f"filter at offset {pos} claims {stop - start} bytes but only {end - start} remain")
+    else:
+        tag, start, stop = _header(data, pos, end, "filter")
     if tag == 0xA3:
+        # Fast path for the most common filter: both strings short.
+        if start + 4 <= stop and data[start] == 0x04 and data[start + 1] < 0x80:
+            middle = start + 2 + data[start + 1]
+            if middle + 2 <= stop and data[middle] == 0x04 and middle + 2 + data[middle + 1] == stop:
+                attribute = _text(data, start + 2, middle, "attributeDesc of equalityMatch filter")
+                return F.Equality(attribute, data[middle + 2 : stop]), stop
         attribute, value = _ava(data, start, stop, "equalityMatch filter")
         return F.Equality(attribute, value), stop
     if tag == 0x87:
@@ -397,7 +410,27 @@ def _extensible(data: bytes, start: int, stop: int) -> F.Extensible:
 # ---------------------------------------------------------------------------------------------
 
 
+# The fixed fields after baseObject in the common encoding: scope, derefAliases, sizeLimit,
+# timeLimit and typesOnly, each one octet long (0x?? marks the values).
+_SEARCH_FIELDS_MASK = int.from_bytes(b"\xff\xff\x00" * 5, "big")
+_SEARCH_FIELDS_SHAPE = int.from_bytes(b"\x0a\x01\x00\x0a\x01\x00\x02\x01\x00\x02\x01\x00\x01\x01\x00", "big")
+
+
 def _search(data: bytes, start: int, stop: int) -> SearchOp:
+    # Fast path: a short baseObject and one-octet fields (what clients send nearly always).
+    if start + 17 <= stop and data[start] == 0x04 and data[start + 1] < 0x80:
+        p = start + 2 + data[start + 1]
+        if p + 15 <= stop and int.from_bytes(data[p : p + 15], "big") & _SEARCH_FIELDS_MASK == _SEARCH_FIELDS_SHAPE:
+            scope = data[p + 2]
+            deref = data[p + 5]
+            size_limit = data[p + 8]
+            time_limit = data[p + 11]
+            if scope <= 3 and deref <= 3 and size_limit < 0x80 and time_limit < 0x80:
+                base = _text(data, start + 2, p, "baseObject")
+                types_only = data[p + 14] != 0
+                flt, p = decode_filter(data, p + 15, stop)
+                attributes = _attribute_list(data, p, stop)
+                return SearchOp(base, scope, deref, size_limit, time_limit, types_only, flt, attributes)
     base, p = _string(data, start, stop, "baseObject")
     scope, p = _int(data, p, stop, "scope", 0x0A, 0, 3)
     deref, p = _int(data, p, stop, "derefAliases", 0x0A, 0, 3)
@@ -405,14 +438,27 @@ def _search(data: bytes, start: int, stop: int) -> SearchOp:
     time_limit, p = _int(data, p, stop, "timeLimit", 0x02, 0, _MAX_INT)
     types_only, p = _bool(data, p, stop, "typesOnly")
     flt, p = decode_filter(data, p, stop)
-    a_start, a_stop = _expect(data, p, stop, 0x30, "attributes")
+    return SearchOp(base, scope, deref, size_limit, time_limit, types_only, flt, _attribute_list(data, p, stop))
+
+
+def _attribute_list(data: bytes, pos: int, stop: int) -> tuple[str, ...]:
+    """The AttributeSelection ending the SearchRequest at ``stop``."""
+    a_start, a_stop = _expect(data, pos, stop, 0x30, "attributes")
     _no_trailing(a_stop, stop, "SearchRequest")
     attributes = []
     p = a_start
     while p < a_stop:
-        name, p = _string(data, p, a_stop, "attribute selector")
-        attributes.append(name)
-    return SearchOp(base, scope, deref, size_limit, time_limit, types_only, flt, tuple(attributes))
+        n = data[p + 1] if p + 1 < a_stop else 0x80
+        if data[p] == 0x04 and n < 0x80 and p + 2 + n <= a_stop:
+            try:
+                attributes.append(data[p + 2 : p + 2 + n].decode("utf-8"))
+            except UnicodeDecodeError:
+                raise ProtocolError("attribute selector is not valid UTF-8") from None
+            p += 2 + n
+        else:
+            name, p = _string(data, p, a_stop, "attribute selector")
+            attributes.append(name)
+    return tuple(attributes)
 
 
 def _bind(data: bytes, start: int, stop: int) -> BindOp:
@@ -522,7 +568,14 @@ def decode_message(data: bytes, pos: int = 0, end: int | None = None) -> Message
     m_start, m_stop = _expect(data, pos, end, 0x30, "LDAPMessage")
     _no_trailing(m_stop, end, "the PDU")
     message_id, p = _int(data, m_start, m_stop, "messageID", 0x02, 0, _MAX_INT)
-    tag, s, e = _header(data, p, m_stop, "protocolOp")
+    if p + 2 <= m_stop and data[p + 1] < 0x80:
+        tag = data[p]
+        s = p + 2
+        e = s + data[p + 1]
+        if e > m_stop:
+            raise ProtocolError(f"protocolOp at offset {p} claims {e - s} bytes but only {m_stop - s} remain")
+    else:
+        tag, s, e = _header(data, p, m_stop, "protocolOp")
     op: Operation
     if tag == TAG_SEARCH_REQUEST:
         op = _search(data, s, e)

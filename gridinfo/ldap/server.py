@@ -1,0 +1,695 @@
+"""The LDAP server protocol: framing, limits, dispatch to a backend, results on the wire.
+
+Theory of operation
+-------------------
+A connection accumulates bytes; for each complete LDAPMessage the framing checks the outer tag
+and the announced length first (an oversized or malformed PDU costs only that connection: it
+gets a Notice of Disconnection with protocolError and is closed).  :mod:`gridinfo.ldap.wire`
+decodes the message and the operation is dispatched:
+
+==========  ======================================================================
+Bind        anonymous, or simple with a DN/password from ``credentials``; no SASL
+Search      root DSE and ``cn=Subschema`` answered here; the rest goes to the backend
+Compare     backend.compare -> compareTrue / compareFalse
+Add         backend.add (a GIIS accepts registrations; a GRIS refuses)
+Modify,     refused: unwillingToPerform
+Delete,
+ModifyDN
+Extended    Who am I? (RFC 4532); anything else -> protocolError
+Abandon     cancel the pending operation / paged session; no response
+Unbind      close
+==========  ======================================================================
+
+Backends answer synchronously (the usual case: no Deferred is created) or with a Deferred;
+pending Deferreds count against ``max_outstanding_ops``.  Errors become results in one place
+(:meth:`LDAPServerProtocol._fail`): an ``LDAPError`` gives its code and message; any other
+exception is a gridinfo bug, logged with its traceback and answered ``other``
+"internal error", and the connection stays usable.
+
+Paged results (RFC 2696) are served from the backend's full result, kept per connection
+under a cookie (at most ``max_paged_sessions``, the oldest dropped first).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from gridinfo.directory import ber
+from gridinfo.directory.query import Scope, SearchRequest, SearchResult
+from gridinfo.errors import LDAPError, ProtocolError, ResultCode
+from gridinfo.ldap import dse, wire
+
+log = Logger()
+
+NOTICE_OF_DISCONNECTION_OID = "1.3.6.1.4.1.1466.20036"
+PAGED_RESULTS_OID = dse.PAGED_RESULTS_OID
+WHO_AM_I_OID = dse.WHO_AM_I_OID
+DEFAULT_WRITE_REFUSAL = "gridinfo is read-only: data comes from information providers"
+
+# Response protocol op tags.
+TAG_BIND_RESPONSE = 0x61
+TAG_SEARCH_DONE = 0x65
+TAG_MODIFY_RESPONSE = 0x67
+TAG_ADD_RESPONSE = 0x69
+TAG_DELETE_RESPONSE = 0x6B
+TAG_MODIFY_DN_RESPONSE = 0x6D
+TAG_COMPARE_RESPONSE = 0x6F
+TAG_EXTENDED_RESPONSE = 0x78
+
+_SCOPES = (Scope.BASE, Scope.ONE, Scope.SUB, Scope.CHILDREN)
+_SEQUENCE_HEADERS = [bytes((0x30, n)) for n in range(128)]
+_DONE_SUCCESS = ber.ldap_result(TAG_SEARCH_DONE, ResultCode.SUCCESS)
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one client may cost the server.  0 means "no limit" where noted."""
+
+    max_pdu_bytes: int = 1024 * 1024
+    max_connections: int = 1024
+    max_outstanding_ops: int = 64  # per connection
+    idle_timeout: float = 300.0  # seconds; 0 = none
+    default_size_limit: int = 0  # server-side cap on entries per search; 0 = none
+    default_time_limit: float = 120.0  # server-side cap on seconds per search; 0 = none
+    max_paged_sessions: int = 16  # per connection
+
+
+def _smaller_limit(client: float, server: float) -> float:
+    """The tighter of two limits where 0 means unlimited."""
+    if not client:
+        return server
+    if not server:
+        return client
+    return min(client, server)
+
+
+@dataclass
+class _PagedSession:
+    """The rest of a paged search, kept under a cookie between pages."""
+
+    key: tuple[Any, ...]
+    result: SearchResult
+    offset: int
+    message_id: int
+
+
+class LDAPServerFactory(ServerFactory):
+    """Builds :class:`LDAPServerProtocol` connections serving ``backend``."""
+
+    def __init__(
+        self,
+        backend: Any,
+        *,
+        reactor: IReactorTime,
+        limits: ServerLimits = ServerLimits(),
+        credentials: Mapping[str, str] | None = None,
+        vendor_version: str,
+    ) -> None:
+        self.backend = backend
+        self.reactor = reactor
+        self.limits = limits
+        self.vendor_version = vendor_version
+        self.credentials = {dse.normalise_dn(dn): pw.encode("utf-8") for dn, pw in (credentials or {}).items()}
+        self.connections = 0
+        self._root_dse: tuple[tuple[str, ...], dse.DSEEntry] | None = None
+        self._subschema: tuple[object, dse.DSEEntry] | None = None
+
+    def buildProtocol(self, addr: Any) -> LDAPServerProtocol:
+        protocol = LDAPServerProtocol(self)
+        protocol.factory = self
+        return protocol
+
+    def root_dse(self) -> dse.DSEEntry:
+        """The root DSE, rebuilt only when the backend's naming contexts change."""
+        contexts = tuple(self.backend.naming_contexts())
+        if self._root_dse is None or self._root_dse[0] != contexts:
+            self._root_dse = (contexts, dse.build_root_dse(contexts, self.vendor_version))
+        return self._root_dse[1]
+
+    def subschema(self) -> dse.DSEEntry:
+        """The subschema subentry, rebuilt only when the backend's schema object changes."""
+        schema = self.backend.schema
+        if self._subschema is None or self._subschema[0] is not schema:
+            self._subschema = (schema, dse.build_subschema(schema))
+        return self._subschema[1]
+
+
+class LDAPServerProtocol(Protocol):
+    """One client connection."""
+
+    def __init__(self, factory: LDAPServerFactory) -> None:
+        self.server = factory
+        self.backend = factory.backend
+        self.limits = factory.limits
+        self.bind_dn = ""
+        self._buffer = bytearray()
+        self._closing = False
+        self._counted = False
+        self._pending: dict[int, defer.Deferred[Any]] = {}
+        self._paged: OrderedDict[bytes, _PagedSession] = OrderedDict()
+        self._next_cookie = 1
+        self._idle_call: Any = None
+        self._last_activity = 0.0
+        self._peer = "?"
+        self._handlers: dict[type, Callable[[int, Any, tuple[wire.Control, ...]], None]] = {
+            wire.SearchOp: self._handle_search,
+            wire.BindOp: self._handle_bind,
+            wire.UnbindOp: self._handle_unbind,
+            wire.AbandonOp: self._handle_abandon,
+            wire.CompareOp: self._handle_compare,
+            wire.AddOp: self._handle_add,
+            wire.ModifyOp: self._handle_write,
+            wire.DeleteOp: self._handle_write,
+            wire.ModifyDNOp: self._handle_write,
+            wire.ExtendedOp: self._handle_extended,
+        }
+
+    # -- connection life ------------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()  # type: ignore[union-attr]
+        self._peer = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        server = self.server
+        if server.connections >= self.limits.max_connections:
+            log.warn(
+                "refusing LDAP connection from {peer}: {limit} connections open",
+                peer=self._peer,
+                limit=self.limits.max_connections,
+            )
+            self._disconnect(ResultCode.BUSY, f"too many connections (limit {self.limits.max_connections})")
+            return
+        server.connections += 1
+        self._counted = True
+        log.info("LDAP connection from {peer}", peer=self._peer)
+        if self.limits.idle_timeout > 0:
+            self._last_activity = server.reactor.seconds()
+            self._idle_call = server.reactor.callLater(self.limits.idle_timeout, self._check_idle)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._closing = True
+        if self._counted:
+            self.server.connections -= 1
+            self._counted = False
+            log.info("LDAP connection from {peer} closed", peer=self._peer)
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self._idle_call = None
+        pending, self._pending = self._pending, {}
+        for d in pending.values():
+            d.cancel()
+        self._paged.clear()
+        self._buffer = bytearray()
+
+    def _check_idle(self) -> None:
+        self._idle_call = None
+        if self._closing:
+            return
+        timeout = self.limits.idle_timeout
+        now = self.server.reactor.seconds()
+        remaining = self._last_activity + timeout - now
+        if self._pending or remaining > 0:
+            self._idle_call = self.server.reactor.callLater(max(remaining, 0) or timeout, self._check_idle)
+            return
+        log.info("closing idle LDAP connection from {peer}", peer=self._peer)
+        self._disconnect(ResultCode.UNAVAILABLE, f"connection idle for more than {timeout:g} s")
+
+    def _disconnect(self, code: int, message: str) -> None:
+        """Send a Notice of Disconnection (RFC 4511, section 4.4.1) and close."""
+        if self._closing:
+            return
+        notice = ber.ldap_result(
+            TAG_EXTENDED_RESPONSE,
+            code,
+            b"",
+            message.encode("utf-8"),
+            ber.tlv(0x8A, NOTICE_OF_DISCONNECTION_OID.encode("ascii")),
+        )
+        self.transport.write(ber.ldap_message(0, notice))  # type: ignore[union-attr]
+        self._closing = True
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def _protocol_violation(self, message: str) -> None:
+        log.warn("LDAP protocol error from {peer}: {problem}", peer=self._peer, problem=message)
+        self._disconnect(ResultCode.PROTOCOL_ERROR, message)
+
+    # -- framing --------------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        if self.limits.idle_timeout > 0:
+            self._last_activity = self.server.reactor.seconds()
+        buffer = self._buffer
+        if not buffer:
+            # Usual case: the read holds whole messages; decode them in place, no copies.
+            used = self._consume(data, False)
+            if used < len(data) and not self._closing:
+                buffer += memoryview(data)[used:]
+            return
+        buffer += data
+        used = self._consume(buffer, True)
+        if self._closing:
+            return
+        if used:
+            # Compact once per read: what is left is at most one partial PDU.
+            del buffer[:used]
+
+    def _consume(self, data: bytes | bytearray, copy: bool) -> int:
+        """Handle every complete message in ``data``; returns the number of bytes used."""
+        pos = 0
+        end = len(data)
+        limit = self.limits.max_pdu_bytes
+        while pos < end and not self._closing:
+            try:
+                header = wire.read_pdu_header(data, pos, end)
+            except ProtocolError as e:
+                self._protocol_violation(e.message)
+                return pos
+            if header is None:
+                return pos
+            size = header[0] + header[1]
+            if size > limit:
+                self._protocol_violation(wire.pdu_too_large_message(size, limit))
+                return pos
+            stop = pos + size
+            if stop > end:
+                return pos
+            try:
+                if copy:
+                    message = wire.decode_message(bytes(data[pos:stop]))
+                else:
+                    message = wire.decode_message(data, pos, stop)  # type: ignore[arg-type]
+            except ProtocolError as e:
+                self._protocol_violation(e.message)
+                return pos
+            except Exception:
+                log.failure("decoder failed on a message from {peer}", peer=self._peer)
+                self._protocol_violation("undecodable LDAPMessage")
+                return pos
+            pos = stop
+            self._dispatch(message)
+        return pos
+
+    def _dispatch(self, message: wire.Message) -> None:
+        op = message.op
+        try:
+            self._handlers[type(op)](message.message_id, op, message.controls)
+        except Exception:
+            log.failure("error handling {op} from {peer}", op=type(op).__name__, peer=self._peer)
+            tag = _RESPONSE_TAGS.get(type(op))
+            if tag is not None and not self._closing:
+                self._result(message.message_id, tag, ResultCode.OTHER, "internal error")
+
+    # -- writing results --------------------------------------------------------------------------
+
+    def _result(
+        self,
+        message_id: int,
+        tag: int,
+        code: int,
+        message: str = "",
+        matched_dn: str = "",
+        extra: bytes = b"",
+        controls: bytes = b"",
+    ) -> None:
+        if self._closing:
+            return
+        op = ber.ldap_result(tag, code, matched_dn.encode("utf-8"), message.encode("utf-8"), extra)
+        self.transport.write(ber.ldap_message(message_id, op, controls))  # type: ignore[union-attr]
+
+    def _fail(self, message_id: int, tag: int, failure: Failure | BaseException, what: str) -> None:
+        """Turn an exception from a backend into the operation's result (the one place)."""
+        error = failure.value if isinstance(failure, Failure) else failure
+        if isinstance(error, LDAPError):
+            self._result(message_id, tag, error.code, error.message, error.matched_dn)
+            return
+        if isinstance(error, defer.CancelledError):
+            return
+        if isinstance(failure, Failure):
+            log.failure("backend error in {what} from {peer}", failure=failure, what=what, peer=self._peer)
+        else:
+            log.failure("backend error in {what} from {peer}", failure=Failure(error), what=what, peer=self._peer)
+        self._result(message_id, tag, ResultCode.OTHER, "internal error")
+
+    def _refuse_when_busy(self, message_id: int, tag: int) -> bool:
+        """Answer and return True if another operation cannot be accepted now."""
+        pending = self._pending
+        if not pending:
+            return False
+        if message_id in pending:
+            self._result(message_id, tag, ResultCode.PROTOCOL_ERROR, f"message ID {message_id} is already in use")
+            return True
+        if len(pending) >= self.limits.max_outstanding_ops:
+            self._result(
+                message_id,
+                tag,
+                ResultCode.BUSY,
+                f"too many outstanding operations (limit {self.limits.max_outstanding_ops})",
+            )
+            return True
+        return False
+
+    def _call_backend(
+        self,
+        message_id: int,
+        tag: int,
+        what: str,
+        call: Callable[[], Any],
+        answer: Callable[[int, Any], None],
+    ) -> None:
+        """Run a backend call, synchronous or Deferred, and ``answer`` with its value."""
+        if self._refuse_when_busy(message_id, tag):
+            return
+        try:
+            value = call()
+        except Exception as e:
+            self._fail(message_id, tag, Failure() if not isinstance(e, LDAPError) else e, what)
+            return
+        if isinstance(value, defer.Deferred):
+            self._await(message_id, tag, what, value, answer)
+        else:
+            answer(message_id, value)
+
+    def _await(
+        self, message_id: int, tag: int, what: str, value: defer.Deferred[Any], answer: Callable[[int, Any], None]
+    ) -> None:
+        """Answer when ``value`` fires, unless abandoned or disconnected by then."""
+        pending = self._pending
+        pending[message_id] = value
+
+        def succeeded(result: Any) -> None:
+            if pending.get(message_id) is value and not self._closing:
+                del pending[message_id]
+                try:
+                    answer(message_id, result)
+                except Exception:
+                    self._fail(message_id, tag, Failure(), what)
+
+        def failed(failure: Failure) -> None:
+            if pending.get(message_id) is value and not self._closing:
+                del pending[message_id]
+                self._fail(message_id, tag, failure, what)
+
+        value.addCallbacks(succeeded, failed)
+
+    # -- Search -----------------------------------------------------------------------------------
+
+    def _handle_search(self, message_id: int, op: wire.SearchOp, controls: tuple[wire.Control, ...]) -> None:
+        paged: tuple[int, bytes] | None = None
+        for control in controls:
+            if control.oid == PAGED_RESULTS_OID:
+                try:
+                    paged = wire.decode_paged_control(control.value)
+                except ProtocolError as e:
+                    self._result(message_id, TAG_SEARCH_DONE, ResultCode.PROTOCOL_ERROR, e.message)
+                    return
+            elif control.critical:
+                self._result(
+                    message_id,
+                    TAG_SEARCH_DONE,
+                    ResultCode.UNAVAILABLE_CRITICAL_EXTENSION,
+                    f"critical control {control.oid} is not supported",
+                )
+                return
+        if paged is not None:
+            size, cookie = paged
+            if cookie or size == 0:
+                self._continue_paged(message_id, op, size, cookie)
+                return
+        base = op.base
+        if op.scope == 0 and not base:
+            entry = self.server.root_dse()
+            self._answer_dse(message_id, op, entry, paged)
+            return
+        if dse.is_subschema_dn(base):
+            subschema = self.server.subschema()
+            if op.scope in (0, 2):
+                self._answer_dse(message_id, op, subschema, paged)
+            else:
+                self._send_search(message_id, SearchResult(), None, op)
+            return
+        limits = self.limits
+        request = SearchRequest(
+            base,
+            _SCOPES[op.scope],
+            op.filter,
+            op.attributes,
+            int(_smaller_limit(op.size_limit, limits.default_size_limit)),
+            float(_smaller_limit(op.time_limit, limits.default_time_limit)),
+            op.types_only,
+            op.deref_aliases,
+            self.bind_dn,
+        )
+        # Inline rather than _call_backend: this is the hot path.
+        if self._pending and self._refuse_when_busy(message_id, TAG_SEARCH_DONE):
+            return
+        try:
+            result = self.backend.search(request)
+        except Exception as e:
+            self._fail(message_id, TAG_SEARCH_DONE, Failure() if not isinstance(e, LDAPError) else e, "search")
+            return
+        if type(result) is SearchResult and paged is None:
+            self._write_entries(message_id, result, 0, len(result.entries), True, b"")
+        elif isinstance(result, defer.Deferred):
+            self._await(
+                message_id, TAG_SEARCH_DONE, "search", result, lambda mid, r: self._send_search(mid, r, paged, op)
+            )
+        else:
+            self._send_search(message_id, result, paged, op)
+
+    def _answer_dse(
+        self, message_id: int, op: wire.SearchOp, entry: dse.DSEEntry, paged: tuple[int, bytes] | None
+    ) -> None:
+        result = SearchResult()
+        if entry.matches(op.filter):
+            result.entries.append(entry.encode(op.attributes, op.types_only))
+        self._send_search(message_id, result, paged, op)
+
+    def _send_search(
+        self, message_id: int, result: SearchResult, paged: tuple[int, bytes] | None, op: wire.SearchOp
+    ) -> None:
+        if not isinstance(result, SearchResult):
+            raise TypeError(f"backend.search returned {type(result).__name__}, not SearchResult")
+        if paged is None:
+            self._write_entries(message_id, result, 0, len(result.entries), True, b"")
+            return
+        self._send_page(message_id, result, 0, paged[0], op)
+
+    def _send_page(self, message_id: int, result: SearchResult, offset: int, size: int, op: wire.SearchOp) -> None:
+        stop = offset + size
+        total = len(result.entries)
+        if stop >= total:
+            self._write_entries(message_id, result, offset, total, True, _paged_control(total, b""))
+            return
+        cookie = self._next_cookie.to_bytes(8, "big")
+        self._next_cookie += 1
+        sessions = self._paged
+        sessions[cookie] = _PagedSession(_search_key(op), result, stop, message_id)
+        while len(sessions) > self.limits.max_paged_sessions:
+            sessions.popitem(last=False)
+        self._write_entries(message_id, result, offset, stop, False, _paged_control(total, cookie))
+
+    def _continue_paged(self, message_id: int, op: wire.SearchOp, size: int, cookie: bytes) -> None:
+        if not cookie:  # size 0 without a cookie: nothing asked for
+            self._write_entries(message_id, SearchResult(), 0, 0, True, _paged_control(0, b""))
+            return
+        session = self._paged.pop(cookie, None)
+        if session is None:
+            self._result(message_id, TAG_SEARCH_DONE, ResultCode.UNWILLING_TO_PERFORM, "unknown paged results cookie")
+            return
+        if session.key != _search_key(op):
+            self._result(
+                message_id,
+                TAG_SEARCH_DONE,
+                ResultCode.UNWILLING_TO_PERFORM,
+                "paged results cookie belongs to a different search",
+            )
+            return
+        if size == 0:  # RFC 2696: a size of 0 abandons the paged search
+            self._write_entries(message_id, SearchResult(), 0, 0, True, _paged_control(0, b""))
+            return
+        self._send_page(message_id, session.result, session.offset, size, op)
+
+    def _write_entries(
+        self, message_id: int, result: SearchResult, start: int, stop: int, final: bool, controls: bytes
+    ) -> None:
+        """Write entries ``start:stop`` and the SearchResultDone in one transport write."""
+        if self._closing:
+            return
+        id_element = ber.integer(message_id)
+        id_length = len(id_element)
+        parts: list[bytes] = []
+        append = parts.append
+        headers = _SEQUENCE_HEADERS
+        entries = result.entries
+        for index in range(start, stop):
+            entry = entries[index]
+            n = id_length + len(entry)
+            append(headers[n] if n < 128 else b"\x30" + ber.encode_length(n))
+            append(id_element)
+            append(entry)
+        if final:
+            for reference in result.references:
+                append(ber.ldap_message(message_id, reference))
+            code, message, matched = result.code, result.message, result.matched_dn
+        else:
+            code, message, matched = ResultCode.SUCCESS, "", ""
+        if code == 0 and not message and not matched and not controls:
+            n = id_length + len(_DONE_SUCCESS)
+            append(headers[n] if n < 128 else b"\x30" + ber.encode_length(n))
+            append(id_element)
+            append(_DONE_SUCCESS)
+        else:
+            done = ber.ldap_result(TAG_SEARCH_DONE, code, matched.encode("utf-8"), message.encode("utf-8"))
+            append(ber.ldap_message(message_id, done, controls))
+        self.transport.write(b"".join(parts))  # type: ignore[union-attr]
+
+    # -- Bind, Unbind, Abandon --------------------------------------------------------------------
+
+    def _handle_bind(self, message_id: int, op: wire.BindOp, controls: tuple[wire.Control, ...]) -> None:
+        self.bind_dn = ""  # a failed bind leaves the connection anonymous (RFC 4513, 4.2.1)
+        if self._refuse_critical(message_id, TAG_BIND_RESPONSE, controls):
+            return
+        if op.version not in (2, 3):
+            self._result(
+                message_id, TAG_BIND_RESPONSE, ResultCode.PROTOCOL_ERROR, f"LDAP version {op.version} is not supported"
+            )
+            return
+        if op.password is None:
+            self._result(
+                message_id,
+                TAG_BIND_RESPONSE,
+                ResultCode.AUTH_METHOD_NOT_SUPPORTED,
+                f"SASL bind ({op.sasl_mechanism}) is not supported",
+            )
+            return
+        if not op.dn:
+            if op.password:
+                self._result(message_id, TAG_BIND_RESPONSE, ResultCode.INVALID_CREDENTIALS, "password without a DN")
+            else:
+                self._result(message_id, TAG_BIND_RESPONSE, ResultCode.SUCCESS)
+            return
+        if not op.password:
+            self._result(
+                message_id,
+                TAG_BIND_RESPONSE,
+                ResultCode.UNWILLING_TO_PERFORM,
+                "unauthenticated bind (DN with no password) disallowed",
+            )
+            return
+        expected = self.server.credentials.get(dse.normalise_dn(op.dn))
+        if expected is None or not hmac.compare_digest(expected, op.password):
+            log.info("failed bind as {dn} from {peer}", dn=op.dn, peer=self._peer)
+            self._result(message_id, TAG_BIND_RESPONSE, ResultCode.INVALID_CREDENTIALS, "invalid credentials for DN")
+            return
+        self.bind_dn = op.dn
+        self._result(message_id, TAG_BIND_RESPONSE, ResultCode.SUCCESS)
+
+    def _handle_unbind(self, message_id: int, op: wire.UnbindOp, controls: tuple[wire.Control, ...]) -> None:
+        self._closing = True
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def _handle_abandon(self, message_id: int, op: wire.AbandonOp, controls: tuple[wire.Control, ...]) -> None:
+        target = op.message_id
+        pending = self._pending.pop(target, None)
+        if pending is not None:
+            pending.cancel()
+        for cookie in [c for c, s in self._paged.items() if s.message_id == target]:
+            del self._paged[cookie]
+
+    # -- Compare, Add, writes, Extended -----------------------------------------------------------
+
+    def _refuse_critical(self, message_id: int, tag: int, controls: tuple[wire.Control, ...]) -> bool:
+        for control in controls:
+            if control.critical:
+                self._result(
+                    message_id,
+                    tag,
+                    ResultCode.UNAVAILABLE_CRITICAL_EXTENSION,
+                    f"critical control {control.oid} is not supported",
+                )
+                return True
+        return False
+
+    def _handle_compare(self, message_id: int, op: wire.CompareOp, controls: tuple[wire.Control, ...]) -> None:
+        if self._refuse_critical(message_id, TAG_COMPARE_RESPONSE, controls):
+            return
+
+        def answer(mid: int, matched: Any) -> None:
+            code = ResultCode.COMPARE_TRUE if matched else ResultCode.COMPARE_FALSE
+            self._result(mid, TAG_COMPARE_RESPONSE, code)
+
+        self._call_backend(
+            message_id,
+            TAG_COMPARE_RESPONSE,
+            "compare",
+            lambda: self.backend.compare(op.dn, op.attribute, op.value),
+            answer,
+        )
+
+    def _handle_add(self, message_id: int, op: wire.AddOp, controls: tuple[wire.Control, ...]) -> None:
+        if self._refuse_critical(message_id, TAG_ADD_RESPONSE, controls):
+            return
+        bind_dn = self.bind_dn
+        self._call_backend(
+            message_id,
+            TAG_ADD_RESPONSE,
+            "add",
+            lambda: self.backend.add(op.dn, op.attributes, bind_dn),
+            lambda mid, _: self._result(mid, TAG_ADD_RESPONSE, ResultCode.SUCCESS),
+        )
+
+    def _handle_write(self, message_id: int, op: Any, controls: tuple[wire.Control, ...]) -> None:
+        tag = _RESPONSE_TAGS[type(op)]
+        reason = getattr(self.backend, "write_refusal_message", None) or DEFAULT_WRITE_REFUSAL
+        self._result(message_id, tag, ResultCode.UNWILLING_TO_PERFORM, reason)
+
+    def _handle_extended(self, message_id: int, op: wire.ExtendedOp, controls: tuple[wire.Control, ...]) -> None:
+        if self._refuse_critical(message_id, TAG_EXTENDED_RESPONSE, controls):
+            return
+        if op.name == WHO_AM_I_OID:
+            authz = f"dn:{self.bind_dn}" if self.bind_dn else ""
+            self._result(
+                message_id, TAG_EXTENDED_RESPONSE, ResultCode.SUCCESS, extra=ber.tlv(0x8B, authz.encode("utf-8"))
+            )
+            return
+        self._result(
+            message_id,
+            TAG_EXTENDED_RESPONSE,
+            ResultCode.PROTOCOL_ERROR,
+            f"extended operation {op.name} is not supported",
+        )
+
+
+_RESPONSE_TAGS: dict[type, int] = {
+    wire.SearchOp: TAG_SEARCH_DONE,
+    wire.BindOp: TAG_BIND_RESPONSE,
+    wire.CompareOp: TAG_COMPARE_RESPONSE,
+    wire.AddOp: TAG_ADD_RESPONSE,
+    wire.ModifyOp: TAG_MODIFY_RESPONSE,
+    wire.DeleteOp: TAG_DELETE_RESPONSE,
+    wire.ModifyDNOp: TAG_MODIFY_DN_RESPONSE,
+    wire.ExtendedOp: TAG_EXTENDED_RESPONSE,
+}
+
+
+def _search_key(op: wire.SearchOp) -> tuple[Any, ...]:
+    """What must stay the same between the pages of one paged search (RFC 2696)."""
+    return (dse.normalise_dn(op.base), op.scope, op.filter, op.attributes, op.types_only)
+
+
+def _paged_control(size: int, cookie: bytes) -> bytes:
+    """The ``[0] Controls`` element carrying a paged results response control."""
+    value = ber.sequence([ber.integer(size), ber.octet_string(cookie)])
+    control = ber.sequence([ber.octet_string(PAGED_RESULTS_OID.encode("ascii")), ber.octet_string(value)])
+    return ber.tlv(0xA0, control)
