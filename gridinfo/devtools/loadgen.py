@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import random
 import resource
 import selectors
@@ -394,6 +395,14 @@ def _percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def _next_report(reports: Any, deadline: float, what: str) -> tuple[str, int, Any]:
+    try:
+        report: tuple[str, int, Any] = reports.get(timeout=max(0.1, deadline - time.monotonic()))
+    except queue.Empty:
+        raise LoadGenError(f"load generator workers did not {what} in time") from None
+    return report
+
+
 def run_load(
     host: str,
     port: int,
@@ -436,7 +445,7 @@ def run_load(
         ready = 0
         deadline = time.monotonic() + setup_timeout
         while ready < processes:
-            kind, index, payload = reports.get(timeout=max(0.1, deadline - time.monotonic()))
+            kind, index, payload = _next_report(reports, deadline, "connect")
             if kind == "error":
                 raise LoadGenError(f"worker {index}: {payload}")
             ready += 1
@@ -445,7 +454,7 @@ def run_load(
         results: list[dict[str, Any]] = []
         deadline = time.monotonic() + duration + setup_timeout
         while len(results) < processes:
-            kind, index, payload = reports.get(timeout=max(0.1, deadline - time.monotonic()))
+            kind, index, payload = _next_report(reports, deadline, "report results")
             if kind == "error":
                 raise LoadGenError(f"worker {index}: {payload}")
             if kind == "result":
