@@ -1,0 +1,89 @@
+"""A GRIS serving static LDIF, seen through the clients users run: ldapsearch and ldap3."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import ldap3
+import pytest
+
+from tests.support.gris import REPO, GrisProcess
+
+EXAMPLE = REPO / "conf" / "ldif" / "example-site.ldif"
+
+
+@pytest.fixture(scope="module")
+def gris(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ldif")
+    (folder / "site.ldif").write_bytes(EXAMPLE.read_bytes())
+    (folder / "broken.ldif").write_text(
+        "dn: GlueCEUniqueID=good,mds-vo-name=local,o=grid\n"
+        "objectClass: GlueCETop\nobjectClass: GlueCE\nGlueCEUniqueID: good\n\n"
+        "dn: GlueCEUniqueID=bad,mds-vo-name=local,o=grid\n"
+        "this line is garbage\n\n"
+        "dn: GlueCEUniqueID=after,mds-vo-name=local,o=grid\n"
+        "objectClass: GlueCETop\nobjectClass: GlueCE\nGlueCEUniqueID: after\n"
+    )
+    with GrisProcess(["--ldif", str(folder)]) as g:
+        yield g
+
+
+def ldapsearch(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ldapsearch", "-x", "-LLL", "-H", url, *args], capture_output=True, text=True, timeout=30)
+
+
+def test_ldapsearch_suffix(gris):
+    """`ldapsearch -x -H ldap://... -b mds-vo-name=local,o=grid` lists the site's entries."""
+    out = ldapsearch(gris.url, "-b", "mds-vo-name=local,o=grid")
+    assert out.returncode == 0, out.stderr
+    assert "dn: GlueSiteUniqueID=EXAMPLE-SITE,mds-vo-name=local,o=grid" in out.stdout
+    assert out.stdout.count("\ndn: ") + out.stdout.startswith("dn: ") == 8  # suffix + 5 site + 2 from broken.ldif
+
+
+def test_ldapsearch_integer_filter(gris):
+    """`(GlueCEStateFreeCPUs>=10)` compares as integers: 12 matches, 9 does not."""
+    out = ldapsearch(gris.url, "-b", "o=grid", "(GlueCEStateFreeCPUs>=10)", "GlueCEUniqueID")
+    assert out.returncode == 0, out.stderr
+    assert "GlueCEUniqueID: ce.example.org:8443/cream-slurm-short" in out.stdout
+    assert "cream-slurm-long" not in out.stdout
+
+
+def test_bad_ldif_record_refused_rest_served(gris):
+    """A bad record is refused with its file and line in the log; the records around it are served."""
+    out = ldapsearch(gris.url, "-b", "o=grid", "(objectClass=GlueCE)", "GlueCEUniqueID")
+    assert "GlueCEUniqueID: good" in out.stdout and "GlueCEUniqueID: after" in out.stdout
+    assert "GlueCEUniqueID: bad" not in out.stdout
+    assert "broken.ldif:7: expected \"attribute: value\", got \"this line is garbage\"" in gris.log
+
+
+def test_ldap3_reads_schema_and_searches(gris):
+    """ldap3 with get_info=ALL reads the root DSE and our schema, then searches with it."""
+    server = ldap3.Server("127.0.0.1", port=gris.port, get_info=ldap3.ALL)
+    conn = ldap3.Connection(server, auto_bind=True)
+    assert "o=grid" in [str(x).lower() for x in server.info.naming_contexts]
+    assert "GlueCEStateFreeCPUs" in server.schema.attribute_types
+    assert "GlueCE" in server.schema.object_classes
+    conn.search("o=grid", "(&(objectClass=GlueCE)(GlueCEStateWaitingJobs>=10))", attributes=["GlueCEStateWaitingJobs"])
+    assert [e.GlueCEStateWaitingJobs.value for e in conn.entries] == [41]  # ldap3 applied INTEGER syntax
+
+
+def test_writes_refused_with_reason(gris):
+    """Writes get unwillingToPerform with a message saying why."""
+    conn = ldap3.Connection(ldap3.Server("127.0.0.1", port=gris.port, get_info=ldap3.NONE), auto_bind=True)
+    conn.delete("GlueSiteUniqueID=EXAMPLE-SITE,mds-vo-name=local,o=grid")
+    assert conn.result["result"] == 53
+    assert "read-only" in conn.result["message"]
+
+
+def test_bad_config_fails_at_start_naming_file_line_key(tmp_path):
+    """A bad config file stops gris at start with the file, line, key and what was expected."""
+    conf = tmp_path / "gris.yaml"
+    conf.write_text("listen: ['tcp:0']\nlimits:\n  max_pdu_bytes: lots\n")
+    out = subprocess.run([sys.executable, "-m", "gridinfo.cli.gris", "--config", str(conf)], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 2
+    assert f"{conf}:3: limits.max_pdu_bytes: expected an integer, got 'lots'" in out.stderr
+    conf.write_text("listen: ['tcp:0']\nlimitz: {}\n")
+    out = subprocess.run([sys.executable, "-m", "gridinfo.cli.gris", "--config", str(conf)], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 2 and f"{conf}:2: unknown key limitz" in out.stderr
