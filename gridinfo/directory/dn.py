@@ -234,12 +234,16 @@ def _key_escape(value: str) -> str:
     return value
 
 
+_RDN_CACHE_MAX = 100_000
+
+
 class DNNormaliser:
     """Turns DNs into canonical keys with a schema's equality rules; caches per type."""
 
     def __init__(self, schema: Schema | None):
         self.schema = schema
         self._types: dict[str, tuple[str, Callable[[str], str]]] = {}
+        self._rdns: dict[RDN, str] = {}  # parents' RDNs recur in every child's DN
 
     def _type(self, attr: str) -> tuple[str, Callable[[str], str]]:
         lowered = attr.lower()
@@ -262,9 +266,17 @@ class DNNormaliser:
         return f"{key}={_key_escape(norm(value))}"
 
     def rdn_key(self, rdn: RDN) -> str:
+        hit = self._rdns.get(rdn)
+        if hit is not None:
+            return hit
         if len(rdn) == 1:
-            return self.ava_key(*rdn[0])
-        return "+".join(sorted(self.ava_key(t, v) for t, v in rdn))
+            hit = self.ava_key(*rdn[0])
+        else:
+            hit = "+".join(sorted(self.ava_key(t, v) for t, v in rdn))
+        if len(self._rdns) >= _RDN_CACHE_MAX:
+            self._rdns.clear()
+        self._rdns[rdn] = hit
+        return hit
 
     def key(self, dn: DN | str) -> str:
         """The canonical key of a DN (or of a string DN, parsed first)."""

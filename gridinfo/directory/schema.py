@@ -752,6 +752,8 @@ class Schema:
     _class_names: dict[str, str]
     _matching_cache: dict[str, AttributeMatching | None] = field(default_factory=dict, repr=False)
     _superclass_cache: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    _check_attr_cache: dict[str, tuple[Any, str, str]] = field(default_factory=dict, repr=False)
+    _check_class_cache: dict[tuple[bytes, ...], Any] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
         return f"<Schema: {len(self._attributes)} attribute types, {len(self._classes)} object classes>"
@@ -893,6 +895,35 @@ class Schema:
 
     # ---- entry checking
 
+    def _class_facts(
+        self, class_values: Sequence[bytes]
+    ) -> tuple[list[str], list[ObjectClass], dict[str, str], set[str], bool]:
+        """What an entry's objectClass values imply: problems, classes, MUST, allowed, extensible."""
+        problems: list[str] = []
+        classes: list[ObjectClass] = []
+        if not class_values:
+            problems.append("the entry has no objectClass")
+        for raw in class_values:
+            text = raw.decode("utf-8", "replace").strip()
+            oc = self.object_class(text)
+            if oc is None:
+                problems.append(f"objectClass {text!r} is not defined in the schema")
+            else:
+                classes.append(oc)
+        if class_values and classes and not any(oc.kind == "STRUCTURAL" for oc in classes):
+            problems.append("the entry has no STRUCTURAL objectClass")
+        required: dict[str, str] = {}
+        allowed: set[str] = {"objectclass"}
+        extensible = False
+        for oc in classes:
+            if _canonical(oc.names, oc.oid) == "extensibleobject":
+                extensible = True
+            for key in self.all_must(oc):
+                required.setdefault(key, oc.name)
+                allowed.add(key)
+            allowed.update(self.all_may(oc))
+        return problems, classes, required, allowed, extensible
+
     def check_entry(self, attrs: Mapping[str, Sequence[bytes]]) -> list[str]:
         """Human-readable schema violations of an entry; an empty list means it is fine.
 
@@ -906,41 +937,34 @@ class Schema:
         values_by_key: dict[str, list[bytes]] = {}
         types: dict[str, AttributeType] = {}
         written: dict[str, str] = {}
+        attr_cache = self._check_attr_cache
         for name, values in attrs.items():
-            at = self.attribute(name)
+            hit = attr_cache.get(name)
+            if hit is None:
+                at = self.attribute(name)
+                hit = (at, _canonical(at.names, at.oid) if at is not None else "", name.split(";", 1)[0])
+                if len(attr_cache) < 10_000:
+                    attr_cache[name] = hit
+            at, key, shown = hit
             if at is None:
                 problems.append(f"attribute type {name!r} is not defined in the schema")
                 continue
-            key = _canonical(at.names, at.oid)
             types[key] = at
-            written.setdefault(key, name.split(";", 1)[0])
-            values_by_key.setdefault(key, []).extend(values)
+            written.setdefault(key, shown)
+            if key in values_by_key:
+                values_by_key[key].extend(values)
+            else:
+                values_by_key[key] = list(values)
 
         class_values = values_by_key.get("objectclass", [])
-        classes: list[ObjectClass] = []
-        if not class_values:
-            problems.append("the entry has no objectClass")
-        for raw in class_values:
-            text = raw.decode("utf-8", "replace").strip()
-            oc = self.object_class(text)
-            if oc is None:
-                problems.append(f"objectClass {text!r} is not defined in the schema")
-            else:
-                classes.append(oc)
-
-        if class_values and classes and not any(oc.kind == "STRUCTURAL" for oc in classes):
-            problems.append("the entry has no STRUCTURAL objectClass")
-
-        required: dict[str, str] = {}
-        allowed: set[str] = {"objectclass"}
-        extensible = False
-        for oc in classes:
-            if _canonical(oc.names, oc.oid) == "extensibleobject":
-                extensible = True
-            for key in self.all_must(oc):
-                required.setdefault(key, oc.name)
-                allowed.add(key)
-            allowed.update(self.all_may(oc))
+        class_key = tuple(class_values)
+        facts = self._check_class_cache.get(class_key)
+        if facts is None:
+            facts = self._class_facts(class_values)
+            if len(self._check_class_cache) < 10_000:
+                self._check_class_cache[class_key] = facts
+        class_problems, classes, required, allowed, extensible = facts
+        problems.extend(class_problems)
         for key, class_name in required.items():
             if key not in values_by_key:
                 at = self.attribute(key)
@@ -948,6 +972,8 @@ class Schema:
                 problems.append(f"missing attribute {shown!r} required by objectClass {class_name!r}")
 
         for key, values in values_by_key.items():
+            if key == "objectclass" and len(values) == len(classes):
+                continue  # every class is known (checked with the class facts above)
             at = types[key]
             shown = written[key]
             if (
