@@ -13,7 +13,7 @@ per matching kind; entries are immutable once in the tree, so the cache never go
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gridinfo.directory import ber
@@ -51,13 +51,39 @@ def shape_for(names: dict[str, str]) -> Shape:
     return shape
 
 
+class AttributeView(Mapping[str, tuple[bytes, ...]]):
+    """Read-only ``canonical key -> values`` view of an entry's attributes."""
+
+    __slots__ = ("_index", "_values")
+
+    def __init__(self, index: dict[str, int], values: tuple[tuple[bytes, ...], ...]):
+        self._index = index
+        self._values = values
+
+    def __getitem__(self, key: str) -> tuple[bytes, ...]:
+        return self._values[self._index[key]]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        i = self._index.get(key)
+        return default if i is None else self._values[i]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
 class Entry:
     """One directory entry, immutable once built."""
 
     __slots__ = (
         "dn",
         "key",
-        "attributes",
+        "values",
         "shape",
         "encoded",
         "_ends",
@@ -69,7 +95,7 @@ class Entry:
 
     dn: str
     key: str
-    attributes: dict[str, list[bytes]]  # canonical key -> values
+    values: tuple[tuple[bytes, ...], ...]  # per attribute, in the shape's order
     encoded: bytes  # [APPLICATION 4] SearchResultEntry with every attribute
     source: str  # where it came from: "file.ldif", "provider:host", "child:ldap://..."
     valid_to: float | None  # when it stops being served (None: never)
@@ -79,7 +105,7 @@ class Entry:
         self,
         dn: str,
         key: str,
-        attributes: dict[str, list[bytes]],
+        attributes: Mapping[str, Sequence[bytes]] | tuple[tuple[bytes, ...], ...],
         names: dict[str, str] | Shape,
         *,
         object_classes: frozenset[str] = frozenset(),
@@ -89,13 +115,24 @@ class Entry:
     ):
         self.dn = dn
         self.key = key
-        self.attributes = attributes
         self.shape = names if isinstance(names, Shape) else shape_for(names)
+        if isinstance(attributes, tuple):
+            self.values = attributes
+        else:
+            self.values = tuple(tuple(attributes[k]) for k in self.shape.names)
         self.source = source
         self.valid_to = valid_to
         self.object_classes = object_classes
         self._norm: dict[Any, Any] | None = None
         self._encode(encoded_attributes)
+
+    @property
+    def attributes(self) -> AttributeView:
+        """Canonical key -> values (read-only)."""
+        return AttributeView(self.shape.index, self.values)
+
+    def has(self, key: str) -> bool:
+        return key in self.shape.index
 
     @property
     def names(self) -> dict[str, str]:
@@ -105,7 +142,7 @@ class Entry:
     def _encode(self, parts: list[bytes] | None) -> None:
         names = self.shape.names
         if parts is None:
-            parts = [ber.partial_attribute(names[k].encode("utf-8"), vals) for k, vals in self.attributes.items()]
+            parts = [ber.partial_attribute(names[k].encode("utf-8"), vals) for k, vals in zip(names, self.values)]
         dn_tlv = ber.octet_string(self.dn.encode("utf-8"))
         body = b"".join(parts)
         attrs_tlv = ber.tlv(ber.SEQUENCE, body)
@@ -160,7 +197,8 @@ class Entry:
         ck = (key, kind)
         hit = cache.get(ck)
         if hit is None:
-            values = self.attributes.get(key)
+            i = self.shape.index.get(key)
+            values = self.values[i] if i is not None else None
             if not values:
                 hit = ()
             else:
@@ -173,11 +211,12 @@ class Entry:
             cache[ck] = hit
         return hit
 
-    def get(self, key: str) -> list[bytes]:
-        return self.attributes.get(key, [])  # type: ignore[return-value]
+    def get(self, key: str) -> tuple[bytes, ...]:
+        i = self.shape.index.get(key)
+        return self.values[i] if i is not None else ()
 
     def first(self, key: str, default: bytes | None = None) -> bytes | None:
-        vals = self.attributes.get(key)
+        vals = self.get(key)
         return vals[0] if vals else default
 
     def __repr__(self) -> str:
@@ -194,7 +233,7 @@ class EntryBuilder:
         self._oc_cache: dict[bytes, frozenset[str]] = {}
         self._oc_sets: dict[frozenset[str], frozenset[str]] = {}
         self._values: dict[bytes, bytes] = {}
-        self._encoded: dict[tuple[str, tuple[bytes, ...]], bytes] = {}
+        self._encoded: dict[tuple[str, tuple[bytes, ...]], tuple[bytes, tuple[bytes, ...]]] = {}
 
     def attribute_key(self, description: str) -> tuple[str, str]:
         """(canonical key, name to publish) for an attribute description as written."""
@@ -275,18 +314,23 @@ class EntryBuilder:
             ocs = self._oc_sets.setdefault(ocs, ocs)
         encoded = self._encoded
         parts = []
+        stored = []
         for k, vals in values.items():
-            ck = (names[k], tuple(vals))
-            part = encoded.get(ck)
-            if part is None:
-                part = ber.partial_attribute(names[k].encode("utf-8"), vals)
+            name = names[k]
+            tv = tuple(vals)
+            hit = encoded.get((name, tv))
+            if hit is None:
+                part = ber.partial_attribute(name.encode("utf-8"), tv)
                 if len(part) <= _ENCODE_CACHE_MAX_LEN and len(encoded) < _ENCODE_CACHE_MAX:
-                    encoded[ck] = part
+                    encoded[(name, tv)] = (part, tv)
+            else:
+                part, tv = hit  # share the value tuple with every entry that has it
             parts.append(part)
+            stored.append(tv)
         return Entry(
             text,
             key,
-            values,
+            tuple(stored),
             shape_for(names),
             object_classes=ocs,
             source=source,

@@ -150,8 +150,8 @@ class FilterCompiler:
             return _true
         if len(keys) == 1:
             k = keys[0]
-            return lambda e: k in e.attributes
-        return lambda e: any(k in e.attributes for k in keys)
+            return lambda e: k in e.shape.index
+        return lambda e: any(k in e.shape.index for k in keys)
 
     def _equality(self, attribute: str, value: bytes) -> Predicate:
         m, keys = self._resolve(attribute)
@@ -202,7 +202,7 @@ class FilterCompiler:
             k = keys[0]
 
             def one(e: Entry) -> bool | None:
-                if k not in e.attributes:
+                if k not in e.shape.index:
                     return False
                 return test(e.normalised(k, kind, normalise), assertion)
 
@@ -210,7 +210,7 @@ class FilterCompiler:
 
         def many(e: Entry) -> bool | None:
             for k in keys:
-                if k in e.attributes and test(e.normalised(k, kind, normalise), assertion):
+                if k in e.shape.index and test(e.normalised(k, kind, normalise), assertion):
                     return True
             return False
 
@@ -250,7 +250,7 @@ class FilterCompiler:
 
         def pred(e: Entry) -> bool | None:
             for k in keys:
-                if k in e.attributes:
+                if k in e.shape.index:
                     for v in e.normalised(k, "sub", norm):
                         if matches(v):
                             return True

@@ -249,6 +249,39 @@ def _attribute_line(line: bytes, index: int) -> tuple[tuple[str, bytes], bytes]:
     return info, value
 
 
+# Record shapes: the sequence of attribute spellings of a record (as split at ": ") -> the
+# grouped names and the slice of the value sequence each group takes.  Providers print
+# thousands of records with the same shape; for those, grouping is a few C-level calls.
+_SHAPES: dict[tuple[bytes, ...], tuple[tuple[str, ...], tuple[slice, ...]]] = {}
+_SHAPES_MAX = 1024
+_SHAPE_MAX_LINES = 64
+
+
+def _learn_shape(names: tuple[bytes, ...]) -> None:
+    """Remember how records with these attribute spellings group, if groups are contiguous."""
+    if len(_SHAPES) >= _SHAPES_MAX or len(names) > _SHAPE_MAX_LINES:
+        return
+    groups: list[str] = []
+    slices: list[slice] = []
+    seen: set[bytes] = set()
+    previous = None
+    begin = 0
+    for position, name in enumerate(names):
+        info = _NAME_CACHE.get(name)
+        if info is None:
+            return
+        if info[1] != previous:
+            if info[1] in seen:
+                return  # a group split in two: leave it to the general path
+            if previous is not None:
+                slices.append(slice(begin, position))
+            seen.add(info[1])
+            groups.append(info[0])
+            previous, begin = info[1], position
+    slices.append(slice(begin, len(names)))
+    _SHAPES[names] = (tuple(groups), tuple(slices))
+
+
 def _attributes(
     lines: list[bytes], start: int, simple: bool
 ) -> tuple[tuple[str, tuple[bytes, ...]], ...]:
@@ -258,10 +291,18 @@ def _attributes(
     first ``": "`` gives the value of every line whose name is a known, valid description;
     any other line (``name:: base64``, ``name:value``, errors) takes :func:`_attribute_line`.
     """
+    body = lines[start:] if start else lines
+    if not body:
+        raise _Bad("entry has no attributes", 0)
+    if simple:
+        spellings, seps, plain = zip(*[line.partition(b": ") for line in body])
+        shape = _SHAPES.get(spellings)
+        if shape is not None and all(seps):
+            return tuple(zip(shape[0], map(plain.__getitem__, shape[1])))
     cache_get = _NAME_CACHE.get
     groups: dict[bytes, list[bytes]] = {}
     names: list[str] = []
-    body = lines[start:] if start else lines
+    learn = simple
     for line in body:
         if simple:
             name, sep, value = line.partition(b": ")
@@ -269,6 +310,7 @@ def _attributes(
             if info is None or not sep:
                 # a line that is invalid is the first of its kind: index() finds this one
                 info, value = _attribute_line(line, start + body.index(line))
+                learn = False
         else:
             info, value = _attribute_line(line, start + body.index(line))
         values = groups.get(info[1])
@@ -277,8 +319,8 @@ def _attributes(
             names.append(info[0])
         else:
             values.append(value)
-    if not groups:
-        raise _Bad("entry has no attributes", 0)
+    if learn:
+        _learn_shape(spellings)
     return tuple(zip(names, map(tuple, groups.values())))
 
 
@@ -433,7 +475,6 @@ class _Reader:
         self.tolerant = tolerant
         self.errors: list[LDIFError] = []
         self.total = 0  # raw bytes seen
-        self.newlines = 0  # raw newlines seen (for the line of an input-size breach)
         self.buf = bytearray()  # LF-normalised text not yet forming complete records
         self.buf_line = 1  # physical line of buf[0]
         self.folds = 0  # occurrences of b"\n " in buf
@@ -466,10 +507,9 @@ class _Reader:
         size = len(block)
         if self.total + size > limits.max_file_bytes:
             allowed = limits.max_file_bytes - self.total
-            line = self.newlines + block.count(b"\n", 0, allowed) + 1
+            line = self.buf_line + self.buf.count(b"\n") + block.count(b"\n", 0, allowed)
             self._fail(f"LDIF input larger than {limits.max_file_bytes} bytes", line, fatal=True)
         self.total += size
-        self.newlines += block.count(b"\n")
         if self.hold_cr:
             block = b"\r" + block
             self.hold_cr = False

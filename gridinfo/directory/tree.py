@@ -131,7 +131,7 @@ class DirectoryTree:
         for oc in entry.object_classes:
             self.oc_index.setdefault(oc, {})[key] = None
         for attr, index in self.eq_indexes.items():
-            if attr in entry.attributes:
+            if entry.has(attr):
                 m = self.schema.matching(attr)
                 assert m is not None and m.equality is not None
                 for v in entry.normalised(attr, "eq", m.equality):
@@ -146,7 +146,7 @@ class DirectoryTree:
                 if not bucket:
                     del self.oc_index[oc]
         for attr, index in self.eq_indexes.items():
-            if attr in entry.attributes:
+            if entry.has(attr):
                 m = self.schema.matching(attr)
                 assert m is not None and m.equality is not None
                 for v in entry.normalised(attr, "eq", m.equality):
@@ -157,7 +157,9 @@ class DirectoryTree:
                             del index[v]
 
     def build(self, dn: str, attributes: Iterable[tuple[str, Iterable[bytes]]], **kw: object) -> Entry:
-        return self.builder.build(dn, [(a, list(v)) for a, v in attributes], **kw)  # type: ignore[arg-type]
+        if not isinstance(attributes, (list, tuple)):
+            attributes = [(a, list(v)) for a, v in attributes]
+        return self.builder.build(dn, attributes, **kw)  # type: ignore[arg-type]
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -331,7 +333,7 @@ class DirectoryTree:
         ops = list(dict.fromkeys(operational))
 
         def encode(e: Entry) -> bytes:
-            keys = e.attributes.keys() if all_user else wanted
+            keys = e.shape.names if all_user else wanted
             extra = self._operational(e, ops, types_only) if ops else ()
             return e.encode_selected(keys, types_only, extra)
 
@@ -359,7 +361,7 @@ class DirectoryTree:
     def _structural(self, e: Entry) -> str | None:
         best = None
         depth = -1
-        for v in e.attributes.get("objectclass", ()):
+        for v in e.get("objectclass"):
             oc = self.schema.object_class(v.decode("utf-8", "replace"))
             if oc is not None and oc.kind == "STRUCTURAL":
                 d = len(self.schema.superclasses(oc.name))
@@ -383,7 +385,7 @@ class DirectoryTree:
             return pred(entry) is True
         if m.equality is None:
             raise InappropriateMatching(f"attribute {attribute!r} has no equality matching rule")
-        if not any(k in entry.attributes for k in self.compiler.subtype_keys(m.key)):
+        if not any(entry.has(k) for k in self.compiler.subtype_keys(m.key)):
             from gridinfo.errors import LDAPError
 
             raise LDAPError(f"entry has no attribute {attribute!r}", code=ResultCode.NO_SUCH_ATTRIBUTE)
