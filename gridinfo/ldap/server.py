@@ -71,6 +71,10 @@ _SEQUENCE_HEADERS = [bytes((0x30, n)) for n in range(128)]
 _DONE_SUCCESS = ber.ldap_result(TAG_SEARCH_DONE, ResultCode.SUCCESS)
 
 
+#: Results larger than this are streamed to the client in chunks of this many entries.
+STREAM_CHUNK_ENTRIES = 512
+
+
 @dataclass(frozen=True)
 class ServerLimits:
     """What one client may cost the server.  0 means "no limit" where noted."""
@@ -154,6 +158,7 @@ class LDAPServerProtocol(Protocol):
         self.bind_dn = ""
         self._buffer = bytearray()
         self._closing = False
+        self._streams: list[list[Any]] = []  # large results being written, oldest first
         self._counted = False
         self._pending: dict[int, defer.Deferred[Any]] = {}
         self._paged: OrderedDict[bytes, _PagedSession] = OrderedDict()
@@ -523,9 +528,50 @@ class LDAPServerProtocol(Protocol):
     def _write_entries(
         self, message_id: int, result: SearchResult, start: int, stop: int, final: bool, controls: bytes
     ) -> None:
-        """Write entries ``start:stop`` and the SearchResultDone in one transport write."""
+        """Write entries ``start:stop`` and the SearchResultDone.
+
+        Small results go out in one transport write.  Large ones (a full dump) are streamed in
+        chunks as the transport drains, so the server never holds a second copy of a
+        100,000-entry answer in its send buffer.
+        """
         if self._closing:
             return
+        if stop - start > STREAM_CHUNK_ENTRIES or self._streams:
+            self._streams.append([message_id, result, start, stop, final, controls])
+            if len(self._streams) == 1:
+                self.transport.registerProducer(self, False)  # type: ignore[union-attr]
+            return
+        self._write_chunk(message_id, result, start, stop, final, controls)
+
+    # IPullProducer, registered while large results are being streamed
+    def resumeProducing(self) -> None:
+        if not self._streams or self._closing:
+            return
+        job = self._streams[0]
+        message_id, result, start, stop, final, controls = job
+        end = min(stop, start + STREAM_CHUNK_ENTRIES)
+        last = end >= stop
+        self._write_chunk(message_id, result, start, end, final and last, controls if last else b"", done=last)
+        if last:
+            self._streams.pop(0)
+            if not self._streams and not self._closing:
+                self.transport.unregisterProducer()  # type: ignore[union-attr]
+        else:
+            job[2] = end
+
+    def stopProducing(self) -> None:
+        self._streams.clear()
+
+    def _write_chunk(
+        self,
+        message_id: int,
+        result: SearchResult,
+        start: int,
+        stop: int,
+        final: bool,
+        controls: bytes,
+        done: bool = True,
+    ) -> None:
         id_element = ber.integer(message_id)
         id_length = len(id_element)
         parts: list[bytes] = []
@@ -538,6 +584,9 @@ class LDAPServerProtocol(Protocol):
             append(headers[n] if n < 128 else b"\x30" + ber.encode_length(n))
             append(id_element)
             append(entry)
+        if not done:
+            self.transport.write(b"".join(parts))  # type: ignore[union-attr]
+            return
         if final:
             for reference in result.references:
                 append(ber.ldap_message(message_id, reference))

@@ -36,6 +36,7 @@ BATTERY: list[tuple[str, object, str, list[str] | None, dict]] = [
     (CE, SUB, "(objectClass=*)", None, {}),
     (CE, ONE, "(objectClass=GlueVOView)", None, {}),
     ("o=grid", SUB, "(objectClass=GlueSite)", None, {}),
+    ("o=grid", SUB, "(objectClass=*)", None, {}),  # the whole DIT, streamed in chunks
     # objectClass: case, superclasses, auxiliaries
     (SITE1, SUB, "(objectClass=GlueCE)", None, {}),
     (SITE1, SUB, "(objectclass=gluece)", None, {}),

@@ -609,3 +609,42 @@ class LimitsTests(ServerTestCase):
         client.raw(data[-3:])
         self.assertEqual([m.id for m in client.responses()], [1, 1, 2, 1, 1])
         self.assertEqual(len(client.protocol._buffer), 0)
+
+
+class StreamingTests(ServerTestCase):
+    def test_large_result_streams_in_chunks_as_the_transport_drains(self) -> None:
+        """A full dump goes out in chunks pulled by the transport, all entries then the done, in order."""
+        from gridinfo.ldap.server import STREAM_CHUNK_ENTRIES
+
+        n = STREAM_CHUNK_ENTRIES * 3 + 7
+        entries = {f"cn=e{i},o=grid": {"objectClass": ["top"], "cn": [f"e{i}"]} for i in range(n)}
+        entries["o=grid"] = {"objectClass": ["top", "organization"], "o": ["grid"]}
+        client = self.client(DictBackend(entries))
+        client.send(L.LDAPSearchRequest(baseObject="o=grid", scope=2, filter=L.LDAPFilter_present("objectClass")))
+        producer = client.transport.producer
+        self.assertIs(producer, client.protocol)
+        self.assertFalse(client.transport.streaming)
+        self.assertEqual(client.transport.value(), b"")  # nothing written until the transport asks
+        chunks = 0
+        while client.transport.producer is not None:
+            producer.resumeProducing()
+            chunks += 1
+        self.assertEqual(chunks, 4)
+        responses = client.responses()
+        self.assertEqual(len(responses), n + 2)
+        self.assertTrue(all(isinstance(r.value, L.LDAPSearchResultEntry) for r in responses[:-1]))
+        self.assertEqual(responses[-1].value.resultCode, 0)
+
+    def test_small_answers_queue_behind_a_stream(self) -> None:
+        """A search answered while a stream is under way is sent after it, whole."""
+        from gridinfo.ldap.server import STREAM_CHUNK_ENTRIES
+
+        entries = {f"cn=e{i},o=grid": {"objectClass": ["top"], "cn": [f"e{i}"]} for i in range(STREAM_CHUNK_ENTRIES + 1)}
+        entries["o=grid"] = {"objectClass": ["top", "organization"], "o": ["grid"]}
+        client = self.client(DictBackend(entries))
+        first = client.send(L.LDAPSearchRequest(baseObject="o=grid", scope=2, filter=L.LDAPFilter_present("objectClass")))
+        second = client.send(L.LDAPSearchRequest(baseObject="o=grid", scope=0, filter=L.LDAPFilter_present("objectClass")))
+        while client.transport.producer is not None:
+            client.transport.producer.resumeProducing()
+        ids = [r.id for r in client.responses()]
+        self.assertEqual(ids, [first] * (STREAM_CHUNK_ENTRIES + 3) + [second] * 2)
