@@ -599,8 +599,8 @@ class LDAPServerProtocol(Protocol):
             append(id_element)
             append(_DONE_SUCCESS)
         else:
-            done = ber.ldap_result(TAG_SEARCH_DONE, code, matched.encode("utf-8"), message.encode("utf-8"))
-            append(ber.ldap_message(message_id, done, controls))
+            done_op = ber.ldap_result(TAG_SEARCH_DONE, code, matched.encode("utf-8"), message.encode("utf-8"))
+            append(ber.ldap_message(message_id, done_op, controls))
         self.transport.write(b"".join(parts))  # type: ignore[union-attr]
 
     # -- Bind, Unbind, Abandon --------------------------------------------------------------------
