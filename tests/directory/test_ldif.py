@@ -58,6 +58,10 @@ def test_content_record_attributes_grouped_in_first_seen_order():
     )
     assert record.values("OBJECTCLASS") == (b"GlueCETop", b"GlueCE")
     assert record.values("missing") == ()
+    same = LDIFRecord("GlueCEUniqueID=ce1,mds-vo-name=local,o=grid", 1, None, record.attributes)
+    assert record == same and hash(record) == hash(same)
+    with pytest.raises(AttributeError):
+        record.dn = "cn=other"  # type: ignore[misc]
 
 
 def test_spaces_after_colon_and_empty_values():
@@ -432,10 +436,17 @@ def test_error_line_is_right_in_a_long_stream_read_in_small_pieces():
 # ----------------------------------------------------------------------------------- limits
 
 
-def endless_records() -> Iterator[bytes]:
-    for n in itertools.count():
-        yield b"dn: cn=%d,o=grid\n" % n
-        yield b"objectClass: top\n\n"
+class EndlessRecords:
+    """A provider that never stops printing records; counts what it has printed."""
+
+    def __init__(self) -> None:
+        self.produced = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for n in itertools.count():
+            for line in (b"dn: cn=%d,o=grid\n" % n, b"objectClass: top\n\n"):
+                self.produced += len(line)
+                yield line
 
 
 def endless_lines() -> Iterator[bytes]:
@@ -446,13 +457,17 @@ def endless_lines() -> Iterator[bytes]:
 
 def test_file_size_limit_stops_an_endless_stream():
     """An endless provider is cut off once it has sent max_file_bytes, not read to the end."""
-    limits = LDIFLimits(max_file_bytes=100_000)
+    limits = LDIFLimits(max_file_bytes=1_000_000)
+    provider = EndlessRecords()
     seen = []
     with pytest.raises(LDIFLimitExceeded) as info:
-        for record in iter_ldif(endless_records(), "provider", limits):
+        for record in iter_ldif(provider, "provider", limits):
             seen.append(record)
-    assert info.value.message == "LDIF input larger than 100000 bytes"
-    assert 2000 < len(seen) < 4000
+    assert str(info.value).startswith("provider:")
+    assert info.value.message == "LDIF input larger than 1000000 bytes"
+    assert provider.produced < 1_000_000 + 70_000  # read at most one 64 KiB batch too far
+    assert 20_000 < len(seen) < 1_000_000 // 35
+    assert seen[-1].dn == f"cn={len(seen) - 1},o=grid"
     assert info.value.line > 3 * len(seen)
 
 
@@ -543,6 +558,34 @@ def test_tolerant_mode_resynchronises_after_an_oversized_line_in_a_stream():
     records, errors = parse_ldif_tolerant(text, limits=LDIFLimits(max_line_bytes=1000))
     assert [r.dn for r in records] == ["cn=a", "cn=c"]
     assert [(e.line, e.message) for e in errors] == [(5, "line longer than 1000 bytes")]
+
+
+def test_tolerant_mode_drops_an_oversized_last_record():
+    """A last record that never ends (no blank line after it) is reported, the rest kept."""
+    text = b"dn: cn=a\nx: 1\n\ndn: cn=b\n# c\nx: " + b"y" * 5000 + b"\n"
+    records, errors = parse_ldif_tolerant(text, limits=LDIFLimits(max_entry_bytes=1000))
+    assert [r.dn for r in records] == ["cn=a"]
+    assert [(e.line, e.message) for e in errors] == [(4, "record larger than 1000 bytes")]
+
+
+def test_tolerant_reader_resynchronises_across_blocks():
+    """Skipping an oversized record works when it arrives in many small reads."""
+    from gridinfo.directory.ldif import _Reader
+
+    text = (
+        b"dn: cn=a\nx: 1\n\n"
+        b"dn: cn=b\nx: " + b"y" * 3000 + b"\nz: 1\n\n"
+        b"dn: cn=c\nx: " + b"w" * 3000 + b"\n\n"
+        b"dn: cn=d\nx: 1\n"
+    )
+    for size in (1, 3, 100, 999):
+        reader = _Reader("stream", LDIFLimits(max_entry_bytes=1000, max_line_bytes=2000), tolerant=True)
+        records = []
+        for at in range(0, len(text), size):
+            records.extend(reader.feed(text[at : at + size]))
+        records.extend(reader.close())
+        assert [(r.dn, r.line) for r in records] == [("cn=a", 1), ("cn=d", 11)]
+        assert [e.line for e in reader.errors] == [4, 8]
 
 
 def test_tolerant_mode_still_stops_at_the_input_size_limit():
@@ -662,3 +705,20 @@ def test_streaming_gives_the_same_records_however_the_input_is_cut(entries, cuts
         pieces.append(text[at : at + size])
         at += size
     assert list(iter_ldif(pieces)) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(records(), min_size=1, max_size=4))
+def test_reads_ldif_written_by_ldap3(entries):
+    """LDIF from another implementation (ldap3's RFC 2849 writer) reads back exactly."""
+    from ldap3.protocol.rfc2849 import operation_to_ldif
+
+    responses = [
+        {"type": "searchResEntry", "dn": dn, "raw_attributes": {name: list(vs) for name, vs in attrs}}
+        for dn, attrs in entries
+    ]
+    text = "\n".join(operation_to_ldif("searchResponse", responses)) + "\n"
+    parsed = parse_ldif(text)
+    assert [(r.dn, r.attributes) for r in parsed] == [
+        (dn, tuple((name, tuple(vs)) for name, vs in attrs)) for dn, attrs in entries
+    ]
