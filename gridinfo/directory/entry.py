@@ -231,9 +231,10 @@ class EntryBuilder:
         self.dn_normaliser = DNNormaliser(schema)
         self._attr_cache: dict[str, tuple[str, str]] = {}
         self._oc_cache: dict[bytes, frozenset[str]] = {}
-        self._oc_sets: dict[frozenset[str], frozenset[str]] = {}
+        self._oc_sets: dict[tuple[bytes, ...], frozenset[str]] = {}
+        self._plans: dict[tuple[str, ...], Any] = {}
         self._values: dict[bytes, bytes] = {}
-        self._encoded: dict[tuple[str, tuple[bytes, ...]], tuple[bytes, tuple[bytes, ...]]] = {}
+        self._encoded: dict[tuple[bytes, tuple[bytes, ...]], tuple[bytes, tuple[bytes, ...]]] = {}
 
     def attribute_key(self, description: str) -> tuple[str, str]:
         """(canonical key, name to publish) for an attribute description as written."""
@@ -282,61 +283,85 @@ class EntryBuilder:
         parsed = parse_dn(dn) if isinstance(dn, str) else dn
         text = dn_text if dn_text is not None else (dn if isinstance(dn, str) else str(dn))
         key = self.dn_normaliser.key(parsed)
-        values: dict[str, list[bytes]] = {}
-        names: dict[str, str] = {}
+        if not isinstance(attributes, (list, tuple)):
+            attributes = list(attributes)
+        descriptions = tuple([a for a, _ in attributes])
+        plan = self._plans.get(descriptions)
+        if plan is None:
+            plan = self._plan(descriptions)
+        slots, shape, encoded_names, oc_slot = plan
+        if slots is None:
+            # every description names its own attribute: one slot per input, in order
+            grouped: list[Sequence[bytes]] = [vals for _, vals in attributes]
+        else:
+            grouped = [[] for _ in encoded_names]
+            for (_, vals), slot in zip(attributes, slots):
+                grouped[slot].extend(vals)  # type: ignore[attr-defined]
         intern = self._values
-        attribute_key = self.attribute_key
-        for description, vals in attributes:
-            k, name = attribute_key(description)
-            current = values.get(k)
-            if current is None and len(vals) == 1:
-                v = vals[0]
-                if len(v) <= _INTERN_MAX_LEN:
-                    v = intern.get(v) or (intern.setdefault(v, v) if len(intern) < _INTERN_MAX_VALUES else v)
-                values[k] = [v]
-                names[k] = name
-                continue
-            if current is None:
-                values[k] = current = []
-                names[k] = name
-            for v in vals:
-                if v not in current:
-                    if len(v) <= _INTERN_MAX_LEN:
-                        v = intern.get(v) or (intern.setdefault(v, v) if len(intern) < _INTERN_MAX_VALUES else v)
-                    current.append(v)
-        ocs: frozenset[str] = frozenset()
-        oc_values = values.get("objectclass")
-        if oc_values:
-            closure: set[str] = set()
-            for v in oc_values:
-                closure |= self.object_class_closure(v)
-            ocs = frozenset(closure)
-            ocs = self._oc_sets.setdefault(ocs, ocs)
         encoded = self._encoded
         parts = []
         stored = []
-        for k, vals in values.items():
-            name = names[k]
-            tv = tuple(vals)
+        for name, vals in zip(encoded_names, grouped):
+            if len(vals) == 1:
+                v = vals[0]
+                if len(v) <= _INTERN_MAX_LEN:
+                    v = intern.get(v) or (intern.setdefault(v, v) if len(intern) < _INTERN_MAX_VALUES else v)
+                tv: tuple[bytes, ...] = (v,)
+            else:
+                tv = tuple(dict.fromkeys(vals))  # attribute values are a set: drop repeats, keep order
             hit = encoded.get((name, tv))
             if hit is None:
-                part = ber.partial_attribute(name.encode("utf-8"), tv)
+                part = ber.partial_attribute(name, tv)
                 if len(part) <= _ENCODE_CACHE_MAX_LEN and len(encoded) < _ENCODE_CACHE_MAX:
                     encoded[(name, tv)] = (part, tv)
             else:
                 part, tv = hit  # share the value tuple with every entry that has it
             parts.append(part)
             stored.append(tv)
+        ocs: frozenset[str] = frozenset()
+        if oc_slot is not None:
+            oc_values = stored[oc_slot]
+            ocs = self._oc_sets.get(oc_values)  # type: ignore[assignment]
+            if ocs is None:
+                closure: set[str] = set()
+                for v in oc_values:
+                    closure |= self.object_class_closure(v)
+                ocs = frozenset(closure)
+                if len(self._oc_sets) < 10_000:
+                    self._oc_sets[oc_values] = ocs
         return Entry(
             text,
             key,
             tuple(stored),
-            shape_for(names),
+            shape,
             object_classes=ocs,
             source=source,
             valid_to=valid_to,
             encoded_attributes=parts,
         )
+
+    def _plan(
+        self, descriptions: tuple[str, ...]
+    ) -> tuple[list[int] | None, Shape, list[bytes], int | None]:
+        """How to group one list of attribute descriptions: cached, entries repeat their lists."""
+        names: dict[str, str] = {}
+        slots: list[int] = []
+        for description in descriptions:
+            k, name = self.attribute_key(description)
+            if k not in names:
+                names[k] = name
+            slots.append(list(names).index(k))
+        unique = len(names) == len(descriptions)
+        shape = shape_for(names)
+        plan = (
+            None if unique else slots,
+            shape,
+            [n.encode("utf-8") for n in names.values()],
+            shape.index.get("objectclass"),
+        )
+        if len(self._plans) < 10_000:
+            self._plans[descriptions] = plan
+        return plan
 
 
 _INTERN_MAX_LEN = 48
