@@ -754,6 +754,7 @@ class Schema:
     _superclass_cache: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     _check_attr_cache: dict[str, tuple[Any, str, str]] = field(default_factory=dict, repr=False)
     _check_class_cache: dict[tuple[bytes, ...], Any] = field(default_factory=dict, repr=False)
+    _check_good_values: set[tuple[str, bytes]] = field(default_factory=set, repr=False)
 
     def __repr__(self) -> str:
         return f"<Schema: {len(self._attributes)} attribute types, {len(self._classes)} object classes>"
@@ -985,6 +986,9 @@ class Schema:
                 problems.append(f"attribute {shown!r} is not allowed by the entry's objectClasses")
             if at.single_value and len(values) > 1:
                 problems.append(f"attribute {shown!r} is SINGLE-VALUE but has {len(values)} values")
+            known_good = self._check_good_values
+            if len(values) == 1 and (key, values[0]) in known_good:
+                continue  # this value was checked for this attribute before
             match = self.matching(key)
             equality = match.equality if match is not None else None
             seen: set[Hashable] = set()
@@ -1001,6 +1005,8 @@ class Schema:
                     if normalised in seen:
                         problems.append(f"attribute {shown!r} has the value {_show(value)} more than once")
                     seen.add(normalised)
+                if len(value) <= 64 and len(known_good) < 200_000:
+                    known_good.add((key, value))
         return problems
 
 
