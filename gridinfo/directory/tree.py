@@ -166,22 +166,26 @@ class DirectoryTree:
     def subtree(self, base_key: str) -> Iterator[Entry]:
         """Entries at and below ``base_key``, depth first, parents before children."""
         entries = self.entries
+        for k in self.subtree_keys(base_key):
+            e = entries.get(k)
+            if e is not None:
+                yield e
+
+    def subtree_keys(self, base_key: str) -> list[str]:
+        """Keys at and below ``base_key`` (that exist or have children), preorder."""
         children = self.children
-        base = entries.get(base_key)
-        if base is not None:
-            yield base
-        stack = [iter(children.get(base_key, ()))]
+        out = []
+        stack = [base_key]
+        pop = stack.pop
+        extend = stack.extend
+        append = out.append
         while stack:
-            for k in stack[-1]:
-                e = entries.get(k)
-                if e is not None:
-                    yield e
-                kids = children.get(k)
-                if kids:
-                    stack.append(iter(kids))
-                break
-            else:
-                stack.pop()
+            k = pop()
+            append(k)
+            kids = children.get(k)
+            if kids:
+                extend(reversed(kids))
+        return out
 
     def matched_dn(self, base_key: str) -> str:
         """DN of the nearest existing ancestor (for noSuchObject's matchedDN)."""
@@ -262,10 +266,15 @@ class DirectoryTree:
         if not base_key:
             # the root: every entry, including orphans that have no parent in the tree
             return list(self.entries.values())
-        walk = self.subtree(base_key)
+        keys = self.subtree_keys(base_key)
         if children_only:
-            next(walk, None)
-        return walk
+            keys = keys[1:]
+        entries = self.entries
+        if indexed is not None:
+            # the index is larger than the subtree: walk the subtree, but let the index
+            # (a dict lookup) reject entries before the filter does
+            return [entries[k] for k in keys if k in indexed]
+        return [e for e in map(entries.get, keys) if e is not None]
 
     def collect(
         self,
