@@ -1,0 +1,72 @@
+"""``giis``: run a Grid Index Information Service in the foreground.
+
+    giis --config conf/giis.yaml [--name NAME] [--listen ENDPOINT]... [--register LDAP-URL]...
+         [--child LDAP-URL]...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+
+from gridinfo.config import GIISConfig, RegisterConfig, StaticChildConfig, load_config
+from gridinfo.errors import ConfigError, GridinfoError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="giis", description="Serve a GIIS (mds-vo-name=NAME,o=grid) over LDAP.")
+    p.add_argument("--config", "-c", help="YAML config file (see conf/giis.yaml)")
+    p.add_argument("--name", help="the GIIS's name: it serves mds-vo-name=NAME,o=grid")
+    p.add_argument(
+        "--listen",
+        action="append",
+        metavar="ENDPOINT",
+        help="Twisted endpoint string, e.g. tcp:2135:interface=127.0.0.1 (repeatable; replaces the config's)",
+    )
+    p.add_argument(
+        "--register",
+        action="append",
+        metavar="LDAP-URL",
+        help="register with this parent, e.g. ldap://top.example.org:2135/mds-vo-name=top,o=grid (repeatable; added)",
+    )
+    p.add_argument("--child", action="append", metavar="LDAP-URL", help="a static child (repeatable; added)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
+    return p
+
+
+def make_config(args: argparse.Namespace) -> GIISConfig:
+    config = load_config(args.config, GIISConfig) if args.config else GIISConfig()
+    changes: dict[str, object] = {}
+    if args.name:
+        if not args.name.replace("-", "").replace(".", "").isalnum():
+            raise ConfigError(f"--name {args.name!r}: expected a printable string name (letters, digits, - or .)", "<command line>")
+        changes["name"] = args.name
+    if args.listen:
+        changes["listen"] = tuple(args.listen)
+    if args.register:
+        changes["register"] = config.register + tuple(RegisterConfig(url=u) for u in args.register)
+    if args.child:
+        changes["children"] = config.children + tuple(StaticChildConfig(url=u) for u in args.child)
+    return replace(config, **changes) if changes else config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = make_config(args)
+        from twisted.internet import reactor
+
+        from gridinfo.cli.common import run_service, start_logging
+        from gridinfo.service import make_giis_service
+
+        start_logging(args.log_level)
+        top = make_giis_service(config, reactor)
+    except (GridinfoError, ValueError) as e:
+        sys.stderr.write(f"giis: {e}\n")
+        return 2
+    return run_service(top, reactor)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

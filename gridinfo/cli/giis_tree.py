@@ -1,0 +1,273 @@
+"""``giis-tree``: walk a GIIS hierarchy through its registrations and draw it.
+
+    giis-tree ldap://host:2135/mds-vo-name=site,o=grid [--depth N] [--timeout S] [--count] [--json]
+
+For each node: a base search of its suffix (round-trip latency), then MDS2's
+``-s base giisregistrationstatus`` (its registrants, with status, lease and cachettl), then each
+registrant in turn (in parallel), down to ``--depth``.  A GRIS answers the status search with
+nothing and is a leaf.  Nodes that do not answer, whose lease is INVALID, or that their parent
+reports unreachable or stale are unhealthy: marked (red on a terminal) and the exit status is 1,
+so the command serves as a monitoring check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gridinfo.giis.leases import parse_generalized_time
+
+UNHEALTHY_CHILD_STATES = {"unreachable", "slow", "invalid"}
+
+
+@dataclass
+class Node:
+    url: str
+    name: str
+    host: str
+    port: int
+    suffix: str
+    reg_status: str = ""  # as the parent reports it: VALID, INVALID, STATIC ("" for the root)
+    child_state: str = ""  # the parent's view of its health
+    lease_left: float | None = None
+    cachettl: str = ""
+    latency_ms: float | None = None
+    entries: int | None = None
+    error: str = ""
+    note: str = ""
+    children: list[Node] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return (
+            not self.error
+            and self.reg_status != "INVALID"
+            and self.child_state not in UNHEALTHY_CHILD_STATES
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "healthy": self.healthy,
+            "registration_status": self.reg_status or None,
+            "state_at_parent": self.child_state or None,
+            "lease_seconds_left": None if self.lease_left is None else round(self.lease_left, 1),
+            "cachettl": int(self.cachettl) if self.cachettl.isdigit() else None,
+            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 2),
+            "entries": self.entries,
+            "error": self.error or None,
+            "note": self.note or None,
+            "children": [c.as_json() for c in self.children],
+        }
+
+
+def _name(suffix: str) -> str:
+    first = suffix.split(",", 1)[0]
+    return first.partition("=")[2].strip() or suffix
+
+
+def _first(attrs: dict[str, list[bytes]], name: str) -> str:
+    vals = attrs.get(name.lower())
+    return vals[0].decode("utf-8", "replace") if vals else ""
+
+
+def walk(reactor: Any, url: str, *, depth: int, timeout: float, count: bool) -> Any:
+    """A Deferred firing with the root :class:`Node` of the hierarchy under ``url``."""
+    from twisted.internet import defer
+
+    from gridinfo.directory.dn import DNNormaliser
+    from gridinfo.ldap.client import LDAPClient, LDAPURL, decode_entry
+
+    normalise = DNNormaliser(None).key
+    clients: list[LDAPClient] = []
+    seen: set[tuple[str, int, str]] = set()
+
+    @defer.inlineCallbacks
+    def visit(node: Node, level: int) -> Any:
+        key = (node.host.lower(), node.port, normalise(node.suffix))
+        if key in seen:
+            node.note = "already shown (registration cycle?)"
+            return node
+        seen.add(key)
+        client = LDAPClient(reactor, node.host, node.port, connect_timeout=timeout)
+        clients.append(client)
+        started = reactor.seconds()
+        try:
+            r = yield client.search(node.suffix, 0, "(objectClass=*)", ["1.1"], timeout=timeout)
+        except Exception as e:  # ClientError, LDAPError: the node is unreachable
+            node.error = str(e) or type(e).__name__
+            return node
+        node.latency_ms = (reactor.seconds() - started) * 1000
+        if r.code != 0:
+            node.error = f"base search answered {r.code}: {r.message}"
+            return node
+        if count:
+            try:
+                c = yield client.search(node.suffix, 2, "(objectClass=*)", ["1.1"], timeout=timeout)
+                node.entries = len(c.entries)
+            except Exception as e:
+                node.error = f"count failed: {e}"
+        if level >= depth:
+            return node
+        try:
+            status = yield client.search(node.suffix, 0, "(objectClass=*)", ["giisregistrationstatus"], timeout=timeout)
+        except Exception as e:
+            node.error = f"registration status failed: {e}"
+            return node
+        now = time.time()
+        kids = []
+        for op in status.entries:
+            dn, pairs = decode_entry(op)
+            attrs: dict[str, list[bytes]] = {}
+            for n, v in pairs:
+                attrs.setdefault(n.lower(), []).extend(v)
+            host = _first(attrs, "Mds-Service-hn")
+            port = _first(attrs, "Mds-Service-port")
+            suffix = _first(attrs, "Mds-Service-Ldap-suffix")
+            if not host or not port.isdigit() or not suffix:
+                continue  # not a registrant entry (e.g. a plain server answering with its own entry)
+            child = Node(
+                url=str(LDAPURL(host, int(port), suffix)),
+                name=_name(suffix),
+                host=host,
+                port=int(port),
+                suffix=suffix,
+                reg_status=_first(attrs, "Mds-Reg-status"),
+                child_state=_first(attrs, "GridinfoChildState"),
+                cachettl=_first(attrs, "Mds-Service-Ldap-cachettl"),
+            )
+            validto = _first(attrs, "Mds-validto")
+            if validto:
+                try:
+                    child.lease_left = parse_generalized_time(validto) - now
+                except Exception:
+                    pass
+            kids.append(child)
+        node.children = kids
+        yield defer.gatherResults([visit(k, level + 1) for k in kids])
+        return node
+
+    u = LDAPURL.parse(url, default_port=2135)
+    root = Node(url=str(u), name=_name(u.base), host=u.host, port=u.port, suffix=u.base)
+
+    def close(result: Any) -> Any:
+        for c in clients:
+            c.close()
+        return result
+
+    return visit(root, 0).addBoth(close)
+
+
+class Painter:
+    COLOURS = {"red": "\033[31m", "green": "\033[32m", "yellow": "\033[33m", "dim": "\033[2m"}
+    RESET = "\033[0m"
+
+    def __init__(self, colour: bool):
+        self.colour = colour
+
+    def __call__(self, text: str, colour: str) -> str:
+        return f"{self.COLOURS[colour]}{text}{self.RESET}" if self.colour else text
+
+
+def _describe(node: Node, paint: Painter) -> str:
+    parts = [node.name, paint(node.url, "dim")]
+    if node.reg_status:
+        parts.append(node.reg_status)
+    if node.lease_left is not None:
+        left = node.lease_left
+        parts.append(f"lease {left:.0f}s left" if left >= 0 else f"lease expired {-left:.0f}s ago")
+    if node.cachettl:
+        parts.append(f"cachettl {node.cachettl}s")
+    if node.latency_ms is not None:
+        parts.append(f"{node.latency_ms:.1f} ms")
+    if node.entries is not None:
+        parts.append(f"{node.entries} entries")
+    if node.child_state and node.child_state not in ("ok", "new"):
+        parts.append(f"parent says {node.child_state}")
+    if node.error:
+        parts.append(f"UNREACHABLE: {node.error}")
+    if node.note:
+        parts.append(f"({node.note})")
+    text = "  ".join(parts)
+    if not node.healthy:
+        return paint("✗ " + text, "red")
+    if node.reg_status == "INVALID" or node.child_state == "slow":
+        return paint("! " + text, "yellow")
+    return paint("✓ ", "green") + text
+
+
+def render(root: Node, colour: bool = False) -> str:
+    paint = Painter(colour)
+    lines = [_describe(root, paint)]
+
+    def draw(node: Node, prefix: str) -> None:
+        for i, child in enumerate(node.children):
+            last = i == len(node.children) - 1
+            lines.append(prefix + ("└── " if last else "├── ") + _describe(child, paint))
+            draw(child, prefix + ("    " if last else "│   "))
+
+    draw(root, "")
+    return "\n".join(lines) + "\n"
+
+
+def all_healthy(node: Node) -> bool:
+    return node.healthy and all(all_healthy(c) for c in node.children)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="giis-tree", description="Draw a GIIS hierarchy with each node's health.")
+    p.add_argument("url", help="ldap://host:port/mds-vo-name=NAME,o=grid (port defaults to 2135)")
+    p.add_argument("--depth", type=int, default=10, help="levels to descend (default 10)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    p.add_argument("--count", action="store_true", help="count each node's entries (a subtree search)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a tree")
+    p.add_argument("--colour", "--color", choices=["auto", "always", "never"], default="auto")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from gridinfo.ldap.client import LDAPURL
+
+    try:
+        u = LDAPURL.parse(args.url, default_port=2135)
+    except ValueError as e:
+        sys.stderr.write(f"giis-tree: {e}\n")
+        return 2
+    if not u.base:
+        sys.stderr.write("giis-tree: the URL must name the GIIS suffix: ldap://host:port/mds-vo-name=NAME,o=grid\n")
+        return 2
+    from twisted.internet import reactor
+
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        d = walk(reactor, args.url, depth=args.depth, timeout=args.timeout, count=args.count)
+
+        def done(result: Any) -> None:
+            outcome["result"] = result
+            reactor.stop()
+
+        d.addBoth(done)
+
+    reactor.callWhenRunning(run)
+    reactor.run()
+    root = outcome.get("result")
+    if not isinstance(root, Node):
+        sys.stderr.write(f"giis-tree: {getattr(root, 'getErrorMessage', lambda: root)()}\n")
+        return 2
+    if args.json:
+        sys.stdout.write(json.dumps(root.as_json(), indent=2) + "\n")
+    else:
+        colour = args.colour == "always" or (args.colour == "auto" and sys.stdout.isatty())
+        sys.stdout.write(render(root, colour))
+    return 0 if all_healthy(root) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Who may register with a GIIS: LDAP filters over the registration entry, plus binds.
+
+As MDS2's ``grid-info-site-policy.conf``: each rule is an LDAP filter evaluated (with the
+schema's matching rules, so ``(Mds-Service-port>=2135)`` compares numbers) against the
+registration message as an entry.  Rules are tried in order; the first whose filter matches
+decides.  A rule may demand that the registrant has bound as a given DN (the server checks
+the password against its ``credentials``).  No matching rule, or a missing or wrong bind,
+refuses the registration; the refusal carries a message and is logged.
+
+The open policy of the Globus install is one rule, ``(Mds-Service-hn=*)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from twisted.logger import Logger
+
+from gridinfo.directory.entry import EntryBuilder
+from gridinfo.directory.evaluate import FilterCompiler, Predicate
+from gridinfo.directory.filters import parse_filter
+from gridinfo.directory.schema import Schema
+from gridinfo.errors import ConfigError, InsufficientAccessRights, InvalidCredentials, LDAPError
+from gridinfo.giis.leases import Registration
+
+log = Logger()
+
+OPEN_POLICY = "(Mds-Service-hn=*)"
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    """One acceptance rule: an LDAP filter over the registration, and an optional bind DN."""
+
+    filter: str
+    bind_dn: str = ""
+
+
+class RegistrationPolicy:
+    """Compiled acceptance rules; :meth:`check` raises on refusal."""
+
+    def __init__(self, rules: Sequence[PolicyRule], schema: Schema, *, source: str = "policy"):
+        self.rules = tuple(rules)
+        self.builder = EntryBuilder(schema)
+        compiler = FilterCompiler(schema)
+        self._compiled: list[tuple[PolicyRule, Predicate]] = []
+        for i, rule in enumerate(self.rules):
+            try:
+                predicate = compiler.compile(parse_filter(rule.filter))
+            except LDAPError as e:
+                raise ConfigError(f"policy rule {i + 1}: bad filter {rule.filter!r}: {e.message}", source) from None
+            self._compiled.append((rule, predicate))
+
+    @classmethod
+    def open(cls, schema: Schema) -> RegistrationPolicy:
+        return cls([PolicyRule(OPEN_POLICY)], schema)
+
+    def check(self, dn: str, registration: Registration, bind_dn: str = "") -> PolicyRule:
+        """Return the rule that accepts the registration, or raise the refusal.
+
+        InsufficientAccessRights when no rule matches or the registrant is bound as someone
+        else; InvalidCredentials when a rule demands a bind and the registrant is anonymous.
+        """
+        entry = self.builder.build(dn, [(name, list(vals)) for name, vals in registration.attributes])
+        who = registration.url
+        for rule, predicate in self._compiled:
+            if predicate(entry) is not True:
+                continue
+            if rule.bind_dn and _norm(bind_dn) != _norm(rule.bind_dn):
+                if not bind_dn:
+                    error: LDAPError = InvalidCredentials(
+                        f"registration of {who} must be made by a client bound as {rule.bind_dn}"
+                    )
+                else:
+                    error = InsufficientAccessRights(
+                        f"registration of {who} must be made as {rule.bind_dn}, not {bind_dn}"
+                    )
+                log.warn("refused registration of {url}: {why}", url=who, why=error.message, bind_dn=bind_dn)
+                raise error
+            return rule
+        error = InsufficientAccessRights(f"the GIIS's policy does not accept registrations of {who}")
+        log.warn("refused registration of {url}: {why}", url=who, why=error.message, bind_dn=bind_dn)
+        raise error
+
+
+def _norm(dn: str) -> str:
+    return ",".join(part.strip().lower() for part in dn.split(","))

@@ -1,0 +1,616 @@
+"""A small downstream LDAP client: forwarding searches to children and sending registrations.
+
+Theory of operation
+-------------------
+One :class:`LDAPClient` per remote server keeps at most one TCP connection and multiplexes
+requests over it by message ID (a GIIS asks the same child again and again: connection reuse
+matters more than anything else).  The connection is made on first use, bound (simple) when
+credentials are given, and made again after it is lost.  Every request has a timeout driven by
+the injected reactor; on timeout the request is abandoned on the wire and its Deferred fails
+with :class:`RequestTimeout`.  A connect that takes longer than ``connect_timeout`` fails the
+requests waiting for it with :class:`ConnectFailed`.
+
+Responses are framed with bounded buffers (``max_pdu_bytes`` per message, a ``bytearray``
+consumed without quadratic slicing).  A ``SearchResultEntry`` is *not* decoded: it is kept as
+the encoded protocol op, exactly what a gridinfo server sends on, so a GIIS renames an entry
+by replacing its DN (:func:`rename_entry`) and never touches the attributes.
+:func:`decode_entry` decodes one fully where that is needed (mirror mode, stale marking).
+
+A peer that sends something that is not LDAP (:class:`PeerProtocolError`) loses the
+connection; every request on it fails with that error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from twisted.internet import defer, error as internet_error
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from gridinfo.directory import ber
+from gridinfo.directory import filters as F
+from gridinfo.errors import GridinfoError, LDAPError, ResultCode
+
+log = Logger()
+
+DEFAULT_PORT = 389
+MDS_PORT = 2135
+
+TAG_BIND_REQUEST = 0x60
+TAG_BIND_RESPONSE = 0x61
+TAG_UNBIND_REQUEST = 0x42
+TAG_SEARCH_REQUEST = 0x63
+TAG_SEARCH_ENTRY = 0x64
+TAG_SEARCH_DONE = 0x65
+TAG_SEARCH_REFERENCE = 0x73
+TAG_ADD_REQUEST = 0x68
+TAG_ADD_RESPONSE = 0x69
+TAG_ABANDON_REQUEST = 0x50
+TAG_EXTENDED_RESPONSE = 0x78
+
+
+class ClientError(GridinfoError):
+    """Talking to a remote LDAP server failed (not an LDAP result: the exchange itself)."""
+
+
+class ConnectFailed(ClientError):
+    """The TCP connection could not be made (refused, unreachable, connect timeout)."""
+
+
+class RequestTimeout(ClientError):
+    """No complete answer within the request's timeout."""
+
+
+class ConnectionLost(ClientError):
+    """The connection closed while a request was in progress."""
+
+
+class PeerProtocolError(ClientError):
+    """The peer sent something that is not valid LDAP (its fault, not ours)."""
+
+
+class ResponseTooLarge(PeerProtocolError):
+    """A response message or an answer over the client's limits."""
+
+
+# ---------------------------------------------------------------------------------------------
+# LDAP URLs
+
+
+@dataclass(frozen=True)
+class LDAPURL:
+    """``ldap://host:port/base`` (RFC 4516; attributes, scope and filter parts are ignored)."""
+
+    host: str
+    port: int
+    base: str = ""
+
+    @classmethod
+    def parse(cls, url: str, default_port: int = DEFAULT_PORT) -> LDAPURL:
+        parts = urlsplit(url.strip())
+        if parts.scheme.lower() != "ldap":
+            raise ValueError(f"{url!r} is not an ldap:// URL")
+        host = parts.hostname
+        if not host:
+            raise ValueError(f"{url!r} names no host")
+        try:
+            port = parts.port or default_port
+        except ValueError:
+            raise ValueError(f"{url!r} has a bad port") from None
+        base = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
+        return cls(host, port, base)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ldap://{host}:{self.port}/{self.base}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding requests
+
+
+def encode_filter(f: F.Filter) -> bytes:
+    """BER encoding of a filter (RFC 4511, section 4.5.1)."""
+    os_ = ber.octet_string
+    if isinstance(f, F.And):
+        return ber.tlv(0xA0, b"".join(encode_filter(x) for x in f.filters))
+    if isinstance(f, F.Or):
+        return ber.tlv(0xA1, b"".join(encode_filter(x) for x in f.filters))
+    if isinstance(f, F.Not):
+        return ber.tlv(0xA2, encode_filter(f.filter))
+    if isinstance(f, F.Equality):
+        return ber.tlv(0xA3, os_(f.attribute.encode()) + os_(f.value))
+    if isinstance(f, F.Substrings):
+        parts = []
+        if f.initial is not None:
+            parts.append(ber.tlv(0x80, f.initial))
+        parts += [ber.tlv(0x81, a) for a in f.any]
+        if f.final is not None:
+            parts.append(ber.tlv(0x82, f.final))
+        return ber.tlv(0xA4, os_(f.attribute.encode()) + ber.sequence(parts))
+    if isinstance(f, F.GreaterOrEqual):
+        return ber.tlv(0xA5, os_(f.attribute.encode()) + os_(f.value))
+    if isinstance(f, F.LessOrEqual):
+        return ber.tlv(0xA6, os_(f.attribute.encode()) + os_(f.value))
+    if isinstance(f, F.Present):
+        return ber.tlv(0x87, f.attribute.encode())
+    if isinstance(f, F.Approx):
+        return ber.tlv(0xA8, os_(f.attribute.encode()) + os_(f.value))
+    if isinstance(f, F.Extensible):
+        body = b""
+        if f.matching_rule:
+            body += ber.tlv(0x81, f.matching_rule.encode())
+        if f.attribute:
+            body += ber.tlv(0x82, f.attribute.encode())
+        body += ber.tlv(0x83, f.value)
+        if f.dn_attributes:
+            body += ber.tlv(0x84, b"\xff")
+        return ber.tlv(0xA9, body)
+    raise TypeError(f"not a filter: {f!r}")
+
+
+def search_request(
+    base: str,
+    scope: int,
+    filter: F.Filter,
+    attributes: Sequence[str] = (),
+    size_limit: int = 0,
+    time_limit: int = 0,
+    types_only: bool = False,
+) -> bytes:
+    body = (
+        ber.octet_string(base.encode("utf-8"))
+        + ber.integer(int(scope), ber.ENUMERATED)
+        + ber.integer(0, ber.ENUMERATED)
+        + ber.integer(size_limit)
+        + ber.integer(time_limit)
+        + ber.tlv(ber.BOOLEAN, b"\xff" if types_only else b"\x00")
+        + encode_filter(filter)
+        + ber.sequence(ber.octet_string(a.encode("utf-8")) for a in attributes)
+    )
+    return ber.tlv(TAG_SEARCH_REQUEST, body)
+
+
+def add_request(dn: str, attributes: Iterable[tuple[str, Sequence[bytes]]]) -> bytes:
+    attrs = ber.sequence(
+        ber.sequence([ber.octet_string(name.encode("utf-8")), ber.sequence((ber.octet_string(v) for v in vals), ber.SET)])
+        for name, vals in attributes
+    )
+    return ber.tlv(TAG_ADD_REQUEST, ber.octet_string(dn.encode("utf-8")) + attrs)
+
+
+def bind_request(dn: str, password: str) -> bytes:
+    return ber.tlv(
+        TAG_BIND_REQUEST, ber.integer(3) + ber.octet_string(dn.encode("utf-8")) + ber.tlv(0x80, password.encode("utf-8"))
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding responses
+
+
+def _read(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the element at ``pos``; PeerProtocolError if bad."""
+    if end - pos < 2:
+        raise PeerProtocolError("truncated BER element")
+    tag = data[pos]
+    first = data[pos + 1]
+    pos += 2
+    if first < 0x80:
+        length = first
+    else:
+        n = first & 0x7F
+        if n == 0 or n > 4 or end - pos < n:
+            raise PeerProtocolError("bad BER length")
+        length = int.from_bytes(data[pos : pos + n], "big")
+        pos += n
+    if pos + length > end:
+        raise PeerProtocolError("BER element runs past its container")
+    return tag, pos, pos + length
+
+
+def entry_dn(op: bytes) -> str:
+    """The DN of an encoded SearchResultEntry."""
+    _, start, end = _read(op, 0, len(op))
+    tag, s, e = _read(op, start, end)
+    if tag != ber.OCTET_STRING:
+        raise PeerProtocolError("SearchResultEntry without an objectName")
+    return op[s:e].decode("utf-8", "replace")
+
+
+def rename_entry(op: bytes, dn: str) -> bytes:
+    """The same SearchResultEntry under another DN; the attributes are copied as bytes."""
+    _, start, end = _read(op, 0, len(op))
+    _, _, dn_end = _read(op, start, end)
+    return ber.tlv(ber.APP_SEARCH_RESULT_ENTRY, ber.octet_string(dn.encode("utf-8")) + op[dn_end:end])
+
+
+def decode_entry(op: bytes) -> tuple[str, list[tuple[str, list[bytes]]]]:
+    """(DN, [(attribute, [values])]) of an encoded SearchResultEntry."""
+    _, start, end = _read(op, 0, len(op))
+    tag, s, e = _read(op, start, end)
+    dn = op[s:e].decode("utf-8", "replace")
+    tag, s, attrs_end = _read(op, e, end)
+    out: list[tuple[str, list[bytes]]] = []
+    pos = s
+    while pos < attrs_end:
+        _, a_start, a_end = _read(op, pos, attrs_end)
+        _, ns, ne = _read(op, a_start, a_end)
+        name = op[ns:ne].decode("utf-8", "replace")
+        _, vs, ve = _read(op, ne, a_end)
+        values = []
+        vpos = vs
+        while vpos < ve:
+            _, xs, xe = _read(op, vpos, ve)
+            values.append(op[xs:xe])
+            vpos = xe
+        out.append((name, values))
+        pos = a_end
+    return dn, out
+
+
+@dataclass
+class ClientResult:
+    """An LDAPResult received: code, matched DN, message (and the entries of a search)."""
+
+    code: int = 0
+    matched_dn: str = ""
+    message: str = ""
+    entries: list[bytes] = field(default_factory=list)
+    references: list[bytes] = field(default_factory=list)
+
+    def raise_for_code(self, *ok: int) -> ClientResult:
+        """Raise the result as an LDAPError unless its code is success or one of ``ok``."""
+        if self.code == 0 or self.code in ok:
+            return self
+        try:
+            code = ResultCode(self.code)
+        except ValueError:
+            code = ResultCode.OTHER
+        raise LDAPError(self.message or code.name, self.matched_dn, code=code)
+
+
+def _decode_result(data: bytes, start: int, end: int) -> ClientResult:
+    tag, s, e = _read(data, start, end)
+    code = int.from_bytes(data[s:e], "big", signed=True) if e > s else 0
+    _, s, e = _read(data, e, end)
+    matched = data[s:e].decode("utf-8", "replace")
+    _, s, e = _read(data, e, end)
+    message = data[s:e].decode("utf-8", "replace")
+    return ClientResult(code, matched, message)
+
+
+# ---------------------------------------------------------------------------------------------
+# The protocol
+
+
+@dataclass
+class _Pending:
+    deferred: defer.Deferred[ClientResult]
+    result: ClientResult
+    timer: Any
+    max_entries: int
+    size: int = 0
+
+
+class LDAPClientProtocol(Protocol):
+    """Sends requests and routes responses to them by message ID."""
+
+    def __init__(self, reactor: Any, max_pdu_bytes: int = 16 << 20, max_answer_bytes: int = 256 << 20):
+        self.reactor = reactor
+        self.max_pdu_bytes = max_pdu_bytes
+        self.max_answer_bytes = max_answer_bytes
+        self._buf = bytearray()
+        self._next_id = 1
+        self._pending: dict[int, _Pending] = {}
+        self.connected = False
+        self.on_lost: Callable[[LDAPClientProtocol], None] | None = None
+
+    def connectionMade(self) -> None:
+        self.connected = True
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.connected = False
+        pending, self._pending = self._pending, {}
+        for p in pending.values():
+            if p.timer is not None and p.timer.active():
+                p.timer.cancel()
+            p.deferred.errback(ConnectionLost(f"connection lost: {reason.getErrorMessage()}"))
+        if self.on_lost is not None:
+            self.on_lost(self)
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def request(self, op: bytes, timeout: float, *, max_entries: int = 0, expects_response: bool = True) -> defer.Deferred[ClientResult]:
+        message_id = self._next_id
+        self._next_id = self._next_id + 1 if self._next_id < 2**31 - 1 else 1
+        d: defer.Deferred[ClientResult] = defer.Deferred()
+        assert self.transport is not None
+        self.transport.write(ber.ldap_message(message_id, op))
+        if not expects_response:
+            d.callback(ClientResult())
+            return d
+        timer = self.reactor.callLater(timeout, self._timed_out, message_id, timeout) if timeout else None
+        self._pending[message_id] = _Pending(d, ClientResult(), timer, max_entries)
+        return d
+
+    def _timed_out(self, message_id: int, timeout: float) -> None:
+        p = self._pending.pop(message_id, None)
+        if p is None:
+            return
+        if self.connected and self.transport is not None:
+            self.transport.write(ber.ldap_message(self._next_id, ber.integer(message_id, TAG_ABANDON_REQUEST)))
+            self._next_id += 1
+        p.deferred.errback(RequestTimeout(f"no answer within {timeout:g} s"))
+
+    def close(self) -> None:
+        if self.connected and self.transport is not None:
+            self.transport.write(ber.ldap_message(self._next_id, bytes((TAG_UNBIND_REQUEST, 0))))
+            self.transport.loseConnection()
+
+    # -- receiving --------------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        pos = 0
+        end = len(buf)
+        try:
+            while end - pos >= 2:
+                if buf[pos] != 0x30:
+                    raise PeerProtocolError(f"expected an LDAPMessage, got tag 0x{buf[pos]:02x}")
+                first = buf[pos + 1]
+                if first < 0x80:
+                    head, length = 2, first
+                else:
+                    n = first & 0x7F
+                    if n == 0 or n > 4:
+                        raise PeerProtocolError("bad LDAPMessage length")
+                    if end - pos < 2 + n:
+                        break
+                    head, length = 2 + n, int.from_bytes(buf[pos + 2 : pos + 2 + n], "big")
+                if length > self.max_pdu_bytes:
+                    raise ResponseTooLarge(f"response message of {length} bytes exceeds {self.max_pdu_bytes}")
+                if end - pos < head + length:
+                    break
+                self._message(bytes(buf[pos + head : pos + head + length]))
+                pos += head + length
+        except PeerProtocolError as e:
+            log.warn("dropping connection to {peer}: {error}", peer=self._peer(), error=str(e))
+            del buf[:]
+            self._fail_all(e)
+            if self.transport is not None:
+                self.transport.abortConnection()
+            return
+        if pos:
+            del buf[:pos]
+
+    def _peer(self) -> str:
+        try:
+            return str(self.transport.getPeer())  # type: ignore[union-attr]
+        except Exception:
+            return "?"
+
+    def _fail_all(self, error: Exception) -> None:
+        pending, self._pending = self._pending, {}
+        for p in pending.values():
+            if p.timer is not None and p.timer.active():
+                p.timer.cancel()
+            p.deferred.errback(error)
+
+    def _message(self, data: bytes) -> None:
+        end = len(data)
+        tag, s, e = _read(data, 0, end)
+        if tag != ber.INTEGER:
+            raise PeerProtocolError("LDAPMessage without a message ID")
+        message_id = int.from_bytes(data[s:e], "big")
+        op_tag, op_start, op_end = _read(data, e, end)
+        if message_id == 0:
+            if op_tag == TAG_EXTENDED_RESPONSE:
+                r = _decode_result(data, op_start, op_end)
+                raise PeerProtocolError(f"notice of disconnection: {r.message or r.code}")
+            return
+        p = self._pending.get(message_id)
+        if p is None:
+            return  # an answer to an abandoned request
+        if op_tag == TAG_SEARCH_ENTRY:
+            p.size += op_end - e
+            if p.size > self.max_answer_bytes or (p.max_entries and len(p.result.entries) >= p.max_entries):
+                self._finish(message_id, error=ResponseTooLarge(
+                    f"answer over the client's limit ({p.max_entries} entries / {self.max_answer_bytes} bytes)"
+                ))
+                return
+            p.result.entries.append(data[e:op_end])
+        elif op_tag == TAG_SEARCH_REFERENCE:
+            p.result.references.append(data[e:op_end])
+        else:
+            r = _decode_result(data, op_start, op_end)
+            p.result.code, p.result.matched_dn, p.result.message = r.code, r.matched_dn, r.message
+            self._finish(message_id)
+
+    def _finish(self, message_id: int, error: Exception | None = None) -> None:
+        p = self._pending.pop(message_id)
+        if p.timer is not None and p.timer.active():
+            p.timer.cancel()
+        if error is None:
+            p.deferred.callback(p.result)
+        else:
+            if self.connected and self.transport is not None:
+                self.transport.write(ber.ldap_message(self._next_id, ber.integer(message_id, TAG_ABANDON_REQUEST)))
+                self._next_id += 1
+            p.deferred.errback(error)
+
+
+class _ClientFactory(Factory):
+    noisy = False
+
+    def __init__(self, make: Callable[[], LDAPClientProtocol]):
+        self.make = make
+
+    def buildProtocol(self, addr: Any) -> LDAPClientProtocol:
+        p = self.make()
+        p.factory = self
+        return p
+
+
+# ---------------------------------------------------------------------------------------------
+# The client
+
+
+class LDAPClient:
+    """One remote LDAP server: a reused connection, requests with timeouts."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        host: str,
+        port: int,
+        *,
+        connect_timeout: float = 10.0,
+        bind_dn: str = "",
+        password: str = "",
+        max_pdu_bytes: int = 16 << 20,
+        max_answer_bytes: int = 256 << 20,
+        endpoint: Any = None,
+    ):
+        self.reactor = reactor
+        self.host = host
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self.bind_dn = bind_dn
+        self.password = password
+        self.max_pdu_bytes = max_pdu_bytes
+        self.max_answer_bytes = max_answer_bytes
+        self._endpoint = endpoint
+        self._protocol: LDAPClientProtocol | None = None
+        self._connecting: defer.Deferred[LDAPClientProtocol] | None = None
+        self._waiting: list[defer.Deferred[LDAPClientProtocol]] = []
+        self.connects = 0
+
+    @classmethod
+    def from_url(cls, reactor: Any, url: str | LDAPURL, **kw: Any) -> LDAPClient:
+        parsed = LDAPURL.parse(url) if isinstance(url, str) else url
+        return cls(reactor, parsed.host, parsed.port, **kw)
+
+    def __repr__(self) -> str:
+        return f"LDAPClient({self.host}:{self.port})"
+
+    # -- connection -------------------------------------------------------------------------------
+
+    def _connection(self) -> defer.Deferred[LDAPClientProtocol]:
+        """The live protocol, connecting (and binding) first when there is none."""
+        protocol = self._protocol
+        if protocol is not None and protocol.connected and not getattr(protocol.transport, "disconnecting", False):
+            return defer.succeed(protocol)
+        d: defer.Deferred[LDAPClientProtocol] = defer.Deferred()
+        self._waiting.append(d)
+        if self._connecting is None:
+            self._connect()
+        return d
+
+    def _connect(self) -> None:
+        endpoint = self._endpoint or HostnameEndpoint(self.reactor, self.host, self.port, timeout=self.connect_timeout)
+        factory = _ClientFactory(lambda: LDAPClientProtocol(self.reactor, self.max_pdu_bytes, self.max_answer_bytes))
+        self.connects += 1
+        attempt: defer.Deferred[LDAPClientProtocol] = endpoint.connect(factory)
+        self._connecting = attempt
+        # the endpoint's own timeout only covers TCP; bound the whole attempt by our clock too
+        timer = self.reactor.callLater(self.connect_timeout, attempt.cancel)
+
+        def connected(protocol: LDAPClientProtocol) -> Any:
+            protocol.on_lost = self._lost
+            if not self.bind_dn:
+                return protocol
+            bound = protocol.request(bind_request(self.bind_dn, self.password), self.connect_timeout)
+
+            def check(result: ClientResult) -> LDAPClientProtocol:
+                result.raise_for_code()
+                return protocol
+
+            def unbound(f: Failure) -> Failure:
+                protocol.close()
+                return f
+
+            return bound.addCallback(check).addErrback(unbound)
+
+        def done(result: Any) -> None:
+            if timer.active():
+                timer.cancel()
+            self._connecting = None
+            waiting, self._waiting = self._waiting, []
+            if isinstance(result, Failure):
+                err = result.value
+                if isinstance(err, (LDAPError, ClientError)):
+                    failure = result
+                elif isinstance(err, defer.CancelledError):
+                    failure = Failure(ConnectFailed(f"cannot connect to {self.host}:{self.port}: no connection within {self.connect_timeout:g} s"))
+                else:
+                    failure = Failure(ConnectFailed(f"cannot connect to {self.host}:{self.port}: {result.getErrorMessage()}"))
+                for w in waiting:
+                    w.errback(failure)
+                return
+            self._protocol = result
+            for w in waiting:
+                w.callback(result)
+
+        attempt.addCallback(connected).addBoth(done)
+
+    def _lost(self, protocol: LDAPClientProtocol) -> None:
+        if self._protocol is protocol:
+            self._protocol = None
+
+    def close(self) -> None:
+        """Unbind and close the connection (requests in flight fail with ConnectionLost)."""
+        if self._protocol is not None:
+            self._protocol.close()
+            self._protocol = None
+        if self._connecting is not None:
+            self._connecting.cancel()
+
+    # -- operations -------------------------------------------------------------------------------
+
+    def _send(self, op: bytes, timeout: float, max_entries: int = 0) -> defer.Deferred[ClientResult]:
+        """Send ``op`` once connected; ``timeout`` covers the connect as well as the answer."""
+        started = self.reactor.seconds()
+        conn = self._connection()
+
+        def send(protocol: LDAPClientProtocol) -> defer.Deferred[ClientResult]:
+            left = timeout - (self.reactor.seconds() - started) if timeout else 0
+            if timeout and left <= 0:
+                raise RequestTimeout(f"no answer within {timeout:g} s (connecting took it all)")
+            return protocol.request(op, left, max_entries=max_entries)
+
+        return conn.addCallback(send)
+
+    def search(
+        self,
+        base: str,
+        scope: int,
+        filter: F.Filter | str,
+        attributes: Sequence[str] = (),
+        *,
+        size_limit: int = 0,
+        time_limit: int = 0,
+        types_only: bool = False,
+        timeout: float = 30.0,
+        max_entries: int = 0,
+    ) -> defer.Deferred[ClientResult]:
+        """Search; the result carries the encoded entries, the final code and message."""
+        if isinstance(filter, str):
+            filter = F.parse_filter(filter)
+        op = search_request(base, scope, filter, attributes, size_limit, time_limit, types_only)
+        return self._send(op, timeout, max_entries)
+
+    def add(self, dn: str, attributes: Iterable[tuple[str, Sequence[bytes]]], *, timeout: float = 30.0) -> defer.Deferred[ClientResult]:
+        """Add an entry; the result's code says whether it was accepted."""
+        return self._send(add_request(dn, attributes), timeout)
+
+
+def is_connect_error(failure: Failure) -> bool:
+    return failure.check(ConnectFailed, internet_error.ConnectError) is not None
