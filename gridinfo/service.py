@@ -12,10 +12,11 @@ from twisted.application import service, strports
 from twisted.logger import Logger
 
 import gridinfo
-from gridinfo.config import GRISConfig
+from gridinfo.config import GIISConfig, GRISConfig
 from gridinfo.directory.schema import Schema, load_schema
 from gridinfo.directory.tree import DirectoryTree
-from gridinfo.gris.backend import TreeBackend, add_base_entries, load_static_ldif
+from gridinfo.gris.backend import GRISBackend, TreeBackend, add_base_entries, load_static_ldif
+from gridinfo.gris.providers import ProviderManager
 from gridinfo.ldap.server import LDAPServerFactory, ServerLimits
 
 log = Logger()
@@ -45,9 +46,21 @@ def make_gris_tree(config: GRISConfig, schema: Schema | None = None) -> Director
 
 
 def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree | None = None) -> service.MultiService:
-    """A GRIS: LDAP listeners on the configured endpoints over one tree backend."""
+    """A GRIS: LDAP listeners on the configured endpoints over one tree backend.
+
+    Its providers (``config.providers`` / ``plugins`` folders) feed the tree through soft
+    state; their status is published under ``o=infosys``.
+    """
     tree = tree if tree is not None else make_gris_tree(config)
-    backend = TreeBackend(tree, naming_contexts=("o=grid",))
+    providers = ProviderManager(tree, config, reactor)
+    events = None
+    if config.vm.enabled:
+        from gridinfo.vm.backend import make_event_service
+
+        events = make_event_service(tree, config.suffix, config.vm, reactor)
+    backend = GRISBackend(
+        tree, providers, naming_contexts=("o=grid", "o=infosys"), event_sink=events.sink if events else None
+    )
     factory = LDAPServerFactory(
         backend,
         reactor=reactor,
@@ -57,9 +70,75 @@ def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree |
     )
     top = service.MultiService()
     top.setName("gris")
+    providers.setServiceParent(top)
+    if events is not None:
+        events.setServiceParent(top)
     for endpoint in config.listen:
         listener = strports.service(endpoint, factory, reactor=reactor)
         listener.setServiceParent(top)
     top.backend = backend  # type: ignore[attr-defined]
     top.factory = factory  # type: ignore[attr-defined]
+    top.providers = providers  # type: ignore[attr-defined]
+    top.events = events  # type: ignore[attr-defined]
+    top.registrar = _registrar(config, config.suffix, top, reactor)  # type: ignore[attr-defined]
+    return top
+
+
+def _registrar(config: Any, suffix: str, top: service.MultiService, reactor: Any) -> Any:
+    """Upward registration (``register:``) for a GRIS or GIIS, registering the bound port."""
+    from gridinfo.giis.registrar import Registrar, bound_port, listener_host
+
+    if not getattr(config, "register", ()):
+        return None
+    listeners = [s for s in top if isinstance(s, strports.StreamServerEndpointService)]
+    registrar = Registrar(
+        reactor, config.register, suffix=suffix, host=listener_host(config.listen), port=bound_port(listeners)
+    )
+    registrar.setServiceParent(top)
+    return registrar
+
+
+def make_giis_service(config: GIISConfig, reactor: Any) -> service.MultiService:
+    """A GIIS: own entries, leased registrations, forwarding to children, upward registration."""
+    from gridinfo.giis.backend import GIISBackend, GIISMaintenance, StaticChild
+    from gridinfo.giis.leases import LeaseTable
+    from gridinfo.giis.policy import PolicyRule, RegistrationPolicy
+
+    schema = load_schema(config.schema)
+    tree = DirectoryTree(schema, indexed=DEFAULT_INDEXED)
+    add_base_entries(tree, config.suffix)
+    policy = RegistrationPolicy([PolicyRule(r.filter, r.bind_dn) for r in config.policy], schema, source=config.source)
+    backend = GIISBackend(
+        tree,
+        config.suffix,
+        reactor,
+        policy=policy,
+        leases=LeaseTable(max_registrants=config.max_registrants),
+        static_children=[
+            StaticChild(c.url, c.mode, c.timeout, c.cachettl, c.keep, c.period, c.bind_dn, c.password)
+            for c in config.children
+        ],
+        max_lease=config.max_lease,
+        default_timeout=config.default_timeout,
+        default_cachettl=config.default_cachettl,
+        late_answer_limit=config.late_answer_limit,
+        max_depth=config.max_depth,
+        max_entries_per_child=config.max_entries_per_child,
+        size_limit=config.limits.size_limit,
+    )
+    factory = LDAPServerFactory(
+        backend,
+        reactor=reactor,
+        limits=server_limits(config),
+        credentials=config.credentials,
+        vendor_version=f"gridinfo {gridinfo.__version__}",
+    )
+    top = service.MultiService()
+    top.setName("giis")
+    GIISMaintenance(backend, config.sweep_interval).setServiceParent(top)
+    for endpoint in config.listen:
+        strports.service(endpoint, factory, reactor=reactor).setServiceParent(top)
+    top.backend = backend  # type: ignore[attr-defined]
+    top.factory = factory  # type: ignore[attr-defined]
+    top.registrar = _registrar(config, config.suffix, top, reactor)  # type: ignore[attr-defined]
     return top

@@ -1,7 +1,10 @@
 """``make run``: gridinfo on loopback in the foreground, with the bundled example config.
 
-Serves a GRIS on 127.0.0.1:2135 from ``conf/gris.yaml`` and prints the ``ldapsearch`` line to
-try.  (When the GIIS lands, this grows into a small hierarchy: a GIIS with GRIS under it.)
+A small hierarchy in one process: a GIIS ``mds-vo-name=site,o=grid`` on 127.0.0.1:2135 (from
+``conf/giis.yaml``) with two GRIS registered under it on the next two loopback ports, both from
+``conf/gris.yaml``: the first runs the bundled providers in ``providers/`` (unless the config
+names its own folders), the second publishes the static example LDIF.  Prints the
+``ldapsearch`` and ``giis-tree`` lines to try.
 """
 
 from __future__ import annotations
@@ -19,23 +22,53 @@ def main() -> int:
     from twisted.internet import reactor
 
     from gridinfo.cli.common import run_service, start_logging
-    from gridinfo.config import GRISConfig, load_config
-    from gridinfo.errors import GridinfoError
-    from gridinfo.service import make_gris_service
+    from twisted.application import service
 
-    conf = Path(__file__).resolve().parents[2] / "conf" / "gris.yaml"
+    from gridinfo.config import GIISConfig, GRISConfig, RegisterConfig, load_config
+    from gridinfo.errors import GridinfoError
+    from gridinfo.service import make_giis_service, make_gris_service
+
+    top_dir = Path(__file__).resolve().parents[2]
+    conf = top_dir / "conf" / "gris.yaml"
+    giis_url = f"ldap://{HOST}:{PORT}/mds-vo-name=site,o=grid"
+    register = (RegisterConfig(url=giis_url, regperiod=30, ttl=60, keepto=120, cachettl=10, timeout=5, hostname=HOST),)
     try:
-        config = replace(load_config(conf, GRISConfig), listen=(f"tcp:{PORT}:interface={HOST}",))
+        giis_config = replace(
+            load_config(top_dir / "conf" / "giis.yaml", GIISConfig), name="site", listen=(f"tcp:{PORT}:interface={HOST}",)
+        )
+        base_config = load_config(conf, GRISConfig)
+        config = replace(base_config, listen=(f"tcp:{PORT + 1}:interface={HOST}",), ldif=(), register=register)
+        if not config.providers:
+            config = replace(config, providers=(str(top_dir / "providers"),))
+        # bundled providers are Python scripts (#!/usr/bin/env python3): let them find this
+        # interpreter, which has gridinfo's dependencies (psutil).
+        env = dict(config.provider_defaults.env or {})
+        env.setdefault("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", os.defpath))
+        config = replace(config, provider_defaults=replace(config.provider_defaults, env=env))
+        static_config = replace(
+            base_config, listen=(f"tcp:{PORT + 2}:interface={HOST}",), providers=(), plugins=(), register=register
+        )
         start_logging("info")
-        top = make_gris_service(config, reactor)
+        top = service.MultiService()
+        make_giis_service(giis_config, reactor).setServiceParent(top)
+        for name, gris_config in (("gris-providers", config), ("gris-static", static_config)):
+            gris = make_gris_service(gris_config, reactor)
+            gris.setName(name)  # MultiService children need distinct names
+            gris.setServiceParent(top)
     except GridinfoError as e:
         sys.stderr.write(f"make run: {e}\n")
         return 2
 
     def hello() -> None:
         sys.stdout.write(
-            "\ngridinfo is serving a GRIS on ldap://%s:%d/ (Ctrl-C stops it). Try:\n\n"
-            "    ldapsearch -x -H ldap://%s:%d -b mds-vo-name=local,o=grid\n\n" % (HOST, PORT, HOST, PORT)
+            "\ngridinfo is serving a GIIS on ldap://%s:%d/ with two GRIS registered under it\n"
+            "(ports %d: providers, %d: static LDIF; Ctrl-C stops them all). Try:\n\n"
+            "    ldapsearch -x -H ldap://%s:%d -b mds-vo-name=site,o=grid\n"
+            "    ldapsearch -x -H ldap://%s:%d -b mds-vo-name=site,o=grid -s base giisregistrationstatus\n"
+            "    ldapsearch -x -H ldap://%s:%d -b o=infosys          (child status)\n"
+            "    ldapsearch -x -H ldap://%s:%d -b mds-vo-name=local,o=grid   (one GRIS directly)\n"
+            "    .venv/bin/giis-tree --count %s\n\n"
+            % (HOST, PORT, PORT + 1, PORT + 2, HOST, PORT, HOST, PORT, HOST, PORT, HOST, PORT + 1, giis_url)
         )
         sys.stdout.flush()
 

@@ -1,11 +1,13 @@
 """``gris``: run a Grid Resource Information Service in the foreground.
 
     gris --config conf/gris.yaml [--listen ENDPOINT]... [--ldif DIR]... [--schema PATH]...
+         [--providers DIR]...
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 
@@ -24,6 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ldif", action="append", metavar="PATH", help="static LDIF file or folder (repeatable; added)")
     p.add_argument("--schema", action="append", metavar="PATH", help="extra schema file or folder (repeatable; added)")
+    p.add_argument(
+        "--providers", action="append", metavar="DIR", help="information providers folder (repeatable; added)"
+    )
+    p.add_argument(
+        "--register",
+        action="append",
+        metavar="LDAP-URL",
+        help="register with this GIIS, e.g. ldap://giis:2135/mds-vo-name=site,o=grid (repeatable; added)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     return p
 
@@ -37,6 +48,12 @@ def make_config(args: argparse.Namespace) -> GRISConfig:
         changes["ldif"] = config.ldif + tuple(args.ldif)
     if args.schema:
         changes["schema"] = config.schema + tuple(args.schema)
+    if args.providers:
+        changes["providers"] = config.providers + tuple(os.path.abspath(p) for p in args.providers)
+    if args.register:
+        from gridinfo.config import RegisterConfig
+
+        changes["register"] = config.register + tuple(RegisterConfig(url=u) for u in args.register)
     return replace(config, **changes) if changes else config
 
 

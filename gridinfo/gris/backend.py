@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, Protocol
 
 from twisted.logger import Logger
 
@@ -61,6 +62,39 @@ class TreeBackend:
         raise UnwillingToPerform(self.write_refusal_message)
 
 
+class SearchPreparer(Protocol):
+    """What a GRIS backend asks before a search (the provider manager answers)."""
+
+    def prepare_search(self, request: SearchRequest) -> Any:  # Deferred[None] | None
+        ...
+
+
+class GRISBackend(TreeBackend):
+    """The tree backend of a GRIS: a search touching stale provider data waits for a refresh.
+
+    ``providers.prepare_search`` expires soft state, starts (or joins) the runs the search
+    needs and returns a Deferred that fires when they end or their timelimit passes; the search
+    then answers from the tree with whatever is served by then (fresh data, or the last good).
+    """
+
+    def __init__(self, tree: DirectoryTree, providers: SearchPreparer, *, event_sink: Any = None, **kw: Any):
+        super().__init__(tree, **kw)
+        self.providers = providers
+        self.event_sink = event_sink  # gridinfo.vm.backend.EventSink: adds below ou=events
+
+    def add(self, dn: str, attributes: list[tuple[str, list[bytes]]], bind_dn: str) -> Any:
+        """Lifecycle events (adds below the events subtree) go to the event sink; the rest is refused."""
+        if self.event_sink is not None and self.event_sink.handles(dn):
+            return self.event_sink.add(dn, attributes, bind_dn)
+        return super().add(dn, attributes, bind_dn)
+
+    def search(self, request: SearchRequest) -> Any:  # SearchResult | Deferred[SearchResult]
+        wait = self.providers.prepare_search(request)
+        if wait is None:
+            return self.tree.search(request, server_size_limit=self.size_limit)
+        return wait.addCallback(lambda _: self.tree.search(request, server_size_limit=self.size_limit))
+
+
 def add_base_entries(tree: DirectoryTree, suffix: str) -> None:
     """``o=grid`` and the suffix entry always exist (unless an LDIF gives its own version)."""
     for dn, attrs in ((ROOT_DN, ROOT_ATTRIBUTES), (suffix, suffix_attributes(suffix))):
@@ -106,6 +140,12 @@ def load_static_ldif(tree: DirectoryTree, paths: Iterable[str], limits: LDIFLimi
         for rec in records:
             if rec.changetype not in (None, "add"):
                 err = InputError(f"changetype {rec.changetype} is not allowed in a static LDIF file", source, rec.line)
+                log.error("refused LDIF record: {error}", error=str(err))
+                errors.append(err)
+                continue
+            violations = tree.schema.check_entry(dict(rec.attributes))
+            if violations:
+                err = InputError(f"entry {rec.dn!r} breaks the schema: {'; '.join(violations)}", source, rec.line)
                 log.error("refused LDIF record: {error}", error=str(err))
                 errors.append(err)
                 continue

@@ -24,7 +24,9 @@ def gris(tmp_path_factory):
         "dn: GlueCEUniqueID=bad,mds-vo-name=local,o=grid\n"
         "this line is garbage\n\n"
         "dn: GlueCEUniqueID=after,mds-vo-name=local,o=grid\n"
-        "objectClass: GlueCETop\nobjectClass: GlueCE\nGlueCEUniqueID: after\n"
+        "objectClass: GlueCETop\nobjectClass: GlueCE\nGlueCEUniqueID: after\n\n"
+        "dn: GlueCEUniqueID=noschema,mds-vo-name=local,o=grid\n"
+        "objectClass: GlueCETop\nobjectClass: GlueCE\nGlueCEUniqueID: noschema\nGlueCEStateFreeCPUs: many\n"
     )
     with GrisProcess(["--ldif", str(folder)]) as g:
         yield g
@@ -55,6 +57,8 @@ def test_bad_ldif_record_refused_rest_served(gris):
     out = ldapsearch(gris.url, "-b", "o=grid", "(objectClass=GlueCE)", "GlueCEUniqueID")
     assert "GlueCEUniqueID: good" in out.stdout and "GlueCEUniqueID: after" in out.stdout
     assert "GlueCEUniqueID: bad" not in out.stdout
+    assert "GlueCEUniqueID: noschema" not in out.stdout
+    assert "broken.ldif:14: entry 'GlueCEUniqueID=noschema,mds-vo-name=local,o=grid' breaks the schema" in gris.log
     assert "broken.ldif:7: expected \"attribute: value\", got \"this line is garbage\"" in gris.log
 
 

@@ -1,0 +1,425 @@
+"""Provider folders, provider definitions, and the service that keeps their soft state.
+
+Discovery follows BDII's folders: every executable in a providers folder is a provider (prints
+complete LDIF), every ``*.ldif`` file there is published as it is, and every executable in a
+plugins folder prints ``changetype: modify`` LDIF applied to the providers' entries.  Dotfiles,
+editor backups (``*~``, ``#...#``), package-manager leftovers, folders and files that are not
+executable are skipped.  A provider's settings are its own ``provider.<name>`` config entry,
+else ``provider_defaults``, else :data:`BUILTIN_PROVIDER_DEFAULTS`.
+
+:class:`ProviderManager` is the Twisted service around the pure
+:class:`~gridinfo.gris.softstate.SoftStateTable`: it rescans the folders on a timer (a script
+dropped in or removed is noticed without a restart), sweeps expired state and starts background
+refreshes on a timer, starts one shared run when a search touches stale data and lets the search
+wait for it up to the provider's timelimit, and keeps the ``o=infosys`` status entries current.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from gridinfo.config import GRISConfig, ProviderConfig
+from gridinfo.directory.query import SearchRequest
+from gridinfo.directory.tree import DirectoryTree
+from gridinfo.errors import ConfigError, LDAPError
+from gridinfo.gris.runner import ProviderRunner
+from gridinfo.gris.softstate import (
+    ProviderDefinition,
+    RunOutput,
+    RunReport,
+    SoftStateTable,
+    interpret_output,
+)
+from gridinfo.gris.status import StatusPublisher
+
+log = Logger()
+
+BUILTIN_PROVIDER_DEFAULTS = ProviderConfig(
+    ttl=60.0,
+    keepto=600.0,
+    timelimit=20.0,
+    sizelimit=10_000,
+    max_output_bytes=16 << 20,
+    retry=30.0,
+    args=(),
+    env={},
+    base=None,  # the GRIS suffix
+    refresh="on-demand",
+    enabled=True,
+)
+
+_SKIPPED_SUFFIXES = ("~", ".bak", ".orig", ".rej", ".swp", ".rpmsave", ".rpmnew", ".rpmorig", ".dpkg-old",
+                     ".dpkg-new", ".dpkg-dist", ".disabled")
+
+
+def skip_reason(path: Path) -> str | None:
+    """Why a folder entry is not a provider, or None when it is one (or a static LDIF file)."""
+    name = path.name
+    if name.startswith("."):
+        return "dotfile"
+    if name.endswith(_SKIPPED_SUFFIXES) or (name.startswith("#") and name.endswith("#")):
+        return "backup or leftover file"
+    try:
+        st = path.stat()
+    except OSError as e:
+        return f"cannot stat: {e.strerror}"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if name.endswith(".ldif"):
+        return None
+    if not os.access(path, os.X_OK):
+        return "not executable"
+    return None
+
+
+def merged_settings(name: str, config: GRISConfig) -> ProviderConfig:
+    """A provider's settings: its own entry, else the site defaults, else the built-in ones."""
+    own = config.provider.get(name, ProviderConfig())
+    values: dict[str, Any] = {}
+    for f in fields(ProviderConfig):
+        for layer in (own, config.provider_defaults, BUILTIN_PROVIDER_DEFAULTS):
+            v = getattr(layer, f.name)
+            if v is not None:
+                values[f.name] = v
+                break
+        else:
+            values[f.name] = None
+    # env adds up: built-in, then the site's, then the provider's own
+    env: dict[str, str] = {}
+    for layer in (BUILTIN_PROVIDER_DEFAULTS, config.provider_defaults, own):
+        env.update(layer.env or {})
+    values["env"] = env
+    return ProviderConfig(**values)
+
+
+def make_definition(path: Path, kind: str, config: GRISConfig) -> ProviderDefinition:
+    """The definition of the provider at ``path`` (``kind``: provider, plugin or static)."""
+    s = merged_settings(path.name, config)
+    assert s.ttl is not None and s.keepto is not None and s.timelimit is not None and s.retry is not None
+    assert s.sizelimit is not None and s.max_output_bytes is not None and s.refresh is not None
+    return ProviderDefinition(
+        name=path.name,
+        path=str(path),
+        kind=kind,
+        base=s.base or config.suffix,
+        ttl=s.ttl,
+        keepto=s.keepto,
+        timelimit=s.timelimit,
+        sizelimit=s.sizelimit,
+        max_output_bytes=s.max_output_bytes,
+        retry=s.retry,
+        refresh=s.refresh,
+        args=tuple(s.args or ()),
+        env=tuple(sorted((s.env or {}).items())),
+    )
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    definitions: dict[str, ProviderDefinition]
+    skipped: dict[str, str]  # path -> reason
+
+
+def scan_folders(config: GRISConfig) -> ScanResult:
+    """Every provider, plugin and static LDIF file in the configured folders.
+
+    Names are file names; when two folders hold the same name the first folder wins.
+    A folder that is missing is skipped (it may appear later).
+    """
+    definitions: dict[str, ProviderDefinition] = {}
+    skipped: dict[str, str] = {}
+    for folders, kind in ((config.providers, "provider"), (config.plugins, "plugin")):
+        for folder in folders:
+            try:
+                paths = sorted(Path(folder).iterdir())
+            except OSError:
+                continue
+            for path in paths:
+                reason = skip_reason(path)
+                if reason is not None:
+                    skipped[str(path)] = reason
+                    continue
+                if path.name in definitions:
+                    skipped[str(path)] = f"name taken by {definitions[path.name].path}"
+                    continue
+                this_kind = "static" if kind == "provider" and path.name.endswith(".ldif") else kind
+                if this_kind == "plugin" and path.name.endswith(".ldif"):
+                    skipped[str(path)] = "static LDIF in a plugins folder"
+                    continue
+                if merged_settings(path.name, config).enabled is False:
+                    skipped[str(path)] = "disabled in the config"
+                    continue
+                definitions[path.name] = make_definition(path, this_kind, config)
+    return ScanResult(definitions, skipped)
+
+
+def check_provider_settings(config: GRISConfig, tree: DirectoryTree) -> None:
+    """Config errors that YAML types cannot catch: a ``base`` that is not a DN."""
+    for name, settings in list(config.provider.items()) + [("provider_defaults", config.provider_defaults)]:
+        if settings.base is not None:
+            try:
+                tree.key(settings.base)
+            except LDAPError as e:
+                raise ConfigError(f"provider {name}: base {settings.base!r} is not a DN: {e.message}", config.source)
+
+
+class _Waiter:
+    """One search waiting for some providers' runs, or its deadline, whichever comes first."""
+
+    def __init__(self, reactor: Any, pending: int, timeout: float):
+        self.pending = pending
+        self.deferred: defer.Deferred[None] = defer.Deferred(lambda d: self._stop_timer())
+        self.timer = reactor.callLater(timeout, self._fire)
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
+
+    def one_done(self) -> None:
+        self.pending -= 1
+        if self.pending <= 0:
+            self._fire()
+
+    def _fire(self) -> None:
+        self._stop_timer()
+        if not self.deferred.called:
+            self.deferred.callback(None)
+
+
+class ProviderManager(service.Service):
+    """Runs a GRIS's providers and keeps their soft state and status entries (see module doc)."""
+
+    def __init__(
+        self,
+        tree: DirectoryTree,
+        config: GRISConfig,
+        reactor: Any,
+        *,
+        runner: Any = None,
+        server_name: str = "gris",
+    ):
+        self.tree = tree
+        self.config = config
+        self.reactor = reactor
+        check_provider_settings(config, tree)
+        self.table = SoftStateTable(tree)
+        self.runner = runner if runner is not None else ProviderRunner(
+            reactor, max_concurrent=config.max_concurrent_providers, extra_env={"GRIDINFO_SUFFIX": config.suffix}
+        )
+        self.searches = 0
+        self.status = StatusPublisher(
+            tree, self.table, start_time=reactor.seconds(), server_name=server_name, searches=lambda: self.searches
+        )
+        self._waiters: dict[str, list[_Waiter]] = {}
+        self._watchers: dict[str, list[defer.Deferred[None]]] = {}
+        self._loops: list[task.LoopingCall] = []
+        self.skipped: dict[str, str] = {}
+
+    # -- service ------------------------------------------------------------------------------
+
+    def startService(self) -> None:  # noqa: N802
+        super().startService()
+        self.rescan()
+        self.status.publish(self.reactor.seconds())
+        for interval, call in ((self.config.rescan_interval, self.rescan), (self.config.sweep_interval, self.sweep)):
+            if interval > 0:
+                loop = task.LoopingCall(call)
+                loop.clock = self.reactor
+                loop.start(interval, now=True).addErrback(lambda f: log.failure("provider timer failed", f))
+                self._loops.append(loop)
+
+    def stopService(self) -> Any:  # noqa: N802
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        self._loops = []
+        kill_all = getattr(self.runner, "kill_all", None)
+        if kill_all is not None:
+            kill_all()
+        return super().stopService()
+
+    # -- folders --------------------------------------------------------------------------------
+
+    def rescan(self) -> None:
+        """Notice providers dropped into or removed from the folders, and changed settings."""
+        now = self.reactor.seconds()
+        result = scan_folders(self.config)
+        for path, reason in result.skipped.items():
+            if self.skipped.get(path) != reason:
+                log.info("not a provider: {path} ({reason})", path=path, reason=reason)
+        self.skipped = result.skipped
+        changed = False
+        for name, definition in result.definitions.items():
+            record = self.table.get(name)
+            if record is None or record.retired or record.definition != definition:
+                verb = "new" if record is None else "changed"
+                self.table.define(definition)
+                log.info(
+                    "{verb} {kind} {provider}: {path} (ttl {ttl} s, timelimit {timelimit} s, refresh {refresh})",
+                    verb=verb,
+                    kind=definition.kind,
+                    provider=name,
+                    path=definition.path,
+                    ttl=definition.ttl,
+                    timelimit=definition.timelimit,
+                    refresh=definition.refresh,
+                )
+                changed = True
+        for name, record in list(self.table.records.items()):
+            if name not in result.definitions and not record.retired:
+                log.info(
+                    "provider {provider} removed from its folder; its entries go when their state expires",
+                    provider=name,
+                )
+                self.table.retire(name, now)
+                changed = True
+        if changed:
+            self.status.publish(now)
+
+    # -- time -----------------------------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """Expire soft state by the clock and start background refreshes that are due."""
+        now = self.reactor.seconds()
+        changes = self.expire(now)
+        for name in self.table.due_background(now):
+            self.refresh(name)
+        if changes:
+            self.status.publish(now)
+
+    def expire(self, now: float) -> list[Any]:
+        changes = self.table.advance(now)
+        for name, old, new in changes:
+            log.info("provider {provider}: {old} -> {new}", provider=name, old=old.value, new=new.value)
+        return changes
+
+    # -- runs -------------------------------------------------------------------------------------
+
+    def refresh(self, name: str) -> bool:
+        """Start a run of ``name`` unless one is running; True when a run is (now) in progress."""
+        record = self.table.get(name)
+        if record is None:
+            return False
+        if record.running:
+            return True
+        now = self.reactor.seconds()
+        if not self.table.start(name, now):
+            return False
+        definition = record.definition
+        d = self.runner.run(definition)
+        d.addCallback(self._finished, definition)
+        d.addErrback(self._crashed, definition)
+        return True
+
+    def _crashed(self, failure: Any, definition: ProviderDefinition) -> None:
+        log.failure("running provider {provider} failed", failure, provider=definition.name)
+        now = self.reactor.seconds()
+        self.table.fail(definition.name, now, "internal error", RunOutput(exit_code=None, spawn_error="internal error"))
+        self._wake(definition.name)
+
+    def _finished(self, output: RunOutput, definition: ProviderDefinition) -> None:
+        now = self.reactor.seconds()
+        name = definition.name
+        report: RunReport = interpret_output(definition, output, self.tree)
+        for dn in report.outside:
+            log.warn(
+                "provider {provider}: entry {dn} is outside its subtree {base}; dropped",
+                provider=name,
+                dn=dn,
+                base=definition.base,
+            )
+        if report.ok:
+            for warning in self.table.succeed(name, now, report, output):
+                log.warn("provider {provider}: {warning}", provider=name, warning=warning)
+            log.info(
+                "provider {provider} published {entries} entries in {duration:.3f} s",
+                provider=name,
+                entries=len(report.entries) or len(report.modifications),
+                duration=output.duration,
+            )
+        else:
+            self.table.fail(name, now, report.error or "failed", output)
+            for v in report.violations[1:20]:
+                log.warn("provider {provider}: schema violation: {violation}", provider=name, violation=v)
+            record = self.table.get(name)
+            serving = record is not None and record.serving
+            log.error(
+                "provider {provider} failed: {error}; {consequence}",
+                provider=name,
+                error=report.error,
+                exit=output.exit_code,
+                failed=True,
+                consequence="its last good data is served until its keepto" if serving else "it has no data to serve",
+            )
+        self.status.publish(now)
+        self._wake(name)
+
+    def _wake(self, name: str) -> None:
+        for waiter in self._waiters.pop(name, []):
+            waiter.one_done()
+        for d in self._watchers.pop(name, []):
+            d.callback(None)
+
+    def run_finished(self, name: str) -> defer.Deferred[None]:
+        """Fires when the run of ``name`` in progress ends (at once when none is running)."""
+        record = self.table.get(name)
+        if record is None or not record.running:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._watchers.setdefault(name, []).append(d)
+        return d
+
+    # -- searches -----------------------------------------------------------------------------------
+
+    def prepare_search(self, request: SearchRequest) -> defer.Deferred[None] | None:
+        """Before a search: expire state; if it touches stale data, refresh and return a wait.
+
+        The wait fires when every run it started (or joined) ends, or after the largest
+        timelimit among them; the search then answers with whatever is served by then.
+        """
+        self.searches += 1
+        now = self.reactor.seconds()
+        if self.expire(now):
+            self.status.publish(now)
+        try:
+            base_key = self.tree.key(request.base)
+        except LDAPError:
+            return None  # the tree answers invalidDNSyntax
+        if self.status.is_status_key(base_key) or not base_key:
+            self.status.publish(now)
+        names = [n for n in self.table.overlapping(base_key, request.scope) if self.table.wants_refresh(n, now)]
+        if not names:
+            return None
+        timeout = max(self.table.records[n].definition.timelimit for n in names)
+        waiter = _Waiter(self.reactor, len(names), timeout)
+        for n in names:
+            self._waiters.setdefault(n, []).append(waiter)
+        for n in names:
+            if not self.refresh(n):
+                waiting = self._waiters.get(n, [])
+                if waiter in waiting:
+                    waiting.remove(waiter)
+                    waiter.one_done()
+        if waiter.deferred.called:  # every run ended at once (static files): answer now
+            return None
+        return waiter.deferred
+
+
+def definitions_in(paths: Iterable[str], config: GRISConfig) -> list[ProviderDefinition]:
+    """Definitions for explicit paths (for ``gridinfo-provider-check``): kind from the name."""
+    out = []
+    for p in paths:
+        path = Path(p)
+        kind = "static" if path.name.endswith(".ldif") else "provider"
+        out.append(make_definition(path, kind, config))
+    return out

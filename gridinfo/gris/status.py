@@ -1,0 +1,111 @@
+"""Status entries under ``o=infosys``: what each provider did and what the GRIS holds.
+
+In the spirit of BDII's ``UpdateStats`` entries: ``ldapsearch -b o=infosys`` shows, per
+provider (``GridinfoProviderName=<name>,o=infosys``, class GridinfoProviderStatus) its last
+run, duration, exit status, entries, bytes, last error and whether its data is fresh, stale,
+gone or never produced; and per GRIS (``cn=<server>,o=infosys``, class GridinfoServerStatus)
+the totals.  Pure: the caller passes ``now``; entries are rebuilt whenever the caller asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gridinfo.directory.dn import escape_value, is_descendant_key
+from gridinfo.directory.tree import DirectoryTree
+from gridinfo.gris.softstate import ProviderRecord, SoftStateTable, generalized_time
+
+INFOSYS_DN = "o=infosys"
+INFOSYS_ATTRIBUTES: list[tuple[str, list[bytes]]] = [
+    ("objectClass", [b"top", b"organization"]),
+    ("o", [b"infosys"]),
+]
+
+
+def provider_status_dn(name: str) -> str:
+    return f"GridinfoProviderName={escape_value(name)},{INFOSYS_DN}"
+
+
+def provider_status_attributes(r: ProviderRecord) -> list[tuple[str, list[bytes]]]:
+    """The GridinfoProviderStatus attributes of one provider."""
+    d = r.definition
+
+    def num(v: float) -> list[bytes]:
+        return [str(int(v)).encode()]
+
+    attrs: list[tuple[str, list[bytes]]] = [
+        ("objectClass", [b"top", b"GridinfoProviderStatus"]),
+        ("GridinfoProviderName", [d.name.encode("utf-8")]),
+        ("GridinfoProviderPath", [d.path.encode("utf-8")]),
+        ("GridinfoProviderState", [r.state.value.encode()]),
+        ("GridinfoProviderTTL", num(d.ttl)),
+        ("GridinfoProviderRuns", num(r.runs)),
+        ("GridinfoProviderFailures", num(r.failures)),
+        ("GridinfoProviderEntries", num(r.last_entries)),
+    ]
+    if r.last_run is not None:
+        attrs += [
+            ("GridinfoProviderLastRun", [generalized_time(r.last_run)]),
+            ("GridinfoProviderDuration", num(round(r.last_duration * 1000))),
+            ("GridinfoProviderBytes", num(r.last_bytes)),
+        ]
+        if r.last_exit_status is not None:
+            attrs.append(("GridinfoProviderExitStatus", num(r.last_exit_status)))
+    if r.last_error:
+        attrs.append(("GridinfoProviderLastError", [r.last_error[:1000].encode("utf-8")]))
+    return attrs
+
+
+class StatusPublisher:
+    """Keeps the ``o=infosys`` status entries of one GRIS in its tree."""
+
+    def __init__(
+        self,
+        tree: DirectoryTree,
+        table: SoftStateTable,
+        *,
+        start_time: float,
+        server_name: str = "gris",
+        searches: Callable[[], int] = lambda: 0,
+    ):
+        self.tree = tree
+        self.table = table
+        self.start_time = start_time
+        self.server_name = server_name
+        self.searches = searches
+        self.infosys_key = tree.key(INFOSYS_DN)
+        self.server_dn = f"cn={escape_value(server_name)},{INFOSYS_DN}"
+        self._published: set[str] = set()
+
+    def is_status_key(self, key: str) -> bool:
+        return is_descendant_key(key, self.infosys_key)
+
+    def publish(self, now: float) -> None:
+        """(Re)build every status entry; entries of providers that are gone are removed."""
+        tree = self.tree
+        if tree.get(self.infosys_key) is None:
+            tree.add(tree.build(INFOSYS_DN, INFOSYS_ATTRIBUTES, source="gridinfo:status"))
+        keys: set[str] = set()
+        for r in self.table.records.values():
+            entry = tree.build(provider_status_dn(r.name), provider_status_attributes(r), source="gridinfo:status")
+            tree.add(entry)
+            keys.add(entry.key)
+        total = len(tree) - tree.subtree_sizes.get(self.infosys_key, 0)
+        server = tree.build(
+            self.server_dn,
+            [
+                ("objectClass", [b"top", b"GridinfoServerStatus"]),
+                ("cn", [self.server_name.encode("utf-8")]),
+                ("GridinfoTotalEntries", [str(max(0, total)).encode()]),
+                ("GridinfoProviderCount", [str(len(self.table.records)).encode()]),
+                ("GridinfoStartTime", [generalized_time(self.start_time)]),
+                ("GridinfoUptime", [str(int(max(0.0, now - self.start_time))).encode()]),
+                ("GridinfoSearches", [str(self.searches()).encode()]),
+            ],
+            source="gridinfo:status",
+        )
+        tree.add(server)
+        keys.add(server.key)
+        for key in self._published - keys:
+            tree.remove(key)
+        self._published = keys

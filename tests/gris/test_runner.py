@@ -1,0 +1,210 @@
+"""Hostile providers, run for real: what is served afterwards, what the status says, what the log says.
+
+Each test publishes good data from a provider named ``p`` first, then replaces ``p``'s program
+with a hostile fixture (tests/gris/fixtures/) and searches again (ttl 0: every search refreshes).
+The real reactor and real processes run under trial's TestCase; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from twisted.internet import defer, reactor
+from twisted.logger import globalLogPublisher
+from twisted.trial import unittest
+
+from gridinfo.config import GRISConfig, ProviderConfig
+from gridinfo.directory.filters import parse_filter
+from gridinfo.directory.query import Scope, SearchRequest
+from gridinfo.gris.backend import GRISBackend
+from gridinfo.gris.providers import ProviderManager, make_definition
+from gridinfo.gris.runner import ProviderRunner
+from gridinfo.service import make_gris_tree
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SUFFIX = "mds-vo-name=local,o=grid"
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+class HostileProviders(unittest.TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="gridinfo-providers-"))
+        self.addCleanup(shutil.rmtree, self.folder, True)
+        self.pidfile = self.folder.parent / (self.folder.name + ".pid")
+        self.addCleanup(lambda: self.pidfile.exists() and self.pidfile.unlink())
+        self.events: list[dict] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        self.install("good")
+        self.config = GRISConfig(
+            providers=(str(self.folder),),
+            provider_defaults=ProviderConfig(
+                ttl=0, keepto=3600, retry=0, timelimit=5, max_output_bytes=1 << 20,
+                env={"FIXTURE_PIDFILE": str(self.pidfile), "FIXTURE_DELAY": "0.5"},
+            ),
+            sweep_interval=0,
+            rescan_interval=0,
+        )
+        self.tree = make_gris_tree(self.config)
+        self.manager = ProviderManager(self.tree, self.config, reactor)
+        self.backend = GRISBackend(self.tree, self.manager)
+        self.manager.startService()
+        self.addCleanup(self.manager.stopService)
+
+    def install(self, fixture: str) -> None:
+        """Make provider ``p`` run the named fixture from now on."""
+        target = self.folder / "p"
+        shutil.copyfile(FIXTURES / fixture, target)
+        target.chmod(0o755)
+
+    def search(self) -> defer.Deferred:
+        request = SearchRequest(SUFFIX, Scope.SUB, parse_filter("(objectClass=GlueSite)"))
+        return defer.maybeDeferred(self.backend.search, request)
+
+    def served(self, uid: str) -> bool:
+        return self.tree.lookup(f"GlueSiteUniqueID={uid},{SUFFIX}") is not None
+
+    def status(self) -> dict[str, list[bytes]]:
+        entry = self.tree.lookup("GridinfoProviderName=p,o=infosys")
+        return {k: list(v) for k, v in entry.attributes.items()}
+
+    def logged(self, **fields) -> list[dict]:
+        return [e for e in self.events if all(e.get(k) == v for k, v in fields.items())]
+
+    @defer.inlineCallbacks
+    def good_then(self, fixture: str):
+        """Publish the good fixture, then switch to ``fixture`` and search again."""
+        result = yield self.search()
+        self.assertEqual(len(result.entries), 2)
+        self.install(fixture)
+        result = yield self.search()
+        yield self.manager.run_finished("p")  # a search may answer before a killed run ends
+        return result
+
+    def assert_failed_keeping_good(self, error_part: str) -> None:
+        self.assertTrue(self.served("good") and self.served("good-2"))
+        status = self.status()
+        self.assertEqual(status["gridinfoproviderfailures"], [b"1"])
+        self.assertEqual(status["gridinfoproviderruns"], [b"2"])
+        self.assertEqual(status["gridinfoproviderentries"], [b"2"])  # of the last good run
+        self.assertIn(error_part, status["gridinfoproviderlasterror"][0].decode())
+        failed = self.logged(failed=True, provider="p")
+        self.assertEqual(len(failed), 1)
+        self.assertIn(error_part, failed[0]["error"])
+
+    @defer.inlineCallbacks
+    def test_hangs_and_its_child_are_killed(self):
+        """A provider that hangs (and forks a hanging child) is killed with its child at its timelimit."""
+        result = yield self.good_then("hangs")
+        self.assertEqual(len(result.entries), 2)  # the search waited, then served the last good data
+        self.assert_failed_keeping_good("timelimit")
+        child = int(self.pidfile.read_text())
+        self.assertFalse(alive(child), "the provider's child survived the kill")
+        self.assertEqual(self.status()["gridinfoproviderexitstatus"], [b"-9"])
+        self.assertTrue(self.logged(provider="p", line="hangs: about to hang"))  # its stderr, tagged
+
+    @defer.inlineCallbacks
+    def test_garbage(self):
+        """Garbage on stdout fails the run; the last good data stays."""
+        result = yield self.good_then("garbage")
+        self.assertEqual(len(result.entries), 2)
+        self.assert_failed_keeping_good("bad LDIF")
+
+    @defer.inlineCallbacks
+    def test_hundred_megabytes(self):
+        """100 MB of output is cut at max_output_bytes: the provider is killed, nothing is kept."""
+        result = yield self.good_then("huge")
+        self.assertEqual(len(result.entries), 2)
+        self.assert_failed_keeping_good("max_output_bytes")
+        self.assertTrue(self.logged(provider="p", limit=1 << 20))
+
+    @defer.inlineCallbacks
+    def test_exit_3_after_good_ldif(self):
+        """Good LDIF followed by exit status 3 is not published."""
+        result = yield self.good_then("exit3")
+        self.assertEqual(len(result.entries), 2)
+        self.assertFalse(self.served("exit3"))
+        self.assert_failed_keeping_good("exited with status 3")
+        self.assertEqual(self.status()["gridinfoproviderexitstatus"], [b"3"])
+        self.assertTrue(self.logged(provider="p", line="exit3: something went wrong after printing"))
+
+    @defer.inlineCallbacks
+    def test_entries_outside_its_subtree(self):
+        """Entries outside the subtree are dropped with a warning; the rest replaces the old data."""
+        result = yield self.good_then("outside")
+        self.assertEqual(len(result.entries), 1)
+        self.assertTrue(self.served("inside"))
+        self.assertFalse(self.served("good"))
+        self.assertIsNone(self.tree.lookup("GlueSiteUniqueID=intruder,mds-vo-name=other,o=grid"))
+        self.assertEqual(self.status()["gridinfoproviderfailures"], [b"0"])
+        warned = self.logged(provider="p", dn="GlueSiteUniqueID=intruder,mds-vo-name=other,o=grid")
+        self.assertEqual(len(warned), 1)
+
+    @defer.inlineCallbacks
+    def test_schema_violation(self):
+        """An entry that breaks the schema fails the whole run."""
+        result = yield self.good_then("badschema")
+        self.assertEqual(len(result.entries), 2)
+        self.assertFalse(self.served("fine"))
+        self.assert_failed_keeping_good("schema violation")
+
+    @defer.inlineCallbacks
+    def test_slow_but_in_time(self):
+        """A slow provider within its timelimit is waited for; its output is served."""
+        result = yield self.good_then("slow")
+        self.assertEqual(len(result.entries), 1)
+        self.assertTrue(self.served("slow"))
+        status = self.status()
+        self.assertEqual(status["gridinfoproviderstate"], [b"fresh"])
+        self.assertGreaterEqual(int(status["gridinfoproviderduration"][0]), 400)
+
+
+class Runner(unittest.TestCase):
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_concurrency_limit(self):
+        """No more than max_concurrent providers run at once; the rest wait for a slot."""
+        runner = ProviderRunner(reactor, max_concurrent=2)
+        config = GRISConfig(provider_defaults=ProviderConfig(env={"FIXTURE_DELAY": "0.3"}))
+        definition = make_definition(FIXTURES / "slow", "provider", config)
+        runs = [runner.run(definition) for _ in range(3)]
+        self.assertEqual(runner.semaphore.tokens, 0)
+        self.assertEqual(len(runner.semaphore.waiting), 1)
+        outputs = yield defer.gatherResults(runs)
+        self.assertEqual([o.exit_code for o in outputs], [0, 0, 0])
+        # the third started when one of the first two ended
+        self.assertGreaterEqual(outputs[2].started, min(outputs[0].ended, outputs[1].ended) - 0.01)
+
+    @defer.inlineCallbacks
+    def test_provider_environment_and_args(self):
+        """Providers get their args, their env and GRIDINFO_PROVIDER / GRIDINFO_BASE."""
+        folder = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, folder, True)
+        script = folder / "echoer"
+        script.write_text('#!/bin/sh\necho "$GRIDINFO_PROVIDER|$GRIDINFO_BASE|$X|$*"\n')
+        script.chmod(0o755)
+        config = GRISConfig(provider={"echoer": ProviderConfig(args=("a", "b"), env={"X": "y"})})
+        definition = make_definition(script, "provider", config)
+        output = yield ProviderRunner(reactor).run(definition)
+        self.assertEqual(output.stdout, f"echoer|{SUFFIX}|y|a b\n".encode())
+
+    @defer.inlineCallbacks
+    def test_missing_program(self):
+        """A provider that cannot be executed fails with a reason, it does not crash the GRIS."""
+        definition = make_definition(Path("/nonexistent/provider"), "provider", GRISConfig())
+        output = yield ProviderRunner(reactor).run(definition)
+        self.assertNotEqual(output.exit_code, 0)
