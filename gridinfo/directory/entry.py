@@ -51,8 +51,12 @@ def shape_for(names: dict[str, str]) -> Shape:
     return shape
 
 
-class AttributeView(Mapping[str, tuple[bytes, ...]]):
-    """Read-only ``canonical key -> values`` view of an entry's attributes."""
+class AttributeView(Mapping[str, list[bytes]]):
+    """Read-only ``canonical key -> values`` view of an entry's attributes.
+
+    Values come back as new lists (the entry itself stores shared tuples); hot paths such as
+    filter evaluation use the entry's shape and values directly.
+    """
 
     __slots__ = ("_index", "_values")
 
@@ -60,12 +64,12 @@ class AttributeView(Mapping[str, tuple[bytes, ...]]):
         self._index = index
         self._values = values
 
-    def __getitem__(self, key: str) -> tuple[bytes, ...]:
-        return self._values[self._index[key]]
+    def __getitem__(self, key: str) -> list[bytes]:
+        return list(self._values[self._index[key]])
 
     def get(self, key: str, default: Any = None) -> Any:
         i = self._index.get(key)
-        return default if i is None else self._values[i]
+        return default if i is None else list(self._values[i])
 
     def __contains__(self, key: object) -> bool:
         return key in self._index
@@ -211,9 +215,9 @@ class Entry:
             cache[ck] = hit
         return hit
 
-    def get(self, key: str) -> tuple[bytes, ...]:
+    def get(self, key: str) -> list[bytes]:
         i = self.shape.index.get(key)
-        return self.values[i] if i is not None else ()
+        return list(self.values[i]) if i is not None else []
 
     def first(self, key: str, default: bytes | None = None) -> bytes | None:
         vals = self.get(key)
