@@ -1,0 +1,111 @@
+"""Hypervisor observations as ``hypervisor`` events, so they feed the same state machine.
+
+The ``hypervisor`` provider (gridinfo.providers_lib.hypervisor) reads a hypervisor's domains
+with their state in gridinfo's VM vocabulary (Running, Blocked, Paused, ShuttingDown, ShutDown,
+Crashed, Suspended, Unknown).  :class:`HypervisorObserver` compares successive snapshots and
+turns each *change* into an event (a steady state logs nothing):
+
+    domain state seen             event (source hypervisor)
+    Running, Blocked              Running     (attributes: physical_host, name, uuid)
+    ShutDown, or gone from list   Shutdown    (the domain is off)
+    Crashed                       Failed      (reason=crashed)
+    Paused, Suspended, Unknown,   nothing     (neither proves it ran nor that it stopped)
+    ShuttingDown
+
+A snapshot can come from the provider's Python objects (``Hypervisor.domains``) or from the
+LDIF entries it prints (:func:`domains_from_entries`).  Sequence numbers are the observation
+time in milliseconds (increasing per VM).  Pure: time is passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gridinfo.vm.events import Event
+
+#: Domain state (the provider's VM vocabulary) -> hypervisor event kind (None: no event).
+DOMAIN_EVENTS: dict[str, str | None] = {
+    "Running": "Running",
+    "Blocked": "Running",
+    "ShutDown": "Shutdown",
+    "Crashed": "Failed",
+    "Paused": None,
+    "Suspended": None,
+    "ShuttingDown": None,
+    "Unknown": None,
+}
+
+
+@dataclass(frozen=True)
+class DomainSeen:
+    """One domain in one snapshot."""
+
+    uuid: str
+    name: str
+    vm_state: str
+
+
+def _first(values: dict[str, list[str]], name: str) -> str | None:
+    found = values.get(name)
+    return found[0] if found else None
+
+
+def domains_from_entries(entries: Iterable[tuple[str, Sequence[tuple[str, Sequence[bytes]]]]]) -> tuple[str | None, list[DomainSeen]]:
+    """(physical host, domains) from the provider's entries (``GridinfoVM`` below ``GridinfoHypervisor``)."""
+    host = None
+    domains = []
+    for _dn, attrs in entries:
+        values = {name.lower(): [v.decode("utf-8", "replace") for v in vals] for name, vals in attrs}
+        classes = {c.lower() for c in values.get("objectclass", [])}
+        if "gridinfohypervisor" in classes:
+            host = _first(values, "gridinfohypervisorid")
+        elif "gridinfovm" in classes:
+            uuid = (values.get("gridinfovmuuid") or values.get("gridinfovmid") or [""])[0]
+            domains.append(DomainSeen(uuid, (values.get("gridinfovmname") or [uuid])[0],
+                                      (values.get("gridinfovmstate") or ["Unknown"])[0]))
+            host = host or _first(values, "gridinfovmphysicalhost")
+    return host, domains
+
+
+class HypervisorObserver:
+    """Turns successive snapshots of one hypervisor into events about what changed.
+
+    ``vm_id(domain)`` names the VM an event is about (default: the domain's UUID, which is
+    also the RDN the provider uses); a cloud manager that names VMs otherwise passes its own.
+    """
+
+    def __init__(self, physical_host: str, *, vm_id: Callable[[DomainSeen], str] | None = None):
+        self.physical_host = physical_host
+        self.vm_id = vm_id or (lambda d: d.uuid)
+        self._last_kind: dict[str, str] = {}
+        self._last_seq: dict[str, int] = {}
+        self._names: dict[str, DomainSeen] = {}
+
+    def _event(self, kind: str, ident: str, domain: DomainSeen, now: float) -> Event:
+        seq = max(int(now * 1000), self._last_seq.get(ident, -1) + 1)
+        self._last_seq[ident] = seq
+        attrs = {"physical_host": self.physical_host, "name": domain.name, "uuid": domain.uuid}
+        if kind == "Failed":
+            attrs["reason"] = "crashed"
+        return Event.make(kind, "hypervisor", seq, now, vm_id=ident, attributes=attrs)
+
+    def observe(self, domains: Iterable[Any], now: float) -> list[Event]:
+        """Events for the changes since the last snapshot (``domains``: objects with uuid, name, vm_state)."""
+        events = []
+        present = set()
+        for d in domains:
+            domain = DomainSeen(d.uuid, d.name, d.vm_state)
+            ident = self.vm_id(domain)
+            present.add(ident)
+            self._names[ident] = domain
+            kind = DOMAIN_EVENTS.get(domain.vm_state)
+            if kind is not None and self._last_kind.get(ident) != kind:
+                self._last_kind[ident] = kind
+                events.append(self._event(kind, ident, domain, now))
+        for ident in sorted(set(self._names) - present):
+            domain = self._names.pop(ident)
+            if self._last_kind.pop(ident, None) == "Running":
+                events.append(self._event("Shutdown", ident, domain, now))
+        return events

@@ -1,0 +1,54 @@
+"""Hypervisor snapshots become hypervisor events, one per change, and feed the VM state machine."""
+
+from __future__ import annotations
+
+from gridinfo.vm.lifecycle import Lifecycle
+from gridinfo.vm.observe import DomainSeen, HypervisorObserver, domains_from_entries
+
+T0 = 1714564800.0
+
+
+def test_only_changes_become_events() -> None:
+    """A steady domain logs nothing; running, off, crashed and vanished domains log one event each."""
+    obs = HypervisorObserver("node7")
+    a, b = DomainSeen("uuid-a", "a", "Running"), DomainSeen("uuid-b", "b", "Paused")
+    first = obs.observe([a, b], T0)
+    assert [(e.kind, e.vm_id) for e in first] == [("Running", "uuid-a")]
+    assert first[0].attribute("physical_host") == "node7" and first[0].source == "hypervisor"
+    assert obs.observe([a, b], T0 + 1) == []
+    second = obs.observe([DomainSeen("uuid-a", "a", "ShutDown"), DomainSeen("uuid-b", "b", "Running")], T0 + 2)
+    assert [(e.kind, e.vm_id) for e in second] == [("Shutdown", "uuid-a"), ("Running", "uuid-b")]
+    third = obs.observe([DomainSeen("uuid-a", "a", "Crashed")], T0 + 3)  # b vanished while running
+    assert [(e.kind, e.vm_id) for e in third] == [("Failed", "uuid-a"), ("Shutdown", "uuid-b")]
+    assert third[0].attribute("reason") == "crashed"
+
+
+def test_sequence_numbers_increase_per_vm() -> None:
+    """Two changes within one millisecond still get distinct, increasing numbers."""
+    obs = HypervisorObserver("h")
+    e1 = obs.observe([DomainSeen("u", "a", "Running")], T0)[0]
+    e2 = obs.observe([DomainSeen("u", "a", "ShutDown")], T0)[0]
+    assert e2.seq == e1.seq + 1
+
+
+def test_the_providers_entries_are_a_snapshot() -> None:
+    """The hypervisor provider's LDIF entries read back as the domains they describe."""
+    entries = [
+        ("GridinfoHypervisorID=h1,mds-vo-name=local,o=grid",
+         [("objectClass", [b"GridinfoHypervisor"]), ("GridinfoHypervisorID", [b"h1"])]),
+        ("GridinfoVMID=u1,GridinfoHypervisorID=h1,mds-vo-name=local,o=grid",
+         [("objectClass", [b"GridinfoVM"]), ("GridinfoVMID", [b"u1"]), ("GridinfoVMName", [b"web"]),
+          ("GridinfoVMUUID", [b"u1"]), ("GridinfoVMState", [b"Running"])]),
+    ]
+    host, domains = domains_from_entries(entries)
+    assert host == "h1" and domains == [DomainSeen("u1", "web", "Running")]
+
+
+def test_a_vm_whose_create_was_lost_follows_the_hypervisor() -> None:
+    """The hypervisor's events alone drive a VM through Running to ShutDown."""
+    obs = HypervisorObserver("h")
+    life = Lifecycle("vm", "u")
+    for t, state in enumerate(["Running", "ShutDown"]):
+        for e in obs.observe([DomainSeen("u", "a", state)], T0 + t):
+            life.apply(e, T0 + t)
+    assert life.state == "ShutDown" and life.fact("physical_host") == "h"
