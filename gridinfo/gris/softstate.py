@@ -578,9 +578,12 @@ class SoftStateTable:
                     if not self.check_schema or not self.tree.schema.check_entry(dict(changed)):
                         attrs = changed
         assert r.valid_from is not None and r.valid_to is not None
+        # the validity stamps ride on an auxiliary class, so the entry stays schema-clean
         full = list(attrs) + [
+            ("objectClass", [b"GridinfoSoftState"]),
             ("Mds-validfrom", [generalized_time(r.valid_from)]),
             ("Mds-validto", [generalized_time(r.valid_to)]),
+            ("GridinfoProviderName", [name.encode("utf-8")]),
         ]
         entry = self.tree.builder.build(
             pub.dn, [(a, list(v)) for a, v in full], source=f"provider:{name}", valid_to=r.keep_to

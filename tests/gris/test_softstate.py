@@ -74,6 +74,9 @@ def test_entries_carry_validity_of_their_run(tree):
     assert list(e.get("mds-validto")) == [generalized_time(1_000_060.0)]
     assert generalized_time(0) == b"19700101000000Z"
     assert e.source == "provider:p"
+    assert list(e.get("gridinfoprovidername")) == [b"p"]
+    # the stamps ride on the GridinfoSoftState auxiliary class: the entry stays schema-clean
+    assert tree.schema.check_entry({e.names[k]: e.get(k) for k in e.names}) == []
 
 
 def test_provider_validity_attributes_are_replaced_by_ours(tree):
