@@ -1,39 +1,50 @@
 # gridinfo: set-up, run and test.  `make run` and `make test` work on a fresh Debian machine
-# with Python 3.11; each bootstraps the virtualenv in .venv first.
+# with Python 3.11 (as root, for apt-get); each bootstraps the virtualenv in .venv first.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
-# Debian packages the tests use: OpenLDAP's clients and server (interop and differential
-# tests), Debian's GLUE schema files (we must load them).
-TEST_DEBS := ldap-utils slapd glue-schema
-TEST_CMDS := /usr/bin/ldapsearch /usr/sbin/slapd /etc/ldap/schema/Glue-CORE.schema
+BASE_STAMP := $(VENV)/.base-stamp
+TEST_STAMP := $(VENV)/.test-stamp
+
+# Debian packages the tests use: OpenLDAP's clients and server (interop, differential and GIIS
+# child tests), Debian's GLUE schema files (we must load them), libvirt's headers to build the
+# libvirt Python bindings (hypervisor provider, test:/// driver), a real Slurm (batch provider),
+# and the network provider's probes.
+TEST_DEBS := ldap-utils slapd glue-schema libvirt-dev pkg-config slurm-wlm iputils-ping traceroute iperf3
+TEST_FILES := /usr/bin/ldapsearch /usr/sbin/slapd /etc/ldap/schema/Glue-CORE.schema \
+              /usr/include/libvirt/libvirt.h /usr/bin/pkg-config /usr/sbin/slurmctld \
+              /usr/bin/ping /usr/bin/traceroute /usr/bin/iperf3
 
 .PHONY: run test venv test-deps bench clean
 
-venv: $(STAMP)
+venv: $(BASE_STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+$(BASE_STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): $(BASE_STAMP)
+	$(MAKE) --no-print-directory test-deps
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-run: $(STAMP)
+run: $(BASE_STAMP)
 	$(BIN)/python -m gridinfo.cli.demo
 
 test-deps:
-	@missing=0; for f in $(TEST_CMDS); do [ -e $$f ] || missing=1; done; \
+	@missing=0; for f in $(TEST_FILES); do [ -e $$f ] || missing=1; done; \
 	if [ $$missing = 1 ]; then \
 	  echo "installing Debian packages: $(TEST_DEBS)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_DEBS); \
 	fi
 
-test: $(STAMP) test-deps
+test: test-deps $(TEST_STAMP)
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP) test-deps
+bench: $(TEST_STAMP)
 	$(BIN)/python tools/bench
 
 clean:

@@ -11,7 +11,7 @@ import enum
 
 
 class ResultCode(enum.IntEnum):
-    """LDAP result codes used by gridinfo (RFC 4511 appendix A)."""
+    """LDAP result code codes used by gridinfo (RFC 4511 appendix A)."""
 
     SUCCESS = 0
     OPERATIONS_ERROR = 1
@@ -67,31 +67,118 @@ class LDAPError(GridinfoError):
         return f"{type(self).__name__}({self.code.name}, {self.message!r})"
 
 
-def _ldap_error(name: str, code: ResultCode) -> type[LDAPError]:
-    return type(name, (LDAPError,), {"code": code, "__doc__": f"LDAP result {code.name} ({int(code)})."})
+class ProtocolError(LDAPError):
+    """LDAP result code protocol_error (2)."""
+
+    code = ResultCode.PROTOCOL_ERROR
 
 
-ProtocolError = _ldap_error("ProtocolError", ResultCode.PROTOCOL_ERROR)
-TimeLimitExceeded = _ldap_error("TimeLimitExceeded", ResultCode.TIME_LIMIT_EXCEEDED)
-SizeLimitExceeded = _ldap_error("SizeLimitExceeded", ResultCode.SIZE_LIMIT_EXCEEDED)
-AuthMethodNotSupported = _ldap_error("AuthMethodNotSupported", ResultCode.AUTH_METHOD_NOT_SUPPORTED)
-AdminLimitExceeded = _ldap_error("AdminLimitExceeded", ResultCode.ADMIN_LIMIT_EXCEEDED)
-UnavailableCriticalExtension = _ldap_error(
-    "UnavailableCriticalExtension", ResultCode.UNAVAILABLE_CRITICAL_EXTENSION
-)
-UndefinedAttributeType = _ldap_error("UndefinedAttributeType", ResultCode.UNDEFINED_ATTRIBUTE_TYPE)
-InappropriateMatching = _ldap_error("InappropriateMatching", ResultCode.INAPPROPRIATE_MATCHING)
-ConstraintViolation = _ldap_error("ConstraintViolation", ResultCode.CONSTRAINT_VIOLATION)
-InvalidAttributeSyntax = _ldap_error("InvalidAttributeSyntax", ResultCode.INVALID_ATTRIBUTE_SYNTAX)
-NoSuchObject = _ldap_error("NoSuchObject", ResultCode.NO_SUCH_OBJECT)
-InvalidDNSyntax = _ldap_error("InvalidDNSyntax", ResultCode.INVALID_DN_SYNTAX)
-InvalidCredentials = _ldap_error("InvalidCredentials", ResultCode.INVALID_CREDENTIALS)
-InsufficientAccessRights = _ldap_error("InsufficientAccessRights", ResultCode.INSUFFICIENT_ACCESS_RIGHTS)
-Busy = _ldap_error("Busy", ResultCode.BUSY)
-Unavailable = _ldap_error("Unavailable", ResultCode.UNAVAILABLE)
-UnwillingToPerform = _ldap_error("UnwillingToPerform", ResultCode.UNWILLING_TO_PERFORM)
-ObjectClassViolation = _ldap_error("ObjectClassViolation", ResultCode.OBJECT_CLASS_VIOLATION)
-EntryAlreadyExists = _ldap_error("EntryAlreadyExists", ResultCode.ENTRY_ALREADY_EXISTS)
+class TimeLimitExceeded(LDAPError):
+    """LDAP result code time_limit_exceeded (3)."""
+
+    code = ResultCode.TIME_LIMIT_EXCEEDED
+
+
+class SizeLimitExceeded(LDAPError):
+    """LDAP result code size_limit_exceeded (4)."""
+
+    code = ResultCode.SIZE_LIMIT_EXCEEDED
+
+
+class AuthMethodNotSupported(LDAPError):
+    """LDAP result code auth_method_not_supported (7)."""
+
+    code = ResultCode.AUTH_METHOD_NOT_SUPPORTED
+
+
+class AdminLimitExceeded(LDAPError):
+    """LDAP result code admin_limit_exceeded (11)."""
+
+    code = ResultCode.ADMIN_LIMIT_EXCEEDED
+
+
+class UnavailableCriticalExtension(LDAPError):
+    """LDAP result code unavailable_critical_extension (12)."""
+
+    code = ResultCode.UNAVAILABLE_CRITICAL_EXTENSION
+
+
+class UndefinedAttributeType(LDAPError):
+    """LDAP result code undefined_attribute_type (17)."""
+
+    code = ResultCode.UNDEFINED_ATTRIBUTE_TYPE
+
+
+class InappropriateMatching(LDAPError):
+    """LDAP result code inappropriate_matching (18)."""
+
+    code = ResultCode.INAPPROPRIATE_MATCHING
+
+
+class ConstraintViolation(LDAPError):
+    """LDAP result code constraint_violation (19)."""
+
+    code = ResultCode.CONSTRAINT_VIOLATION
+
+
+class InvalidAttributeSyntax(LDAPError):
+    """LDAP result code invalid_attribute_syntax (21)."""
+
+    code = ResultCode.INVALID_ATTRIBUTE_SYNTAX
+
+
+class NoSuchObject(LDAPError):
+    """LDAP result code no_such_object (32)."""
+
+    code = ResultCode.NO_SUCH_OBJECT
+
+
+class InvalidDNSyntax(LDAPError):
+    """LDAP result code invalid_dn_syntax (34)."""
+
+    code = ResultCode.INVALID_DN_SYNTAX
+
+
+class InvalidCredentials(LDAPError):
+    """LDAP result code invalid_credentials (49)."""
+
+    code = ResultCode.INVALID_CREDENTIALS
+
+
+class InsufficientAccessRights(LDAPError):
+    """LDAP result code insufficient_access_rights (50)."""
+
+    code = ResultCode.INSUFFICIENT_ACCESS_RIGHTS
+
+
+class Busy(LDAPError):
+    """LDAP result code busy (51)."""
+
+    code = ResultCode.BUSY
+
+
+class Unavailable(LDAPError):
+    """LDAP result code unavailable (52)."""
+
+    code = ResultCode.UNAVAILABLE
+
+
+class UnwillingToPerform(LDAPError):
+    """LDAP result code unwilling_to_perform (53)."""
+
+    code = ResultCode.UNWILLING_TO_PERFORM
+
+
+class ObjectClassViolation(LDAPError):
+    """LDAP result code object_class_violation (65)."""
+
+    code = ResultCode.OBJECT_CLASS_VIOLATION
+
+
+class EntryAlreadyExists(LDAPError):
+    """LDAP result code entry_already_exists (68)."""
+
+    code = ResultCode.ENTRY_ALREADY_EXISTS
 
 
 class InputError(GridinfoError):

@@ -1,0 +1,353 @@
+"""The ``batch`` provider: a batch system's queues as GLUE CEs and its jobs as GridinfoJob entries.
+
+Slurm is read with three commands whose output formats Slurm documents and keeps stable:
+
+- ``scontrol show partition -o``: one line per partition, ``Key=Value`` tokens (state, CPUs,
+  limits, priority tier, preemption);
+- ``sinfo -h -o '%R|%C'``: per partition allocated/idle/other/total CPUs;
+- ``squeue -h -a -r -o '%i|%P|%u|%T|%V|%S|%C|%r'`` with ``SLURM_TIME_FORMAT=%s`` (times as Unix
+  seconds, so no local-time parsing): one line per job (array tasks expanded).
+
+Entries::
+
+    GlueCEUniqueID=<host>/slurm-<partition>,<suffix>                   GlueCE (+ Info, State, Policy)
+    GridinfoJobID=<job id>,GlueCEUniqueID=<host>/slurm-<partition>,... GridinfoJob, one per job
+
+Missing source (no ``squeue`` on PATH, or no slurm.conf where Slurm looks): logged once, nothing
+published, exit 0.  Configured but failing (controller unreachable, command timed out): exit 1,
+so that the GRIS keeps the last good data and shows the error in the provider's status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from gridinfo.providers_lib.host import fqdn
+from gridinfo.providers_lib.output import LDIFEntry, child_dn, format_entries
+from gridinfo.providers_lib.runtime import (
+    CommandFailed,
+    CommandMissing,
+    SourceFailed,
+    find_command,
+    generalized_time,
+    run_command,
+    run_provider,
+)
+
+# Theory of operation: Slurm's job states (squeue %T) map to gridinfo's generic job states
+# (GridinfoJobGenericState), shared with VMs: Submitted, Waiting, Scheduled, Running, Done,
+# Aborted, Cleared.  The native state is published as it is in GridinfoJobState.
+#
+#   Slurm state                                       generic    counted by the CE as
+#   PENDING, REQUEUED, REQUEUE_HOLD, REQUEUE_FED,     Waiting    waiting
+#     RESV_DEL_HOLD, SUSPENDED, STOPPED
+#   CONFIGURING (nodes allocated, booting)            Scheduled  running
+#   RUNNING, COMPLETING, RESIZING, SIGNALING,         Running    running
+#     STAGE_OUT
+#   COMPLETED                                         Done       -
+#   CANCELLED, FAILED, TIMEOUT, NODE_FAIL, PREEMPTED, Aborted    -
+#     BOOT_FAIL, DEADLINE, OUT_OF_MEMORY, SPECIAL_EXIT
+#   REVOKED (started on another cluster)              Cleared    -
+#   anything else                                     Submitted  waiting
+
+SLURM_GENERIC: dict[str, str] = {
+    **dict.fromkeys(
+        ["PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED", "STOPPED"], "Waiting"
+    ),
+    "CONFIGURING": "Scheduled",
+    **dict.fromkeys(["RUNNING", "COMPLETING", "RESIZING", "SIGNALING", "STAGE_OUT"], "Running"),
+    "COMPLETED": "Done",
+    **dict.fromkeys(
+        ["CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE", "OUT_OF_MEMORY", "SPECIAL_EXIT"],
+        "Aborted",
+    ),
+    "REVOKED": "Cleared",
+}
+
+#: Slurm partition State -> GlueCEStateStatus (GLUE 1.3: Queueing, Production, Closed, Draining).
+#: A DOWN partition still queues jobs but starts none; DRAIN takes no new jobs; INACTIVE neither.
+SLURM_STATUS: dict[str, str] = {"UP": "Production", "DOWN": "Queueing", "DRAIN": "Draining", "INACTIVE": "Closed"}
+
+SQUEUE_FORMAT = "%i|%P|%u|%T|%V|%S|%C|%r"
+SINFO_FORMAT = "%R|%C"
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """Config keys of the batch provider (all optional)."""
+
+    system: Literal["auto", "slurm"] = "auto"
+    ce_host: str | None = None  # host part of GlueCEUniqueID (default: this host's FQDN)
+    ce_id_format: str = "{host}/slurm-{partition}"  # GlueCEUniqueID; {host} and {partition}
+    cluster_id: str | None = None  # GlueCEHostingCluster (default: this host's FQDN)
+    slurm_conf: str | None = None  # passed as SLURM_CONF to the commands (default: Slurm's own)
+    publish_jobs: bool = True
+    max_jobs: int = 20000  # jobs published at most (the CE counts include all)
+    timeout: float = 10.0  # seconds each command may take
+    source: str = "<defaults>"
+
+
+@dataclass
+class Partition:
+    name: str
+    state: str
+    total_cpus: int | None = None
+    idle_cpus: int | None = None
+    max_time_minutes: int | None = None
+    priority_tier: int | None = None
+    preempt: bool | None = None
+    max_nodes: int | None = None
+    running: int = 0
+    waiting: int = 0
+
+
+@dataclass
+class Job:
+    id: str
+    partitions: list[str]
+    owner: str
+    state: str
+    generic: str
+    submit: int | None
+    start: int | None
+    cpus: int | None
+    reason: str
+
+
+@dataclass
+class Queues:
+    lrms_version: str | None
+    partitions: dict[str, Partition] = field(default_factory=dict)
+    jobs: list[Job] = field(default_factory=list)
+
+
+def parse_slurm_duration(text: str) -> int | None:
+    """Slurm's ``[days-]hours:minutes:seconds`` (or ``minutes:seconds``, ``minutes``) in minutes.
+
+    ``UNLIMITED``, ``INFINITE``, ``NONE`` and unparsable text give None.
+    """
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
+    if not m:
+        return None
+    days = int(m.group(1) or 0)
+    parts = [int(p) for p in m.group(2, 3, 4) if p is not None]
+    if m.group(1) is not None:  # days-hours[:minutes[:seconds]]
+        parts += [0] * (3 - len(parts))
+        hours, minutes, seconds = parts
+    elif len(parts) == 3:
+        hours, minutes, seconds = parts
+    elif len(parts) == 2:
+        hours, (minutes, seconds) = 0, parts
+    else:
+        hours, minutes, seconds = 0, parts[0], 0
+    return (days * 24 + hours) * 60 + minutes + (1 if seconds else 0)
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def parse_partitions(text: str) -> dict[str, Partition]:
+    """``scontrol show partition -o``: one partition per line of ``Key=Value`` tokens."""
+    found: dict[str, Partition] = {}
+    for line in text.splitlines():
+        pairs = dict(token.partition("=")[::2] for token in line.split() if "=" in token)
+        name = pairs.get("PartitionName")
+        if not name:
+            continue
+        found[name] = Partition(
+            name=name,
+            state=pairs.get("State", "UP").upper(),
+            total_cpus=_int(pairs.get("TotalCPUs")),
+            max_time_minutes=parse_slurm_duration(pairs.get("MaxTime", "UNLIMITED")),
+            priority_tier=_int(pairs.get("PriorityTier")),
+            preempt=(pairs["PreemptMode"].upper() != "OFF") if "PreemptMode" in pairs else None,
+            max_nodes=_int(pairs.get("MaxNodes")),
+        )
+    return found
+
+
+def parse_sinfo_cpus(text: str) -> dict[str, tuple[int, int, int, int]]:
+    """``sinfo -h -o '%R|%C'``: partition -> (allocated, idle, other, total) CPUs (lines summed)."""
+    found: dict[str, tuple[int, int, int, int]] = {}
+    for line in text.splitlines():
+        name, sep, cpus = line.strip().partition("|")
+        numbers = cpus.split("/")
+        if not sep or len(numbers) != 4:
+            continue
+        try:
+            counts = tuple(int(n) for n in numbers)
+        except ValueError:
+            continue
+        before = found.get(name, (0, 0, 0, 0))
+        found[name] = tuple(a + b for a, b in zip(before, counts))  # type: ignore[assignment]
+    return found
+
+
+def parse_squeue(text: str) -> list[Job]:
+    """``squeue -h -o SQUEUE_FORMAT`` with ``SLURM_TIME_FORMAT=%s``: one job per line."""
+    jobs = []
+    for line in text.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) < 8:
+            continue
+        job_id, partitions, owner, state, submit, start, cpus = fields[:7]
+        reason = "|".join(fields[7:])
+        state = state.strip().upper()
+        generic = SLURM_GENERIC.get(state, "Submitted")
+        started = generic in ("Running", "Scheduled") or state in ("SUSPENDED", "STOPPED")
+        jobs.append(
+            Job(
+                id=job_id.strip(),
+                partitions=[p for p in partitions.split(",") if p],
+                owner=owner.strip(),
+                state=state,
+                generic=generic,
+                submit=_int(submit),
+                start=_int(start) if started else None,
+                cpus=_int(cpus),
+                reason=reason,
+            )
+        )
+    return jobs
+
+
+def combine(partitions: dict[str, Partition], cpus: dict[str, tuple[int, int, int, int]], jobs: list[Job]) -> None:
+    """Fill each partition's free CPUs and job counts (a job pending in several counts in each)."""
+    for name, (_alloc, idle, _other, total) in cpus.items():
+        if name in partitions:
+            partitions[name].idle_cpus = idle
+            if partitions[name].total_cpus is None:
+                partitions[name].total_cpus = total
+    for job in jobs:
+        for name in job.partitions:
+            part = partitions.get(name)
+            if part is None:
+                continue
+            if job.generic in ("Running", "Scheduled"):
+                part.running += 1
+            elif job.generic in ("Waiting", "Submitted"):
+                part.waiting += 1
+
+
+#: Where Slurm's clients look for their config when $SLURM_CONF is not set: the packaged
+#: location, the pre-2020 Debian one, and the copy slurmd keeps in "configless" mode.
+SLURM_CONF_PATHS = ("/etc/slurm/slurm.conf", "/etc/slurm-llnl/slurm.conf", "/run/slurm/conf/slurm.conf")
+
+
+def slurm_config_file(config: BatchConfig) -> str | None:
+    """The slurm.conf the commands will use, or None when Slurm is not configured on this host.
+
+    Checked first because Slurm's clients without a config retry for many seconds.
+    """
+    if config.slurm_conf:
+        return config.slurm_conf if os.path.exists(config.slurm_conf) else None
+    candidates = [os.environ.get("SLURM_CONF", ""), *SLURM_CONF_PATHS]
+    return next((c for c in candidates if c and os.path.exists(c)), None)
+
+
+def read_slurm(config: BatchConfig, log: logging.Logger) -> Queues | None:
+    """Slurm's partitions and jobs; None when Slurm is not here; SourceFailed when it fails."""
+    if find_command("squeue") is None:
+        log.warning("Slurm's squeue is not installed: no batch system to publish")
+        return None
+    conf = slurm_config_file(config)
+    if conf is None:
+        log.warning("Slurm is installed but not configured here (no slurm.conf): nothing to publish")
+        return None
+    env = {"SLURM_TIME_FORMAT": "%s", "LC_ALL": "C", "SLURM_CONF": conf}
+    try:
+        parts_text = run_command(["scontrol", "show", "partition", "-o"], config.timeout, env=env).stdout
+        sinfo_text = run_command(["sinfo", "-h", "-o", SINFO_FORMAT], config.timeout, env=env).stdout
+        squeue_text = run_command(["squeue", "-h", "-a", "-r", "-o", SQUEUE_FORMAT], config.timeout, env=env).stdout
+    except CommandMissing as e:
+        log.warning("Slurm's %s is not installed: no batch system to publish", e)
+        return None
+    except CommandFailed as e:
+        raise SourceFailed(f"Slurm did not answer: {e}") from None
+    version = None
+    try:
+        out = run_command(["sinfo", "--version"], config.timeout, env=env).stdout.split()
+        version = out[-1] if out else None
+    except (CommandMissing, CommandFailed):
+        pass
+    partitions = parse_partitions(parts_text)
+    jobs = parse_squeue(squeue_text)
+    combine(partitions, parse_sinfo_cpus(sinfo_text), jobs)
+    return Queues(version, partitions, jobs)
+
+
+def batch_entries(queues: Queues, config: BatchConfig, suffix: str) -> list[LDIFEntry]:
+    host = config.ce_host or fqdn()
+    cluster = config.cluster_id or fqdn()
+    entries: list[LDIFEntry] = []
+    ce_dns: dict[str, str] = {}
+    for name in sorted(queues.partitions):
+        part = queues.partitions[name]
+        ce_id = config.ce_id_format.format(host=host, partition=name)
+        dn = child_dn("GlueCEUniqueID", ce_id, suffix)
+        ce_dns[name] = dn
+        ce = LDIFEntry(dn)
+        ce.add("objectClass", ["GlueCETop", "GlueCE", "GlueCEInfo", "GlueCEState", "GlueCEPolicy", "GlueKey", "GlueSchemaVersion"])
+        ce.add("GlueCEUniqueID", ce_id)
+        ce.add("GlueCEName", name)
+        ce.add("GlueCEHostingCluster", cluster)
+        ce.add("GlueCEImplementationName", "Slurm")
+        ce.add("GlueCEImplementationVersion", queues.lrms_version)
+        ce.add("GlueCEInfoLRMSType", "slurm")
+        ce.add("GlueCEInfoLRMSVersion", queues.lrms_version)
+        ce.add("GlueCEInfoHostName", host)
+        ce.add("GlueCEInfoTotalCPUs", part.total_cpus)
+        ce.add("GlueCEStateStatus", SLURM_STATUS.get(part.state.split("_")[0], "Closed"))
+        ce.add("GlueCEStateRunningJobs", part.running)
+        ce.add("GlueCEStateWaitingJobs", part.waiting)
+        ce.add("GlueCEStateTotalJobs", part.running + part.waiting)
+        ce.add("GlueCEStateFreeCPUs", part.idle_cpus)
+        ce.add("GlueCEStateFreeJobSlots", part.idle_cpus)
+        ce.add("GlueCEPolicyMaxWallClockTime", part.max_time_minutes)
+        ce.add("GlueCEPolicyMaxObtainableWallClockTime", part.max_time_minutes)
+        ce.add("GlueCEPolicyPriority", part.priority_tier)
+        ce.add("GlueCEPolicyAssignedJobSlots", part.total_cpus)
+        ce.add("GlueCEPolicyPreemption", None if part.preempt is None else int(part.preempt))
+        ce.add("GlueForeignKey", f"GlueClusterUniqueID={cluster}")
+        ce.add("GlueSchemaVersionMajor", 1).add("GlueSchemaVersionMinor", 3)
+        entries.append(ce)
+    if config.publish_jobs:
+        for job in queues.jobs[: config.max_jobs]:
+            parent = next((ce_dns[p] for p in job.partitions if p in ce_dns), None)
+            if parent is None:
+                continue
+            entry = LDIFEntry(child_dn("GridinfoJobID", job.id, parent))
+            entry.add("objectClass", ["GridinfoJob"])
+            entry.add("GridinfoJobID", job.id)
+            entry.add("GridinfoJobOwner", job.owner)
+            entry.add("GridinfoJobQueue", ",".join(job.partitions))
+            entry.add("GridinfoJobState", job.state)
+            entry.add("GridinfoJobGenericState", job.generic)
+            entry.add("GridinfoJobSubmitTime", generalized_time(job.submit) if job.submit else None)
+            entry.add("GridinfoJobStartTime", generalized_time(job.start) if job.start else None)
+            entries.append(entry)
+    return entries
+
+
+def produce(config: BatchConfig, args: argparse.Namespace, log: logging.Logger) -> str:
+    queues = read_slurm(config, log)
+    if queues is None:
+        return ""
+    if len(queues.jobs) > config.max_jobs and config.publish_jobs:
+        log.warning("%d jobs, publishing the first %d (max_jobs)", len(queues.jobs), config.max_jobs)
+    return format_entries(batch_entries(queues, config, args.suffix))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``providers/batch``."""
+    return run_provider("batch", "Publish a batch system's queues (GlueCE) and jobs as LDIF.", BatchConfig, produce, argv)
