@@ -214,7 +214,7 @@ def _convert(node: yaml.Node, tp: Any, path: str, source: str) -> Any:
                     key_node.start_mark.line + 1,
                 )
             values[name] = _convert(value_node, hints[name], f"{path + '.' if path else ''}{key}", source)
-        return tp(**values)
+        return tp(**values)  # type: ignore[operator]
     origin = get_origin(tp)
     if origin is tuple:
         item = get_args(tp)[0]

@@ -250,7 +250,8 @@ class DNNormaliser:
         hit = self._types.get(lowered)
         if hit is not None:
             return hit
-        key, norm = lowered, _fallback_normalise
+        key = lowered
+        norm: Callable[[str], str] = _fallback_normalise
         if self.schema is not None:
             matching = self.schema.matching(attr)
             if matching is not None:

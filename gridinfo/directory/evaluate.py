@@ -221,7 +221,7 @@ class FilterCompiler:
         if m is None or m.substr is None:
             return _undefined
         norm = m.substr
-        parts = []
+        parts: list[str | None] = []
         for raw in [f.initial, *f.any, f.final]:
             if raw is None:
                 parts.append(None)
@@ -290,7 +290,7 @@ class FilterCompiler:
         values_pred = self._match_values(keys, normalise, f.value, kind, test)
         if not f.dn_attributes:
             return values_pred
-        assertion = normalise(f.value) if normalise else None
+        assertion = normalise(f.value) if normalise is not None else None
         wanted = set(keys)
 
         def with_dn(e: Entry) -> bool | None:

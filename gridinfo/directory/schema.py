@@ -298,6 +298,7 @@ class _Definition:
                 if rest.startswith("'"):
                     self.fail("unterminated quoted string")
                 self.fail(f"unexpected text {rest[:20]!r}")
+            assert m is not None  # the loop above fails on no match
             pos = m.end()
             if m[1] is not None:
                 self.tokens.append((_LP, "("))
@@ -360,7 +361,7 @@ class _Definition:
         token = self.peek()
         if token is not None and token[0] == _LP:
             self.pos += 1
-            out = []
+            out: list[str] = []
             while True:
                 kind, text = self.next("a quoted string or ')'")
                 if kind == _RP:

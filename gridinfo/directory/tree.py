@@ -174,7 +174,7 @@ class DirectoryTree:
     def subtree_keys(self, base_key: str) -> list[str]:
         """Keys at and below ``base_key`` (that exist or have children), preorder."""
         children = self.children
-        out = []
+        out: list[str] = []
         stack = [base_key]
         pop = stack.pop
         extend = stack.extend

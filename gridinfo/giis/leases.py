@@ -222,7 +222,7 @@ def parse_registration(
         size_limit=int(_number(values, "Mds-Service-Ldap-sizelimit", 0, integer=True)),
         service_type=_single(values, "Mds-Service-type", required=False) or "ldap",
         bind_methods=_single(values, "Mds-Bind-Method-servers", required=False) or "ANONYM-ONLY",
-        attributes=tuple(attributes),
+        attributes=tuple((name, tuple(vals)) for name, vals in attributes),
     )
 
 

@@ -1,0 +1,722 @@
+"""GIIS scale benchmark: one ``giis`` process with hundreds or thousands of registered children.
+
+    tools/bench-giis [--children 100,1000] [--entries-per-child 5] [--json FILE] ...
+
+Theory of operation
+-------------------
+Children are cheap: a few *child-host processes* (``python -m gridinfo.devtools.giisbench
+children ...``) each serve many tiny GRIS-like trees, one per loopback port, with gridinfo's own
+:class:`~gridinfo.ldap.server.LDAPServerFactory` over a :class:`~gridinfo.gris.backend.TreeBackend`.
+Every tree is ``o=grid``, ``mds-vo-name=local,o=grid`` and ``--entries-per-child`` GlueCE entries
+with names unique across the whole run, so a subtree search at the GIIS merges exactly
+``children x entries`` GlueCE entries.  Each child registers itself with the GIIS by MDS2's LDAP
+add (:func:`gridinfo.giis.registrar.registration_message`), on its own connection kept open
+afterwards, as gridinfo's registrar does.
+
+A child-host process is driven by lines on its stdin and answers with one JSON line on stdout::
+
+    (start)       -> {"ready": [ports...]}          listening, nothing registered yet
+    register      -> {"registered": ok, ...}        every add answered (or failed)
+    stats         -> {"searches": n}                searches its children have answered so far
+    quit          -> (exits)
+
+The driver (:func:`main`) starts the GIIS as a real ``giis`` process, then the child hosts, and
+measures, per children count, with every wait bounded:
+
+1. registration: from the first add sent (reported by the child hosts, CLOCK_MONOTONIC is
+   system-wide) until a poll of ``-s base giisregistrationstatus`` lists every child VALID;
+2. a cold subtree search ``-b mds-vo-name=<giis>,o=grid (objectClass=GlueCE)`` (the first: the
+   GIIS connects to every child and asks it), warm searches (answered from the per-child cache
+   within cachettl; median of several), and searches after cachettl has run out with the
+   connections open (every child asked again);
+3. the GIIS's VmRSS and open file descriptors after each phase, and the CPU seconds of the GIIS
+   and of the child hosts in each phase (so a reader can tell who was the bottleneck);
+4. how many searches the children answered in each phase (warm must be 0, cold and refetch N).
+
+Searches are sent by a small blocking client that frames responses by BER tag and length (as
+:mod:`gridinfo.devtools.loadgen`), one connection per search, like ``ldapsearch``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import selectors
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gridinfo.devtools import loadgen
+from gridinfo.directory import ber
+
+LOOPBACK = "127.0.0.1"
+CHILD_SUFFIX = "mds-vo-name=local,o=grid"
+GIIS_NAME = "bench"
+SCOPE_BASE = loadgen.SCOPE_BASE
+SCOPE_SUB = loadgen.SCOPE_SUB
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def log(message: str) -> None:
+    sys.stderr.write(f"[bench-giis {time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
+
+
+class BenchError(Exception):
+    """The benchmark could not go on (a process died, a wait ran out, a wrong answer)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# What a child publishes
+
+
+def child_entries(index: int, count: int) -> list[tuple[str, list[tuple[str, list[bytes]]]]]:
+    """``count`` GlueCE entries of child number ``index``, named uniquely across children."""
+    out = []
+    host = f"ce.child{index:05d}.example.org"
+    for j in range(count):
+        ce_id = f"{host}:8443/cream-pbs-q{j}"
+        free = (index * 7 + j * 13) % 500
+        running = (index * 3 + j * 5) % 300
+        out.append((
+            f"GlueCEUniqueID={ce_id},{CHILD_SUFFIX}",
+            [
+                ("objectClass", [b"GlueCETop", b"GlueCE", b"GlueCEInfo", b"GlueCEState", b"GlueKey",
+                                 b"GlueSchemaVersion"]),
+                ("GlueCEUniqueID", [ce_id.encode()]),
+                ("GlueCEName", [f"q{j}".encode()]),
+                ("GlueCEInfoHostName", [host.encode()]),
+                ("GlueCEInfoGatekeeperPort", [b"8443"]),
+                ("GlueCEInfoLRMSType", [b"pbs"]),
+                ("GlueCEInfoTotalCPUs", [str(free + running).encode()]),
+                ("GlueCEInfoContactString", [f"https://{host}:8443/ce-cream/services".encode()]),
+                ("GlueCEStateStatus", [b"Production"]),
+                ("GlueCEStateRunningJobs", [str(running).encode()]),
+                ("GlueCEStateWaitingJobs", [str(j).encode()]),
+                ("GlueCEStateFreeCPUs", [str(free).encode()]),
+                ("GlueForeignKey", [f"GlueClusterUniqueID={host}".encode()]),
+                ("GlueSchemaVersionMajor", [b"1"]),
+                ("GlueSchemaVersionMinor", [b"3"]),
+            ],
+        ))
+    return out
+
+
+def raise_nofile(limit: int | None = None) -> tuple[int, int]:
+    """Set this process's soft open-file limit to ``limit`` (default: the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if limit is None else (min(limit, hard) if hard != resource.RLIM_INFINITY else limit)
+    if want != soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+# ---------------------------------------------------------------------------------------------
+# The child-host process
+
+
+def serve_children(argv: list[str]) -> int:
+    """Entry point of a child-host process (see the module docstring for its stdin protocol)."""
+    p = argparse.ArgumentParser(prog="giisbench children")
+    p.add_argument("--first", type=int, required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--entries", type=int, default=5)
+    p.add_argument("--giis-port", type=int, required=True)
+    p.add_argument("--giis-suffix", required=True)
+    p.add_argument("--ttl", type=float, default=3600)
+    p.add_argument("--timeout", type=float, default=30)
+    p.add_argument("--cachettl", type=float, default=20)
+    p.add_argument("--concurrency", type=int, default=16, help="registrations in flight at once")
+    args = p.parse_args(argv)
+    raise_nofile()
+
+    from twisted.internet import defer, reactor, stdio
+    from twisted.protocols.basic import LineReceiver
+
+    import gridinfo
+    from gridinfo.directory.schema import default_schema
+    from gridinfo.directory.tree import DirectoryTree
+    from gridinfo.giis.registrar import registration_message
+    from gridinfo.gris.backend import TreeBackend, add_base_entries
+    from gridinfo.ldap.client import LDAPClient
+    from gridinfo.ldap.server import LDAPServerFactory, ServerLimits
+
+    schema = default_schema()
+    counter = {"searches": 0}
+
+    class CountingBackend(TreeBackend):
+        def search(self, request: Any) -> Any:
+            counter["searches"] += 1
+            return super().search(request)
+
+    ports: list[int] = []
+    for index in range(args.first, args.first + args.count):
+        tree = DirectoryTree(schema, indexed=("objectClass",))
+        add_base_entries(tree, CHILD_SUFFIX)
+        for dn, attrs in child_entries(index, args.entries):
+            tree.add(tree.build(dn, attrs, source="bench"))
+        factory = LDAPServerFactory(
+            CountingBackend(tree), reactor=reactor, limits=ServerLimits(), vendor_version=f"gridinfo {gridinfo.__version__}"
+        )
+        ports.append(reactor.listenTCP(0, factory, interface=LOOPBACK).getHost().port)
+
+    clients: list[Any] = []
+
+    def register_all() -> defer.Deferred[dict[str, Any]]:
+        sem = defer.DeferredSemaphore(max(1, args.concurrency))
+        first_sent: list[float] = []
+        last_answer = [0.0]
+        failures: list[str] = []
+
+        def one(port: int) -> defer.Deferred[None]:
+            client = LDAPClient(reactor, LOOPBACK, args.giis_port, connect_timeout=args.timeout)
+            clients.append(client)
+            attrs = registration_message(
+                host=LOOPBACK, port=port, suffix=CHILD_SUFFIX, now=reactor.seconds(), ttl=args.ttl,
+                timeout=args.timeout, cachettl=args.cachettl,
+            )
+            if not first_sent:
+                first_sent.append(time.monotonic())
+            d = client.add(f"Mds-Vo-Op-name=register,{args.giis_suffix}", attrs, timeout=args.timeout)
+
+            def answered(result: Any) -> None:
+                last_answer[0] = time.monotonic()
+                if result.code != 0:
+                    failures.append(f"{port}: {result.code} {result.message}")
+
+            def failed(f: Any) -> None:
+                last_answer[0] = time.monotonic()
+                failures.append(f"{port}: {f.getErrorMessage()}")
+
+            return d.addCallbacks(answered, failed)
+
+        d = defer.gatherResults([sem.run(one, port) for port in ports])
+        return d.addCallback(lambda _: {
+            "registered": len(ports) - len(failures),
+            "failures": failures[:20],
+            "failed": len(failures),
+            "first_sent": first_sent[0] if first_sent else None,
+            "last_answer": last_answer[0],
+        })
+
+    class Control(LineReceiver):
+        delimiter = b"\n"
+
+        def say(self, obj: dict[str, Any]) -> None:
+            self.sendLine(json.dumps(obj).encode())
+
+        def connectionMade(self) -> None:
+            self.say({"ready": ports})
+
+        def lineReceived(self, line: bytes) -> None:
+            command = line.strip().decode()
+            if command == "register":
+                register_all().addCallback(self.say)
+            elif command == "stats":
+                self.say({"searches": counter["searches"]})
+            elif command == "quit":
+                for c in clients:
+                    c.close()
+                reactor.callLater(0.1, reactor.stop)
+            else:
+                self.say({"error": f"unknown command {command!r}"})
+
+        def connectionLost(self, reason: Any = None) -> None:
+            if reactor.running:
+                reactor.stop()
+
+    stdio.StandardIO(Control())
+    reactor.run()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# A blocking LDAP search client for the driver
+
+
+@dataclass
+class Answer:
+    seconds: float
+    code: int
+    entries: list[bytes] = field(default_factory=list)
+
+
+def _op_start(buf: bytes | bytearray, pos: int) -> int:
+    """Where the protocol op starts in the LDAPMessage at ``pos``."""
+    length = buf[pos + 1]
+    body = pos + 2 + (length & 0x7F if length & 0x80 else 0)
+    return body + 2 + buf[body + 1]
+
+
+def search(port: int, base: str, scope: int, filter_text: str, attributes: list[str], timeout: float) -> Answer:
+    """One search on a fresh connection; every SearchResultEntry op is kept (bytes)."""
+    request = loadgen.search_request(1, base, scope, filter_text, attributes)
+    started = time.monotonic()
+    deadline = started + timeout
+    entries: list[bytes] = []
+    with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
+        sock.sendall(request)
+        buf = bytearray()
+        pos = 0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BenchError(f"no complete answer within {timeout:g} s")
+            sock.settimeout(left)
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise BenchError("the GIIS closed the connection before SearchResultDone")
+            buf += chunk
+            while (framed := loadgen.next_message(buf, pos)) is not None:
+                end, tag, code = framed
+                if tag == ber.APP_SEARCH_RESULT_ENTRY:
+                    entries.append(bytes(buf[_op_start(buf, pos) : end]))
+                elif tag == ber.APP_SEARCH_RESULT_DONE:
+                    seconds = time.monotonic() - started
+                    sock.sendall(loadgen.unbind_request(2))
+                    return Answer(seconds, code, entries)
+                pos = end
+            if pos > 1 << 20:
+                del buf[:pos]
+                pos = 0
+
+
+def registration_status(port: int, suffix: str, timeout: float) -> tuple[Answer, int]:
+    """(the answer, how many registrants are VALID) of ``-s base giisregistrationstatus``."""
+    from gridinfo.ldap.client import decode_entry
+
+    answer = search(port, suffix, SCOPE_BASE, "(objectClass=*)", ["giisregistrationstatus"], timeout)
+    valid = 0
+    for op in answer.entries:
+        _, attrs = decode_entry(op)
+        for name, values in attrs:
+            if name.lower() == "mds-reg-status" and values == [b"VALID"]:
+                valid += 1
+    return answer, valid
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+
+def python_command() -> str:
+    venv = REPO / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def child_env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+
+
+def _set_nofile(limit: int | None) -> Any:
+    if limit is None:
+        return None
+
+    def pre() -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit, hard), hard))
+
+    return pre
+
+
+class ChildHost:
+    """One child-host process and its JSON-lines control channel."""
+
+    def __init__(self, first: int, count: int, args: argparse.Namespace, giis_port: int, log_dir: Path):
+        self.first, self.count = first, count
+        self.log_path = log_dir / f"children-{first}.log"
+        command = [
+            python_command(), "-m", "gridinfo.devtools.giisbench", "children",
+            "--first", str(first), "--count", str(count), "--entries", str(args.entries_per_child),
+            "--giis-port", str(giis_port), "--giis-suffix", f"mds-vo-name={GIIS_NAME},o=grid",
+            "--timeout", str(args.child_timeout), "--cachettl", str(args.cachettl),
+            "--concurrency", str(args.register_concurrency),
+        ]
+        with open(self.log_path, "wb") as err:
+            self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                         cwd=REPO, env=child_env())
+        self._buf = b""
+        self.ports: list[int] = []
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def send(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def read(self, deadline: float) -> dict[str, Any]:
+        """The next JSON line, waiting at most until ``deadline`` (time.monotonic)."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while b"\n" not in self._buf:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BenchError(f"child host {self.first}: no answer in time (log: {self.log_path})")
+                if not sel.select(left):
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    tail = self.log_path.read_text(errors="replace")[-2000:]
+                    raise BenchError(f"child host {self.first} exited\n{tail}")
+                self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return json.loads(line)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.send("quit")
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=10)
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def process_nofile(pid: int) -> str:
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return f"{soft}/{hard}"
+    return "?"
+
+
+# ---------------------------------------------------------------------------------------------
+# One run
+
+
+class Phase:
+    """CPU seconds of the GIIS and of the child hosts over a phase, and searches children served."""
+
+    def __init__(self, giis_pid: int, hosts: list[ChildHost]):
+        self.giis_pid, self.hosts = giis_pid, hosts
+        self.started = time.monotonic()
+        self.giis_cpu = loadgen.process_cpu_seconds(giis_pid)
+        self.host_cpu = [loadgen.process_cpu_seconds(h.pid) for h in hosts]
+
+    def end(self) -> dict[str, Any]:
+        wall = time.monotonic() - self.started
+        per_host = [loadgen.process_cpu_seconds(h.pid) - c for h, c in zip(self.hosts, self.host_cpu)]
+        return {
+            "wall_s": wall,
+            "giis_cpu_s": loadgen.process_cpu_seconds(self.giis_pid) - self.giis_cpu,
+            "children_cpu_s": sum(per_host),
+            "children_cpu_max_process_s": max(per_host) if per_host else 0.0,
+        }
+
+
+def child_searches(hosts: list[ChildHost], timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    for h in hosts:
+        h.send("stats")
+    return sum(int(h.read(deadline)["searches"]) for h in hosts)
+
+
+def run_one(n: int, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    from tests.support.ports import free_port
+
+    suffix = f"mds-vo-name={GIIS_NAME},o=grid"
+    port = free_port()
+    giis_log = log_dir / f"giis-{n}.log"
+    command = [python_command(), "-m", "gridinfo.cli.giis", "--name", GIIS_NAME,
+               "--listen", f"tcp:{port}:interface={LOOPBACK}"]
+    if args.giis_config:
+        command += ["--config", args.giis_config]
+    log(f"{n} children: {' '.join(command)} (log: {giis_log})")
+    with open(giis_log, "wb") as out:
+        giis = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+                                env=child_env(), preexec_fn=_set_nofile(args.giis_nofile))
+    hosts: list[ChildHost] = []
+    result: dict[str, Any] = {"children": n, "entries_per_child": args.entries_per_child}
+    try:
+        loadgen.wait_for_ldap(LOOPBACK, port, args.start_timeout, alive=lambda: giis.poll() is None, poll_interval=0.05)
+        result["giis_nofile"] = process_nofile(giis.pid)
+        processes = max(1, min(args.child_processes, n))
+        per = -(-n // processes)
+        started = time.monotonic()
+        for first in range(0, n, per):
+            hosts.append(ChildHost(first, min(per, n - first), args, port, log_dir))
+        deadline = time.monotonic() + args.start_timeout
+        for h in hosts:
+            h.ports = h.read(deadline)["ready"]
+        log(f"  {len(hosts)} child hosts serving {n} children in {time.monotonic() - started:.1f} s")
+        result["child_processes"] = len(hosts)
+        result["children_nofile"] = process_nofile(hosts[0].pid)
+        result["rss_before_registration_bytes"] = loadgen.process_rss_bytes(giis.pid)
+
+        # -- registration --
+        phase = Phase(giis.pid, hosts)
+        for h in hosts:
+            h.send("register")
+        sent_at = time.monotonic()
+        deadline = sent_at + args.register_timeout
+        polls = 0
+        visible_at = None
+        status_answer = None
+        valid = 0
+        while time.monotonic() < deadline:
+            status_answer, valid = registration_status(port, suffix, args.search_timeout)
+            polls += 1
+            if valid >= n:
+                visible_at = time.monotonic()
+                break
+            time.sleep(args.poll_interval)
+        reg = phase.end()
+        reports = [h.read(deadline) for h in hosts]
+        first_sent = min(r["first_sent"] for r in reports if r["first_sent"] is not None)
+        failed = sum(r["failed"] for r in reports)
+        result["registration"] = {
+            **reg,
+            "registered_ok": sum(r["registered"] for r in reports),
+            "failed": failed,
+            "failures": [f for r in reports for f in r["failures"]][:10],
+            "adds_answered_s": max(r["last_answer"] for r in reports) - first_sent,
+            "visible_s": None if visible_at is None else visible_at - first_sent,
+            "status_polls": polls,
+            "valid_in_status": valid,
+            "status_search_ms": status_answer.seconds * 1000 if status_answer else None,
+            "status_entries": len(status_answer.entries) if status_answer else 0,
+        }
+        log(f"  registration: {valid}/{n} VALID, {failed} failed, visible after "
+            f"{result['registration']['visible_s']} s")
+        if visible_at is None:
+            raise BenchError(f"only {valid} of {n} registrations visible within {args.register_timeout:g} s")
+        result["rss_after_registration_bytes"] = loadgen.process_rss_bytes(giis.pid)
+        result["fds_after_registration"] = open_fds(giis.pid)
+
+        # -- cold search --
+        flt = args.filter
+        expected = n * args.entries_per_child
+        before = child_searches(hosts, args.start_timeout)
+        phase = Phase(giis.pid, hosts)
+        cold = search(port, suffix, SCOPE_SUB, flt, [], args.search_timeout)
+        cold_done = time.monotonic()
+        result["cold"] = {**phase.end(), "ms": cold.seconds * 1000, "code": cold.code, "entries": len(cold.entries),
+                          "child_searches": child_searches(hosts, args.start_timeout) - before}
+        log(f"  cold: {cold.seconds * 1000:.0f} ms, {len(cold.entries)} entries (expected {expected}), code {cold.code}")
+        result["rss_after_cold_bytes"] = loadgen.process_rss_bytes(giis.pid)
+        result["fds_after_cold"] = open_fds(giis.pid)
+
+        # -- warm searches --
+        before = child_searches(hosts, args.start_timeout)
+        phase = Phase(giis.pid, hosts)
+        warm = [search(port, suffix, SCOPE_SUB, flt, [], args.search_timeout) for _ in range(args.warm_runs)]
+        warm_ms = [a.seconds * 1000 for a in warm]
+        result["warm"] = {**phase.end(), "runs": len(warm), "median_ms": statistics.median(warm_ms),
+                          "min_ms": min(warm_ms), "max_ms": max(warm_ms),
+                          "entries": [len(a.entries) for a in warm][-1], "codes": sorted({a.code for a in warm}),
+                          "child_searches": child_searches(hosts, args.start_timeout) - before}
+        if time.monotonic() - cold_done > args.cachettl:
+            result["warm"]["note"] = "the warm runs outlasted cachettl: some were not warm"
+        log(f"  warm: median {result['warm']['median_ms']:.1f} ms over {len(warm)} runs, "
+            f"{result['warm']['child_searches']} child searches")
+        result["rss_after_warm_bytes"] = loadgen.process_rss_bytes(giis.pid)
+
+        # -- cache expired, connections open --
+        if args.refetch_runs:
+            refetch: list[Answer] = []
+            before = child_searches(hosts, args.start_timeout)
+            cpu = Phase(giis.pid, hosts)
+            cpu_used = {"giis_cpu_s": 0.0, "children_cpu_s": 0.0}
+            last = cold_done
+            for i in range(args.refetch_runs):
+                wait = last + args.cachettl + 1.0 - time.monotonic()
+                if wait > 0:
+                    log(f"  waiting {wait:.0f} s for cachettl to run out")
+                    time.sleep(wait)
+                cpu = Phase(giis.pid, hosts)
+                a = search(port, suffix, SCOPE_SUB, flt, [], args.search_timeout)
+                last = time.monotonic()
+                used = cpu.end()
+                cpu_used["giis_cpu_s"] += used["giis_cpu_s"]
+                cpu_used["children_cpu_s"] += used["children_cpu_s"]
+                refetch.append(a)
+            ms = [a.seconds * 1000 for a in refetch]
+            result["refetch"] = {"runs": len(refetch), "median_ms": statistics.median(ms), "ms": ms,
+                                 "entries": len(refetch[-1].entries), "codes": sorted({a.code for a in refetch}),
+                                 "giis_cpu_s": cpu_used["giis_cpu_s"] / len(refetch),
+                                 "children_cpu_s": cpu_used["children_cpu_s"] / len(refetch),
+                                 "child_searches": child_searches(hosts, args.start_timeout) - before}
+            log(f"  after cachettl: median {result['refetch']['median_ms']:.0f} ms")
+            result["rss_after_refetch_bytes"] = loadgen.process_rss_bytes(giis.pid)
+        result["fds_at_end"] = open_fds(giis.pid)
+        text = giis_log.read_text(errors="replace")
+        result["giis_log_warnings"] = sum(1 for line in text.splitlines() if "[warn]" in line or "#warn" in line)
+        return result
+    finally:
+        for h in hosts:
+            h.stop()
+        if giis.poll() is None:
+            giis.send_signal(signal.SIGTERM)
+            try:
+                giis.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                giis.kill()
+                giis.wait(timeout=15)
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def _get(figures: dict[str, Any], *keys: str) -> Any:
+    value: Any = figures
+    for key in keys:
+        if not isinstance(value, dict) or value.get(key) is None:
+            return None
+        value = value[key]
+    return value
+
+
+MiB = 1 / 2**20
+ROWS: list[tuple[str, tuple[str, ...], float, int]] = [
+    ("registration: first add sent -> all VALID in `giisregistrationstatus`, s", ("registration", "visible_s"), 1, 2),
+    ("registration: first add sent -> last add answered, s", ("registration", "adds_answered_s"), 1, 2),
+    ("registration: failed adds", ("registration", "failed"), 1, 0),
+    ("registration: GIIS CPU-s / child-host CPU-s", ("registration", "giis_cpu_s", "children_cpu_s"), 1, 2),
+    ("`-s base giisregistrationstatus` at the end, ms", ("registration", "status_search_ms"), 1, 1),
+    ("cold subtree search (every child connected and asked), ms", ("cold", "ms"), 1, 0),
+    ("  entries returned", ("cold", "entries"), 1, 0),
+    ("  children asked", ("cold", "child_searches"), 1, 0),
+    ("  GIIS CPU-s / child-host CPU-s", ("cold", "giis_cpu_s", "children_cpu_s"), 1, 2),
+    ("warm subtree search (per-child cache), median, ms", ("warm", "median_ms"), 1, 1),
+    ("  min / max, ms", ("warm", "min_ms", "max_ms"), 1, 1),
+    ("  children asked (all runs)", ("warm", "child_searches"), 1, 0),
+    ("  GIIS CPU-s per search", ("warm", "giis_cpu_per_search_s"), 1, 3),
+    ("search after cachettl (connections open), median, ms", ("refetch", "median_ms"), 1, 0),
+    ("  GIIS CPU-s / child-host CPU-s per search", ("refetch", "giis_cpu_s", "children_cpu_s"), 1, 2),
+    ("GIIS VmRSS before registration, MiB", ("rss_before_registration_bytes",), MiB, 1),
+    ("GIIS VmRSS after registration, MiB", ("rss_after_registration_bytes",), MiB, 1),
+    ("GIIS VmRSS after the cold search, MiB", ("rss_after_cold_bytes",), MiB, 1),
+    ("GIIS VmRSS after the warm searches, MiB", ("rss_after_warm_bytes",), MiB, 1),
+    ("GIIS VmRSS after the searches past cachettl, MiB", ("rss_after_refetch_bytes",), MiB, 1),
+    ("GIIS open fds after registration / after the cold search", ("fds_after_registration", "fds_after_cold"), 1, 0),
+    ("GIIS warnings logged", ("giis_log_warnings",), 1, 0),
+]
+
+
+def _cell(result: dict[str, Any], path: tuple[str, ...], scale: float, digits: int) -> str:
+    if "error" in result:
+        return "failed"
+    # a path whose last two keys are siblings is shown as "a / b"
+    values = [_get(result, *path)]
+    if values[0] is None and len(path) >= 2:
+        head = path[:-2]
+        values = [_get(result, *head, path[-2]), _get(result, *head, path[-1])]
+        if any(v is None for v in values):
+            values = [_get(result, path[-2]), _get(result, path[-1])]
+    if any(v is None for v in values):
+        return "-"
+    return " / ".join(f"{float(v) * scale:,.{digits}f}" for v in values)
+
+
+def markdown_table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    head = "| figure | " + " | ".join(f"{r['children']:,} children" for r in results) + " |"
+    lines = [head, "|---|" + "--:|" * len(results)]
+    for label, path, scale, digits in ROWS:
+        lines.append(f"| {label} | " + " | ".join(_cell(r, path, scale, digits) for r in results) + " |")
+    for r in results:
+        if "error" in r:
+            lines.append(f"\n{r['children']:,} children failed: {r['error'].splitlines()[0]}")
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, Any]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            mem = f.readline().split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return {
+        "cpu": model, "cpus": os.cpu_count(), "memory": mem, "platform": platform.platform(),
+        "python": platform.python_version(), "nofile_bench": "/".join(map(str, resource.getrlimit(resource.RLIMIT_NOFILE))),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "children":
+        return serve_children(argv[1:])
+    p = argparse.ArgumentParser(prog="bench-giis", description="GIIS scale: registration, cold and warm search, memory.")
+    p.add_argument("--children", default="100,1000", help="comma-separated numbers of registered children")
+    p.add_argument("--entries-per-child", type=int, default=5, help="GlueCE entries each child publishes")
+    p.add_argument("--child-processes", type=int, default=4, help="processes serving the children")
+    p.add_argument("--register-concurrency", type=int, default=16, help="registrations in flight per child process")
+    p.add_argument("--cachettl", type=float, default=20.0, help="Mds-Service-Ldap-cachettl the children register")
+    p.add_argument("--child-timeout", type=float, default=30.0, help="Mds-Service-Ldap-timeout the children register")
+    p.add_argument("--filter", default="(objectClass=GlueCE)", help="filter of the subtree searches")
+    p.add_argument("--warm-runs", type=int, default=10)
+    p.add_argument("--refetch-runs", type=int, default=2, help="searches after cachettl ran out (each waits for it)")
+    p.add_argument("--poll-interval", type=float, default=0.1, help="seconds between registration-status polls")
+    p.add_argument("--register-timeout", type=float, default=300.0)
+    p.add_argument("--search-timeout", type=float, default=300.0)
+    p.add_argument("--start-timeout", type=float, default=120.0)
+    p.add_argument("--giis-config", help="giis.yaml for the GIIS (default: built-in defaults)")
+    p.add_argument("--giis-nofile", type=int, help="soft open-file limit of the GIIS process (default: inherited)")
+    p.add_argument("--json", metavar="FILE", help="also write all figures as JSON")
+    args = p.parse_args(argv)
+
+    counts = [int(c.replace("_", "")) for c in args.children.split(",") if c.strip()]
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    after = raise_nofile()
+    log(f"open-file limit soft/hard: {before[0]}/{before[1]} -> {after[0]}/{after[1]} (inherited by the GIIS and child hosts)")
+    log_dir = Path(tempfile.mkdtemp(prefix="gridinfo-bench-giis-"))
+    report: dict[str, Any] = {"environment": environment(), "settings": {
+        k: v for k, v in vars(args).items() if k != "json"}, "log_dir": str(log_dir), "runs": []}
+    results = []
+    for n in counts:
+        try:
+            r = run_one(n, args, log_dir)
+        except (BenchError, loadgen.LoadGenError, TimeoutError, OSError, subprocess.SubprocessError) as e:
+            log(f"{n} children failed: {e}")
+            r = {"children": n, "error": str(e)}
+        if "warm" in r and r["warm"].get("runs"):
+            r["warm"]["giis_cpu_per_search_s"] = r["warm"]["giis_cpu_s"] / r["warm"]["runs"]
+        results.append(r)
+        report["runs"].append(r)
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    env = report["environment"]
+    sys.stdout.write(markdown_table(results, args) + "\n\n")
+    sys.stdout.write(
+        f"_{env['cpus']} CPUs ({env['cpu']}), {env['memory']} RAM; Python {env['python']}; {env['platform']}; "
+        f"{args.entries_per_child} entries per child, {args.child_processes} child processes, cachettl "
+        f"{args.cachettl:g} s; logs in {log_dir}_\n"
+    )
+    return 0 if all("error" not in r for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
