@@ -6,9 +6,13 @@ Only the command-line entry points touch the global reactor; everything here tak
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
-from twisted.application import service, strports
+from twisted.application import service
+from twisted.internet import endpoints
+from twisted.internet.interfaces import IListeningPort
+from twisted.python.failure import Failure
 from twisted.logger import Logger
 
 import gridinfo
@@ -22,6 +26,53 @@ from gridinfo.ldap.server import LDAPServerFactory, ServerLimits
 log = Logger()
 
 DEFAULT_INDEXED = ("objectClass",)
+
+
+class ListenerService(service.Service):
+    """Listens on one endpoint string; knows the port it bound and says so in the log.
+
+    ``tcp:0`` picks a free port: the log line ``listening on HOST:PORT`` and :attr:`port` tell
+    which.  A listener that cannot bind is fatal: it logs why and stops the reactor, and the
+    command exits non-zero (``failed`` is set).
+    """
+
+    def __init__(self, endpoint: str, factory: Any, reactor: Any):
+        self.endpoint = endpoint
+        self.factory = factory
+        self.reactor = reactor
+        self.port: IListeningPort | None = None
+        self.failed: str | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        d = endpoints.serverFromString(self.reactor, self.endpoint).listen(self.factory)
+        d.addCallbacks(self._listening, self._cannot_listen)
+
+    def _listening(self, port: IListeningPort) -> None:
+        self.port = port
+        address = port.getHost()
+        log.info(
+            "listening on {host}:{port} ({endpoint})",
+            host=getattr(address, "host", "?"),
+            port=getattr(address, "port", 0),
+            endpoint=self.endpoint,
+        )
+
+    def _cannot_listen(self, failure: Failure) -> None:
+        self.failed = f"cannot listen on {self.endpoint}: {failure.getErrorMessage()}"
+        log.critical("{message}", message=self.failed)
+        if self.reactor.running:
+            self.reactor.stop()
+
+    def bound_port(self) -> int | None:
+        return int(self.port.getHost().port) if self.port is not None else None
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()
+        return None
 
 
 def server_limits(config: Any) -> ServerLimits:
@@ -42,6 +93,10 @@ def make_gris_tree(config: GRISConfig, schema: Schema | None = None) -> Director
     tree = DirectoryTree(schema, indexed=DEFAULT_INDEXED + tuple(config.index))
     load_static_ldif(tree, config.ldif)
     add_base_entries(tree, config.suffix)
+    # what was loaded at start lives as long as the process: keep it out of the cycle
+    # collector's generations, so collections stay short however large the tree is
+    gc.collect()
+    gc.freeze()
     return tree
 
 
@@ -74,8 +129,7 @@ def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree |
     if events is not None:
         events.setServiceParent(top)
     for endpoint in config.listen:
-        listener = strports.service(endpoint, factory, reactor=reactor)
-        listener.setServiceParent(top)
+        ListenerService(endpoint, factory, reactor).setServiceParent(top)
     top.backend = backend  # type: ignore[attr-defined]
     top.factory = factory  # type: ignore[attr-defined]
     top.providers = providers  # type: ignore[attr-defined]
@@ -90,7 +144,7 @@ def _registrar(config: Any, suffix: str, top: service.MultiService, reactor: Any
 
     if not getattr(config, "register", ()):
         return None
-    listeners = [s for s in top if isinstance(s, strports.StreamServerEndpointService)]
+    listeners = [s for s in top if isinstance(s, ListenerService)]
     registrar = Registrar(
         reactor, config.register, suffix=suffix, host=listener_host(config.listen), port=bound_port(listeners)
     )
@@ -137,7 +191,7 @@ def make_giis_service(config: GIISConfig, reactor: Any) -> service.MultiService:
     top.setName("giis")
     GIISMaintenance(backend, config.sweep_interval).setServiceParent(top)
     for endpoint in config.listen:
-        strports.service(endpoint, factory, reactor=reactor).setServiceParent(top)
+        ListenerService(endpoint, factory, reactor).setServiceParent(top)
     top.backend = backend  # type: ignore[attr-defined]
     top.factory = factory  # type: ignore[attr-defined]
     top.registrar = _registrar(config, config.suffix, top, reactor)  # type: ignore[attr-defined]

@@ -35,4 +35,14 @@ def run_service(top: Any, reactor: Any) -> int:
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
     reactor.run()
-    return status["code"]
+    failed = [s.failed for s in _walk(top) if getattr(s, "failed", None)]
+    for message in failed:
+        sys.stderr.write(f"error: {message}\n")
+    return 1 if failed else status["code"]
+
+
+def _walk(top: Any) -> list[Any]:
+    out = [top]
+    for child in getattr(top, "services", ()):
+        out.extend(_walk(child))
+    return out

@@ -126,6 +126,16 @@ def raise_nofile(limit: int | None = None) -> tuple[int, int]:
 # The child-host process
 
 
+def listen(reactor: Any, factory: Any, port: int) -> int:
+    """Listen on ``port`` on loopback, or on any free port when it is taken; the bound port."""
+    from twisted.internet.error import CannotListenError
+
+    try:
+        return int(reactor.listenTCP(port, factory, interface=LOOPBACK).getHost().port)
+    except CannotListenError:
+        return int(reactor.listenTCP(0, factory, interface=LOOPBACK).getHost().port)
+
+
 def serve_children(argv: list[str]) -> int:
     """Entry point of a child-host process (see the module docstring for its stdin protocol)."""
     p = argparse.ArgumentParser(prog="giisbench children")
@@ -138,6 +148,7 @@ def serve_children(argv: list[str]) -> int:
     p.add_argument("--timeout", type=float, default=30)
     p.add_argument("--cachettl", type=float, default=20)
     p.add_argument("--concurrency", type=int, default=16, help="registrations in flight at once")
+    p.add_argument("--port-base", type=int, default=0, help="child N listens on port-base + N (0: any free port)")
     args = p.parse_args(argv)
     raise_nofile()
 
@@ -154,10 +165,14 @@ def serve_children(argv: list[str]) -> int:
 
     schema = default_schema()
     counter = {"searches": 0}
+    per_child: dict[int, int] = {}
 
     class CountingBackend(TreeBackend):
+        index = 0
+
         def search(self, request: Any) -> Any:
             counter["searches"] += 1
+            per_child[self.index] = per_child.get(self.index, 0) + 1
             return super().search(request)
 
     ports: list[int] = []
@@ -166,10 +181,12 @@ def serve_children(argv: list[str]) -> int:
         add_base_entries(tree, CHILD_SUFFIX)
         for dn, attrs in child_entries(index, args.entries):
             tree.add(tree.build(dn, attrs, source="bench"))
+        backend = CountingBackend(tree)
+        backend.index = index
         factory = LDAPServerFactory(
-            CountingBackend(tree), reactor=reactor, limits=ServerLimits(), vendor_version=f"gridinfo {gridinfo.__version__}"
+            backend, reactor=reactor, limits=ServerLimits(), vendor_version=f"gridinfo {gridinfo.__version__}"
         )
-        ports.append(reactor.listenTCP(0, factory, interface=LOOPBACK).getHost().port)
+        ports.append(listen(reactor, factory, args.port_base + index if args.port_base else 0))
 
     clients: list[Any] = []
 
@@ -224,7 +241,7 @@ def serve_children(argv: list[str]) -> int:
             if command == "register":
                 register_all().addCallback(self.say)
             elif command == "stats":
-                self.say({"searches": counter["searches"]})
+                self.say({"searches": counter["searches"], "per_child": dict(per_child)})
             elif command == "quit":
                 for c in clients:
                     c.close()
@@ -341,7 +358,7 @@ class ChildHost:
             "--first", str(first), "--count", str(count), "--entries", str(args.entries_per_child),
             "--giis-port", str(giis_port), "--giis-suffix", f"mds-vo-name={GIIS_NAME},o=grid",
             "--timeout", str(args.child_timeout), "--cachettl", str(args.cachettl),
-            "--concurrency", str(args.register_concurrency),
+            "--concurrency", str(args.register_concurrency), "--port-base", str(args.port_base),
         ]
         with open(self.log_path, "wb") as err:
             self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
@@ -392,6 +409,15 @@ class ChildHost:
                     self.proc.wait(timeout=10)
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -429,20 +455,33 @@ class Phase:
         }
 
 
-def child_searches(hosts: list[ChildHost], timeout: float) -> int:
+def child_searches(hosts: list[ChildHost], timeout: float) -> dict[int, int]:
+    """Searches answered so far, per child number."""
     deadline = time.monotonic() + timeout
     for h in hosts:
         h.send("stats")
-    return sum(int(h.read(deadline)["searches"]) for h in hosts)
+    out: dict[int, int] = {}
+    for h in hosts:
+        out.update({int(k): v for k, v in h.read(deadline)["per_child"].items()})
+    return out
+
+
+def searches_since(hosts: list[ChildHost], before: dict[int, int], timeout: float) -> dict[str, int]:
+    """Searches the children answered since ``before``: in all, how many children, most by one."""
+    now = child_searches(hosts, timeout)
+    delta = [v - before.get(k, 0) for k, v in now.items()]
+    delta = [d for d in delta if d]
+    return {"child_searches": sum(delta), "children_asked": len(delta), "max_per_child": max(delta, default=0)}
 
 
 def run_one(n: int, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     from tests.support.ports import free_port
 
     suffix = f"mds-vo-name={GIIS_NAME},o=grid"
-    port = free_port()
+    port = args.port_base - 1 if args.port_base and port_is_free(args.port_base - 1) else free_port()
     giis_log = log_dir / f"giis-{n}.log"
-    command = [python_command(), "-m", "gridinfo.cli.giis", "--name", GIIS_NAME,
+    profile = [] if not args.giis_profile else ["-m", "cProfile", "-o", f"{args.giis_profile}.{n}"]
+    command = [python_command(), *profile, "-m", "gridinfo.cli.giis", "--name", GIIS_NAME,
                "--listen", f"tcp:{port}:interface={LOOPBACK}"]
     if args.giis_config:
         command += ["--config", args.giis_config]
@@ -451,7 +490,8 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         giis = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
                                 env=child_env(), preexec_fn=_set_nofile(args.giis_nofile))
     hosts: list[ChildHost] = []
-    result: dict[str, Any] = {"children": n, "entries_per_child": args.entries_per_child}
+    result: dict[str, Any] = {"children": n, "entries_per_child": args.entries_per_child,
+                              "loadavg_before": Path("/proc/loadavg").read_text().split()[:3]}
     try:
         loadgen.wait_for_ldap(LOOPBACK, port, args.start_timeout, alive=lambda: giis.poll() is None, poll_interval=0.05)
         result["giis_nofile"] = process_nofile(giis.pid)
@@ -516,7 +556,7 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         cold = search(port, suffix, SCOPE_SUB, flt, [], args.search_timeout)
         cold_done = time.monotonic()
         result["cold"] = {**phase.end(), "ms": cold.seconds * 1000, "code": cold.code, "entries": len(cold.entries),
-                          "child_searches": child_searches(hosts, args.start_timeout) - before}
+                          **searches_since(hosts, before, args.start_timeout)}
         log(f"  cold: {cold.seconds * 1000:.0f} ms, {len(cold.entries)} entries (expected {expected}), code {cold.code}")
         result["rss_after_cold_bytes"] = loadgen.process_rss_bytes(giis.pid)
         result["fds_after_cold"] = open_fds(giis.pid)
@@ -529,7 +569,7 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         result["warm"] = {**phase.end(), "runs": len(warm), "median_ms": statistics.median(warm_ms),
                           "min_ms": min(warm_ms), "max_ms": max(warm_ms),
                           "entries": [len(a.entries) for a in warm][-1], "codes": sorted({a.code for a in warm}),
-                          "child_searches": child_searches(hosts, args.start_timeout) - before}
+                          **searches_since(hosts, before, args.start_timeout)}
         if time.monotonic() - cold_done > args.cachettl:
             result["warm"]["note"] = "the warm runs outlasted cachettl: some were not warm"
         log(f"  warm: median {result['warm']['median_ms']:.1f} ms over {len(warm)} runs, "
@@ -560,7 +600,7 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
                                  "entries": len(refetch[-1].entries), "codes": sorted({a.code for a in refetch}),
                                  "giis_cpu_s": cpu_used["giis_cpu_s"] / len(refetch),
                                  "children_cpu_s": cpu_used["children_cpu_s"] / len(refetch),
-                                 "child_searches": child_searches(hosts, args.start_timeout) - before}
+                                 **searches_since(hosts, before, args.start_timeout)}
             log(f"  after cachettl: median {result['refetch']['median_ms']:.0f} ms")
             result["rss_after_refetch_bytes"] = loadgen.process_rss_bytes(giis.pid)
         result["fds_at_end"] = open_fds(giis.pid)
@@ -601,14 +641,15 @@ ROWS: list[tuple[str, tuple[str, ...], float, int]] = [
     ("`-s base giisregistrationstatus` at the end, ms", ("registration", "status_search_ms"), 1, 1),
     ("cold subtree search (every child connected and asked), ms", ("cold", "ms"), 1, 0),
     ("  entries returned", ("cold", "entries"), 1, 0),
-    ("  children asked", ("cold", "child_searches"), 1, 0),
+    ("  searches the children answered / children asked", ("cold", "child_searches", "children_asked"), 1, 0),
     ("  GIIS CPU-s / child-host CPU-s", ("cold", "giis_cpu_s", "children_cpu_s"), 1, 2),
     ("warm subtree search (per-child cache), median, ms", ("warm", "median_ms"), 1, 1),
     ("  min / max, ms", ("warm", "min_ms", "max_ms"), 1, 1),
-    ("  children asked (all runs)", ("warm", "child_searches"), 1, 0),
+    ("  searches the children answered (all runs)", ("warm", "child_searches"), 1, 0),
     ("  GIIS CPU-s per search", ("warm", "giis_cpu_per_search_s"), 1, 3),
     ("search after cachettl (connections open), median, ms", ("refetch", "median_ms"), 1, 0),
     ("  GIIS CPU-s / child-host CPU-s per search", ("refetch", "giis_cpu_s", "children_cpu_s"), 1, 2),
+    ("  searches the children answered / children asked (all runs)", ("refetch", "child_searches", "children_asked"), 1, 0),
     ("GIIS VmRSS before registration, MiB", ("rss_before_registration_bytes",), MiB, 1),
     ("GIIS VmRSS after registration, MiB", ("rss_after_registration_bytes",), MiB, 1),
     ("GIIS VmRSS after the cold search, MiB", ("rss_after_cold_bytes",), MiB, 1),
@@ -679,12 +720,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--filter", default="(objectClass=GlueCE)", help="filter of the subtree searches")
     p.add_argument("--warm-runs", type=int, default=10)
     p.add_argument("--refetch-runs", type=int, default=2, help="searches after cachettl ran out (each waits for it)")
-    p.add_argument("--poll-interval", type=float, default=0.1, help="seconds between registration-status polls")
+    p.add_argument("--poll-interval", type=float, default=0.05, help="seconds between registration-status polls")
     p.add_argument("--register-timeout", type=float, default=300.0)
     p.add_argument("--search-timeout", type=float, default=300.0)
     p.add_argument("--start-timeout", type=float, default=120.0)
+    p.add_argument("--port-base", type=int, default=20000,
+                   help="child N listens on PORT_BASE + N, the GIIS on PORT_BASE - 1: below the kernel's "
+                        "ephemeral range, so other programs' free-port picks cannot land on a child (0: any free port)")
     p.add_argument("--giis-config", help="giis.yaml for the GIIS (default: built-in defaults)")
     p.add_argument("--giis-nofile", type=int, help="soft open-file limit of the GIIS process (default: inherited)")
+    p.add_argument("--giis-profile", metavar="FILE",
+                   help="run the GIIS under cProfile, writing FILE.<children> (figures are then slower)")
     p.add_argument("--json", metavar="FILE", help="also write all figures as JSON")
     args = p.parse_args(argv)
 

@@ -838,6 +838,22 @@ def iter_ldif(
     yield from reader.close()
 
 
+def iter_ldif_tolerant(
+    stream: Iterable[bytes] | BinaryIO,
+    errors: list[LDIFError],
+    source: str = "<ldif>",
+    limits: LDIFLimits = _DEFAULT_LIMITS,
+) -> Iterator[LDIFRecord]:
+    """Streaming :func:`parse_ldif_tolerant`: good records as they are read, bad ones appended
+    to ``errors``.  Memory stays bounded by a block plus one record, whatever the file size.
+    """
+    reader = _Reader(source, limits, tolerant=True)
+    reader.errors = errors
+    for block in _blocks(stream):
+        yield from reader.feed(block)
+    yield from reader.close()
+
+
 def parse_ldif(
     data: bytes | str, source: str = "<ldif>", limits: LDIFLimits = _DEFAULT_LIMITS
 ) -> list[LDIFRecord]:

@@ -396,11 +396,22 @@ class GIISBackend:
         forward = len(chain) < self.max_depth
         if not forward and chain:
             log.warn("not forwarding a search that passed {n} GIISes already", n=len(chain))
+        # A route depends only on the child's suffix (as written) and the request; a request key
+        # only on the route and the request.  Hundreds of GRIS children share one suffix, so
+        # compute each once per search, not once per child.
+        routes: dict[str, Route | None] = {}
+        keys: dict[Route, tuple[Any, ...]] = {}
         for child in self.live_children(now):
-            route = child.namespace.route(request.base, request.scope)
+            if child.suffix in routes:
+                route = routes[child.suffix]
+            else:
+                route = routes[child.suffix] = child.namespace.route(request.base, request.scope)
             if route is None:
                 continue
-            parts.append(self._ask(child, route, request, chain, now, forward))
+            key = keys.get(route)
+            if key is None:
+                key = keys[route] = self._request_key(route, request)
+            parts.append(self._ask(child, route, request, chain, now, forward, key))
         if not parts:
             if own is None:
                 assert missing is not None
@@ -473,12 +484,20 @@ class GIISBackend:
         )
 
     def _ask(
-        self, child: Child, route: Route, request: SearchRequest, chain: tuple[str, ...], now: float, forward: bool
+        self,
+        child: Child,
+        route: Route,
+        request: SearchRequest,
+        chain: tuple[str, ...],
+        now: float,
+        forward: bool,
+        key: tuple[Any, ...] | None = None,
     ) -> _Part | defer.Deferred[_Part]:
         """One child's part of a search: an immediate answer or one to wait for."""
         if child.mirror is not None:
             return self._from_mirror(child, route, request, now)
-        key = self._request_key(route, request)
+        if key is None:
+            key = self._request_key(route, request)
         cached = child.cache.get(key)
         if cached is not None and now - cached.fetched_at < child.cachettl:
             child.stats.cache_hits += 1

@@ -221,10 +221,9 @@ def bound_port(listeners: Sequence[Any]) -> Callable[[], int]:
 
     def port() -> int:
         for listener in listeners:
-            waiting = getattr(listener, "_waitingForPort", None)
-            bound = getattr(waiting, "result", None) if waiting is not None and waiting.called else None
-            if bound is not None and hasattr(bound, "getHost"):
-                return int(bound.getHost().port)
+            bound = listener.bound_port()
+            if bound is not None:
+                return int(bound)
         return 2135
 
     return port

@@ -7,13 +7,14 @@ same tree through soft state.  Writes are refused: a GRIS's data comes from its 
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
 from twisted.logger import Logger
 
-from gridinfo.directory.ldif import LDIFLimits, parse_ldif_tolerant
+from gridinfo.directory.ldif import LDIFError, LDIFLimits, iter_ldif_tolerant
 from gridinfo.directory.query import SearchRequest, SearchResult
 from gridinfo.directory.schema import Schema
 from gridinfo.directory.tree import DirectoryTree
@@ -126,37 +127,50 @@ def load_static_ldif(tree: DirectoryTree, paths: Iterable[str], limits: LDIFLimi
     for path in ldif_files(paths):
         source = str(path)
         try:
-            data = path.read_bytes()
+            stream = path.open("rb")
         except OSError as e:
             err = InputError(f"cannot read LDIF file: {e.strerror}", source)
             log.error("{error}", error=str(err))
             errors.append(err)
             continue
-        records, bad = parse_ldif_tolerant(data, source, limits or LDIFLimits())
-        for err in bad:
-            log.error("refused LDIF record: {error}", error=str(err))
-        errors.extend(bad)
+        bad: list[LDIFError] = []
         loaded = 0
-        for rec in records:
-            if rec.changetype not in (None, "add"):
-                err = InputError(f"changetype {rec.changetype} is not allowed in a static LDIF file", source, rec.line)
-                log.error("refused LDIF record: {error}", error=str(err))
-                errors.append(err)
-                continue
-            violations = tree.schema.check_entry(dict(rec.attributes))
-            if violations:
-                err = InputError(f"entry {rec.dn!r} breaks the schema: {'; '.join(violations)}", source, rec.line)
-                log.error("refused LDIF record: {error}", error=str(err))
-                errors.append(err)
-                continue
+
+        def refuse(err: InputError) -> None:
+            log.error("refused LDIF record: {error}", error=str(err))
+            errors.append(err)
+
+        # streamed record by record: a 100 MB file never sits in memory beside its entries;
+        # entries hold no reference cycles, so the cycle collector is paused while they pour in
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        with stream:
             try:
-                entry = tree.build(rec.dn, rec.attributes, source=source)
-            except LDAPError as e:
-                err = InputError(e.message, source, rec.line)
-                log.error("refused LDIF record: {error}", error=str(err))
-                errors.append(err)
-                continue
-            tree.add(entry)
-            loaded += 1
+                for rec in iter_ldif_tolerant(stream, bad, source, limits or LDIFLimits()):
+                    while bad:
+                        refuse(bad.pop(0))
+                    if rec.changetype not in (None, "add"):
+                        refuse(InputError(f"changetype {rec.changetype} is not allowed in a static LDIF file", source, rec.line))
+                        continue
+                    violations = tree.schema.check_entry(dict(rec.attributes))
+                    if violations:
+                        refuse(InputError(f"entry {rec.dn!r} breaks the schema: {'; '.join(violations)}", source, rec.line))
+                        continue
+                    try:
+                        entry = tree.build(rec.dn, rec.attributes, source=source)
+                    except LDAPError as e:
+                        refuse(InputError(e.message, source, rec.line))
+                        continue
+                    tree.add(entry)
+                    loaded += 1
+            except LDIFError as e:  # a limit broken: the rest of the file is refused
+                refuse(e)
+            except OSError as e:
+                refuse(InputError(f"cannot read LDIF file: {e.strerror}", source))
+            finally:
+                if gc_was_enabled:
+                    gc.enable()
+        while bad:
+            refuse(bad.pop(0))
         log.info("loaded {count} entries from {source}", count=loaded, source=source)
     return errors

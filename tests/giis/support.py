@@ -35,7 +35,7 @@ class Running:
     def __init__(self, top: Any):
         self.top = top
         top.startService()
-        listeners = [s for s in top if hasattr(s, "_waitingForPort")]
+        listeners = [s for s in top if hasattr(s, "bound_port")]
         self.port = bound_port(listeners)()
         self.stopped = False
 

@@ -91,3 +91,22 @@ def test_bad_config_fails_at_start_naming_file_line_key(tmp_path):
     conf.write_text("listen: ['tcp:0']\nlimitz: {}\n")
     out = subprocess.run([sys.executable, "-m", "gridinfo.cli.gris", "--config", str(conf)], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert out.returncode == 2 and f"{conf}:2: unknown key limitz" in out.stderr
+
+
+def test_port_in_use_is_a_clear_fatal_error():
+    """A listener that cannot bind stops gris at once, exit status 1, saying which endpoint and why."""
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "gridinfo.cli.gris", "--listen", f"tcp:{port}:interface=127.0.0.1"],
+            capture_output=True, text=True, timeout=60, cwd=REPO,
+        )
+    finally:
+        taken.close()
+    assert out.returncode == 1
+    assert f"cannot listen on tcp:{port}:interface=127.0.0.1" in out.stderr
