@@ -19,7 +19,7 @@ import gridinfo
 from gridinfo.config import GIISConfig, GRISConfig
 from gridinfo.directory.schema import Schema, load_schema
 from gridinfo.directory.tree import DirectoryTree
-from gridinfo.gris.backend import GRISBackend, TreeBackend, add_base_entries, load_static_ldif
+from gridinfo.gris.backend import GRISBackend, add_base_entries, load_static_ldif
 from gridinfo.gris.providers import ProviderManager
 from gridinfo.ldap.server import LDAPServerFactory, ServerLimits
 
@@ -75,6 +75,17 @@ class ListenerService(service.Service):
         return None
 
 
+def ldap_factory(backend: Any, config: Any, reactor: Any) -> LDAPServerFactory:
+    """The LDAP server factory of a daemon: its backend, limits and bind credentials."""
+    return LDAPServerFactory(
+        backend,
+        reactor=reactor,
+        limits=server_limits(config),
+        credentials=config.credentials,
+        vendor_version=f"gridinfo {gridinfo.__version__}",
+    )
+
+
 def server_limits(config: Any) -> ServerLimits:
     lim = config.limits
     return ServerLimits(
@@ -116,13 +127,7 @@ def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree |
     backend = GRISBackend(
         tree, providers, naming_contexts=("o=grid", "o=infosys"), event_sink=events.sink if events else None
     )
-    factory = LDAPServerFactory(
-        backend,
-        reactor=reactor,
-        limits=server_limits(config),
-        credentials=config.credentials,
-        vendor_version=f"gridinfo {gridinfo.__version__}",
-    )
+    factory = ldap_factory(backend, config, reactor)
     top = service.MultiService()
     top.setName("gris")
     providers.setServiceParent(top)
@@ -180,13 +185,7 @@ def make_giis_service(config: GIISConfig, reactor: Any) -> service.MultiService:
         max_entries_per_child=config.max_entries_per_child,
         size_limit=config.limits.size_limit,
     )
-    factory = LDAPServerFactory(
-        backend,
-        reactor=reactor,
-        limits=server_limits(config),
-        credentials=config.credentials,
-        vendor_version=f"gridinfo {gridinfo.__version__}",
-    )
+    factory = ldap_factory(backend, config, reactor)
     top = service.MultiService()
     top.setName("giis")
     GIISMaintenance(backend, config.sweep_interval).setServiceParent(top)

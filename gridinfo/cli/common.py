@@ -46,3 +46,19 @@ def _walk(top: Any) -> list[Any]:
     for child in getattr(top, "services", ()):
         out.extend(_walk(child))
     return out
+
+
+def run_daemon(prog: str, make_config: Any, make_service: Any, log_level: str) -> int:
+    """Build a daemon from its config and run it: config errors exit 2 with file:line, key and why."""
+    from gridinfo.errors import GridinfoError
+
+    try:
+        config = make_config()
+        from twisted.internet import reactor
+
+        start_logging(log_level)
+        top = make_service(config, reactor)
+    except (GridinfoError, ValueError) as e:
+        sys.stderr.write(f"{prog}: {e}\n")
+        return 2
+    return run_service(top, reactor)

@@ -11,7 +11,7 @@ import sys
 from dataclasses import replace
 
 from gridinfo.config import GIISConfig, RegisterConfig, StaticChildConfig, load_config
-from gridinfo.errors import ConfigError, GridinfoError
+from gridinfo.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,20 +52,11 @@ def make_config(args: argparse.Namespace) -> GIISConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gridinfo.cli.common import run_daemon
+    from gridinfo.service import make_giis_service
+
     args = build_parser().parse_args(argv)
-    try:
-        config = make_config(args)
-        from twisted.internet import reactor
-
-        from gridinfo.cli.common import run_service, start_logging
-        from gridinfo.service import make_giis_service
-
-        start_logging(args.log_level)
-        top = make_giis_service(config, reactor)
-    except (GridinfoError, ValueError) as e:
-        sys.stderr.write(f"giis: {e}\n")
-        return 2
-    return run_service(top, reactor)
+    return run_daemon("giis", lambda: make_config(args), make_giis_service, args.log_level)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import sys
 from dataclasses import replace
 
 from gridinfo.config import GRISConfig, load_config
-from gridinfo.errors import GridinfoError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,20 +57,11 @@ def make_config(args: argparse.Namespace) -> GRISConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gridinfo.cli.common import run_daemon
+    from gridinfo.service import make_gris_service
+
     args = build_parser().parse_args(argv)
-    try:
-        config = make_config(args)
-        from twisted.internet import reactor
-
-        from gridinfo.cli.common import run_service, start_logging
-        from gridinfo.service import make_gris_service
-
-        start_logging(args.log_level)
-        top = make_gris_service(config, reactor)
-    except GridinfoError as e:
-        sys.stderr.write(f"gris: {e}\n")
-        return 2
-    return run_service(top, reactor)
+    return run_daemon("gris", lambda: make_config(args), make_gris_service, args.log_level)
 
 
 if __name__ == "__main__":

@@ -146,9 +146,13 @@ def serve_children(argv: list[str]) -> int:
     p.add_argument("--giis-suffix", required=True)
     p.add_argument("--ttl", type=float, default=3600)
     p.add_argument("--timeout", type=float, default=30)
+    p.add_argument("--registration-connections", choices=["keep", "close"], default="keep",
+                   help="keep each child's registration connection open (gridinfo's registrar) or close it "
+                        "when answered (MDS2's grid-info-soft-register, one ldapadd per renewal)")
     p.add_argument("--cachettl", type=float, default=20)
     p.add_argument("--concurrency", type=int, default=16, help="registrations in flight at once")
     p.add_argument("--port-base", type=int, default=0, help="child N listens on port-base + N (0: any free port)")
+    p.add_argument("--close-after-register", action="store_true", help="close each registration connection when answered")
     args = p.parse_args(argv)
     raise_nofile()
 
@@ -211,10 +215,14 @@ def serve_children(argv: list[str]) -> int:
                 last_answer[0] = time.monotonic()
                 if result.code != 0:
                     failures.append(f"{port}: {result.code} {result.message}")
+                if args.close_after_register:
+                    client.close()
 
             def failed(f: Any) -> None:
                 last_answer[0] = time.monotonic()
                 failures.append(f"{port}: {f.getErrorMessage()}")
+                if args.close_after_register:
+                    client.close()
 
             return d.addCallbacks(answered, failed)
 
@@ -359,7 +367,7 @@ class ChildHost:
             "--giis-port", str(giis_port), "--giis-suffix", f"mds-vo-name={GIIS_NAME},o=grid",
             "--timeout", str(args.child_timeout), "--cachettl", str(args.cachettl),
             "--concurrency", str(args.register_concurrency), "--port-base", str(args.port_base),
-        ]
+        ] + (["--close-after-register"] if args.registration_connections == "close" else [])
         with open(self.log_path, "wb") as err:
             self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                                          cwd=REPO, env=child_env())
@@ -474,7 +482,8 @@ def searches_since(hosts: list[ChildHost], before: dict[int, int], timeout: floa
     return {"child_searches": sum(delta), "children_asked": len(delta), "max_per_child": max(delta, default=0)}
 
 
-def run_one(n: int, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+def run_one(n: int, args: argparse.Namespace, log_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """Measure one children count; figures go into ``result`` as they are taken (kept on failure)."""
     from tests.support.ports import free_port
 
     suffix = f"mds-vo-name={GIIS_NAME},o=grid"
@@ -490,8 +499,8 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         giis = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
                                 env=child_env(), preexec_fn=_set_nofile(args.giis_nofile))
     hosts: list[ChildHost] = []
-    result: dict[str, Any] = {"children": n, "entries_per_child": args.entries_per_child,
-                              "loadavg_before": Path("/proc/loadavg").read_text().split()[:3]}
+    result.update({"children": n, "entries_per_child": args.entries_per_child,
+                   "loadavg_before": Path("/proc/loadavg").read_text().split()[:3]})
     try:
         loadgen.wait_for_ldap(LOOPBACK, port, args.start_timeout, alive=lambda: giis.poll() is None, poll_interval=0.05)
         result["giis_nofile"] = process_nofile(giis.pid)
@@ -518,15 +527,23 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         visible_at = None
         status_answer = None
         valid = 0
+        refused_polls = 0
         while time.monotonic() < deadline:
-            status_answer, valid = registration_status(port, suffix, args.search_timeout)
             polls += 1
+            try:
+                status_answer, valid = registration_status(port, suffix, args.search_timeout)
+            except (BenchError, OSError) as e:  # e.g. the GIIS refusing connections at max_connections
+                refused_polls += 1
+                result["status_poll_error"] = str(e)
+                time.sleep(args.poll_interval)
+                continue
             if valid >= n:
                 visible_at = time.monotonic()
                 break
             time.sleep(args.poll_interval)
         reg = phase.end()
-        reports = [h.read(deadline) for h in hosts]
+        report_deadline = max(deadline, time.monotonic()) + args.child_timeout + 10  # adds time out by then
+        reports = [h.read(report_deadline) for h in hosts]
         first_sent = min(r["first_sent"] for r in reports if r["first_sent"] is not None)
         failed = sum(r["failed"] for r in reports)
         result["registration"] = {
@@ -537,6 +554,7 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
             "adds_answered_s": max(r["last_answer"] for r in reports) - first_sent,
             "visible_s": None if visible_at is None else visible_at - first_sent,
             "status_polls": polls,
+            "status_polls_refused": refused_polls,
             "valid_in_status": valid,
             "status_search_ms": status_answer.seconds * 1000 if status_answer else None,
             "status_entries": len(status_answer.entries) if status_answer else 0,
@@ -555,6 +573,8 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         phase = Phase(giis.pid, hosts)
         cold = search(port, suffix, SCOPE_SUB, flt, [], args.search_timeout)
         cold_done = time.monotonic()
+        if len(cold.entries) != expected:
+            result["incomplete"] = f"the cold search returned {len(cold.entries)} of {expected} entries"
         result["cold"] = {**phase.end(), "ms": cold.seconds * 1000, "code": cold.code, "entries": len(cold.entries),
                           **searches_since(hosts, before, args.start_timeout)}
         log(f"  cold: {cold.seconds * 1000:.0f} ms, {len(cold.entries)} entries (expected {expected}), code {cold.code}")
@@ -604,10 +624,12 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
             log(f"  after cachettl: median {result['refetch']['median_ms']:.0f} ms")
             result["rss_after_refetch_bytes"] = loadgen.process_rss_bytes(giis.pid)
         result["fds_at_end"] = open_fds(giis.pid)
-        text = giis_log.read_text(errors="replace")
-        result["giis_log_warnings"] = sum(1 for line in text.splitlines() if "[warn]" in line or "#warn" in line)
         return result
     finally:
+        text = giis_log.read_text(errors="replace") if giis_log.exists() else ""
+        warnings = [line for line in text.splitlines() if "#warn]" in line or "#error]" in line or "#critical]" in line]
+        result["giis_log_warnings"] = len(warnings)
+        result["giis_log_first_warnings"] = warnings[:5]
         for h in hosts:
             h.stop()
         if giis.poll() is None:
@@ -661,8 +683,6 @@ ROWS: list[tuple[str, tuple[str, ...], float, int]] = [
 
 
 def _cell(result: dict[str, Any], path: tuple[str, ...], scale: float, digits: int) -> str:
-    if "error" in result:
-        return "failed"
     # a path whose last two keys are siblings is shown as "a / b"
     values = [_get(result, *path)]
     if values[0] is None and len(path) >= 2:
@@ -681,8 +701,12 @@ def markdown_table(results: list[dict[str, Any]], args: argparse.Namespace) -> s
     for label, path, scale, digits in ROWS:
         lines.append(f"| {label} | " + " | ".join(_cell(r, path, scale, digits) for r in results) + " |")
     for r in results:
+        if "incomplete" in r:
+            lines.append(f"\n{r['children']:,} children: {r['incomplete']}")
         if "error" in r:
             lines.append(f"\n{r['children']:,} children failed: {r['error'].splitlines()[0]}")
+        for w in r.get("giis_log_first_warnings", [])[:2]:
+            lines.append(f"\n{r['children']:,} children, GIIS log: `{w[:200]}`")
     return "\n".join(lines)
 
 
@@ -715,6 +739,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--entries-per-child", type=int, default=5, help="GlueCE entries each child publishes")
     p.add_argument("--child-processes", type=int, default=4, help="processes serving the children")
     p.add_argument("--register-concurrency", type=int, default=16, help="registrations in flight per child process")
+    p.add_argument("--registration-connections", choices=["keep", "close"], default="keep",
+                   help="keep each child's registration connection open (gridinfo's registrar) or close it "
+                        "when answered (MDS2's grid-info-soft-register, one ldapadd per renewal)")
     p.add_argument("--cachettl", type=float, default=20.0, help="Mds-Service-Ldap-cachettl the children register")
     p.add_argument("--child-timeout", type=float, default=30.0, help="Mds-Service-Ldap-timeout the children register")
     p.add_argument("--filter", default="(objectClass=GlueCE)", help="filter of the subtree searches")
@@ -743,11 +770,12 @@ def main(argv: list[str] | None = None) -> int:
         k: v for k, v in vars(args).items() if k != "json"}, "log_dir": str(log_dir), "runs": []}
     results = []
     for n in counts:
+        r: dict[str, Any] = {"children": n}
         try:
-            r = run_one(n, args, log_dir)
+            run_one(n, args, log_dir, r)
         except (BenchError, loadgen.LoadGenError, TimeoutError, OSError, subprocess.SubprocessError) as e:
             log(f"{n} children failed: {e}")
-            r = {"children": n, "error": str(e)}
+            r["error"] = str(e) or type(e).__name__
         if "warm" in r and r["warm"].get("runs"):
             r["warm"]["giis_cpu_per_search_s"] = r["warm"]["giis_cpu_s"] / r["warm"]["runs"]
         results.append(r)
@@ -761,7 +789,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.entries_per_child} entries per child, {args.child_processes} child processes, cachettl "
         f"{args.cachettl:g} s; logs in {log_dir}_\n"
     )
-    return 0 if all("error" not in r for r in results) else 1
+    return 0 if all("error" not in r and "incomplete" not in r for r in results) else 1
 
 
 if __name__ == "__main__":

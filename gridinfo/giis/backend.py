@@ -43,7 +43,7 @@ import math
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from twisted.application import service
@@ -52,7 +52,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gridinfo.directory import filters as F
-from gridinfo.directory.dn import DNNormaliser, is_descendant_key, parse_dn
+from gridinfo.directory.dn import DNNormaliser, is_descendant_key
 from gridinfo.directory.entry import Entry
 from gridinfo.directory.query import Scope, SearchRequest, SearchResult
 from gridinfo.directory.schema import Schema

@@ -29,7 +29,6 @@ import re
 import time as _time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from gridinfo.directory.dn import escape_value, parse_dn
 from gridinfo.directory.matching import generalized_time_key

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import itertools
-import os
 from collections.abc import Iterator
 from pathlib import Path
 

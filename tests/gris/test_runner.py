@@ -7,7 +7,6 @@ The real reactor and real processes run under trial's TestCase; nothing sleeps.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
