@@ -24,7 +24,7 @@ def main() -> int:
     from gridinfo.cli.common import run_service, start_logging
     from twisted.application import service
 
-    from gridinfo.config import GIISConfig, GRISConfig, RegisterConfig, load_config
+    from gridinfo.config import GIISConfig, GRISConfig, ProviderConfig, RegisterConfig, load_config
     from gridinfo.errors import GridinfoError
     from gridinfo.service import make_giis_service, make_gris_service
 
@@ -45,6 +45,11 @@ def main() -> int:
         env = dict(config.provider_defaults.env or {})
         env.setdefault("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", os.defpath))
         config = replace(config, provider_defaults=replace(config.provider_defaults, env=env))
+        # the network provider measures the paths named in conf/providers/network.yaml (TCP and
+        # ping to this loopback GIIS), so the demo shows network entries beside the host's
+        if "network" not in config.provider:
+            network = ProviderConfig(env={"GRIDINFO_PROVIDER_CONFIG": str(top_dir / "conf" / "providers" / "network.yaml")})
+            config = replace(config, provider={**config.provider, "network": network})
         static_config = replace(
             base_config, listen=(f"tcp:{PORT + 2}:interface={HOST}",), providers=(), plugins=(), register=register
         )
