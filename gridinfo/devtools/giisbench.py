@@ -344,17 +344,6 @@ def child_env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
 
 
-def _set_nofile(limit: int | None) -> Any:
-    if limit is None:
-        return None
-
-    def pre() -> None:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit, hard), hard))
-
-    return pre
-
-
 class ChildHost:
     """One child-host process and its JSON-lines control channel."""
 
@@ -497,7 +486,10 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path, result: dict[str, A
     log(f"{n} children: {' '.join(command)} (log: {giis_log})")
     with open(giis_log, "wb") as out:
         giis = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
-                                env=child_env(), preexec_fn=_set_nofile(args.giis_nofile))
+                                env=child_env())
+    if args.giis_nofile:  # before it has opened anything much
+        hard = resource.prlimit(giis.pid, resource.RLIMIT_NOFILE)[1]
+        resource.prlimit(giis.pid, resource.RLIMIT_NOFILE, (min(args.giis_nofile, hard), hard))
     hosts: list[ChildHost] = []
     result.update({"children": n, "entries_per_child": args.entries_per_child,
                    "loadavg_before": Path("/proc/loadavg").read_text().split()[:3]})
