@@ -57,8 +57,35 @@ def run_daemon(prog: str, make_config: Any, make_service: Any, log_level: str) -
         from twisted.internet import reactor
 
         start_logging(log_level)
+        raise_open_file_limit()
         top = make_service(config, reactor)
     except (GridinfoError, ValueError) as e:
         sys.stderr.write(f"{prog}: {e}\n")
         return 2
     return run_service(top, reactor)
+
+
+def raise_open_file_limit() -> None:
+    """Raise the soft limit on open files to the hard limit.
+
+    A GIIS holds a connection per child it forwards to, plus its clients: the common default
+    soft limit of 1,024 would make a GIIS with a thousand registrants refuse everyone.
+    """
+    import resource
+
+    from twisted.logger import Logger
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft < 4096:
+        Logger().warn(
+            "open-file limit is {soft}: a GIIS with many registrants needs about twice their number "
+            "plus max_connections (raise it with ulimit -n)",
+            soft=soft,
+        )

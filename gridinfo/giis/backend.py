@@ -471,6 +471,14 @@ class GIISBackend:
         if timed_out and result.code == ResultCode.SUCCESS:
             result.code = ResultCode.TIME_LIMIT_EXCEEDED
             result.message = f"time limit of {request.time_limit:g} s exceeded; partial answer"
+        failed = sum(1 for part in parts if part.failed)
+        if failed and result.code == ResultCode.SUCCESS and not result.message:
+            # MDS2 answers with what it has; say so, so a client can tell a partial answer
+            stale = sum(1 for part in parts if part.failed and part.stale)
+            result.message = (
+                f"partial answer: {failed} of {len(parts)} children did not answer in time; "
+                f"{stale} of them served from their last answer, marked stale"
+            )
         return result
 
     def _request_key(self, route: Route, request: SearchRequest) -> tuple[Any, ...]:
@@ -535,11 +543,11 @@ class GIISBackend:
     def _stale(self, child: Child, cached: CachedAnswer | None, now: float) -> _Part:
         """The last answer, marked stale, while keepto allows; else nothing."""
         if cached is None or now >= child.keeps_until(cached.fetched_at):
-            return _Part([], True, False)
+            return _Part([], True, False, failed=True)
         if cached._stale is None:
             expired = min(cached.fetched_at + child.cachettl, now - 1)
             cached._stale = [mark_stale(e, expired) for e in cached.entries]
-        return _Part(cached._stale, cached.no_such_object, True)
+        return _Part(cached._stale, cached.no_such_object, True, failed=True)
 
     def _fetch(
         self, child: Child, route: Route, request: SearchRequest, chain: tuple[str, ...], key: tuple[Any, ...]
@@ -732,6 +740,7 @@ class _Part:
     entries: list[bytes]
     no_such_object: bool
     stale: bool
+    failed: bool = False  # the child did not answer in time (or at all): this is a stand-in
 
 
 def _cancel_timer(timer: Any) -> Callable[[Any], Any]:

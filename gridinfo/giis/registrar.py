@@ -147,7 +147,14 @@ class ParentRegistration:
             bind_methods="AUTHC-ONLY" if t.bind_dn else "ANONYM-ONLY",
         )
         d = self.client.add(self.dn, attrs, timeout=t.timeout)
-        return d.addCallbacks(self._answered, self._failed)
+        d.addCallbacks(self._answered, self._failed)
+        # one connection per renewal, as MDS2's ldapadd did: a thousand registrants must not
+        # hold a thousand connections (and the parent's connection limit) between renewals
+        return d.addBoth(self._close_connection)
+
+    def _close_connection(self, result: Any) -> Any:
+        self.client.close()
+        return result
 
     def _answered(self, result: ClientResult) -> None:
         if result.code != 0:

@@ -22,13 +22,15 @@ connection; every request on it fails with that error.
 
 from __future__ import annotations
 
+import ipaddress
+
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from twisted.internet import defer, error as internet_error
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -515,7 +517,7 @@ class LDAPClient:
         return d
 
     def _connect(self) -> None:
-        endpoint = self._endpoint or HostnameEndpoint(self.reactor, self.host, self.port, timeout=self.connect_timeout)
+        endpoint = self._endpoint or _endpoint_for(self.reactor, self.host, self.port, self.connect_timeout)
         factory = _ClientFactory(lambda: LDAPClientProtocol(self.reactor, self.max_pdu_bytes, self.max_answer_bytes))
         self.connects += 1
         attempt: defer.Deferred[LDAPClientProtocol] = endpoint.connect(factory)
@@ -614,3 +616,14 @@ class LDAPClient:
 
 def is_connect_error(failure: Failure) -> bool:
     return failure.check(ConnectFailed, internet_error.ConnectError) is not None
+
+
+def _endpoint_for(reactor: Any, host: str, port: int, timeout: float) -> Any:
+    """An IP literal is connected to directly; a name goes through resolution (and may be slow)."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return HostnameEndpoint(reactor, host, port, timeout=timeout)
+    if address.version == 6:
+        return TCP6ClientEndpoint(reactor, str(address), port, timeout=timeout)
+    return TCP4ClientEndpoint(reactor, str(address), port, timeout=timeout)
