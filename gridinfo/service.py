@@ -65,7 +65,7 @@ class ListenerService(service.Service):
             self.reactor.stop()
 
     def bound_port(self) -> int | None:
-        return int(self.port.getHost().port) if self.port is not None else None
+        return int(getattr(self.port.getHost(), "port", 0)) if self.port is not None else None
 
     def stopService(self) -> Any:
         super().stopService()

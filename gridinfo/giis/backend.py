@@ -143,7 +143,7 @@ class Child:
         self.cachettl = cachettl
         self.mode = static.mode if static is not None else "forward"
         self.cache: OrderedDict[tuple[Any, ...], CachedAnswer] = OrderedDict()
-        self.inflight: dict[tuple[Any, ...], defer.Deferred[CachedAnswer]] = {}
+        self.inflight: dict[tuple[Any, ...], defer.Deferred[CachedAnswer | None]] = {}
         self.stats = ChildStats()
         self.mirror: DirectoryTree | None = None
         self.mirror_loop: task.LoopingCall | None = None
@@ -567,7 +567,7 @@ class GIISBackend:
             timeout=max(self.late_answer_limit, child.timeout),
             max_entries=self.max_entries_per_child,
         )
-        child.inflight[key] = d  # type: ignore[assignment]
+        child.inflight[key] = d  # type: ignore[assignment]  # its callbacks turn it into a CachedAnswer
 
         def ok(result: ClientResult) -> CachedAnswer | None:
             now = self.reactor.seconds()

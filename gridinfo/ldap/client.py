@@ -388,7 +388,7 @@ class LDAPClientProtocol(Protocol):
             del buf[:]
             self._fail_all(e)
             if self.transport is not None:
-                self.transport.abortConnection()
+                self.transport.abortConnection()  # type: ignore[attr-defined]  # ITCPTransport
             return
         if pos:
             del buf[:pos]
