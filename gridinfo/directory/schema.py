@@ -753,8 +753,7 @@ class Schema:
     _class_names: dict[str, str]
     _matching_cache: dict[str, AttributeMatching | None] = field(default_factory=dict, repr=False)
     _superclass_cache: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
-    _check_attr_cache: dict[str, tuple[Any, str, str]] = field(default_factory=dict, repr=False)
-    _check_class_cache: dict[tuple[bytes, ...], Any] = field(default_factory=dict, repr=False)
+    _check_shapes: dict[tuple[tuple[str, ...], tuple[bytes, ...]], Any] = field(default_factory=dict, repr=False)
     _check_good_values: set[tuple[str, bytes]] = field(default_factory=set, repr=False)
 
     def __repr__(self) -> str:
@@ -934,60 +933,32 @@ class Schema:
         the entry is an ``extensibleObject``; operational attributes are always allowed);
         SINGLE-VALUE attributes with one value; no value repeated; every value valid for the
         attribute's syntax and equality rule.
+
+        What depends only on the attribute names and the objectClass values (the entry's
+        *shape*) is worked out once per shape and cached: a provider's thousand entries share a
+        handful of shapes, so per entry only the values are checked.
         """
-        problems: list[str] = []
-        values_by_key: dict[str, list[bytes]] = {}
-        types: dict[str, AttributeType] = {}
-        written: dict[str, str] = {}
-        attr_cache = self._check_attr_cache
-        for name, values in attrs.items():
-            hit = attr_cache.get(name)
-            if hit is None:
-                at = self.attribute(name)
-                hit = (at, _canonical(at.names, at.oid) if at is not None else "", name.split(";", 1)[0])
-                if len(attr_cache) < 10_000:
-                    attr_cache[name] = hit
-            at, key, shown = hit
-            if at is None:
-                problems.append(f"attribute type {name!r} is not defined in the schema")
-                continue
-            types[key] = at
-            written.setdefault(key, shown)
-            if key in values_by_key:
-                values_by_key[key].extend(values)
+        names = tuple(attrs)
+        class_values: tuple[bytes, ...] = ()
+        for name in names:
+            if name.lower() == "objectclass":
+                class_values += tuple(attrs[name])
+        shape_key = (names, class_values)
+        shape = self._check_shapes.get(shape_key)
+        if shape is None:
+            shape = self._shape_facts(names, class_values)
+            if len(self._check_shapes) < 10_000:
+                self._check_shapes[shape_key] = shape
+        static_problems, slots = shape
+        problems = list(static_problems)
+        known_good = self._check_good_values
+        for key, shown, at, sources in slots:
+            if len(sources) == 1:
+                values: Sequence[bytes] = attrs[sources[0]]
             else:
-                values_by_key[key] = list(values)
-
-        class_values = values_by_key.get("objectclass", [])
-        class_key = tuple(class_values)
-        facts = self._check_class_cache.get(class_key)
-        if facts is None:
-            facts = self._class_facts(class_values)
-            if len(self._check_class_cache) < 10_000:
-                self._check_class_cache[class_key] = facts
-        class_problems, classes, required, allowed, extensible = facts
-        problems.extend(class_problems)
-        for key, class_name in required.items():
-            if key not in values_by_key:
-                at = self.attribute(key)
-                shown = at.name if at is not None else key
-                problems.append(f"missing attribute {shown!r} required by objectClass {class_name!r}")
-
-        for key, values in values_by_key.items():
-            if key == "objectclass" and len(values) == len(classes):
-                continue  # every class is known (checked with the class facts above)
-            at = types[key]
-            shown = written[key]
-            if (
-                classes
-                and not extensible
-                and key not in allowed
-                and at.usage == "userApplications"
-            ):
-                problems.append(f"attribute {shown!r} is not allowed by the entry's objectClasses")
+                values = [v for source in sources for v in attrs[source]]
             if at.single_value and len(values) > 1:
                 problems.append(f"attribute {shown!r} is SINGLE-VALUE but has {len(values)} values")
-            known_good = self._check_good_values
             if len(values) == 1 and (key, values[0]) in known_good:
                 continue  # this value was checked for this attribute before
             match = self.matching(key)
@@ -1010,6 +981,39 @@ class Schema:
                     known_good.add((key, value))
         return problems
 
+    def _shape_facts(
+        self, names: tuple[str, ...], class_values: tuple[bytes, ...]
+    ) -> tuple[list[str], list[tuple[str, str, AttributeType, tuple[str, ...]]]]:
+        """Problems that follow from an entry's shape alone, and the attributes whose values to check."""
+        problems: list[str] = []
+        types: dict[str, AttributeType] = {}
+        written: dict[str, str] = {}
+        sources: dict[str, list[str]] = {}
+        for name in names:
+            at = self.attribute(name)
+            if at is None:
+                problems.append(f"attribute type {name!r} is not defined in the schema")
+                continue
+            key = _canonical(at.names, at.oid)
+            types[key] = at
+            written.setdefault(key, name.split(";", 1)[0])
+            sources.setdefault(key, []).append(name)
+        class_problems, classes, required, allowed, extensible = self._class_facts(class_values)
+        problems.extend(class_problems)
+        for key, class_name in required.items():
+            if key not in types:
+                at = self.attribute(key)
+                shown = at.name if at is not None else key
+                problems.append(f"missing attribute {shown!r} required by objectClass {class_name!r}")
+        slots = []
+        for key, at in types.items():
+            if key == "objectclass" and len(class_values) == len(classes):
+                continue  # every class is known (checked with the class facts above)
+            shown = written[key]
+            if classes and not extensible and key not in allowed and at.usage == "userApplications":
+                problems.append(f"attribute {shown!r} is not allowed by the entry's objectClasses")
+            slots.append((key, shown, at, tuple(sources[key])))
+        return problems, slots
 
 def _show(value: bytes) -> str:
     text = value[:60].decode("utf-8", "replace")
