@@ -52,6 +52,7 @@ class ProviderConfig:
     base: str | None = None  # the subtree it owns (default: the GRIS suffix)
     refresh: Literal["on-demand", "background"] | None = None
     enabled: bool | None = None
+    feeds: Literal["vm"] | None = None  # vm: its GridinfoVM entries become hypervisor events (docs/vm.md)
 
 
 @dataclass(frozen=True)

@@ -118,12 +118,15 @@ def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree |
     state; their status is published under ``o=infosys``.
     """
     tree = tree if tree is not None else make_gris_tree(config)
-    providers = ProviderManager(tree, config, reactor)
     events = None
+    vm_feed = None
     if config.vm.enabled:
         from gridinfo.vm.backend import make_event_service
+        from gridinfo.vm.feed import HypervisorFeed
 
         events = make_event_service(tree, config.suffix, config.vm, reactor)
+        vm_feed = HypervisorFeed(events.sink)  # runs of `feeds: vm` providers become hypervisor events
+    providers = ProviderManager(tree, config, reactor, vm_feed=vm_feed)
     backend = GRISBackend(
         tree, providers, naming_contexts=("o=grid", "o=infosys"), event_sink=events.sink if events else None
     )

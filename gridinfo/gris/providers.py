@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +120,7 @@ def make_definition(path: Path, kind: str, config: GRISConfig) -> ProviderDefini
         refresh=s.refresh,
         args=tuple(s.args or ()),
         env=tuple(sorted((s.env or {}).items())),
+        feeds=s.feeds,
     )
 
 
@@ -163,8 +164,10 @@ def scan_folders(config: GRISConfig) -> ScanResult:
 
 
 def check_provider_settings(config: GRISConfig, tree: DirectoryTree) -> None:
-    """Config errors that YAML types cannot catch: a ``base`` that is not a DN."""
+    """Config errors that YAML types cannot catch: a ``base`` that is not a DN, ``feeds: vm`` without vm."""
     for name, settings in list(config.provider.items()) + [("provider_defaults", config.provider_defaults)]:
+        if settings.feeds == "vm" and not config.vm.enabled:
+            raise ConfigError(f"provider {name}: feeds: vm needs the vm section enabled (vm.enabled: true)", config.source)
         if settings.base is not None:
             try:
                 tree.key(settings.base)
@@ -207,8 +210,11 @@ class ProviderManager(service.Service):
         *,
         runner: Any = None,
         server_name: str = "gris",
+        vm_feed: Any = None,
     ):
         self.tree = tree
+        #: a gridinfo.vm.feed.HypervisorFeed: the runs of ``feeds: vm`` providers go through it
+        self.vm_feed = vm_feed
         self.config = config
         self.reactor = reactor
         check_provider_settings(config, tree)
@@ -338,6 +344,9 @@ class ProviderManager(service.Service):
                 dn=dn,
                 base=definition.base,
             )
+        observation = None
+        if report.ok and definition.feeds == "vm" and self.vm_feed is not None:
+            report, observation = self._observe(report, definition, now)
         if report.ok:
             for warning in self.table.succeed(name, now, report, output):
                 log.warn("provider {provider}: {warning}", provider=name, warning=warning)
@@ -361,8 +370,24 @@ class ProviderManager(service.Service):
                 failed=True,
                 consequence="its last good data is served until its keepto" if serving else "it has no data to serve",
             )
+        if observation is not None:
+            try:
+                self.vm_feed.deliver(observation)
+            except Exception:  # noqa: BLE001 - the provider's own entries are installed already
+                log.failure("provider {provider}: its observations could not be fed to the VM events", provider=name)
         self.status.publish(now)
         self._wake(name)
+
+    def _observe(self, report: RunReport, definition: ProviderDefinition, now: float) -> tuple[RunReport, Any]:
+        """A ``feeds: vm`` run: its snapshot as hypervisor events; the VM entries the sink publishes leave the report."""
+        try:
+            observation = self.vm_feed.observe(definition.name, [(e.dn, e.attributes) for e in report.entries], now)
+        except Exception:  # noqa: BLE001 - a bad snapshot must not cost the provider its entries
+            log.failure("provider {provider}: its output could not be read as hypervisor observations",
+                        provider=definition.name)
+            return report, None
+        kept = tuple(e for i, e in enumerate(report.entries) if i not in observation.withheld)
+        return replace(report, entries=kept), observation
 
     def _wake(self, name: str) -> None:
         for waiter in self._waiters.pop(name, []):

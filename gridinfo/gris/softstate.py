@@ -86,6 +86,7 @@ class ProviderDefinition:
     refresh: str = "on-demand"  # or "background"
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+    feeds: str | None = None  # "vm": its runs also feed the VM event sink (gridinfo.vm.feed)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Sources log lifecycle events (:mod:`gridinfo.vm.events`) to a GRIS by LDAP add, through
 :func:`log_event` or ``gridinfo-log-event``; the GRIS folds them into states
 (:mod:`gridinfo.vm.lifecycle`), keeps them in a journal (:mod:`gridinfo.vm.journal`) and
-publishes VM, job and relation entries (:mod:`gridinfo.vm.backend`).
+publishes VM, job and relation entries (:mod:`gridinfo.vm.backend`).  The GRIS's ``hypervisor``
+provider feeds the same machine (:mod:`gridinfo.vm.feed`, :mod:`gridinfo.vm.observe`).
 """
 
 from __future__ import annotations

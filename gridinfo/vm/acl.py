@@ -13,6 +13,10 @@ a message saying why, and no change anywhere):
    ``owner``.  A second ``Register`` must name the same owner and sources.
 
 The server has already checked the bind password (``credentials`` in gris.yaml).
+
+Events the GRIS observes itself (the ``hypervisor`` provider's snapshots, see
+:mod:`gridinfo.vm.feed`) have no bind DN: :meth:`AccessPolicy.check_observed` applies rule 4's
+source limit only (a VM registered to hear the cloud alone does not hear the hypervisor).
 """
 
 from __future__ import annotations
@@ -106,3 +110,16 @@ class AccessPolicy:
                 )
             if as_owner and life.owner != who.owner:
                 raise InsufficientAccessRights(f"{name} belongs to {life.owner!r}, not {who.owner!r}")
+
+    def check_observed(self, event: Event, store: LifecycleStore) -> None:
+        """Raise :class:`InsufficientAccessRights` when a registration excludes the event's source.
+
+        For events gridinfo produced itself: there is no bind DN to check, but a VM or job whose
+        ``Register`` named its sources still hears only those.
+        """
+        for name, life in ((f"VM {event.vm_id!r}", store.vms.get(event.vm_id) if event.vm_id else None),
+                           (f"job {event.job_id!r}", store.jobs.get(event.job_id) if event.job_id else None)):
+            if life is not None and life.registration is not None and event.source not in life.allowed_sources:
+                raise InsufficientAccessRights(
+                    f"{name} accepts events from {', '.join(sorted(life.allowed_sources))} only, not {event.source!r}"
+                )

@@ -7,7 +7,9 @@ checks who may log it (:mod:`gridinfo.vm.acl`), folds it into the state
 to disk), publishes the entries it changed, and only then answers the add.  Events that arrive
 in the same reactor turn share one journal transaction (group commit); if that commit fails
 every one of them is answered ``unavailable`` and the state is rebuilt from the journal, so
-nothing is published that is not on disk.
+nothing is published that is not on disk.  Events the GRIS observes itself (its ``hypervisor``
+provider, :mod:`gridinfo.vm.feed`) come in through :meth:`EventSink.accept`: no bind, the same
+journal and publication.
 
 Published entries (``<suffix>`` is the GRIS's, e.g. ``mds-vo-name=local,o=grid``)::
 
@@ -92,6 +94,9 @@ class VMPublisher:
         self.publish_events = publish_events
         self._published: dict[Subject, list[str]] = {}  # subject -> keys of its entries
         self._own_parents: set[str] = set()
+        #: VM id -> measurements the hypervisor provider last reported (vcpus, memory, cpu time,
+        #: uptime): shown on the VM's entry, never journalled (gridinfo.vm.feed keeps it current)
+        self.live: dict[str, list[tuple[str, list[bytes]]]] = {}
 
     def ensure_bases(self) -> None:
         for dn in (self.bases.events, self.bases.vms, self.bases.jobs, self.bases.relations):
@@ -201,7 +206,10 @@ class VMPublisher:
         jobs = sorted(store.jobs_of_vm.get(life.ident, ()))
         if jobs:
             attrs.append(("GridinfoVMJob", [_b(j) for j in jobs]))
-        return dn, attrs + self._common(life, facts, _VM_FACTS)
+        attrs += self._common(life, facts, _VM_FACTS)
+        have = {name.lower() for name, _ in attrs}
+        attrs += [(name, values) for name, values in self.live.get(life.ident, ()) if name.lower() not in have]
+        return dn, attrs
 
     def _job_entry(self, store: LifecycleStore, life: Lifecycle) -> tuple[str, list[tuple[str, list[bytes]]]]:
         facts = life.facts()
@@ -244,7 +252,7 @@ class VMPublisher:
         return dn, attrs
 
 
-_Pending = tuple[Event, str, "defer.Deferred[None] | None"]
+_Pending = tuple[Event, "str | None", "defer.Deferred[None] | None"]  # bind DN None: observed by the GRIS
 
 
 class EventSink:
@@ -328,6 +336,17 @@ class EventSink:
             self._flush_call = self.reactor.callLater(0, self._flush)
         return d
 
+    def accept(self, events: Iterable[Event]) -> list[LDAPError | None]:
+        """Take events the GRIS observed itself (its ``hypervisor`` provider): no bind, no LDAP.
+
+        Like :meth:`add` otherwise, and at once: each event is checked against its VM's
+        registration (:meth:`AccessPolicy.check_observed`), folded in, committed to the journal
+        and published before this returns.  The same (source, VM, job, seq) again is a no-op.
+        Returns one outcome per event (None: accepted or already known).
+        """
+        batch: list[_Pending] = [(event, None, None) for event in events]
+        return self._process(batch) if batch else []
+
     def _flush(self) -> None:
         self._flush_call = None
         batch, self._pending = self._pending, []
@@ -347,7 +366,10 @@ class EventSink:
         touched: set[Subject] = set()
         for event, bind_dn, _ in batch:
             try:
-                self.policy.check(event, bind_dn, self.store)
+                if bind_dn is None:
+                    self.policy.check_observed(event, self.store)
+                else:
+                    self.policy.check(event, bind_dn, self.store)
                 known = self.store.known(event)
                 if known is not None:
                     if known != event:
@@ -364,7 +386,8 @@ class EventSink:
                 outcomes.append(None)
             except LDAPError as e:
                 self.refused += 1
-                log.info("refused event from {who}: {error}", who=bind_dn or "anonymous", error=e.message)
+                who = "the GRIS's own observation" if bind_dn is None else bind_dn or "anonymous"
+                log.info("refused event from {who}: {error}", who=who, error=e.message)
                 outcomes.append(e)
         try:
             self.journal.append(written)

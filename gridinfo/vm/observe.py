@@ -14,7 +14,11 @@ turns each *change* into an event (a steady state logs nothing):
 
 A snapshot can come from the provider's Python objects (``Hypervisor.domains``) or from the
 LDIF entries it prints (:func:`domains_from_entries`).  Sequence numbers are the observation
-time in milliseconds (increasing per VM).  Pure: time is passed in.
+time in milliseconds, and always above the VM's last ``hypervisor`` number, so they increase
+per VM even when the clock steps back.  After a restart :meth:`HypervisorObserver.resume` takes
+up where the journal left off: what each domain was last reported as, and its last number, so a
+domain still running logs nothing new and one that vanished meanwhile logs its ``Shutdown``.
+Pure: time is passed in.
 """
 
 from __future__ import annotations
@@ -90,6 +94,25 @@ class HypervisorObserver:
         if kind == "Failed":
             attrs["reason"] = "crashed"
         return Event.make(kind, "hypervisor", seq, now, vm_id=ident, attributes=attrs)
+
+    def resume(self, events: Iterable[Event]) -> None:
+        """Take up from earlier ``hypervisor`` events (the journal's): last numbers and last states.
+
+        Every ``hypervisor`` event of a VM raises the floor of its next number; the newest
+        state-changing one about a VM on this physical host says what the VM was last seen as.
+        """
+        newest: dict[str, Event] = {}
+        for e in events:
+            if e.source != "hypervisor" or e.vm_id is None or e.job_id is not None:
+                continue
+            self._last_seq[e.vm_id] = max(self._last_seq.get(e.vm_id, -1), e.seq)
+            if e.kind in ("Running", "Shutdown", "Failed") and e.attribute("physical_host") == self.physical_host:
+                held = newest.get(e.vm_id)
+                if held is None or e.seq > held.seq:
+                    newest[e.vm_id] = e
+        for ident, e in newest.items():
+            self._last_kind[ident] = e.kind
+            self._names[ident] = DomainSeen(e.attribute("uuid") or ident, e.attribute("name") or ident, "Unknown")
 
     def observe(self, domains: Iterable[Any], now: float) -> list[Event]:
         """Events for the changes since the last snapshot (``domains``: objects with uuid, name, vm_state)."""

@@ -52,3 +52,17 @@ def test_a_vm_whose_create_was_lost_follows_the_hypervisor() -> None:
         for e in obs.observe([DomainSeen("u", "a", state)], T0 + t):
             life.apply(e, T0 + t)
     assert life.state == "ShutDown" and life.fact("physical_host") == "h"
+
+
+def test_an_observer_resumes_from_earlier_events() -> None:
+    """After a restart a domain still running logs nothing, numbers keep increasing, and a domain
+    that vanished meanwhile logs its Shutdown."""
+    before = HypervisorObserver("h")
+    earlier = before.observe([DomainSeen("u", "a", "Running"), DomainSeen("v", "b", "Running")], T0)
+    again = HypervisorObserver("h")
+    again.resume(earlier)
+    [gone] = again.observe([DomainSeen("u", "a", "Running")], T0 - 60)  # the clock stepped back
+    assert (gone.kind, gone.vm_id, gone.attribute("name")) == ("Shutdown", "v", "b")
+    assert gone.seq > max(e.seq for e in earlier)
+    [crash] = again.observe([DomainSeen("u", "a", "Crashed")], T0 - 59)
+    assert crash.seq > max(e.seq for e in earlier)

@@ -1,0 +1,235 @@
+"""The hypervisor provider's runs feed the VM state machine as ``hypervisor`` events.
+
+A provider marked ``feeds: vm`` runs under the provider manager (scripted runs, test clock); its
+output is the real hypervisor provider's LDIF (``hypervisor_entries``) for domains the test
+chooses.  The event sink is real, on a real SQLite journal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from twisted.internet import defer, task
+
+from gridinfo.config import GRISConfig, ProviderConfig, VMConfig
+from gridinfo.errors import ConfigError, InsufficientAccessRights
+from gridinfo.gris.providers import ProviderManager
+from gridinfo.gris.softstate import ProviderDefinition, RunOutput
+from gridinfo.providers_lib.hypervisor import Domain, Hypervisor, hypervisor_entries
+from gridinfo.providers_lib.output import format_entries
+from gridinfo.service import make_gris_tree
+from gridinfo.vm.acl import AccessPolicy
+from gridinfo.vm.backend import EventSink
+from gridinfo.vm.events import Event
+from gridinfo.vm.feed import HypervisorFeed
+from gridinfo.vm.journal import Journal
+from tests.vm.support import CLOUD, OWNERS, SOURCES, SUFFIX, T0, log, make_sink, search, vm_event
+
+HOST = "node7"
+U1, U2, U3 = "6695eb01-0000-0000-0000-000000000001", "6695eb01-0000-0000-0000-000000000002", "6695eb01-0000-0000-0000-000000000003"
+NAMES = {U1: "web01", U2: "batch02", U3: "spare03"}
+STATES = {"Running": "Running", "Paused": "Waiting", "ShutDown": "Done", "Crashed": "Aborted"}
+
+
+def snapshot(**states: str) -> bytes:
+    """The hypervisor provider's LDIF for domains in the given states (``u1="Running"``...)."""
+    domains = [
+        Domain(name=NAMES[uuid], uuid=uuid, vm_state=state, generic_state=STATES[state], native_state="1",
+               vcpus=2, memory_mb=1024, domid=1 if state == "Running" else None)
+        for uuid, state in ((globals()[k.upper()], v) for k, v in states.items())
+    ]
+    hv = Hypervisor(hostname=HOST, type="TEST", version="9.0.0", uri="test:///default", cpus=8,
+                    memory_total_mb=16384, memory_free_mb=8192, domains=domains)
+    return format_entries(hypervisor_entries(hv, SUFFIX)).encode()
+
+
+class Runner:
+    """Stands in for the process runner: the test ends each run with what the provider printed."""
+
+    def __init__(self, clock: task.Clock):
+        self.clock = clock
+        self.runs: list[defer.Deferred[RunOutput]] = []
+
+    def run(self, definition: ProviderDefinition) -> defer.Deferred[RunOutput]:
+        d: defer.Deferred[RunOutput] = defer.Deferred()
+        self.runs.append(d)
+        return d
+
+    def finish(self, stdout: bytes) -> None:
+        now = self.clock.seconds()
+        self.runs[-1].callback(RunOutput(stdout=stdout, exit_code=0, started=now, ended=now))
+
+
+class Site:
+    """A GRIS tree with an event sink (journal in ``folder``) and a ``feeds: vm`` hypervisor provider."""
+
+    def __init__(self, folder: Path, clock: task.Clock):
+        self.clock = clock
+        providers = folder / "providers"
+        providers.mkdir(exist_ok=True)
+        script = providers / "hypervisor"
+        script.write_text("#!/bin/sh\n")
+        script.chmod(0o755)
+        self.config = GRISConfig(
+            providers=(str(providers),),
+            provider={"hypervisor": ProviderConfig(ttl=60.0, feeds="vm")},
+            sweep_interval=0,
+            rescan_interval=0,
+            vm=VMConfig(enabled=True, journal=str(folder / "journal.sqlite")),
+        )
+        self.tree = make_gris_tree(self.config)
+        self.sink = EventSink(self.tree, SUFFIX, Journal(self.config.vm.journal), AccessPolicy(SOURCES, OWNERS),
+                              clock=clock.seconds)
+        self.sink.load()
+        self.runner = Runner(clock)
+        self.manager = ProviderManager(self.tree, self.config, clock, runner=self.runner,
+                                       vm_feed=HypervisorFeed(self.sink))
+        self.manager.startService()
+
+    def provider_sees(self, stdout: bytes) -> None:
+        assert self.manager.refresh("hypervisor")
+        self.runner.finish(stdout)
+
+    def vm(self, uuid: str) -> dict[str, list[str]]:
+        [row] = search(self.sink, f"(&(objectClass=GridinfoVM)(GridinfoVMID={uuid}))")
+        return row
+
+    def close(self) -> None:
+        self.manager.stopService()
+        self.sink.journal.close()
+
+
+@pytest.fixture
+def clock() -> task.Clock:
+    c = task.Clock()
+    c.advance(T0 + 100)
+    return c
+
+
+def test_accept_journals_observed_events_without_a_bind(tmp_path: Path) -> None:
+    """The GRIS's own observations need no bind DN, are on disk at once, and count once."""
+    sink = make_sink(tmp_path / "j.sqlite")
+    running = Event.make("Running", "hypervisor", 5, T0, vm_id="vm1", attributes={"physical_host": HOST})
+    assert sink.accept([running]) == [None]
+    assert sink.accept([running]) == [None]  # the same observation again: a no-op
+    assert sink.journal.count() == 1 and sink.duplicates == 1
+    assert search(sink, "(&(objectClass=GridinfoVM)(GridinfoVMID=vm1))")[0]["gridinfovmstate"] == ["Running"]
+    sink.journal.close()
+    again = make_sink(tmp_path / "j.sqlite")
+    assert again.store.vms["vm1"].state == "Running"
+
+
+def test_accept_still_honours_the_sources_a_registration_named(tmp_path: Path) -> None:
+    """A VM registered to hear the cloud only does not take the hypervisor's observations either."""
+    sink = make_sink(tmp_path / "j.sqlite")
+    log(sink, vm_event("Register", "cloud", 1, sources="cloud", owner="alice"), CLOUD)
+    [refusal] = sink.accept([vm_event("Running", "hypervisor", 1, physical_host=HOST)])
+    assert isinstance(refusal, InsufficientAccessRights) and "accepts events from cloud only" in refusal.message
+    assert sink.journal.count() == 1 and sink.store.vms["vm1"].state == "Registered"
+
+
+def test_a_running_domain_joins_what_the_cloud_said(tmp_path: Path, clock: task.Clock) -> None:
+    """The VM entry at the provider's DN carries the cloud's and the hypervisor's view in one entry;
+    the hypervisor entry and a domain nobody logged stay the provider's own entries."""
+    site = Site(tmp_path, clock)
+    log(site.sink, vm_event("Register", "cloud", 1, vm=U1, owner="alice"), CLOUD)
+    log(site.sink, vm_event("Create", "cloud", 2, 1, vm=U1, physical_host=HOST), CLOUD)
+    site.provider_sees(snapshot(u1="Running", u2="Paused"))
+    vm = site.vm(U1)
+    assert vm["dn"] == [f"GridinfoVMID={U1},GridinfoHypervisorID={HOST},{SUFFIX}"]
+    assert vm["gridinfovmstate"] == ["Running"] and vm["gridinfovmsources"] == ["cloud", "hypervisor"]
+    assert vm["gridinfovmowner"] == ["alice"] and vm["gridinfovmname"] == ["web01"]
+    assert vm["gridinfovmvcpus"] == ["2"] and vm["gridinfovmmemory"] == ["1024"]  # the provider's measurements
+    assert "gridinfoprovidername" not in vm  # the sink's entry, not soft state
+    [hv] = search(site.sink, "(objectClass=GridinfoHypervisor)")
+    assert hv["gridinfoprovidername"] == ["hypervisor"] and hv["gridinfohypervisortype"] == ["TEST"]
+    paused = site.vm(U2)  # no event (paused proves nothing) and unknown to the sink: the provider's entry
+    assert paused["gridinfovmstate"] == ["Paused"] and paused["gridinfoprovidername"] == ["hypervisor"]
+    assert U2 not in site.sink.store.vms
+    site.close()
+
+
+def test_a_vm_whose_create_was_lost_shows_running_from_the_hypervisor_alone(tmp_path: Path, clock: task.Clock) -> None:
+    """A domain the cloud manager never mentioned is Running, then ShutDown when it vanishes."""
+    site = Site(tmp_path, clock)
+    site.provider_sees(snapshot(u1="Running"))
+    vm = site.vm(U1)
+    assert vm["gridinfovmstate"] == ["Running"] and vm["gridinfovmsources"] == ["hypervisor"]
+    assert vm["gridinfovmphysicalhost"] == [HOST]
+    clock.advance(30)
+    site.provider_sees(snapshot(u2="Paused"))  # u1 is gone from the hypervisor's list
+    vm = site.vm(U1)
+    assert vm["gridinfovmstate"] == ["ShutDown"] and vm["gridinfojobgenericstate"] == ["Done"]
+    assert "gridinfovmvcpus" not in vm  # no measurements of a domain that is not there
+    assert [e.kind for e in sorted(site.sink.store.events.values(), key=lambda e: e.seq)] == ["Running", "Shutdown"]
+    site.close()
+
+
+def test_a_steady_domain_logs_nothing_and_a_change_logs_one_event(tmp_path: Path, clock: task.Clock) -> None:
+    """Runs that see the same states add nothing to the journal; a domain that starts is taken over
+    from the provider by the sink at the same DN."""
+    site = Site(tmp_path, clock)
+    site.provider_sees(snapshot(u1="Running", u2="Paused"))
+    for _ in range(3):
+        clock.advance(60)
+        site.provider_sees(snapshot(u1="Running", u2="Paused"))
+    assert site.sink.journal.count() == 1
+    clock.advance(60)
+    site.provider_sees(snapshot(u1="Running", u2="Running"))
+    assert site.sink.journal.count() == 2
+    vm2 = site.vm(U2)
+    assert vm2["gridinfovmstate"] == ["Running"] and "gridinfoprovidername" not in vm2
+    assert vm2["dn"] == [f"GridinfoVMID={U2},GridinfoHypervisorID={HOST},{SUFFIX}"]
+    site.close()
+
+
+def test_after_a_restart_the_observer_takes_up_from_the_journal(tmp_path: Path, clock: task.Clock) -> None:
+    """A restart neither re-logs a domain still running nor reuses a number, even if the clock
+    stepped back; a domain that vanished while the GRIS was down logs its Shutdown."""
+    site = Site(tmp_path, clock)
+    site.provider_sees(snapshot(u1="Running", u2="Running"))
+    [first_u1] = [e for e in site.sink.store.events.values() if e.vm_id == U1]
+    site.close()
+    clock.advance(-3600)  # the clock stepped back across the restart
+    site = Site(tmp_path, clock)
+    site.provider_sees(snapshot(u1="Running"))  # u1 steady, u2 gone meanwhile
+    assert site.sink.journal.count() == 3
+    assert site.vm(U1)["gridinfolifecycleevents"] == ["1"]
+    assert site.vm(U2)["gridinfovmstate"] == ["ShutDown"]
+    site.provider_sees(snapshot(u1="Crashed"))
+    [failed] = [e for e in site.sink.store.events.values() if e.vm_id == U1 and e.kind == "Failed"]
+    assert failed.seq > first_u1.seq  # numbers increase per VM across restarts
+    assert site.vm(U1)["gridinfovmstate"] == ["Failed"]
+    site.close()
+
+
+def test_a_run_that_publishes_nothing_is_not_every_domain_vanishing(tmp_path: Path, clock: task.Clock) -> None:
+    """When the provider finds no hypervisor (empty output) the VMs it saw keep their state."""
+    site = Site(tmp_path, clock)
+    site.provider_sees(snapshot(u1="Running"))
+    site.provider_sees(b"")
+    assert site.vm(U1)["gridinfovmstate"] == ["Running"] and site.sink.journal.count() == 1
+    site.close()
+
+
+def test_feeds_vm_needs_the_vm_section(tmp_path: Path, clock: task.Clock) -> None:
+    """A provider set to feed VM events while the events are off is a config error at start."""
+    config = GRISConfig(provider={"hypervisor": ProviderConfig(feeds="vm")})
+    tree = make_gris_tree(config)
+    with pytest.raises(ConfigError, match="vm.enabled: true"):
+        ProviderManager(tree, config, clock)
+
+
+def test_feeds_in_gris_yaml(tmp_path: Path) -> None:
+    """`feeds: vm` is read from gris.yaml; any other value is refused with its line."""
+    from gridinfo.config import load_config
+
+    path = tmp_path / "gris.yaml"
+    path.write_text("provider:\n  hypervisor:\n    feeds: vm\n")
+    assert load_config(path, GRISConfig).provider["hypervisor"].feeds == "vm"
+    path.write_text("provider:\n  hypervisor:\n    feeds: jobs\n")
+    with pytest.raises(ConfigError, match="one of 'vm'"):
+        load_config(path, GRISConfig)
+
+
