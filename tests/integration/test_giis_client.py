@@ -18,9 +18,9 @@ from gridinfo.ldap.client import (
     entry_dn,
     rename_entry,
 )
-from tests.support.slapd import Slapd, slapd_available
+from tests.support.slapd import Slapd
 
-pytestmark = [pytest.mark.slapd, pytest.mark.skipif(not slapd_available(), reason="slapd not installed")]
+pytestmark = [pytest.mark.slapd]
 
 LDIF = b"""\
 dn: o=grid

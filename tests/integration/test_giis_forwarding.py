@@ -4,7 +4,6 @@ a slapd child, and giis-tree on a live hierarchy."""
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 
 import pytest
@@ -21,9 +20,8 @@ from gridinfo.ldap.client import decode_entry
 from gridinfo.giis.leases import parse_generalized_time
 from gridinfo.giis.registrar import registration_message
 from tests.giis.support import ce_ldif, ldapsearch, register_now, start_giis, start_gris
-from tests.support.slapd import Slapd, slapd_available
+from tests.support.slapd import Slapd
 
-pytestmark = pytest.mark.skipif(shutil.which("ldapsearch") is None, reason="ldap-utils not installed")
 
 
 class ShiftedClock:
@@ -240,7 +238,6 @@ class ForwardingTests(unittest.TestCase):
 
 
 @pytest.mark.slapd
-@pytest.mark.skipif(not slapd_available(), reason="slapd not installed")
 class SlapdChildTests(unittest.TestCase):
     slapd: Slapd
 

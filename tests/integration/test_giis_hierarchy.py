@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 
-import pytest
 from twisted.internet import defer, reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
@@ -12,7 +10,6 @@ from twisted.trial import unittest
 from gridinfo.giis.leases import format_generalized_time
 from tests.giis.support import ldap3_search, ldapsearch, register_now, start_giis, start_gris
 
-pytestmark = pytest.mark.skipif(shutil.which("ldapsearch") is None, reason="ldap-utils not installed")
 
 
 class HierarchyTests(unittest.TestCase):

@@ -14,7 +14,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pytest
 from twisted.internet import defer, reactor, task, utils
 from twisted.trial import unittest
 
@@ -36,7 +35,6 @@ provider_defaults:
 """
 
 
-@pytest.mark.skipif(LDAPSEARCH is None, reason="ldapsearch (ldap-utils) is not installed")
 class DropInProvider(unittest.TestCase):
     timeout = 60
 

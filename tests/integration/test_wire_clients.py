@@ -6,7 +6,6 @@ The server runs in a subprocess (tests/support/serve_fixture.py) serving the Dic
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import ldap3
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-needs_ldapsearch = pytest.mark.skipif(shutil.which("ldapsearch") is None, reason="ldap-utils not installed")
+needs_ldapsearch = pytest.mark.slapd  # make test installs ldap-utils; without it these fail, never skip
 
 
 @pytest.fixture(scope="module")

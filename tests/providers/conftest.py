@@ -52,11 +52,11 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slurm]:
     daemons), so no munge key or daemon is needed.  Needs root (slurmd runs jobs as their user).
     """
     if shutil.which("slurmctld", path="/usr/sbin:/usr/bin") is None or shutil.which("sbatch") is None:
-        pytest.skip("Slurm is not installed (Debian: slurm-wlm)")
+        pytest.fail("Slurm is not installed (Debian: slurm-wlm; make test installs it)")
     if os.geteuid() != 0:
-        pytest.skip("slurmd must run as root to start jobs")
+        pytest.fail("slurmd must run as root to start jobs (run the tests as root, as make test does)")
     if not (SLURM_PLUGINS / "auth_none.so").exists():
-        pytest.skip("Slurm's auth/none plugin is missing")
+        pytest.fail("Slurm's auth/none plugin is missing")
     root = tmp_path_factory.mktemp("slurm")
     node = socket.gethostname().split(".")[0]
     (root / "state").mkdir()
@@ -107,7 +107,7 @@ PartitionName=long Nodes={node} MaxTime=UNLIMITED State=UP PriorityTier=2
             wait_for("node idle", lambda: "idle" in cluster.run("sinfo", "-h", "-o", "%T"))
         except TimeoutError:
             logs = "".join((root / f).read_text()[-800:] for f in ("slurmctld.log", "slurmd.log") if (root / f).exists())
-            pytest.skip(f"Slurm did not start here: {logs}")
+            pytest.fail(f"Slurm did not start here: {logs}")
         yield cluster
     finally:
         try:
