@@ -60,7 +60,7 @@ def test_real_slurm_queues_and_jobs(slurm: Slurm, tmp_path: Path) -> None:
     submit = slurm.run("squeue", "-h", "-j", pending, "-o", "%V").strip()
     assert time.strftime("%Y-%m-%dT%H:%M:%S", time.strptime(jobs[pending].one("GridinfoJobSubmitTime"), "%Y%m%d%H%M%SZ")) == \
         time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.mktime(time.strptime(submit, "%Y-%m-%dT%H:%M:%S"))))
-    assert run.seconds < 5
+    assert run.seconds < 10  # well inside the default timelimit (20 s); speed itself is measured in docs/providers.md
 
 
 def test_documented_outputs() -> None:

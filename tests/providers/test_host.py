@@ -43,7 +43,7 @@ def test_static_facts_match_psutil(tmp_path: Path) -> None:
     assert abs(int(sub.one("GlueHostProcessorLoadLast1Min")) - load1 * 100) < 200
     assert sub.one("GlueHostArchitecturePlatformType") == os.uname().machine
     assert sub.get("GlueHostOperatingSystemName")
-    assert run.seconds < 5
+    assert run.seconds < 10  # well inside the default timelimit (20 s); speed itself is measured in docs/providers.md
 
 
 def test_tcp_parameters_are_the_kernel_values_without_secrets(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ def test_libvirt_test_driver_domains_in_every_state(tmp_path: Path) -> None:
         assert int(vm.one("GridinfoVMMemory")) == (kib // 1024 if active else 0)
         assert vm.dn == f"GridinfoVMID={vm.one('GridinfoVMUUID')},{hv.dn}"
     assert vms["web01"].one("GridinfoVMUUID") == "6695eb01-f6a4-8304-79aa-97f2502e193f"
-    assert run.seconds < 5
+    assert run.seconds < 10  # well inside the default timelimit (20 s); speed itself is measured in docs/providers.md
 
 
 def test_no_hypervisor_source_says_so_and_publishes_nothing(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def test_tcp_open_and_closed_ports(tmp_path: Path, listener: int) -> None:
     assert bad.one("GridinfoPathLoss") == "100"
     assert "refused" in bad.one("GridinfoPathError").lower()
     assert bad.get("GridinfoPathRTTAvg") is None
-    assert run.seconds < 5
+    assert run.seconds < 10  # well inside the default timelimit (20 s); speed itself is measured in docs/providers.md
 
 
 def test_unresolvable_target_reports_loss(tmp_path: Path) -> None:
