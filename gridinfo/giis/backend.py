@@ -724,7 +724,17 @@ class GIISBackend:
         entries: list[Entry] = [
             tree.builder.build(INFOSYS, [("objectClass", [b"top", b"organization"]), ("o", [b"infosys"])], source="giis"),
         ]
-        for child in self.live_children(now):
+        children = list(self.live_children(now))
+        totals: list[tuple[str, list[bytes]]] = [
+            ("objectClass", [b"top", b"GridinfoServerStatus"]),
+            ("cn", [b"giis"]),
+            ("GridinfoChildCount", [str(len(children)).encode()]),
+            ("GridinfoCycles", [str(self.cycles).encode()]),
+        ]
+        if self.last_cycle:
+            totals.append(("GridinfoLastCycle", [self.last_cycle.encode("utf-8")]))
+        entries.append(tree.builder.build(f"cn=giis,{INFOSYS}", totals, source="giis"))
+        for child in children:
             dn = f"GridinfoChildURL={_escape(child.url)},{INFOSYS}"
             entries.append(tree.builder.build(dn, self._child_attributes(child, now), source="giis"))
         for e in entries:

@@ -131,3 +131,10 @@ class HierarchyTests(unittest.TestCase):
             for i in range(2)
         ]
         assert a.backend.cycles + b.backend.cycles >= 1
+        # ... and the status tree says so, at the GIIS that saw it come back round
+        seen = a if a.backend.cycles else b
+        out, err, code = yield ldapsearch(seen.port, "-b", "cn=giis,o=infosys", "-s", "base")
+        assert code == 0, err
+        status = out.decode()
+        assert f"GridinfoCycles: {seen.backend.cycles}" in status
+        assert "GridinfoLastCycle: " in status and "GridinfoChildCount: " in status
