@@ -660,9 +660,24 @@ class GIISBackend:
 
         def failed(f: Failure) -> int:
             child.set_state("unreachable", f.getErrorMessage())
+            self._mark_mirror_stale(child, self.reactor.seconds())
             return 0
 
         return d.addCallback(ok).addErrback(failed)
+
+    def _mark_mirror_stale(self, child: Child, now: float) -> None:
+        """A failed pull: the mirrored entries stay until keepto, with ``Mds-validto`` in the past."""
+        tree = child.mirror
+        last = child.mirror_last_success
+        if tree is None or last is None:
+            return
+        expired = min(last + child.cachettl, now - 1)
+        stamp = format_generalized_time(expired).encode()
+        for entry in list(tree.entries.values()):
+            if entry.get("mds-validto") == [stamp]:
+                continue  # marked by an earlier failed pull
+            dn, attrs = decode_entry(mark_stale(entry.encoded, expired))
+            tree.add(tree.builder.build(entry.dn, attrs, source=entry.source))
 
     # -- status --------------------------------------------------------------------------------
 

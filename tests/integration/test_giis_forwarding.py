@@ -285,3 +285,20 @@ class SlapdChildTests(unittest.TestCase):
         result = site.backend.search(request("mds-vo-name=site,o=grid", "(GlueCEStateFreeCPUs<=20)"))
         assert not isinstance(result, defer.Deferred)  # answered locally, no forwarding
         assert len(result.entries) == 2
+        # the child stops answering: its mirrored entries stay, marked stale (Mds-validto past)
+        import socket
+
+        from gridinfo.ldap.client import LDAPClient
+
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+        probe.close()
+        child.client = LDAPClient(reactor, "127.0.0.1", closed_port, connect_timeout=2)
+        yield site.backend.pull_mirror(child)
+        assert child.stats.state == "unreachable"
+        result = site.backend.search(request("mds-vo-name=site,o=grid", "(GlueCEStateFreeCPUs<=20)"))
+        stale = entries_by_dn(result)
+        assert len(stale) == 2
+        now = reactor.seconds()
+        assert all(parse_generalized_time(a["mds-validto"][0].decode()) < now for a in stale.values())
