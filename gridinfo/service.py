@@ -6,7 +6,6 @@ Only the command-line entry points touch the global reactor; everything here tak
 
 from __future__ import annotations
 
-import gc
 from typing import Any
 
 from twisted.application import service
@@ -104,10 +103,6 @@ def make_gris_tree(config: GRISConfig, schema: Schema | None = None) -> Director
     tree = DirectoryTree(schema, indexed=DEFAULT_INDEXED + tuple(config.index))
     load_static_ldif(tree, config.ldif)
     add_base_entries(tree, config.suffix)
-    # what was loaded at start lives as long as the process: keep it out of the cycle
-    # collector's generations, so collections stay short however large the tree is
-    gc.collect()
-    gc.freeze()
     return tree
 
 

@@ -298,6 +298,20 @@ def _string_normaliser(eq: Callable[[bytes], object]) -> Callable[[str], str]:
     return normalise
 
 
+_LOOSE = DNNormaliser(None)
+
+
+def loose_key(dn: str) -> str:
+    """A DN's key without a schema (every value by caseIgnore rules): for bind DNs and the like.
+
+    A string that is not a valid DN compares as its stripped, lowercased text.
+    """
+    try:
+        return _LOOSE.key(dn)
+    except InvalidDNSyntax:
+        return dn.strip().lower()
+
+
 def parent_key(key: str) -> str | None:
     """The key of the parent, from a canonical key (whose separators are unescaped ',')."""
     if not key:

@@ -33,6 +33,9 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
+from gridinfo.directory.dn import DNNormaliser, parse_dn
+from gridinfo.errors import InvalidDNSyntax
+
 __all__ = [
     "MatchingRule",
     "get_rule",
@@ -249,105 +252,20 @@ def generalized_time_key(value: bytes) -> int | None:
 
 # --- distinguished names ----------------------------------------------------------------------
 
-_HEX = frozenset(b"0123456789abcdefABCDEF")
+DNKey = tuple[str, ...]
 
-
-def _split_unescaped(text: bytes, separators: bytes) -> list[bytes] | None:
-    """Split on separator bytes that are neither escaped with '\\' nor inside double quotes."""
-    parts: list[bytes] = []
-    start = 0
-    i = 0
-    quoted = False
-    n = len(text)
-    while i < n:
-        ch = text[i]
-        if ch == 0x5C:  # backslash: skip the escaped character or hex pair
-            i += 2
-            continue
-        if ch == 0x22:
-            quoted = not quoted
-        elif not quoted and ch in separators:
-            parts.append(text[start:i])
-            start = i + 1
-        i += 1
-    if quoted:
-        return None
-    parts.append(text[start:])
-    return parts
-
-
-def _unescape_dn_value(raw: bytes) -> bytes | None:
-    raw = raw.strip(b" ")
-    if raw.startswith(b"#"):  # BER-encoded value: compare the hex form case-insensitively
-        hexpart = raw[1:]
-        if not hexpart or len(hexpart) % 2 or any(c not in _HEX for c in hexpart):
-            return None
-        return b"#" + hexpart.lower()
-    if len(raw) >= 2 and raw[:1] == b'"' and raw[-1:] == b'"':  # RFC 1779 quoting
-        raw = raw[1:-1]
-    out = bytearray()
-    i = 0
-    n = len(raw)
-    while i < n:
-        ch = raw[i]
-        if ch == 0x5C:
-            if i + 1 >= n:
-                return None
-            if i + 2 < n and raw[i + 1] in _HEX and raw[i + 2] in _HEX:
-                out.append(int(raw[i + 1 : i + 3], 16))
-                i += 3
-                continue
-            out.append(raw[i + 1])
-            i += 2
-            continue
-        out.append(ch)
-        i += 1
-    return bytes(out)
-
-
-_ATTRIBUTE_TYPE = re.compile(rb"(?:[A-Za-z][A-Za-z0-9-]*|(?:oid\.|OID\.)?[0-9]+(?:\.[0-9]+)*)\Z")
-
-DNKey = tuple[tuple[tuple[str, str], ...], ...]
+# DN values compare by the directory's own DN parser (RFC 4514 escapes, MDS-era spacing, ';'
+# separators, quoted values); without a schema at hand every value follows caseIgnore rules.
+_DN_NORMALISER = DNNormaliser(None)
 
 
 def distinguished_name_key(value: bytes) -> DNKey | None:
-    """A DN as a tuple of RDNs, each a sorted tuple of (lowercased type, case-ignore value).
-
-    A simple RFC 4514 reading (also accepting ';' separators, spaces around '=' and ',', and
-    quoted values from RFC 1779).  Attribute values are compared with caseIgnore rules whatever
-    their type; the empty DN is the empty tuple.
-    """
-    text = value.strip(b" ")
-    if not text:
-        return ()
-    rdns = _split_unescaped(text, b",;")
-    if rdns is None:
+    """A DN as the canonical keys of its RDNs (the empty DN is the empty tuple); None if invalid."""
+    try:
+        dn = parse_dn(value.decode("utf-8"))
+    except (UnicodeDecodeError, InvalidDNSyntax):
         return None
-    key: list[tuple[tuple[str, str], ...]] = []
-    for rdn in rdns:
-        avas = _split_unescaped(rdn, b"+")
-        if avas is None:
-            return None
-        parts: list[tuple[str, str]] = []
-        for ava in avas:
-            eq = ava.find(b"=")
-            if eq <= 0:
-                return None
-            attr = ava[:eq].strip(b" ")
-            if _ATTRIBUTE_TYPE.match(attr) is None:
-                return None
-            attr_text = attr.decode("ascii").lower()
-            if attr_text.startswith("oid."):
-                attr_text = attr_text[4:]
-            raw = _unescape_dn_value(ava[eq + 1 :])
-            if raw is None:
-                return None
-            prepared = raw.decode("ascii") if raw.startswith(b"#") else _prepare(raw, True)
-            if prepared is None:
-                return None
-            parts.append((attr_text, prepared))
-        key.append(tuple(sorted(parts)))
-    return tuple(key)
+    return tuple(_DN_NORMALISER.rdn_key(rdn) for rdn in dn)
 
 
 def unique_member_key(value: bytes) -> tuple[DNKey, str] | None:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from gridinfo.directory import filters as F
-from gridinfo.directory.dn import DNNormaliser, is_descendant_key, parent_key, parse_dn
+from gridinfo.directory.dn import DNNormaliser, is_descendant_key, parent_key
 from gridinfo.directory.entry import Entry, EntryBuilder
 from gridinfo.directory.evaluate import FilterCompiler
 from gridinfo.directory.query import Scope, SearchRequest, SearchResult
@@ -401,8 +401,3 @@ class DirectoryTree:
         pred = self.compiler.compile(F.Equality(attribute, value))
         return pred(entry) is True
 
-
-def dn_of(key_or_dn: str) -> str:
-    """Validate a DN string (raises InvalidDNSyntax)."""
-    parse_dn(key_or_dn)
-    return key_or_dn

@@ -236,19 +236,6 @@ def bound_port(listeners: Sequence[Any]) -> Callable[[], int]:
     return port
 
 
-def listener_port(endpoints: Sequence[str]) -> int:
-    """The TCP port of the first ``tcp:PORT...`` endpoint string (0 when there is none)."""
-    for ep in endpoints:
-        parts = ep.split(":")
-        if parts[0] in ("tcp", "tcp6", "ssl") and len(parts) > 1:
-            p = parts[1]
-            if p.startswith("port="):
-                p = p[5:]
-            if p.isdigit():
-                return int(p)
-    return 0
-
-
 def listener_host(endpoints: Sequence[str]) -> str:
     """The interface of the first endpoint that names one (``interface=127.0.0.1``), else ''."""
     for ep in endpoints:

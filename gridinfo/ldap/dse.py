@@ -14,13 +14,13 @@ these entries need.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gridinfo.directory import ber
 from gridinfo.directory import filters as F
+from gridinfo.directory.dn import loose_key
 
 if TYPE_CHECKING:
     from gridinfo.directory.schema import Schema
@@ -31,12 +31,11 @@ WHO_AM_I_OID = "1.3.6.1.4.1.4203.1.11.3"
 #: RFC 3673: "+" returns all operational attributes.
 ALL_OPERATIONAL_ATTRIBUTES_FEATURE = "1.3.6.1.4.1.4203.1.5.1"
 
-_DN_SPACES = re.compile(r"\s*([,=+])\s*")
 
 
 def normalise_dn(dn: str) -> str:
-    """A DN for comparison: lowercased, without spaces around ``,``, ``=`` and ``+``."""
-    return _DN_SPACES.sub(r"\1", dn.strip()).lower()
+    """A DN for comparison (see :func:`gridinfo.directory.dn.loose_key`)."""
+    return loose_key(dn)
 
 
 # LDAP syntaxes and matching rules from RFC 4517 (plus the Binary syntax older schemas such as

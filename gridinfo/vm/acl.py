@@ -21,20 +21,15 @@ source limit only (a VM registered to hear the cloud alone does not hear the hyp
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gridinfo.directory.dn import loose_key
 from gridinfo.errors import ConfigError, InsufficientAccessRights
 from gridinfo.vm.events import SOURCES, Event
 from gridinfo.vm.lifecycle import Lifecycle, LifecycleStore
 
-_SEPARATOR_SPACES = re.compile(r"\s*([,=+])\s*")
-
-
-def normalise_dn(dn: str) -> str:
-    """A bind DN for comparison: lowercased, without spaces around separators."""
-    return _SEPARATOR_SPACES.sub(r"\1", dn.strip()).lower()
+normalise_dn = loose_key  # bind DNs compare by their key, so spacing and case do not matter
 
 
 @dataclass(frozen=True)

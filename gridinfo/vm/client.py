@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 
 from gridinfo.errors import GridinfoError
 from gridinfo.vm.events import Event
+from gridinfo.vm.journal import immediate_transaction
 
 DEFAULT_SERVER = "ldap://localhost:2135"
 DEFAULT_SUFFIX = "mds-vo-name=local,o=grid"
@@ -66,17 +67,9 @@ class Spool:
             raise SpoolError(f"{self.path}: cannot open the event spool: {e}") from None
 
     def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]]) -> list[Any]:
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            out = [db.execute(sql, args) for sql, args in statements]
-            rows = [c.lastrowid for c in out]
-            db.execute("COMMIT")
-            return rows
-        except sqlite3.Error as e:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise SpoolError(f"{self.path}: cannot write the event spool: {e}") from None
+        fail = lambda e: SpoolError(f"{self.path}: cannot write the event spool: {e}")  # noqa: E731
+        with immediate_transaction(self._db, fail) as db:
+            return [db.execute(sql, args).lastrowid for sql, args in statements]
 
     def next_seq(self, source: str, vm_id: str | None, job_id: str | None, now: float) -> int:
         """The next sequence number for (source, VM, job): increasing, and not below now in ms."""

@@ -13,14 +13,30 @@ transaction (group commit), so the cost is per batch, not per event.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from gridinfo.errors import GridinfoError
 from gridinfo.vm.events import Event, EventError
+
+
+@contextlib.contextmanager
+def immediate_transaction(
+    db: sqlite3.Connection, failure: Callable[[sqlite3.Error], Exception]
+) -> Iterator[sqlite3.Connection]:
+    """One ``BEGIN IMMEDIATE`` ... ``COMMIT``; on an SQLite error, roll back and raise ``failure(e)``."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        yield db
+        db.execute("COMMIT")
+    except sqlite3.Error as e:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise failure(e) from None
 
 SCHEMA_VERSION = 1
 
@@ -81,21 +97,14 @@ class Journal:
         """
         if not records:
             return 0
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        fail = lambda e: JournalError(f"{self.path}: cannot write to the event journal: {e}")  # noqa: E731
+        with immediate_transaction(self._db, fail) as db:
             before = db.total_changes
             db.executemany(
                 "INSERT OR IGNORE INTO events (source, vm, job, seq, accepted, body) VALUES (?, ?, ?, ?, ?, ?)",
                 [(e.source, e.vm_id or "", e.job_id or "", e.seq, accepted, e.to_json()) for e, accepted in records],
             )
-            added = db.total_changes - before
-            db.execute("COMMIT")
-            return added
-        except sqlite3.Error as e:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise JournalError(f"{self.path}: cannot write to the event journal: {e}") from None
+            return db.total_changes - before
 
     def replay(self) -> Iterator[JournalRecord | EventError]:
         """Every event in the order it was accepted; a row that no longer validates is an error."""
@@ -110,18 +119,11 @@ class Journal:
         keys = list(keys)
         if not keys:
             return 0
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        fail = lambda e: JournalError(f"{self.path}: cannot delete from the event journal: {e}")  # noqa: E731
+        with immediate_transaction(self._db, fail) as db:
             before = db.total_changes
             db.executemany("DELETE FROM events WHERE source=? AND vm=? AND job=? AND seq=?", keys)
-            gone = db.total_changes - before
-            db.execute("COMMIT")
-            return gone
-        except sqlite3.Error as e:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise JournalError(f"{self.path}: cannot delete from the event journal: {e}") from None
+            return db.total_changes - before
 
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
