@@ -28,6 +28,32 @@ exception is a gridinfo bug, logged with its traceback and answered ``other``
 
 Paged results (RFC 2696) are served from the backend's full result, kept per connection
 under a cookie (at most ``max_paged_sessions``, the oldest dropped first).
+
+Output, backpressure and closing
+--------------------------------
+The protocol is registered with its transport as a streaming producer for the whole life of
+the connection.  When the transport's send buffer passes ``send_buffer_bytes`` it pauses us;
+while paused, or while a large result is still being streamed, no further request is
+dispatched and reading from the socket stops, so a client that pipelines requests and never
+reads costs at most one answer plus one send buffer.  When the buffer drains the transport
+resumes us: streamed results continue, then waiting requests are dispatched, then reading
+resumes.
+
+=====================  ==========================================================
+event                  what the connection does
+=====================  ==========================================================
+Unbind, protocol       :meth:`_close`: unregister as producer, ``loseConnection``
+error, idle timeout    (flushes what is queued), and abort the transport if it has
+                       not closed within ``close_timeout``
+output stuck           a paused or streaming connection whose client has read nothing
+                       for ``idle_timeout`` is aborted (a notice could not be sent)
+partial request        a PDU that has started must be complete within
+                       ``request_timeout``, however slowly its bytes trickle in
+=====================  ==========================================================
+
+Per source address at most ``max_connections_per_address`` connections are accepted, and
+failed simple binds slow down later binds of the same DN or address
+(:mod:`gridinfo.ldap.throttle`).
 """
 
 from __future__ import annotations
@@ -38,7 +64,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
@@ -46,8 +72,9 @@ from twisted.python.failure import Failure
 
 from gridinfo.directory import ber
 from gridinfo.directory.query import Scope, SearchRequest, SearchResult
-from gridinfo.errors import LDAPError, ProtocolError, ResultCode
+from gridinfo.errors import InvalidCredentials, LDAPError, ProtocolError, ResultCode
 from gridinfo.ldap import dse, wire
+from gridinfo.ldap.throttle import FailureThrottle
 
 log = Logger()
 
@@ -86,6 +113,13 @@ class ServerLimits:
     default_size_limit: int = 0  # server-side cap on entries per search; 0 = none
     default_time_limit: float = 120.0  # server-side cap on seconds per search; 0 = none
     max_paged_sessions: int = 16  # per connection
+    max_connections_per_address: int = 256  # 0 = none
+    request_timeout: float = 30.0  # seconds for a started request to arrive whole; 0 = none
+    close_timeout: float = 10.0  # seconds a closing connection may take to flush; 0 = none
+    send_buffer_bytes: int = 64 * 1024  # queued output past which we stop reading the client
+    bind_failure_delay: float = 0.5  # first delay after a failed bind (doubles); 0 = none
+    bind_failure_max_delay: float = 16.0
+    bind_failure_forget: float = 600.0  # seconds without failures after which a key is forgotten
 
 
 def _smaller_limit(client: float, server: float) -> float:
@@ -125,6 +159,12 @@ class LDAPServerFactory(ServerFactory):
         self.vendor_version = vendor_version
         self.credentials = {dse.normalise_dn(dn): pw.encode("utf-8") for dn, pw in (credentials or {}).items()}
         self.connections = 0
+        self.connections_by_address: dict[str, int] = {}
+        self.bind_throttle = FailureThrottle(
+            limits.bind_failure_delay, limits.bind_failure_max_delay, limits.bind_failure_forget
+        )
+        #: Counters published under o=infosys: failed binds, refused connections, aborted ones.
+        self.stats = {"failed_binds": 0, "refused_connections": 0, "aborted_connections": 0}
         self._root_dse: tuple[tuple[str, ...], dse.DSEEntry] | None = None
         self._subschema: tuple[object, dse.DSEEntry] | None = None
 
@@ -164,8 +204,14 @@ class LDAPServerProtocol(Protocol):
         self._paged: OrderedDict[bytes, _PagedSession] = OrderedDict()
         self._next_cookie = 1
         self._idle_call: Any = None
+        self._request_call: Any = None  # deadline of a request that has started to arrive
+        self._abort_call: Any = None  # deadline of a connection that is closing
         self._last_activity = 0.0
         self._peer = "?"
+        self._host = "?"
+        self._producing = False  # registered with the transport as its producer
+        self._paused = False  # the transport's send buffer is full
+        self._reading_paused = False  # we stopped reading from the client
         self._handlers: dict[type, Callable[[int, Any, tuple[wire.Control, ...]], None]] = {
             wire.SearchOp: self._handle_search,
             wire.BindOp: self._handle_bind,
@@ -183,36 +229,59 @@ class LDAPServerProtocol(Protocol):
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()  # type: ignore[union-attr]
-        self._peer = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        self._host = str(getattr(peer, "host", peer))
+        self._peer = f"{self._host}:{getattr(peer, 'port', '')}"
         server = self.server
-        if server.connections >= self.limits.max_connections:
-            log.warn(
-                "refusing LDAP connection from {peer}: {limit} connections open",
-                peer=self._peer,
-                limit=self.limits.max_connections,
-            )
-            self._disconnect(ResultCode.BUSY, f"too many connections (limit {self.limits.max_connections})")
+        limits = self.limits
+        if server.connections >= limits.max_connections:
+            self._refuse(f"too many connections (limit {limits.max_connections})")
+            return
+        by_address = server.connections_by_address
+        per_address = limits.max_connections_per_address
+        if per_address and by_address.get(self._host, 0) >= per_address:
+            self._refuse(f"too many connections from {self._host} (limit {per_address})")
             return
         server.connections += 1
+        by_address[self._host] = by_address.get(self._host, 0) + 1
         self._counted = True
         log.info("LDAP connection from {peer}", peer=self._peer)
-        if self.limits.idle_timeout > 0:
+        transport: Any = self.transport
+        if limits.send_buffer_bytes and hasattr(transport, "bufferSize"):
+            transport.bufferSize = limits.send_buffer_bytes
+        transport.registerProducer(self, True)
+        self._producing = True
+        if limits.idle_timeout > 0:
             self._last_activity = server.reactor.seconds()
-            self._idle_call = server.reactor.callLater(self.limits.idle_timeout, self._check_idle)
+            self._idle_call = server.reactor.callLater(limits.idle_timeout, self._check_idle)
+
+    def _refuse(self, reason: str) -> None:
+        log.warn("refusing LDAP connection from {peer}: {reason}", peer=self._peer, reason=reason)
+        self.server.stats["refused_connections"] += 1
+        self._disconnect(ResultCode.BUSY, reason)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closing = True
+        self._producing = False
         if self._counted:
-            self.server.connections -= 1
+            server = self.server
+            server.connections -= 1
+            left = server.connections_by_address.get(self._host, 1) - 1
+            if left > 0:
+                server.connections_by_address[self._host] = left
+            else:
+                server.connections_by_address.pop(self._host, None)
             self._counted = False
             log.info("LDAP connection from {peer} closed", peer=self._peer)
-        if self._idle_call is not None and self._idle_call.active():
-            self._idle_call.cancel()
-        self._idle_call = None
+        for name in ("_idle_call", "_request_call", "_abort_call"):
+            call = getattr(self, name)
+            if call is not None and call.active():
+                call.cancel()
+            setattr(self, name, None)
         pending, self._pending = self._pending, {}
         for d in pending.values():
             d.cancel()
         self._paged.clear()
+        self._streams.clear()
         self._buffer = bytearray()
 
     def _check_idle(self) -> None:
@@ -222,11 +291,34 @@ class LDAPServerProtocol(Protocol):
         timeout = self.limits.idle_timeout
         now = self.server.reactor.seconds()
         remaining = self._last_activity + timeout - now
-        if self._pending or remaining > 0:
-            self._idle_call = self.server.reactor.callLater(max(remaining, 0) or timeout, self._check_idle)
+        if remaining > 0:
+            self._idle_call = self.server.reactor.callLater(remaining, self._check_idle)
+            return
+        if self._streams or self._paused:
+            # Output is queued and the client has read none of it for the whole timeout: a
+            # notice could not reach it either.
+            log.info(
+                "aborting LDAP connection from {peer}: it read none of its results for {timeout} s",
+                peer=self._peer,
+                timeout=timeout,
+            )
+            self._abort()
+            return
+        if self._pending:
+            self._idle_call = self.server.reactor.callLater(timeout, self._check_idle)
             return
         log.info("closing idle LDAP connection from {peer}", peer=self._peer)
         self._disconnect(ResultCode.UNAVAILABLE, f"connection idle for more than {timeout:g} s")
+
+    def _request_too_slow(self) -> None:
+        self._request_call = None
+        timeout = self.limits.request_timeout
+        log.warn(
+            "closing LDAP connection from {peer}: a request it started was not complete within {timeout} s",
+            peer=self._peer,
+            timeout=timeout,
+        )
+        self._disconnect(ResultCode.UNAVAILABLE, f"request not complete within {timeout:g} s")
 
     def _disconnect(self, code: int, message: str) -> None:
         """Send a Notice of Disconnection (RFC 4511, section 4.4.1) and close."""
@@ -240,8 +332,45 @@ class LDAPServerProtocol(Protocol):
             ber.tlv(0x8A, NOTICE_OF_DISCONNECTION_OID.encode("ascii")),
         )
         self.transport.write(ber.ldap_message(0, notice))  # type: ignore[union-attr]
+        self._close()
+
+    def _close(self) -> None:
+        """Close after flushing what is queued; the one way a connection is closed by us.
+
+        Unregistering as producer first is what lets the transport finish closing (it waits for
+        a registered producer forever); the abort deadline covers a client that never reads.
+        """
+        if self._closing:
+            return
         self._closing = True
-        self.transport.loseConnection()  # type: ignore[union-attr]
+        self._streams.clear()
+        self._buffer = bytearray()
+        if self._request_call is not None and self._request_call.active():
+            self._request_call.cancel()
+        self._request_call = None
+        transport: Any = self.transport
+        if self._producing:
+            self._producing = False
+            transport.unregisterProducer()
+        transport.loseConnection()
+        if self.limits.close_timeout > 0 and self._abort_call is None:
+            self._abort_call = self.server.reactor.callLater(self.limits.close_timeout, self._abort)
+
+    def _abort(self) -> None:
+        """Drop the connection now, discarding what it has not taken."""
+        self._abort_call = None
+        self._closing = True
+        self._streams.clear()
+        transport: Any = self.transport
+        if self._producing:
+            self._producing = False
+            transport.unregisterProducer()
+        self.server.stats["aborted_connections"] += 1
+        abort = getattr(transport, "abortConnection", None)
+        if abort is not None:
+            abort()
+        else:
+            transport.loseConnection()
 
     def _protocol_violation(self, message: str) -> None:
         log.warn("LDAP protocol error from {peer}: {problem}", peer=self._peer, problem=message)
@@ -255,26 +384,51 @@ class LDAPServerProtocol(Protocol):
         if self.limits.idle_timeout > 0:
             self._last_activity = self.server.reactor.seconds()
         buffer = self._buffer
-        if not buffer:
+        if not buffer and not (self._paused or self._streams):
             # Usual case: the read holds whole messages; decode them in place, no copies.
             used = self._consume(data, False)
             if used < len(data) and not self._closing:
                 buffer += memoryview(data)[used:]
-            return
-        buffer += data
+        else:
+            buffer += data
+            if not (self._paused or self._streams):
+                self._consume_buffer()
+        self._after_input()
+
+    def _consume_buffer(self) -> None:
+        buffer = self._buffer
         used = self._consume(buffer, True)
+        if used and not self._closing:
+            # Compact once per read: what is left is at most one partial PDU (or, while output
+            # is blocked, what one read brought).
+            del buffer[:used]
+
+    def _after_input(self) -> None:
+        """Read on only while output flows; keep the deadline of a partial request."""
         if self._closing:
             return
-        if used:
-            # Compact once per read: what is left is at most one partial PDU.
-            del buffer[:used]
+        blocked = self._paused or bool(self._streams)
+        transport: Any = self.transport
+        if blocked and not self._reading_paused:
+            self._reading_paused = True
+            transport.pauseProducing()
+        elif not blocked and self._reading_paused:
+            self._reading_paused = False
+            transport.resumeProducing()
+        timeout = self.limits.request_timeout
+        if self._buffer and not blocked and timeout > 0:
+            if self._request_call is None:
+                self._request_call = self.server.reactor.callLater(timeout, self._request_too_slow)
+        elif self._request_call is not None and not self._buffer:
+            self._request_call.cancel()
+            self._request_call = None
 
     def _consume(self, data: bytes | bytearray, copy: bool) -> int:
         """Handle every complete message in ``data``; returns the number of bytes used."""
         pos = 0
         end = len(data)
         limit = self.limits.max_pdu_bytes
-        while pos < end and not self._closing:
+        while pos < end and not (self._closing or self._paused or self._streams):
             try:
                 header = wire.read_pdu_header(data, pos, end)
             except ProtocolError as e:
@@ -302,6 +456,9 @@ class LDAPServerProtocol(Protocol):
                 self._protocol_violation("undecodable LDAPMessage")
                 return pos
             pos = stop
+            if self._request_call is not None:  # a whole request arrived: its deadline is met
+                self._request_call.cancel()
+                self._request_call = None
             self._dispatch(message)
         return pos
 
@@ -536,28 +693,43 @@ class LDAPServerProtocol(Protocol):
         """
         if self._closing:
             return
-        if stop - start > STREAM_CHUNK_ENTRIES or self._streams:
+        if stop - start > STREAM_CHUNK_ENTRIES or self._streams or self._paused:
             self._streams.append([message_id, result, start, stop, final, controls])
-            if len(self._streams) == 1:
-                self.transport.registerProducer(self, False)  # type: ignore[union-attr]
+            self._write_streams()
             return
         self._write_chunk(message_id, result, start, stop, final, controls)
 
-    # IPullProducer, registered while large results are being streamed
+    def _write_streams(self) -> None:
+        """Write queued results chunk by chunk until they are done or the transport pauses us."""
+        streams = self._streams
+        while streams and not (self._paused or self._closing):
+            job = streams[0]
+            message_id, result, start, stop, final, controls = job
+            end = min(stop, start + STREAM_CHUNK_ENTRIES)
+            last = end >= stop
+            if last:
+                streams.pop(0)
+            else:
+                job[2] = end
+            self._write_chunk(message_id, result, start, end, final and last, controls if last else b"", done=last)
+
+    # IPushProducer: the transport pauses us when its send buffer is full, resumes us when drained.
+    def pauseProducing(self) -> None:
+        self._paused = True
+        if not self._reading_paused and not self._closing:
+            self._reading_paused = True
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+
     def resumeProducing(self) -> None:
-        if not self._streams or self._closing:
+        if self._closing:
             return
-        job = self._streams[0]
-        message_id, result, start, stop, final, controls = job
-        end = min(stop, start + STREAM_CHUNK_ENTRIES)
-        last = end >= stop
-        self._write_chunk(message_id, result, start, end, final and last, controls if last else b"", done=last)
-        if last:
-            self._streams.pop(0)
-            if not self._streams and not self._closing:
-                self.transport.unregisterProducer()  # type: ignore[union-attr]
-        else:
-            job[2] = end
+        self._paused = False
+        if self.limits.idle_timeout > 0:
+            self._last_activity = self.server.reactor.seconds()  # the client is reading
+        self._write_streams()
+        if not (self._paused or self._streams or self._closing) and self._buffer:
+            self._consume_buffer()  # requests that waited for the output to drain
+        self._after_input()
 
     def stopProducing(self) -> None:
         self._streams.clear()
@@ -636,17 +808,49 @@ class LDAPServerProtocol(Protocol):
                 "unauthenticated bind (DN with no password) disallowed",
             )
             return
-        expected = self.server.credentials.get(dse.normalise_dn(op.dn))
-        if expected is None or not hmac.compare_digest(expected, op.password):
-            log.info("failed bind as {dn} from {peer}", dn=op.dn, peer=self._peer)
-            self._result(message_id, TAG_BIND_RESPONSE, ResultCode.INVALID_CREDENTIALS, "invalid credentials for DN")
-            return
-        self.bind_dn = op.dn
-        self._result(message_id, TAG_BIND_RESPONSE, ResultCode.SUCCESS)
+        dn_key = "dn:" + dse.normalise_dn(op.dn)
+        address_key = "address:" + self._host
+        throttle = self.server.bind_throttle
+        reactor = self.server.reactor
+        password = op.password
+
+        def judge() -> str:
+            expected = self.server.credentials.get(dn_key[3:])
+            now = reactor.seconds()
+            if expected is None or not hmac.compare_digest(expected, password):
+                dn_failures = throttle.record(dn_key, now)
+                address_failures = throttle.record(address_key, now)
+                self.server.stats["failed_binds"] += 1
+                log.warn(
+                    "failed bind as {dn} from {peer}: {dn_failures} recent failures for this DN, "
+                    "{address_failures} from {host}; the next bind waits {delay:g} s",
+                    dn=op.dn,
+                    peer=self._peer,
+                    host=self._host,
+                    dn_failures=dn_failures,
+                    address_failures=address_failures,
+                    delay=throttle.delay((dn_key, address_key), now),
+                )
+                raise InvalidCredentials("invalid credentials for DN")
+            throttle.forget(dn_key)
+            return op.dn
+
+        def bound(mid: int, dn: str) -> None:
+            self.bind_dn = dn
+            self._result(mid, TAG_BIND_RESPONSE, ResultCode.SUCCESS)
+
+        # Wait before judging, whatever the outcome, so a right password is not answered
+        # faster than a wrong one while this DN or address is being guessed at.
+        delay = throttle.delay((dn_key, address_key), reactor.seconds())
+        if delay > 0:
+            self._call_backend(
+                message_id, TAG_BIND_RESPONSE, "bind", lambda: task.deferLater(reactor, delay, judge), bound
+            )
+        else:
+            self._call_backend(message_id, TAG_BIND_RESPONSE, "bind", judge, bound)
 
     def _handle_unbind(self, message_id: int, op: wire.UnbindOp, controls: tuple[wire.Control, ...]) -> None:
-        self._closing = True
-        self.transport.loseConnection()  # type: ignore[union-attr]
+        self._close()
 
     def _handle_abandon(self, message_id: int, op: wire.AbandonOp, controls: tuple[wire.Control, ...]) -> None:
         target = op.message_id

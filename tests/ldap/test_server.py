@@ -142,7 +142,7 @@ class BindTests(ServerTestCase):
 
     def test_wrong_password_or_unknown_dn(self) -> None:
         """A bad password or an unknown DN gives invalidCredentials and leaves the client anonymous."""
-        client = self.client()
+        client = self.client(bind_failure_delay=0)
         self.bind(client, "cn=admin,o=grid", b"secret")
         for dn, password in (("cn=admin,o=grid", b"wrong"), ("cn=nobody,o=grid", b"secret")):
             response = self.bind(client, dn, password)
@@ -150,6 +150,45 @@ class BindTests(ServerTestCase):
             self.assertEqual(response.errorMessage, b"invalid credentials for DN")
         client.search()
         self.assertEqual(self.backend.requests[-1].bind_dn, "")
+
+    def test_failed_binds_slow_down_later_binds_of_that_dn_and_address(self) -> None:
+        """After wrong passwords, the next bind of that DN (or from that address) is judged only
+        after an exponential, capped delay on the server's clock; the right password waits as
+        long as a wrong one, the failures are logged at warn with counts and counted."""
+        client = self.client(bind_failure_delay=1.0, bind_failure_max_delay=4.0)
+        with capturedLogs() as events:
+            self.assertEqual(self.bind(client, "cn=admin,o=grid", b"wrong").resultCode, ResultCode.INVALID_CREDENTIALS)
+        self.assertEqual(events[-1]["log_level"].name, "warn")
+        self.assertEqual((events[-1]["dn_failures"], events[-1]["address_failures"]), (1, 1))
+        for expected_delay in (1.0, 2.0, 4.0, 4.0):
+            client.send(L.LDAPBindRequest(version=3, dn="cn=admin,o=grid", auth=b"wrong"))
+            self.clock.advance(expected_delay - 0.01)
+            self.assertEqual(client.responses(), [])
+            self.clock.advance(0.01)
+            (response,) = client.responses()
+            self.assertEqual(response.value.resultCode, ResultCode.INVALID_CREDENTIALS)
+        # The right password from another address: the DN's delay still applies (4 s).
+        other = Client(self.factory, port=40001)
+        other.send(L.LDAPBindRequest(version=3, dn="cn=admin,o=grid", auth=b"secret"))
+        self.clock.advance(3.9)
+        self.assertEqual(other.responses(), [])
+        self.clock.advance(0.1)
+        (response,) = other.responses()
+        self.assertEqual(response.value.resultCode, ResultCode.SUCCESS)
+        self.assertEqual(self.factory.stats["failed_binds"], 5)
+        # Success forgot the DN; failures are also forgotten after a quiet period.
+        self.clock.advance(601)
+        self.assertEqual(self.bind(Client(self.factory), "cn=admin,o=grid", b"secret").resultCode, ResultCode.SUCCESS)
+
+    def test_disconnect_during_a_delayed_bind_leaves_nothing_behind(self) -> None:
+        """A guesser that hangs up while its bind is delayed costs nothing more: the delayed
+        call is cancelled with the connection."""
+        client = self.client(bind_failure_delay=1.0)
+        self.bind(client, "cn=admin,o=grid", b"wrong")
+        client.send(L.LDAPBindRequest(version=3, dn="cn=admin,o=grid", auth=b"wrong"))
+        self.assertEqual(len(self.clock.getDelayedCalls()), 2)  # idle timer + delayed bind
+        client.protocol.connectionLost()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_dn_without_password_is_refused(self) -> None:
         """An unauthenticated bind (DN, no password) is refused as OpenLDAP does."""
@@ -611,40 +650,211 @@ class LimitsTests(ServerTestCase):
         self.assertEqual(len(client.protocol._buffer), 0)
 
 
+class BufferedTransport(CountingTransport):
+    """A transport that behaves as Twisted's TCP transport does towards a streaming producer:
+    it pauses the producer when more than ``bufferSize`` bytes wait to be sent, and resumes it
+    when :meth:`drain` (the client reading) empties the buffer."""
+
+    bufferSize = 65536
+
+    def __init__(self, port: int) -> None:
+        super().__init__(port)
+        self.producer_paused = False
+        self.delivered = bytearray()
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if self.producer is not None and self.streaming and len(self.io.getvalue()) > self.bufferSize:
+            if not self.producer_paused:
+                self.producer_paused = True
+                self.producer.pauseProducing()
+
+    def drain(self) -> None:
+        """The client reads everything queued; a paused producer is resumed."""
+        self.delivered += self.value()
+        self.clear()
+        if self.producer is not None and self.producer_paused:
+            self.producer_paused = False
+            self.producer.resumeProducing()
+
+
+class SlowClient(Client):
+    """A client whose transport applies backpressure."""
+
+    def __init__(self, factory: LDAPServerFactory, port: int = 40000) -> None:
+        self.protocol = factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", port))
+        self.transport = BufferedTransport(port)
+        self.protocol.makeConnection(self.transport)
+        self.next_id = 1
+
+    def read_all(self) -> list[Any]:
+        """Drain until the server has nothing more to send; the responses, in order."""
+        while True:
+            before = len(self.transport.delivered)
+            self.transport.drain()
+            if len(self.transport.delivered) == before and not self.transport.value():
+                break
+        data = bytes(self.transport.delivered)
+        self.transport.delivered.clear()
+        return pureber.berDecodeMultiple(data, _DECODER)
+
+
+def _big_backend(n: int) -> DictBackend:
+    entries: dict[str, dict[str, list[str]]] = {
+        f"cn=e{i},o=grid": {"objectClass": ["top"], "cn": [f"e{i}"], "description": ["x" * 100]} for i in range(n)
+    }
+    entries["o=grid"] = {"objectClass": ["top", "organization"], "o": ["grid"]}
+    return DictBackend(entries)
+
+
+ALL = L.LDAPSearchRequest(baseObject="o=grid", scope=2, filter=L.LDAPFilter_present("objectClass"))
+UNBIND = L.LDAPMessage(L.LDAPUnbindRequest(), id=99).toWire()
+
+
 class StreamingTests(ServerTestCase):
-    def test_large_result_streams_in_chunks_as_the_transport_drains(self) -> None:
-        """A full dump goes out in chunks pulled by the transport, all entries then the done, in order."""
+    def slow_client(self, backend: DictBackend, **limits: Any) -> SlowClient:
+        self.factory = self.make(backend, **limits)
+        return SlowClient(self.factory)
+
+    def test_large_result_streams_as_the_client_reads(self) -> None:
+        """A full dump is written a chunk at a time as the client reads, all entries then the
+        done, in order; the server never queues much more than its send buffer."""
         from gridinfo.ldap.server import STREAM_CHUNK_ENTRIES
 
         n = STREAM_CHUNK_ENTRIES * 3 + 7
-        entries = {f"cn=e{i},o=grid": {"objectClass": ["top"], "cn": [f"e{i}"]} for i in range(n)}
-        entries["o=grid"] = {"objectClass": ["top", "organization"], "o": ["grid"]}
-        client = self.client(DictBackend(entries))
-        client.send(L.LDAPSearchRequest(baseObject="o=grid", scope=2, filter=L.LDAPFilter_present("objectClass")))
-        producer = client.transport.producer
-        self.assertIs(producer, client.protocol)
-        self.assertFalse(client.transport.streaming)
-        self.assertEqual(client.transport.value(), b"")  # nothing written until the transport asks
-        chunks = 0
-        while client.transport.producer is not None:
-            producer.resumeProducing()
-            chunks += 1
-        self.assertEqual(chunks, 4)
-        responses = client.responses()
+        client = self.slow_client(_big_backend(n))
+        self.assertIs(client.transport.producer, client.protocol)
+        self.assertTrue(client.transport.streaming)
+        client.send(ALL)
+        queued = len(client.transport.value())
+        self.assertLess(queued, client.transport.bufferSize + STREAM_CHUNK_ENTRIES * 200)
+        responses = client.read_all()
         self.assertEqual(len(responses), n + 2)
         self.assertTrue(all(isinstance(r.value, L.LDAPSearchResultEntry) for r in responses[:-1]))
         self.assertEqual(responses[-1].value.resultCode, 0)
 
     def test_small_answers_queue_behind_a_stream(self) -> None:
-        """A search answered while a stream is under way is sent after it, whole."""
+        """A search sent while a stream is under way is answered after it, whole."""
         from gridinfo.ldap.server import STREAM_CHUNK_ENTRIES
 
-        entries = {f"cn=e{i},o=grid": {"objectClass": ["top"], "cn": [f"e{i}"]} for i in range(STREAM_CHUNK_ENTRIES + 1)}
-        entries["o=grid"] = {"objectClass": ["top", "organization"], "o": ["grid"]}
-        client = self.client(DictBackend(entries))
-        first = client.send(L.LDAPSearchRequest(baseObject="o=grid", scope=2, filter=L.LDAPFilter_present("objectClass")))
+        client = self.slow_client(_big_backend(STREAM_CHUNK_ENTRIES + 1))
+        first = client.send(ALL)
         second = client.send(L.LDAPSearchRequest(baseObject="o=grid", scope=0, filter=L.LDAPFilter_present("objectClass")))
-        while client.transport.producer is not None:
-            client.transport.producer.resumeProducing()
-        ids = [r.id for r in client.responses()]
+        ids = [r.id for r in client.read_all()]
         self.assertEqual(ids, [first] * (STREAM_CHUNK_ENTRIES + 3) + [second] * 2)
+
+    def test_pipelining_client_that_never_reads_is_not_read_either(self) -> None:
+        """40 pipelined 300-entry searches from a client that reads nothing: the server stops
+        dispatching and stops reading once its send buffer is full, so it holds about one buffer
+        of answers; when the client reads, every search is answered, in order."""
+        client = self.slow_client(_big_backend(300))
+        requests = b"".join(L.LDAPMessage(ALL, id=i).toWire() for i in range(1, 41))
+        client.raw(requests)
+        self.assertEqual(client.transport.producerState, "paused")  # reading stopped
+        self.assertLess(len(self.backend.requests), 5)
+        self.assertLess(len(client.transport.value()), 2 * 65536 + 300 * 200)
+        responses = client.read_all()
+        self.assertEqual(len(self.backend.requests), 40)
+        done = [r.id for r in responses if isinstance(r.value, L.LDAPSearchResultDone)]
+        self.assertEqual(done, list(range(1, 41)))
+        self.assertEqual(client.transport.producerState, "producing")  # reading again
+
+    def test_unbind_during_a_stream_closes_the_connection(self) -> None:
+        """Search-everything + Unbind in one write: the server stops the stream, unregisters as
+        producer (so the transport can finish closing) and closes; the slot is freed."""
+        client = self.slow_client(_big_backend(2000))
+        client.raw(L.LDAPMessage(ALL, id=1).toWire() + UNBIND)
+        client.transport.drain()  # the client reads a little and then the Unbind is seen
+        client.read_all()
+        self.assertTrue(client.closed)
+        self.assertIsNone(client.transport.producer)
+        client.protocol.connectionLost()
+        self.assertEqual(self.factory.connections, 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_closing_connection_that_never_flushes_is_aborted(self) -> None:
+        """A client that stops reading before the server's notice of disconnection could be
+        sent is aborted after close_timeout, on the server's clock."""
+        client = self.slow_client(_big_backend(2000), close_timeout=10)
+        client.send(ALL)
+        client.raw(b"\x30\x84\xff\xff\xff\xff")  # garbage: seen once the stream is out
+        for _ in range(100):
+            if client.closed:
+                break
+            client.transport.drain()  # the client reads the stream, then stops reading
+        self.assertTrue(client.closed)
+        self.assertIsNone(client.transport.producer)
+        self.assertFalse(getattr(client.transport, "disconnected", False))
+        self.clock.advance(10)
+        self.assertTrue(client.transport.disconnected)  # abortConnection
+        self.assertEqual(self.factory.stats["aborted_connections"], 1)
+
+    def test_stream_to_a_client_that_reads_nothing_is_aborted_at_the_idle_timeout(self) -> None:
+        """A connection whose client reads none of a large result for idle_timeout counts as idle:
+        it is aborted, its slot freed."""
+        client = self.slow_client(_big_backend(2000), idle_timeout=60)
+        client.send(ALL)
+        self.clock.advance(59)
+        self.assertFalse(client.closed)
+        self.clock.advance(1)
+        self.assertTrue(client.transport.disconnected)
+
+    def test_a_reading_client_is_not_idle(self) -> None:
+        """A slow but reading client of a large result is not cut off by the idle timeout."""
+        client = self.slow_client(_big_backend(3000), idle_timeout=60)
+        client.send(ALL)
+        for _ in range(4):
+            self.clock.advance(50)
+            client.transport.drain()
+        self.assertFalse(client.closed)
+
+
+class SlowRequestTests(ServerTestCase):
+    def test_request_trickling_in_is_cut_at_the_request_timeout(self) -> None:
+        """One byte every few seconds does not keep a connection forever: a request that has
+        started must be whole within request_timeout, whatever the idle timer says."""
+        client = self.client(request_timeout=30, idle_timeout=300)
+        data = L.LDAPMessage(ALL, id=1).toWire()
+        for byte in data[:12]:
+            client.raw(bytes([byte]))
+            self.clock.advance(2.9)
+        self.clock.advance(30 - 12 * 2.9)
+        (notice,) = client.responses()
+        self.assertEqual(notice.value.resultCode, ResultCode.UNAVAILABLE)
+        self.assertIn(b"request not complete within 30 s", notice.value.errorMessage)
+        self.assertTrue(client.closed)
+
+    def test_whole_requests_reset_the_request_deadline(self) -> None:
+        """A client sending whole requests slowly is never cut by the request deadline."""
+        client = self.client(request_timeout=30, idle_timeout=300)
+        data = L.LDAPMessage(L.LDAPSearchRequest(baseObject="o=grid", scope=0, filter=L.LDAPFilter_present("objectClass")), id=1).toWire()
+        for _ in range(5):
+            client.raw(data[:5])
+            self.clock.advance(20)
+            client.raw(data[5:])
+            self.clock.advance(20)
+        self.assertFalse(client.closed)
+        self.assertEqual(len(client.responses()), 10)
+
+
+class AddressLimitTests(ServerTestCase):
+    def test_one_address_cannot_take_every_slot(self) -> None:
+        """Past max_connections_per_address, a further connection from that address is refused
+        busy with the reason; other addresses are still served."""
+        factory = self.make(max_connections_per_address=3)
+        clients = [Client(factory, port=40000 + i) for i in range(3)]
+        with capturedLogs() as events:
+            refused = Client(factory, port=40010)
+        (notice,) = refused.responses()
+        self.assertEqual(notice.value.resultCode, ResultCode.BUSY)
+        self.assertIn(b"too many connections from 192.0.2.1 (limit 3)", notice.value.errorMessage)
+        self.assertTrue(any("refusing LDAP connection" in e["log_format"] for e in events))
+        other = factory.buildProtocol(IPv4Address("TCP", "198.51.100.7", 5000))
+        transport = CountingTransport(5000)
+        transport.peerAddr = IPv4Address("TCP", "198.51.100.7", 5000)
+        other.makeConnection(transport)
+        self.assertFalse(transport.disconnecting)
+        clients[0].protocol.connectionLost()
+        again = Client(factory, port=40011)
+        self.assertFalse(again.closed)
+        self.assertEqual(factory.connections_by_address["192.0.2.1"], 3)
