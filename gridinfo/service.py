@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from twisted.logger import Logger
 
 import gridinfo
-from gridinfo.config import GIISConfig, GRISConfig
+from gridinfo.config import GIISConfig, GRISConfig, validate
 from gridinfo.directory.schema import Schema, load_schema
 from gridinfo.directory.tree import DirectoryTree
 from gridinfo.gris.backend import GRISBackend, load_static_ldif
@@ -113,6 +113,7 @@ def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree |
     Its providers (``config.providers`` / ``plugins`` folders) feed the tree through soft
     state; their status is published under ``o=infosys``.
     """
+    validate(config)
     tree = tree if tree is not None else make_gris_tree(config)
     events = None
     vm_feed = None
@@ -161,6 +162,7 @@ def make_giis_service(config: GIISConfig, reactor: Any) -> service.MultiService:
     from gridinfo.giis.backend import GIISBackend, GIISMaintenance
     from gridinfo.giis.policy import RegistrationPolicy
 
+    validate(config)
     schema = load_schema(config.schema)
     tree = DirectoryTree(schema, indexed=DEFAULT_INDEXED)
     add_base_entries(tree, config.suffix)
