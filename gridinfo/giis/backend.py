@@ -115,7 +115,7 @@ class GIISBackend:
         self.marker = MARKER_PREFIX + (giis_id or uuid.uuid4().hex[:12])
         self.forwarder = Forwarder(
             reactor, marker=self.marker, late_answer_limit=config.late_answer_limit,
-            max_entries_per_child=config.max_entries_per_child,
+            max_entries_per_child=config.max_entries_per_child, schema=self.schema,
         )
         self.status = GIISStatus(tree)
 
@@ -154,7 +154,7 @@ class GIISBackend:
         self.children.close()
 
     def pull_mirror(self, child: Child) -> defer.Deferred[int]:
-        return pull_mirror(child, self.reactor, self.config.max_entries_per_child)
+        return pull_mirror(child, self.reactor, self.config.max_entries_per_child, self.forwarder.speller)
 
     def registration_status(self, now: float) -> SearchResult:
         return registration_status(self.tree, self.suffix, self.children.current(now), now)

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 
 from gridinfo.directory import ber
 from gridinfo.directory.query import SearchRequest
+from gridinfo.directory.schema import Schema
 from gridinfo.giis.answers import CachedAnswer, Decision, decide
 from gridinfo.giis.children import Child
 from gridinfo.giis.leases import LeaseState, format_generalized_time
@@ -73,7 +74,9 @@ class Forwarder:
         marker: str,
         late_answer_limit: float,
         max_entries_per_child: int,
+        schema: Schema | None = None,
     ):
+        self.speller = ClassSpeller(schema) if schema is not None else None
         self.reactor = reactor
         self.marker = marker
         self.late_answer_limit = late_answer_limit
@@ -153,7 +156,7 @@ class Forwarder:
             if result.code not in USABLE_CODES:
                 child.set_state("unreachable", f"answered {result.code}: {result.message}")
                 return None
-            entries = rename_into_giis(child, result.entries)
+            entries = rename_into_giis(child, result.entries, self.speller)
             answer = CachedAnswer(entries, result.code, now, no_such_object=result.code == 32)
             child.remember(key, answer)
             child.stats.latency = now - started
@@ -172,7 +175,49 @@ class Forwarder:
         return d.addCallback(ok).addErrback(failed)
 
 
-def rename_into_giis(child: Child, ops: list[bytes]) -> list[bytes]:
+class ClassSpeller:
+    """Object class names as the schema spells them (``MDS`` -> ``Mds``), as slapd returns them.
+
+    A child may store a class in any case; a parent that compares values (a BDII) would see a
+    change on every pull.  Entries whose class names are already spelled right pass as bytes.
+    """
+
+    def __init__(self, schema: Schema):
+        self.schema = schema
+        self._spelled: dict[bytes, bytes] = {}
+
+    def spell(self, value: bytes) -> bytes:
+        hit = self._spelled.get(value)
+        if hit is None:
+            text = value.decode("utf-8", "replace").strip()
+            oc = self.schema.object_class(text)
+            names = [n for n in oc.names if n.lower() == text.lower()] if oc is not None else []
+            hit = names[0].encode("utf-8") if names else value
+            if len(self._spelled) < 10_000:
+                self._spelled[value] = hit
+        return hit
+
+    def attributes(self, attrs: list[tuple[str, list[bytes]]]) -> list[tuple[str, list[bytes]]] | None:
+        """The attributes with class names spelled; None when they were spelled right already."""
+        changed = False
+        out = []
+        for name, vals in attrs:
+            if name.lower() == "objectclass":
+                spelled = [self.spell(v) for v in vals]
+                if spelled != vals:
+                    vals, changed = spelled, True
+            out.append((name, vals))
+        return out if changed else None
+
+    def entry(self, op: bytes) -> bytes:
+        dn, attrs = decode_entry(op)
+        out = self.attributes(attrs)
+        if out is None:
+            return op
+        return ber.search_result_entry(dn.encode("utf-8"), [ber.partial_attribute(n.encode(), v) for n, v in out])
+
+
+def rename_into_giis(child: Child, ops: list[bytes], speller: ClassSpeller | None = None) -> list[bytes]:
     """The child's entries under their GIIS names; those outside its suffix, and its suffix
     entry when mounted on the GIIS's own (ours wins), are left out."""
     ns = child.namespace
@@ -181,7 +226,8 @@ def rename_into_giis(child: Child, ops: list[bytes]) -> list[bytes]:
         dn = ns.to_giis(entry_dn(op))
         if dn is None or (ns.collapsed and dn is ns._mount_text):
             continue
-        out.append(rename_entry(op, dn))
+        renamed = rename_entry(op, dn)
+        out.append(speller.entry(renamed) if speller is not None else renamed)
     return out
 
 

@@ -208,10 +208,6 @@ class Lease:
             return LeaseState.INVALID
         return LeaseState.PURGED
 
-    def seconds_left(self, now: float) -> float:
-        """Time left on the lease proper (until validto); negative once INVALID."""
-        return self.registration.valid_to - now
-
 
 @dataclass
 class LeaseTable:
@@ -277,9 +273,6 @@ class LeaseTable:
         for lease in gone:
             del self.leases[lease.key]
         return gone
-
-    def remove(self, key: tuple[str, int, str]) -> Lease | None:
-        return self.leases.pop(key, None)
 
 
 __all__ = ["Lease", "LeaseState", "LeaseTable", "Registration", "format_generalized_time", "parse_generalized_time", "parse_registration"]

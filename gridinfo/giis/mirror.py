@@ -17,10 +17,11 @@ from gridinfo.directory import filters as F
 from gridinfo.directory.query import Scope, SearchRequest
 from gridinfo.errors import LDAPError, NoSuchObject, ResultCode
 from gridinfo.giis.children import Child
-from gridinfo.giis.forwarder import Part, mark_stale
+from gridinfo.giis.forwarder import ClassSpeller, Part, mark_stale
 from gridinfo.giis.leases import format_generalized_time
 from gridinfo.giis.namespace import Route
 from gridinfo.ldap.client import ClientResult, decode_entry, entry_dn
+from gridinfo.ldap.tree_backend import suffix_attributes
 
 
 def answer_from_mirror(child: Child, route: Route, request: SearchRequest, now: float) -> Part:
@@ -45,7 +46,9 @@ def answer_from_mirror(child: Child, route: Route, request: SearchRequest, now: 
     return Part(entries, False, truncated=result.code == ResultCode.SIZE_LIMIT_EXCEEDED, child=child.url)
 
 
-def pull_mirror(child: Child, reactor: IReactorTime, max_entries: int) -> defer.Deferred[int]:
+def pull_mirror(
+    child: Child, reactor: IReactorTime, max_entries: int, speller: ClassSpeller | None = None
+) -> defer.Deferred[int]:
     """Fetch the child's whole subtree; touch only entries that changed.  Returns changes."""
     assert child.mirror is not None
     started = reactor.seconds()
@@ -67,6 +70,8 @@ def pull_mirror(child: Child, reactor: IReactorTime, max_entries: int) -> defer.
             giis_dn = ns.to_giis(dn)
             if giis_dn is None:
                 continue
+            if speller is not None:
+                attrs = speller.attributes(attrs) or attrs
             entry = tree.builder.build(giis_dn, attrs, source=f"child:{child.url}")
             seen.add(entry.key)
             old = tree.get(entry.key)
@@ -74,6 +79,11 @@ def pull_mirror(child: Child, reactor: IReactorTime, max_entries: int) -> defer.
                 continue
             tree.add(entry)
             changes += 1
+        if ns.collapsed and ns.mount_key not in seen:
+            # the subtree's root, so searches based on the GIIS suffix find it (never returned)
+            seen.add(ns.mount_key)
+            if ns.mount_key not in tree.entries:
+                tree.add(tree.builder.build(ns._mount_text, suffix_attributes(ns._mount_text), source="giis"))
         for k in [k for k in tree.entries if k not in seen]:
             tree.remove(k)
             changes += 1

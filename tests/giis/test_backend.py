@@ -232,3 +232,24 @@ def test_the_server_size_limit_applies_across_children() -> None:
     answer(clients, 2, ces("b"))
     result = result_of(d)
     assert len(result.entries) == 3 and result.code == ResultCode.SIZE_LIMIT_EXCEEDED
+
+
+def test_object_class_names_come_back_as_the_schema_spells_them() -> None:
+    """A child storing ``objectClass: MDS`` or ``gluece`` is published as ``Mds`` / ``GlueCE`` (as slapd
+    answers), forwarded or mirrored, so a BDII above sees no change where there is none."""
+    backend, clock, clients = make()
+    register(backend, clock, 1)
+    d = search(backend, "(objectClass=*)")
+    answer(clients, 1, [entry("GlueCEUniqueID=x,mds-vo-name=local,o=grid", objectClass="gluece", GlueCEUniqueID="x"),
+                        entry("Mds-Vo-name=sub,mds-vo-name=local,o=grid", objectClass="MDS", Mds_Vo_name="sub")])
+    classes = sorted(v for op in result_of(d).entries for k, vs in decode_entry(op)[1] if k == "objectClass" for v in vs)
+    assert classes == [b"GlueCE", b"Mds", b"MdsVo", b"top"]  # (top and MdsVo: the GIIS's own suffix entry)
+    config = GIISConfig(name="site", children=(StaticChildConfig(url="ldap://127.0.0.1:7/mds-vo-name=local,o=grid", mode="mirror"),))
+    backend, clock, clients = make(config)
+    (child,) = backend.children.all()
+    backend.pull_mirror(child)
+    clients.made[("127.0.0.1", 7)].searches[-1][2].callback(
+        ClientResult(entries=[entry("Mds-Vo-name=sub,mds-vo-name=local,o=grid", objectClass="MDS", Mds_Vo_name="sub")])
+    )
+    (op,) = search(backend, "(Mds-Vo-name=sub)").entries
+    assert dict(decode_entry(op)[1])["objectClass"] == [b"Mds"]
