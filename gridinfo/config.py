@@ -332,6 +332,28 @@ def check_ldap_url(url: str, example: str) -> str | None:
     return None
 
 
+def _check_filter(text: str) -> str | None:
+    from gridinfo.directory.filters import parse_filter
+    from gridinfo.errors import LDAPError
+
+    try:
+        parse_filter(text)
+    except LDAPError as e:
+        return f"expected an LDAP filter such as (Mds-Service-hn=*.example.org), got {text!r} ({e.message})"
+    return None
+
+
+def _check_dn(text: str) -> str | None:
+    from gridinfo.directory.dn import parse_dn
+    from gridinfo.errors import LDAPError
+
+    try:
+        parse_dn(text)
+    except LDAPError as e:
+        return f"expected a DN such as GlueClusterUniqueID=ce1,mds-vo-name=local,o=grid, got {text!r} ({e.message})"
+    return None
+
+
 def check_value(kind: Any, name: str, value: Any, path: str) -> str | None:
     """The problem with one key's value (``path: expected ..., got ...``), or None."""
     problem: str | None = None
@@ -378,7 +400,17 @@ def validate(config: Any) -> Any:
         for i, p in enumerate(getattr(config, key, ())):
             if not os.path.exists(p):
                 problems.append(f"{key}[{i}]: expected an existing file or folder, got {p!r} (no such file or folder)")
+    for i, rule in enumerate(getattr(config, "policy", ())):
+        problem = _check_filter(rule.filter)
+        if problem:
+            problems.append(f"policy[{i}].filter: {problem}")
     if isinstance(config, GRISConfig):
+        for name, settings in [("provider_defaults", config.provider_defaults),
+                               *((f"provider.{n}", p) for n, p in config.provider.items())]:
+            if settings.base:
+                problem = _check_dn(settings.base)
+                if problem:
+                    problems.append(f"{name}.base: {problem}")
         vm = config.vm
         check(VMConfig, vm, "vm.")
         if vm.enabled and not vm.journal:

@@ -115,3 +115,23 @@ def test_configs_built_in_code_are_validated_too() -> None:
         make_giis_service(GIISConfig(name="a_b"), task.Clock())
     with pytest.raises(ConfigError, match="vm.journal"):
         validate(GRISConfig(vm=VMConfig(enabled=True)))
+
+
+def test_the_documented_provider_defaults_are_the_built_in_ones() -> None:
+    """conf/gris.yaml's provider_defaults section says what a GRIS does without it."""
+    from gridinfo.gris.providers import BUILTIN_PROVIDER_DEFAULTS
+
+    documented = load_config(CONF / "gris.yaml", GRISConfig).provider_defaults
+    for name in ("ttl", "keepto", "timelimit", "sizelimit", "max_output_bytes", "retry", "args", "env", "refresh"):
+        assert getattr(documented, name) == getattr(BUILTIN_PROVIDER_DEFAULTS, name), name
+
+
+def test_a_bad_policy_filter_and_a_bad_provider_base_are_refused_at_start(tmp_path: Path) -> None:
+    """Filters and DNs in the config are checked before anything starts, naming the key."""
+    giis = write(tmp_path, 'policy:\n  - filter: "(Mds-Service-hn=*"\n', "giis.yaml")
+    with pytest.raises(ConfigError, match=r"policy\[0\]\.filter: expected an LDAP filter") as e:
+        validate(load_config(giis, GIISConfig))
+    assert str(giis) in str(e.value)
+    gris = write(tmp_path, "provider:\n  host: {base: 'not a dn'}\n")
+    with pytest.raises(ConfigError, match=r"provider\.host\.base: expected a DN"):
+        validate(load_config(gris, GRISConfig))
