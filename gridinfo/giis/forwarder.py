@@ -26,7 +26,7 @@ from gridinfo.giis.answers import CachedAnswer, Decision, decide
 from gridinfo.giis.children import Child
 from gridinfo.giis.leases import LeaseState, format_generalized_time
 from gridinfo.giis.namespace import Route
-from gridinfo.ldap.client import ClientResult, decode_entry, entry_dn, rename_entry
+from gridinfo.ldap.client import ClientResult, _read, decode_entry, entry_dn, rename_entry
 
 #: result codes of a child's answer that still carry usable entries
 USABLE_CODES = (0, 3, 4, 32)
@@ -185,6 +185,7 @@ class ClassSpeller:
     def __init__(self, schema: Schema):
         self.schema = schema
         self._spelled: dict[bytes, bytes] = {}
+        self._attributes: dict[bytes, object] = {}  # an objectClass attribute's bytes -> respelled, or None
 
     def spell(self, value: bytes) -> bytes:
         hit = self._spelled.get(value)
@@ -210,11 +211,47 @@ class ClassSpeller:
         return out if changed else None
 
     def entry(self, op: bytes) -> bytes:
-        dn, attrs = decode_entry(op)
-        out = self.attributes(attrs)
-        if out is None:
-            return op
-        return ber.search_result_entry(dn.encode("utf-8"), [ber.partial_attribute(n.encode(), v) for n, v in out])
+        """The entry with its objectClass values spelled; the same bytes when they already are.
+
+        Only the attribute headers are walked; entries share a handful of objectClass
+        attributes, so the spelling of each distinct one (as bytes) is worked out once.
+        """
+        _, start, end = _read(op, 0, len(op))
+        _, _, dn_end = _read(op, start, end)
+        _, first, attrs_end = _read(op, dn_end, end)
+        pos = first
+        while pos < attrs_end:
+            _, a_start, a_end = _read(op, pos, attrs_end)
+            _, n_start, n_end = _read(op, a_start, a_end)
+            if n_end - n_start == 11 and op[n_start:n_end].lower() == b"objectclass":
+                raw = op[pos:a_end]
+                fixed = self._attributes.get(raw, _UNSEEN)
+                if fixed is _UNSEEN:
+                    fixed = self._respell(op, n_start, n_end, a_end)
+                    if len(self._attributes) < 10_000:
+                        self._attributes[raw] = fixed
+                if fixed is None:
+                    return op
+                assert isinstance(fixed, bytes)
+                content = op[first:pos] + fixed + op[a_end:attrs_end]
+                return ber.tlv(ber.APP_SEARCH_RESULT_ENTRY, op[start:dn_end] + ber.tlv(ber.SEQUENCE, content))
+            pos = a_end
+        return op
+
+    def _respell(self, op: bytes, n_start: int, n_end: int, a_end: int) -> bytes | None:
+        _, v_pos, v_end = _read(op, n_end, a_end)
+        values = []
+        while v_pos < v_end:
+            _, s, e = _read(op, v_pos, v_end)
+            values.append(op[s:e])
+            v_pos = e
+        spelled = [self.spell(v) for v in values]
+        if spelled == values:
+            return None
+        return ber.partial_attribute(op[n_start:n_end], spelled)
+
+
+_UNSEEN = object()
 
 
 def rename_into_giis(child: Child, ops: list[bytes], speller: ClassSpeller | None = None) -> list[bytes]:
