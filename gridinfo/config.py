@@ -214,16 +214,19 @@ def _convert(node: yaml.Node, tp: Any, path: str, source: str) -> Any:
                     source,
                     key_node.start_mark.line + 1,
                 )
-            values[name] = _convert(value_node, hints[name], f"{path + '.' if path else ''}{key}", source)
+            key_path = f"{path + '.' if path else ''}{key}"
+            values[name] = _convert(value_node, hints[name], key_path, source)
+            problem = check_value(tp, name, values[name], key_path)
+            if problem:
+                raise ConfigError(problem, source, value_node.start_mark.line + 1)
         return tp(**values)  # type: ignore[operator]
     origin = get_origin(tp)
     if origin is tuple:
         item = get_args(tp)[0]
-        if isinstance(node, yaml.ScalarNode) and node.tag != "tag:yaml.org,2002:null":
-            return (_convert(node, item, path, source),)
-        if isinstance(node, yaml.ScalarNode):
+        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
             return ()
         if not isinstance(node, yaml.SequenceNode):
+            # a scalar where a list is meant (``ldif: conf/ldif``) is a typo more often than not
             raise fail(_describe(tp))
         return tuple(_convert(n, item, f"{path}[{i}]", source) for i, n in enumerate(node.value))
     if origin is dict:
@@ -281,6 +284,150 @@ def load_config(path: str | os.PathLike[str], kind: type[Any]) -> Any:
         config = _convert(node, kind, "", source)
     config = replace(config, source=source)
     return resolve_paths(config, Path(path).resolve().parent)
+
+
+# -- validation: one place for every check of a value or of values together ----------------------
+#
+# check_value() runs on each key as the YAML is read (so the error has its line) and again,
+# from validate(), on the final config, whose values may also come from command-line flags or
+# from code.  validate() adds what needs more than one value: files that must exist, index
+# attributes the schema must know, the VM section's dependencies.  The daemons' wiring
+# (gridinfo.service) calls validate() before building anything.
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
+VM_SOURCES = ("cloud", "hypervisor", "vm", "batch")
+
+
+def check_giis_name(name: str) -> str | None:
+    if not name or not set(name) <= _NAME_CHARS:
+        return f"expected a GIIS name of letters, digits, - and . (MDS: a printable string, no _), got {name!r}"
+    return None
+
+
+def check_endpoint(endpoint: str) -> str | None:
+    """A Twisted server endpoint string (parsed, not listened on)."""
+    from twisted.internet import endpoints
+    from twisted.internet.testing import MemoryReactor
+
+    try:
+        endpoints.serverFromString(MemoryReactor(), endpoint)
+    except (ValueError, TypeError, KeyError) as e:
+        return (
+            f"expected a Twisted endpoint string such as tcp:2135:interface=127.0.0.1 or "
+            f"'tcp6:2135:interface=\\:\\:1', got {endpoint!r} ({e})"
+        )
+    return None
+
+
+def check_ldap_url(url: str, example: str) -> str | None:
+    """An ldap:// URL naming host, port and suffix."""
+    from gridinfo.ldap.client import LDAPURL
+
+    try:
+        parsed = LDAPURL.parse(url)
+    except ValueError as e:
+        return f"expected an LDAP URL such as {example}, got {url!r} ({e})"
+    if not parsed.base:
+        return f"expected an LDAP URL with a suffix, such as {example}, got {url!r}"
+    return None
+
+
+def _check_filter(text: str) -> str | None:
+    from gridinfo.directory.filters import parse_filter
+    from gridinfo.errors import LDAPError
+
+    try:
+        parse_filter(text)
+    except LDAPError as e:
+        return f"expected an LDAP filter such as (Mds-Service-hn=*.example.org), got {text!r} ({e.message})"
+    return None
+
+
+def _check_dn(text: str) -> str | None:
+    from gridinfo.directory.dn import parse_dn
+    from gridinfo.errors import LDAPError
+
+    try:
+        parse_dn(text)
+    except LDAPError as e:
+        return f"expected a DN such as GlueClusterUniqueID=ce1,mds-vo-name=local,o=grid, got {text!r} ({e.message})"
+    return None
+
+
+def check_value(kind: Any, name: str, value: Any, path: str) -> str | None:
+    """The problem with one key's value (``path: expected ..., got ...``), or None."""
+    problem: str | None = None
+    if kind is GIISConfig and name == "name":
+        problem = check_giis_name(value)
+    elif name == "listen" and kind in (GRISConfig, GIISConfig):
+        for i, endpoint in enumerate(value):
+            problem = check_endpoint(endpoint)
+            if problem:
+                return f"{path}[{i}]: {problem}"
+    elif kind is RegisterConfig and name == "url":
+        problem = check_ldap_url(value, "ldap://giis.example.org:2135/mds-vo-name=site,o=grid")
+    elif kind is StaticChildConfig and name == "url":
+        problem = check_ldap_url(value, "ldap://bdii.example.org:2170/mds-vo-name=resource,o=grid")
+    elif kind is VMConfig and name == "sources":
+        for dn, source in value.items():
+            if source not in VM_SOURCES:
+                return f"{path}.{dn}: expected one of {', '.join(VM_SOURCES)}, got {source!r}"
+    return f"{path}: {problem}" if problem else None
+
+
+def validate(config: Any) -> Any:
+    """Check a whole config (read from YAML, merged with flags, or built in code); returns it.
+
+    Raises ConfigError naming the config file, the key and what was expected.
+    """
+    source = getattr(config, "source", "<defaults>")
+    problems: list[str] = []
+
+    def check(kind: Any, obj: Any, prefix: str) -> None:
+        for f in fields(obj):
+            if f.name == "source":
+                continue
+            problem = check_value(kind, f.name, getattr(obj, f.name), prefix + f.name)
+            if problem:
+                problems.append(problem)
+
+    check(type(config), config, "")
+    for i, target in enumerate(getattr(config, "register", ())):
+        check(RegisterConfig, target, f"register[{i}].")
+    for i, child in enumerate(getattr(config, "children", ())):
+        check(StaticChildConfig, child, f"children[{i}].")
+    for key in ("ldif", "providers", "plugins", "schema"):
+        for i, p in enumerate(getattr(config, key, ())):
+            if not os.path.exists(p):
+                problems.append(f"{key}[{i}]: expected an existing file or folder, got {p!r} (no such file or folder)")
+    for i, rule in enumerate(getattr(config, "policy", ())):
+        problem = _check_filter(rule.filter)
+        if problem:
+            problems.append(f"policy[{i}].filter: {problem}")
+    if isinstance(config, GRISConfig):
+        for name, settings in [("provider_defaults", config.provider_defaults),
+                               *((f"provider.{n}", p) for n, p in config.provider.items())]:
+            if settings.base:
+                problem = _check_dn(settings.base)
+                if problem:
+                    problems.append(f"{name}.base: {problem}")
+        vm = config.vm
+        check(VMConfig, vm, "vm.")
+        if vm.enabled and not vm.journal:
+            problems.append("vm.journal: a file path is needed when vm.enabled is true")
+        for name, settings in config.provider.items():
+            if settings.feeds == "vm" and not vm.enabled:
+                problems.append(f"provider.{name}.feeds: vm needs the vm section enabled (vm.enabled: true)")
+        if config.index and not problems:
+            from gridinfo.directory.schema import load_schema
+
+            schema = load_schema(config.schema)
+            for i, attr in enumerate(config.index):
+                if schema.matching(attr) is None:
+                    problems.append(f"index[{i}]: expected an attribute type the schema defines, got {attr!r}")
+    if problems:
+        raise ConfigError("; ".join(problems), source)
+    return config
 
 
 def resolve_paths(config: Any, base: Path) -> Any:

@@ -15,10 +15,11 @@ from twisted.python.failure import Failure
 from twisted.logger import Logger
 
 import gridinfo
-from gridinfo.config import GIISConfig, GRISConfig
+from gridinfo.config import GIISConfig, GRISConfig, validate
 from gridinfo.directory.schema import Schema, load_schema
 from gridinfo.directory.tree import DirectoryTree
-from gridinfo.gris.backend import GRISBackend, add_base_entries, load_static_ldif
+from gridinfo.gris.backend import GRISBackend, load_static_ldif
+from gridinfo.ldap.tree_backend import add_base_entries
 from gridinfo.gris.providers import ProviderManager
 from gridinfo.ldap.server import LDAPServerFactory, ServerLimits
 
@@ -112,6 +113,7 @@ def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree |
     Its providers (``config.providers`` / ``plugins`` folders) feed the tree through soft
     state; their status is published under ``o=infosys``.
     """
+    validate(config)
     tree = tree if tree is not None else make_gris_tree(config)
     events = None
     vm_feed = None
@@ -143,7 +145,7 @@ def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree |
 
 def _registrar(config: Any, suffix: str, top: service.MultiService, reactor: Any) -> Any:
     """Upward registration (``register:``) for a GRIS or GIIS, registering the bound port."""
-    from gridinfo.giis.registrar import Registrar, bound_port, listener_host
+    from gridinfo.ldap.registrar import Registrar, bound_port, listener_host
 
     if not getattr(config, "register", ()):
         return None
@@ -157,32 +159,15 @@ def _registrar(config: Any, suffix: str, top: service.MultiService, reactor: Any
 
 def make_giis_service(config: GIISConfig, reactor: Any) -> service.MultiService:
     """A GIIS: own entries, leased registrations, forwarding to children, upward registration."""
-    from gridinfo.giis.backend import GIISBackend, GIISMaintenance, StaticChild
-    from gridinfo.giis.leases import LeaseTable
-    from gridinfo.giis.policy import PolicyRule, RegistrationPolicy
+    from gridinfo.giis.backend import GIISBackend, GIISMaintenance
+    from gridinfo.giis.policy import RegistrationPolicy
 
+    validate(config)
     schema = load_schema(config.schema)
     tree = DirectoryTree(schema, indexed=DEFAULT_INDEXED)
     add_base_entries(tree, config.suffix)
-    policy = RegistrationPolicy([PolicyRule(r.filter, r.bind_dn) for r in config.policy], schema, source=config.source)
-    backend = GIISBackend(
-        tree,
-        config.suffix,
-        reactor,
-        policy=policy,
-        leases=LeaseTable(max_registrants=config.max_registrants),
-        static_children=[
-            StaticChild(c.url, c.mode, c.timeout, c.cachettl, c.keep, c.period, c.bind_dn, c.password)
-            for c in config.children
-        ],
-        max_lease=config.max_lease,
-        default_timeout=config.default_timeout,
-        default_cachettl=config.default_cachettl,
-        late_answer_limit=config.late_answer_limit,
-        max_depth=config.max_depth,
-        max_entries_per_child=config.max_entries_per_child,
-        size_limit=config.limits.size_limit,
-    )
+    policy = RegistrationPolicy(config.policy, schema, source=config.source)
+    backend = GIISBackend(tree, config, reactor, policy=policy)
     factory = ldap_factory(backend, config, reactor)
     top = service.MultiService()
     top.setName("giis")

@@ -10,7 +10,7 @@ import argparse
 import sys
 from dataclasses import replace
 
-from gridinfo.config import GIISConfig, RegisterConfig, StaticChildConfig, load_config
+from gridinfo.config import GIISConfig, RegisterConfig, StaticChildConfig, check_giis_name, load_config
 from gridinfo.errors import ConfigError
 
 
@@ -39,8 +39,9 @@ def make_config(args: argparse.Namespace) -> GIISConfig:
     config = load_config(args.config, GIISConfig) if args.config else GIISConfig()
     changes: dict[str, object] = {}
     if args.name:
-        if not args.name.replace("-", "").replace(".", "").isalnum():
-            raise ConfigError(f"--name {args.name!r}: expected a printable string name (letters, digits, - or .)", "<command line>")
+        problem = check_giis_name(args.name)
+        if problem:
+            raise ConfigError(f"--name: {problem}", "<command line>")
         changes["name"] = args.name
     if args.listen:
         changes["listen"] = tuple(args.listen)

@@ -13,10 +13,11 @@ The open policy of the Globus install is one rule, ``(Mds-Service-hn=*)``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from twisted.logger import Logger
 
+from gridinfo.config import PolicyRuleConfig
+from gridinfo.directory.dn import loose_key
 from gridinfo.directory.entry import EntryBuilder
 from gridinfo.directory.evaluate import FilterCompiler, Predicate
 from gridinfo.directory.filters import parse_filter
@@ -29,22 +30,14 @@ log = Logger()
 OPEN_POLICY = "(Mds-Service-hn=*)"
 
 
-@dataclass(frozen=True)
-class PolicyRule:
-    """One acceptance rule: an LDAP filter over the registration, and an optional bind DN."""
-
-    filter: str
-    bind_dn: str = ""
-
-
 class RegistrationPolicy:
     """Compiled acceptance rules; :meth:`check` raises on refusal."""
 
-    def __init__(self, rules: Sequence[PolicyRule], schema: Schema, *, source: str = "policy"):
+    def __init__(self, rules: Sequence[PolicyRuleConfig], schema: Schema, *, source: str = "policy"):
         self.rules = tuple(rules)
         self.builder = EntryBuilder(schema)
         compiler = FilterCompiler(schema)
-        self._compiled: list[tuple[PolicyRule, Predicate]] = []
+        self._compiled: list[tuple[PolicyRuleConfig, Predicate]] = []
         for i, rule in enumerate(self.rules):
             try:
                 predicate = compiler.compile(parse_filter(rule.filter))
@@ -54,9 +47,9 @@ class RegistrationPolicy:
 
     @classmethod
     def open(cls, schema: Schema) -> RegistrationPolicy:
-        return cls([PolicyRule(OPEN_POLICY)], schema)
+        return cls([PolicyRuleConfig(OPEN_POLICY)], schema)
 
-    def check(self, dn: str, registration: Registration, bind_dn: str = "") -> PolicyRule:
+    def check(self, dn: str, registration: Registration, bind_dn: str = "") -> PolicyRuleConfig:
         """Return the rule that accepts the registration, or raise the refusal.
 
         InsufficientAccessRights when no rule matches or the registrant is bound as someone
@@ -67,7 +60,7 @@ class RegistrationPolicy:
         for rule, predicate in self._compiled:
             if predicate(entry) is not True:
                 continue
-            if rule.bind_dn and _norm(bind_dn) != _norm(rule.bind_dn):
+            if rule.bind_dn and loose_key(bind_dn) != loose_key(rule.bind_dn):
                 if not bind_dn:
                     error: LDAPError = InvalidCredentials(
                         f"registration of {who} must be made by a client bound as {rule.bind_dn}"
@@ -83,6 +76,3 @@ class RegistrationPolicy:
         log.warn("refused registration of {url}: {why}", url=who, why=error.message, bind_dn=bind_dn)
         raise error
 
-
-def _norm(dn: str) -> str:
-    return ",".join(part.strip().lower() for part in dn.split(","))

@@ -1,5 +1,7 @@
 """The GRIS backend: the directory tree behind the LDAP server, filled from LDIF and providers.
 
+The plain tree backend both daemons use lives in :mod:`gridinfo.ldap.tree_backend`.
+
 The backend answers searches synchronously from its tree.  Static LDIF files are loaded at
 start (BDII's ``ldif/`` contract); information providers (see the providers issue) will feed the
 same tree through soft state.  Writes are refused: a GRIS's data comes from its providers.
@@ -16,51 +18,11 @@ from twisted.logger import Logger
 
 from gridinfo.directory.ldif import LDIFError, LDIFLimits, iter_ldif_tolerant
 from gridinfo.directory.query import SearchRequest, SearchResult
-from gridinfo.directory.schema import Schema
 from gridinfo.directory.tree import DirectoryTree
-from gridinfo.errors import InputError, LDAPError, UnwillingToPerform
+from gridinfo.errors import InputError, LDAPError
+from gridinfo.ldap.tree_backend import ROOT_DN, TreeBackend, add_base_entries, suffix_attributes
 
 log = Logger()
-
-ROOT_DN = "o=grid"
-ROOT_ATTRIBUTES: list[tuple[str, list[bytes]]] = [
-    ("objectClass", [b"top", b"organization"]),
-    ("o", [b"grid"]),
-]
-
-
-def suffix_attributes(suffix: str) -> list[tuple[str, list[bytes]]]:
-    """The entry that names a GRIS or GIIS: ``mds-vo-name=<name>,o=grid``."""
-    rdn = suffix.split(",", 1)[0]
-    value = rdn.partition("=")[2].strip()
-    return [("objectClass", [b"top", b"MdsVo"]), ("Mds-Vo-name", [value.encode("utf-8")])]
-
-
-class TreeBackend:
-    """A backend serving one in-memory tree (GRIS data, or a GIIS's own entries)."""
-
-    write_refusal_message = "gridinfo is read-only: its data comes from information providers"
-
-    def __init__(self, tree: DirectoryTree, *, naming_contexts: Iterable[str] = (ROOT_DN,), size_limit: int = 0):
-        self.tree = tree
-        self._naming_contexts = list(naming_contexts)
-        self.size_limit = size_limit
-
-    @property
-    def schema(self) -> Schema:
-        return self.tree.schema
-
-    def naming_contexts(self) -> list[str]:
-        return list(self._naming_contexts)
-
-    def search(self, request: SearchRequest) -> SearchResult:
-        return self.tree.search(request, server_size_limit=self.size_limit)
-
-    def compare(self, dn: str, attribute: str, value: bytes) -> bool:
-        return self.tree.compare(dn, attribute, value)
-
-    def add(self, dn: str, attributes: list[tuple[str, list[bytes]]], bind_dn: str) -> None:
-        raise UnwillingToPerform(self.write_refusal_message)
 
 
 class SearchPreparer(Protocol):
@@ -94,13 +56,6 @@ class GRISBackend(TreeBackend):
         if wait is None:
             return self.tree.search(request, server_size_limit=self.size_limit)
         return wait.addCallback(lambda _: self.tree.search(request, server_size_limit=self.size_limit))
-
-
-def add_base_entries(tree: DirectoryTree, suffix: str) -> None:
-    """``o=grid`` and the suffix entry always exist (unless an LDIF gives its own version)."""
-    for dn, attrs in ((ROOT_DN, ROOT_ATTRIBUTES), (suffix, suffix_attributes(suffix))):
-        if tree.lookup(dn) is None:
-            tree.add(tree.build(dn, attrs, source="gridinfo"))
 
 
 def ldif_files(paths: Iterable[str]) -> list[Path]:
@@ -174,3 +129,6 @@ def load_static_ldif(tree: DirectoryTree, paths: Iterable[str], limits: LDIFLimi
             refuse(bad.pop(0))
         log.info("loaded {count} entries from {source}", count=loaded, source=source)
     return errors
+
+
+__all__ = ["GRISBackend", "ROOT_DN", "TreeBackend", "add_base_entries", "ldif_files", "load_static_ldif", "suffix_attributes"]

@@ -497,16 +497,6 @@ class SoftStateTable:
                 changes.append((name, old, r.state))
         return changes
 
-    def next_deadline(self) -> float | None:
-        """The earliest time at which :meth:`advance` has something to do."""
-        times = []
-        for r in self.records.values():
-            if r.state == DataState.FRESH and r.valid_to is not None:
-                times.append(r.valid_to)
-            elif r.state == DataState.STALE and r.keep_to is not None:
-                times.append(r.keep_to)
-        return min(times) if times else None
-
     # -- the tree -----------------------------------------------------------------------------
 
     def _install(self, r: ProviderRecord, new: dict[str, PublishedEntry]) -> list[str]:

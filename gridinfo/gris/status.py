@@ -11,15 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gridinfo.directory.dn import escape_value, is_descendant_key
+from gridinfo.directory.dn import escape_value
 from gridinfo.directory.tree import DirectoryTree
 from gridinfo.gris.softstate import ProviderRecord, SoftStateTable, generalized_time
-
-INFOSYS_DN = "o=infosys"
-INFOSYS_ATTRIBUTES: list[tuple[str, list[bytes]]] = [
-    ("objectClass", [b"top", b"organization"]),
-    ("o", [b"infosys"]),
-]
+from gridinfo.infosys import INFOSYS_DN, InfosysPublisher
 
 
 def provider_status_dn(name: str) -> str:
@@ -73,39 +68,31 @@ class StatusPublisher:
         self.start_time = start_time
         self.server_name = server_name
         self.searches = searches
-        self.infosys_key = tree.key(INFOSYS_DN)
         self.server_dn = f"cn={escape_value(server_name)},{INFOSYS_DN}"
-        self._published: set[str] = set()
+        self.infosys = InfosysPublisher(tree)
+        self.infosys_key = self.infosys.infosys_key
 
     def is_status_key(self, key: str) -> bool:
-        return is_descendant_key(key, self.infosys_key)
+        return self.infosys.is_status_key(key)
 
     def publish(self, now: float) -> None:
         """(Re)build every status entry; entries of providers that are gone are removed."""
         tree = self.tree
-        if tree.get(self.infosys_key) is None:
-            tree.add(tree.build(INFOSYS_DN, INFOSYS_ATTRIBUTES, source="gridinfo:status"))
-        keys: set[str] = set()
-        for r in self.table.records.values():
-            entry = tree.build(provider_status_dn(r.name), provider_status_attributes(r), source="gridinfo:status")
-            tree.add(entry)
-            keys.add(entry.key)
+        self.infosys.ensure_base()
         total = len(tree) - tree.subtree_sizes.get(self.infosys_key, 0)
-        server = tree.build(
-            self.server_dn,
-            [
-                ("objectClass", [b"top", b"GridinfoServerStatus"]),
-                ("cn", [self.server_name.encode("utf-8")]),
-                ("GridinfoTotalEntries", [str(max(0, total)).encode()]),
-                ("GridinfoProviderCount", [str(len(self.table.records)).encode()]),
-                ("GridinfoStartTime", [generalized_time(self.start_time)]),
-                ("GridinfoUptime", [str(int(max(0.0, now - self.start_time))).encode()]),
-                ("GridinfoSearches", [str(self.searches()).encode()]),
-            ],
-            source="gridinfo:status",
+        entries = [(provider_status_dn(r.name), provider_status_attributes(r)) for r in self.table.records.values()]
+        entries.append(
+            (
+                self.server_dn,
+                [
+                    ("objectClass", [b"top", b"GridinfoServerStatus"]),
+                    ("cn", [self.server_name.encode("utf-8")]),
+                    ("GridinfoTotalEntries", [str(max(0, total)).encode()]),
+                    ("GridinfoProviderCount", [str(len(self.table.records)).encode()]),
+                    ("GridinfoStartTime", [generalized_time(self.start_time)]),
+                    ("GridinfoUptime", [str(int(max(0.0, now - self.start_time))).encode()]),
+                    ("GridinfoSearches", [str(self.searches()).encode()]),
+                ],
+            )
         )
-        tree.add(server)
-        keys.add(server.key)
-        for key in self._published - keys:
-            tree.remove(key)
-        self._published = keys
+        self.infosys.replace(entries)

@@ -10,7 +10,7 @@ from typing import Any
 from twisted.internet import defer, reactor
 
 from gridinfo.config import GIISConfig, GRISConfig, RegisterConfig, StaticChildConfig
-from gridinfo.giis.registrar import bound_port
+from gridinfo.ldap.registrar import bound_port
 from gridinfo.service import make_giis_service, make_gris_service
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"

@@ -133,7 +133,6 @@ def test_lease_life_cycle_under_a_driven_clock() -> None:
     assert lease.state(clock.seconds()) is LeaseState.INVALID
     assert table.valid(clock.seconds()) == []
     assert [x.key for x in table.current(clock.seconds())] == [key]
-    assert lease.seconds_left(clock.seconds()) == 0
     clock.advance(199)
     assert table.get(key, clock.seconds()) is lease
     clock.advance(1)
@@ -171,7 +170,7 @@ def test_renewal_replaces_and_revives() -> None:
     assert new and len(table) == 2
 
 
-def test_registrant_cap() -> None:
+def test_a_registrant_cap_refuses_new_keys_and_lets_renewals_pass() -> None:
     """A cap on registrants refuses new keys but still lets existing ones renew."""
     table = LeaseTable(max_registrants=2)
     table.register(parse(message(T0, ttl=10, Mds_Service_hn="a"), T0), T0)

@@ -9,7 +9,8 @@ from gridinfo.directory.dn import DNNormaliser
 from gridinfo.directory.schema import default_schema
 from gridinfo.errors import ConfigError, InsufficientAccessRights, InvalidCredentials, ResultCode
 from gridinfo.giis.leases import parse_registration
-from gridinfo.giis.policy import PolicyRule, RegistrationPolicy
+from gridinfo.config import PolicyRuleConfig as PolicyRule
+from gridinfo.giis.policy import RegistrationPolicy
 from tests.giis.test_leases import T0, message
 
 SCHEMA = default_schema()
@@ -75,3 +76,13 @@ def test_bad_filter_is_a_config_error() -> None:
     """A typo in a policy filter stops the GIIS at start with the rule named."""
     with pytest.raises(ConfigError, match="policy rule 2"):
         RegistrationPolicy([PolicyRule("(Mds-Service-hn=*)"), PolicyRule("(Mds-Service-hn=*")], SCHEMA, source="giis.yaml")
+
+
+def test_bind_dn_with_spaces_around_separators_and_equals_passes_policy() -> None:
+    """A registrant bound as ``cn = cloud, o = grid`` (which the server's bind accepts) also passes
+    a rule written ``cn=cloud,o=grid``: both compare as the same DN."""
+    policy = RegistrationPolicy([PolicyRule("(Mds-Service-hn=*)", bind_dn="cn=cloud,o=grid")], SCHEMA)
+    assert policy.check(DN, reg(), bind_dn="cn = cloud, o = grid").bind_dn == "cn=cloud,o=grid"
+    assert policy.check(DN, reg(), bind_dn="CN=Cloud , O=Grid").bind_dn == "cn=cloud,o=grid"
+    with pytest.raises(InsufficientAccessRights):
+        policy.check(DN, reg(), bind_dn="cn=cloud2,o=grid")

@@ -131,7 +131,7 @@ class SilentServerTests(unittest.TestCase):
         assert reactor.seconds() - started < 3
 
 
-def test_ldap_url() -> None:
+def test_ldap_urls_name_host_port_and_a_percent_decoded_base() -> None:
     """Children and parents are named by LDAP URLs; the base is percent-decoded."""
     u = LDAPURL.parse("ldap://giis.example.org:2135/mds-vo-name=site,%20o=grid")
     assert (u.host, u.port, u.base) == ("giis.example.org", 2135, "mds-vo-name=site, o=grid")

@@ -130,11 +130,11 @@ class HierarchyTests(unittest.TestCase):
             f"dn: GlueCEUniqueID=g-ce{i}.example.org:2119/jobmanager-pbs-q,mds-vo-name=b,mds-vo-name=a,o=grid"
             for i in range(2)
         ]
-        assert a.backend.cycles + b.backend.cycles >= 1
+        assert a.backend.status.cycles + b.backend.status.cycles >= 1
         # ... and the status tree says so, at the GIIS that saw it come back round
-        seen = a if a.backend.cycles else b
+        seen = a if a.backend.status.cycles else b
         out, err, code = yield ldapsearch(seen.port, "-b", "cn=giis,o=infosys", "-s", "base")
         assert code == 0, err
         status = out.decode()
-        assert f"GridinfoCycles: {seen.backend.cycles}" in status
+        assert f"GridinfoCycles: {seen.backend.status.cycles}" in status
         assert "GridinfoLastCycle: " in status and "GridinfoChildCount: " in status

@@ -7,7 +7,7 @@ from typing import Any
 
 from gridinfo.directory.schema import default_schema
 from gridinfo.directory.tree import DirectoryTree
-from gridinfo.gris.backend import add_base_entries
+from gridinfo.ldap.tree_backend import add_base_entries
 from gridinfo.vm.acl import AccessPolicy
 from gridinfo.vm.backend import EventSink
 from gridinfo.vm.events import Event

@@ -1,0 +1,237 @@
+"""The children of a GIIS: static ones from the config, registered ones derived from the leases.
+
+Theory of operation
+-------------------
+The :class:`~gridinfo.giis.leases.LeaseTable` is the only record of who is registered.  A
+:class:`Child` is what the GIIS keeps *beside* a lease or a static entry: how the child is
+mounted, its cached answers, its health and its client connection.  :meth:`ChildRegistry.current`
+reads the lease table and reconciles::
+
+    lease table says            registry does
+    --------------------------  ------------------------------------------------------
+    lease present (VALID or     a Child for it (made on first sight, updated on renewal)
+      INVALID)
+    lease gone (PURGED: read    its Child is closed and dropped with its cache
+      or swept)
+    static child (config)       always a Child; never expires (its answers keep ``keep`` s)
+
+So there is one expiry path, the lease table's: a child disappears exactly when its lease does.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from gridinfo.config import GIISConfig, StaticChildConfig
+from gridinfo.directory.dn import DNNormaliser
+from gridinfo.directory.tree import DirectoryTree
+from gridinfo.giis.answers import CachedAnswer, expired
+from gridinfo.giis.leases import Lease, LeaseState, LeaseTable
+from gridinfo.giis.namespace import ChildNamespace
+from gridinfo.ldap.client import LDAPClient, LDAPURL
+
+log = Logger()
+
+ChildKey = tuple[str, int, str]
+MAX_CACHED_REQUESTS = 256  # per child
+
+
+@dataclass
+class ChildStats:
+    state: str = "new"  # new, ok, slow, unreachable, invalid
+    latency: float | None = None
+    entries: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    late_answers: int = 0
+    last_contact: float | None = None
+    last_error: str = ""
+
+
+class Child:
+    """One child of the GIIS: where it is, how it is mounted, its cache and its health."""
+
+    def __init__(
+        self,
+        key: ChildKey,
+        host: str,
+        port: int,
+        suffix: str,
+        namespace: ChildNamespace,
+        client: LDAPClient,
+        *,
+        static: StaticChildConfig | None = None,
+        lease: Lease | None = None,
+        timeout: float,
+        cachettl: float,
+    ):
+        self.key = key
+        self.host = host
+        self.port = port
+        self.suffix = suffix
+        self.namespace = namespace
+        self.client = client
+        self.static = static
+        self.lease = lease
+        self.timeout = timeout
+        self.cachettl = cachettl
+        self.mode = static.mode if static is not None else "forward"
+        self.cache: OrderedDict[tuple[Any, ...], CachedAnswer] = OrderedDict()
+        self.inflight: dict[tuple[Any, ...], defer.Deferred[CachedAnswer | None]] = {}
+        self.stats = ChildStats()
+        self.mirror: DirectoryTree | None = None
+        self.mirror_loop: task.LoopingCall | None = None
+        self.mirror_last_success: float | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ldap://{host}:{self.port}/{self.suffix}"
+
+    def lease_state(self, now: float) -> LeaseState:
+        if self.lease is None:
+            return LeaseState.VALID
+        return self.lease.state(now)
+
+    def keeps_until(self, answer_time: float) -> float:
+        """Until when an answer fetched at ``answer_time`` may be served (stale)."""
+        if self.lease is not None:
+            return self.lease.registration.keep_to
+        assert self.static is not None
+        return answer_time + self.static.keep
+
+    def remember(self, key: tuple[Any, ...], answer: CachedAnswer) -> None:
+        """Cache an answer (least recently used go first beyond MAX_CACHED_REQUESTS)."""
+        self.cache[key] = answer
+        self.cache.move_to_end(key)
+        while len(self.cache) > MAX_CACHED_REQUESTS:
+            self.cache.popitem(last=False)
+
+    def trim(self, now: float) -> None:
+        for k, answer in list(self.cache.items()):
+            if expired(self, answer, now):
+                del self.cache[k]
+
+    def set_state(self, state: str, error: str = "") -> None:
+        """Record health; log once per change of state."""
+        if state != self.stats.state:
+            if state == "ok":
+                log.info("child {url} is {state}", url=self.url, state=state)
+            else:
+                log.warn("child {url} is {state}: {error}", url=self.url, state=state, error=error)
+        self.stats.state = state
+        if error:
+            self.stats.last_error = error
+
+    def close(self) -> None:
+        if self.mirror_loop is not None and self.mirror_loop.running:
+            self.mirror_loop.stop()
+        self.client.close()
+
+
+ClientFactory = Callable[..., LDAPClient]
+
+
+class ChildRegistry:
+    """Static children plus one Child per current lease (see the table above)."""
+
+    def __init__(
+        self,
+        leases: LeaseTable,
+        giis_suffix: str,
+        normaliser: DNNormaliser,
+        client_factory: ClientFactory,
+        *,
+        default_timeout: float,
+        make_mirror: Callable[[], DirectoryTree],
+        static: Iterable[StaticChildConfig] = (),
+    ):
+        self.leases = leases
+        self.giis_suffix = giis_suffix
+        self.normaliser = normaliser
+        self.client_factory = client_factory
+        self.default_timeout = default_timeout
+        self.static: dict[ChildKey, Child] = {}
+        self._leased: dict[ChildKey, Child] = {}
+        for sc in static:
+            self._add_static(sc, make_mirror)
+
+    @classmethod
+    def from_config(
+        cls, config: GIISConfig, leases: LeaseTable, normaliser: DNNormaliser, client_factory: ClientFactory,
+        make_mirror: Callable[[], DirectoryTree],
+    ) -> ChildRegistry:
+        return cls(
+            leases, config.suffix, normaliser, client_factory,
+            default_timeout=config.default_timeout, make_mirror=make_mirror, static=config.children,
+        )
+
+    def _client(self, host: str, port: int, timeout: float, bind_dn: str = "", password: str = "") -> LDAPClient:
+        return self.client_factory(host, port, connect_timeout=timeout, bind_dn=bind_dn, password=password)
+
+    def _add_static(self, sc: StaticChildConfig, make_mirror: Callable[[], DirectoryTree]) -> None:
+        url = LDAPURL.parse(sc.url)
+        if not url.base:
+            raise ValueError(f"static child {sc.url!r} names no suffix (ldap://host:port/suffix)")
+        key = (url.host.lower(), url.port, self.normaliser.key(url.base))
+        child = Child(
+            key, url.host, url.port, url.base, ChildNamespace(url.base, self.giis_suffix, self.normaliser),
+            self._client(url.host, url.port, sc.timeout, sc.bind_dn, sc.password),
+            static=sc, timeout=sc.timeout, cachettl=sc.cachettl,
+        )
+        if sc.mode == "mirror":
+            child.mirror = make_mirror()
+        self.static[key] = child
+
+    def is_static(self, key: ChildKey) -> bool:
+        return key in self.static
+
+    def _for_lease(self, lease: Lease) -> Child:
+        reg = lease.registration
+        timeout = reg.timeout or self.default_timeout
+        child = self._leased.get(lease.key)
+        if child is None:
+            child = Child(
+                lease.key, reg.host, reg.port, reg.suffix, ChildNamespace(reg.suffix, self.giis_suffix, self.normaliser),
+                self._client(reg.host, reg.port, timeout), lease=lease, timeout=timeout, cachettl=reg.cachettl,
+            )
+            self._leased[lease.key] = child
+        child.lease = lease
+        child.timeout = timeout
+        child.cachettl = reg.cachettl
+        return child
+
+    def current(self, now: float) -> list[Child]:
+        """Every child searches may use now: static ones, then one per unpurged lease."""
+        leased = [self._for_lease(lease) for lease in self.leases.current(now)]
+        if len(leased) != len(self._leased):
+            live = {c.key for c in leased}
+            for key in [k for k in self._leased if k not in live]:
+                self._drop(self._leased.pop(key))
+        return list(self.static.values()) + leased
+
+    def _drop(self, child: Child) -> None:
+        log.info("dropping child {url}: its lease passed keepto", url=child.url)
+        child.close()
+
+    def sweep(self, now: float) -> int:
+        """Purge expired leases (and so their children); trim caches.  Returns children dropped."""
+        before = len(self._leased)
+        self.leases.sweep(now)
+        for child in self.current(now):
+            child.trim(now)
+        return before - len(self._leased)
+
+    def all(self) -> list[Child]:
+        """Every child known, without expiring anything (for shutdown)."""
+        return list(self.static.values()) + list(self._leased.values())
+
+    def close(self) -> None:
+        for child in self.all():
+            child.close()

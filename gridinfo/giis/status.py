@@ -1,0 +1,93 @@
+"""What a GIIS says about itself and its children: MDS2's registration status and ``o=infosys``.
+
+``-s base giisregistrationstatus`` on the GIIS suffix lists the registrants (MDS2), one entry
+per child with ``Mds-Reg-status``; ``o=infosys`` holds ``cn=giis`` (totals) and one
+``GridinfoChildStatus`` entry per child (health, latency, entries, cache hits, last
+error), rebuilt when searched.  Pure: ``now`` is passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gridinfo.directory.dn import escape_value
+from gridinfo.directory.query import SearchResult
+from gridinfo.directory.tree import DirectoryTree
+from gridinfo.giis.children import Child
+from gridinfo.giis.leases import format_generalized_time
+from gridinfo.infosys import INFOSYS_DN, InfosysPublisher
+
+Attributes = list[tuple[str, list[bytes]]]
+
+
+def child_attributes(child: Child, now: float) -> Attributes:
+    """The status of one child, in MDS2's registration terms plus gridinfo's health."""
+    stats = child.stats
+    attrs: Attributes = [
+        ("objectClass", [b"GridinfoChildStatus", b"MdsService", b"MdsServiceLdap"]),
+        ("GridinfoChildURL", [child.url.encode()]),
+        ("GridinfoChildSuffix", [child.suffix.encode()]),
+        ("GridinfoChildMode", [child.mode.encode()]),
+        ("GridinfoChildState", [stats.state.encode()]),
+        ("GridinfoChildEntries", [str(stats.entries).encode()]),
+        ("GridinfoChildCacheHits", [str(stats.cache_hits).encode()]),
+        ("GridinfoChildCacheMisses", [str(stats.cache_misses).encode()]),
+        ("Mds-Service-type", [b"ldap"]),
+        ("Mds-Service-hn", [child.host.encode()]),
+        ("Mds-Service-port", [str(child.port).encode()]),
+        ("Mds-Service-Ldap-suffix", [child.suffix.encode()]),
+        ("Mds-Service-Ldap-timeout", [str(int(child.timeout)).encode()]),
+        ("Mds-Service-Ldap-cachettl", [str(int(child.cachettl)).encode()]),
+        ("Mds-Reg-status", [child.lease_state(now).value.encode() if child.lease is not None else b"STATIC"]),
+    ]
+    if stats.latency is not None:
+        attrs.append(("GridinfoChildLatency", [str(int(stats.latency * 1000)).encode()]))
+    if stats.last_contact is not None:
+        attrs.append(("GridinfoChildLastContact", [format_generalized_time(stats.last_contact).encode()]))
+    if stats.last_error:
+        attrs.append(("GridinfoChildLastError", [stats.last_error.encode()]))
+    if child.lease is not None:
+        reg = child.lease.registration
+        attrs += [
+            ("Mds-Bind-Method-servers", [reg.bind_methods.encode()]),
+            ("Mds-Service-Ldap-sizelimit", [str(reg.size_limit).encode()]),
+            ("Mds-validfrom", [format_generalized_time(reg.valid_from).encode()]),
+            ("Mds-validto", [format_generalized_time(reg.valid_to).encode()]),
+            ("Mds-keepto", [format_generalized_time(reg.keep_to).encode()]),
+        ]
+    return attrs
+
+
+def registration_status(tree: DirectoryTree, suffix: str, children: Sequence[Child], now: float) -> SearchResult:
+    """MDS2's ``-s base giisregistrationstatus``: one entry per registrant."""
+    out = []
+    for child in children:
+        dn = (
+            f"Mds-Service-Ldap-suffix={escape_value(child.suffix)},Mds-Service-port={child.port},"
+            f"Mds-Service-hn={escape_value(child.host)},{suffix}"
+        )
+        out.append(tree.builder.build(dn, child_attributes(child, now)).encoded)
+    return SearchResult(entries=out)
+
+
+class GIISStatus:
+    """The ``o=infosys`` entries of one GIIS: ``cn=giis`` and one per child."""
+
+    def __init__(self, tree: DirectoryTree):
+        self.infosys = InfosysPublisher(tree, source="giis")
+        self.cycles = 0
+        self.last_cycle = ""
+
+    def publish(self, children: Sequence[Child], now: float) -> None:
+        totals: Attributes = [
+            ("objectClass", [b"top", b"GridinfoServerStatus"]),
+            ("cn", [b"giis"]),
+            ("GridinfoChildCount", [str(len(children)).encode()]),
+            ("GridinfoCycles", [str(self.cycles).encode()]),
+        ]
+        if self.last_cycle:
+            totals.append(("GridinfoLastCycle", [self.last_cycle.encode("utf-8")]))
+        entries: list[tuple[str, Attributes]] = [(f"cn=giis,{INFOSYS_DN}", totals)]
+        for child in children:
+            entries.append((f"GridinfoChildURL={escape_value(child.url)},{INFOSYS_DN}", child_attributes(child, now)))
+        self.infosys.replace(entries)
