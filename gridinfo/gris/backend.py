@@ -54,7 +54,7 @@ class TreeBackend:
         return list(self._naming_contexts)
 
     def search(self, request: SearchRequest) -> SearchResult:
-        return self.tree.search(request, server_size_limit=self.size_limit)
+        return self.tree.search(request, server_size_limit=self.size_limit, sliced=True)
 
     def compare(self, dn: str, attribute: str, value: bytes) -> bool:
         return self.tree.compare(dn, attribute, value)
@@ -92,8 +92,8 @@ class GRISBackend(TreeBackend):
     def search(self, request: SearchRequest) -> Any:  # SearchResult | Deferred[SearchResult]
         wait = self.providers.prepare_search(request)
         if wait is None:
-            return self.tree.search(request, server_size_limit=self.size_limit)
-        return wait.addCallback(lambda _: self.tree.search(request, server_size_limit=self.size_limit))
+            return self.tree.search(request, server_size_limit=self.size_limit, sliced=True)
+        return wait.addCallback(lambda _: self.tree.search(request, server_size_limit=self.size_limit, sliced=True))
 
 
 def add_base_entries(tree: DirectoryTree, suffix: str) -> None:
