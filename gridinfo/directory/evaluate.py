@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gridinfo.directory import filters as F
+from gridinfo.directory.applicable import rule_applies
 from gridinfo.directory.dn import parse_dn
 from gridinfo.errors import InvalidDNSyntax, UnwillingToPerform
 
@@ -337,6 +338,11 @@ class FilterCompiler:
             rule = get_rule(f.matching_rule)
             if rule is None:
                 raise UnwillingToPerform(f"unknown matching rule {f.matching_rule!r} in extensible match")
+            if m is not None:
+                at = self.schema.attribute(f.attribute)
+                own = (at.equality, at.ordering) if at is not None else ()
+                if not rule_applies(rule.name, m.syntax, own):
+                    return _undefined  # e.g. caseIgnoreMatch on an IA5 string, as slapd decides
             normalise = rule.normalise
             kind = "x:" + rule.name
             if rule.kind == "ordering":

@@ -385,25 +385,31 @@ class DirectoryTree:
         return best
 
     def compare(self, dn: str, attribute: str, value: bytes) -> bool:
-        """RFC 4511 compare: True/False, NoSuchObject, or UndefinedAttributeType-ish errors."""
-        from gridinfo.errors import InappropriateMatching, UndefinedAttributeType
+        """RFC 4511 compare: True/False, or the error slapd gives, checked in slapd's order.
 
+        An unknown attribute is undefinedAttributeType (17) and an assertion value its
+        equality rule rejects is invalidAttributeSyntax (21), both before the entry is looked
+        up; then noSuchObject (32), inappropriateMatching (18), noSuchAttribute (16).
+        """
+        from gridinfo.errors import InappropriateMatching, InvalidAttributeSyntax, LDAPError, UndefinedAttributeType
+
+        m = self.schema.matching(attribute)
+        if m is None:
+            raise UndefinedAttributeType(f"attribute type {attribute!r} is not defined in the schema")
+        if m.equality is not None and m.key != "objectclass" and m.equality(value) is None:
+            at = self.schema.attribute(attribute)
+            syntax = at.syntax if at is not None else None
+            raise InvalidAttributeSyntax(f"value {value[:64]!r} is not valid for attribute {m.name!r} (syntax {syntax})")
         key = self.normaliser.key(dn)
         entry = self.entries.get(key)
         if entry is None:
             raise NoSuchObject(f"no such entry: {dn!r}", matched_dn=self.matched_dn(key))
-        m = self.schema.matching(attribute)
-        if m is None:
-            raise UndefinedAttributeType(f"attribute type {attribute!r} is not defined in the schema")
         if m.key == "objectclass":
             pred = self.compiler.compile(F.Equality(attribute, value))
             return pred(entry) is True
         if m.equality is None:
             raise InappropriateMatching(f"attribute {attribute!r} has no equality matching rule")
         if not any(entry.has(k) for k in self.compiler.subtype_keys(m.key)):
-            from gridinfo.errors import LDAPError
-
             raise LDAPError(f"entry has no attribute {attribute!r}", code=ResultCode.NO_SUCH_ATTRIBUTE)
         pred = self.compiler.compile(F.Equality(attribute, value))
         return pred(entry) is True
-
