@@ -1159,8 +1159,9 @@ def _schema_files(path: Path) -> list[Path]:
 def load_schema(paths: Iterable[str | os.PathLike[str]], *, include_default: bool = True) -> Schema:
     """Load schema files (or directories: their ``*.schema`` files in sorted order), in order.
 
-    With ``include_default`` gridinfo's bundled schemas (core, mds, glue-1.3, gridinfo) are
-    loaded first, so the files given can add to them or replace definitions by OID.
+    With ``include_default`` gridinfo's bundled schemas (every ``*.schema`` in ``schemas/``:
+    core, GLUE 1.3, GLUE 2.0, gridinfo's own, MDS) are loaded first, so the files given can add
+    to them or replace definitions by OID.
     """
     loader = _Loader()
     loader.load_text(_BUILTIN_SCHEMA, _BUILTIN_SOURCE)
