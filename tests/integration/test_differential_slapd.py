@@ -300,3 +300,12 @@ def test_glue2_battery_searches_real_data(glue2_servers):
 def test_same_glue2_compare_as_slapd(glue2_servers, case):
     """Compares on GLUE 2 attributes give slapd's codes (caseExact, integer syntax, aliases)."""
     assert compare(glue2_servers["gridinfo"], *case) == compare(glue2_servers["slapd"], *case)
+
+
+def test_gris_with_debians_glue20_answers_the_same(glue2_servers, tmp_path):
+    """A GRIS started with --schema /etc/ldap/schema/GLUE20.schema (a BDII host's file) answers as slapd."""
+    ldif = glue2.write_ldif(tmp_path / "glue2.ldif", N_GLUE2)
+    with GrisProcess(["--ldif", str(ldif), "--schema", str(SCHEMA_DIR / "GLUE20.schema")]) as gris:
+        conn = ldap3.Connection(ldap3.Server("127.0.0.1", port=gris.port, get_info=ldap3.NONE), auto_bind=True, check_names=False)
+        for case in GLUE2_BATTERY[5:12]:
+            assert run(conn, *case[:4], case[4]) == run(glue2_servers["slapd"], *case[:4], case[4]), case[2][:80]
