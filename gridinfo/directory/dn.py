@@ -235,6 +235,7 @@ def _key_escape(value: str) -> str:
 
 
 _RDN_CACHE_MAX = 100_000
+_TYPE_CACHE_MAX = 4096  # spellings of attribute types (a schema has a few hundred names)
 
 
 class DNNormaliser:
@@ -254,11 +255,14 @@ class DNNormaliser:
         norm: Callable[[str], str] = _fallback_normalise
         if self.schema is not None:
             matching = self.schema.matching(attr)
-            if matching is not None:
-                key = matching.key
-                eq = matching.equality
-                if eq is not None:
-                    norm = _string_normaliser(eq)
+            if matching is None:
+                return key, norm  # unknown types are not cached: DNs in requests can name millions
+            key = matching.key
+            eq = matching.equality
+            if eq is not None:
+                norm = _string_normaliser(eq)
+        if len(self._types) >= _TYPE_CACHE_MAX:
+            self._types.clear()
         self._types[lowered] = (key, norm)
         return key, norm
 

@@ -254,8 +254,8 @@ class EntryBuilder:
         if sep:
             key = key + ";" + options.lower()
         hit = (key, description)
-        if len(self._attr_cache) < 100_000:
-            self._attr_cache[description] = hit
+        if matching is not None:  # unknown names are not cached (they are unbounded)
+            _remember(self._attr_cache, description, hit, _ATTR_CACHE_MAX)
         return hit
 
     def object_class_closure(self, value: bytes) -> frozenset[str]:
@@ -268,7 +268,7 @@ class EntryBuilder:
                 hit = frozenset()
             if not hit:
                 hit = frozenset((name.lower(),))
-            self._oc_cache[value] = hit
+            _remember(self._oc_cache, value, hit, _OC_CACHE_MAX)
         return hit
 
     def build(
@@ -331,8 +331,7 @@ class EntryBuilder:
                 for v in oc_values:
                     closure |= self.object_class_closure(v)
                 ocs = frozenset(closure)
-                if len(self._oc_sets) < 10_000:
-                    self._oc_sets[oc_values] = ocs
+                _remember(self._oc_sets, oc_values, ocs, _OC_CACHE_MAX)
         return Entry(
             text,
             key,
@@ -363,10 +362,26 @@ class EntryBuilder:
             [n.encode("utf-8") for n in names.values()],
             shape.index.get("objectclass"),
         )
-        if len(self._plans) < 10_000:
-            self._plans[descriptions] = plan
+        _remember(self._plans, descriptions, plan, _PLAN_CACHE_MAX)
         return plan
 
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
+    """Store in a bounded cache: a full cache is emptied first.
+
+    Emptying rather than refusing keeps the bound and heals by itself: names a flood of
+    never-seen attribute lists pushed in are forgotten, and the lists real providers repeat
+    are cached again on their next entry.
+    """
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+
+
+#: Bounds of the builder's caches (attribute spellings, objectClass closures, attribute-list plans).
+_ATTR_CACHE_MAX = 4096
+_OC_CACHE_MAX = 4096
+_PLAN_CACHE_MAX = 4096
 
 _INTERN_MAX_LEN = 48
 _INTERN_MAX_VALUES = 200_000

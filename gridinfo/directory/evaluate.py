@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gridinfo.directory import filters as F
+from gridinfo.directory.applicable import rule_applies
 from gridinfo.directory.dn import parse_dn
 from gridinfo.errors import InvalidDNSyntax, UnwillingToPerform
 
@@ -79,7 +80,7 @@ class FilterCompiler:
         if isinstance(f, F.And):
             return self._and([self.compile(x) for x in f.filters])
         if isinstance(f, F.Or):
-            return self._or([self.compile(x) for x in f.filters])
+            return self._or(self._compile_or_terms(f.filters))
         if isinstance(f, F.Not):
             inner = self.compile(f.filter)
 
@@ -103,6 +104,72 @@ class FilterCompiler:
         if isinstance(f, F.Extensible):
             return self._extensible(f)
         raise TypeError(f"not a filter: {f!r}")
+
+    def _compile_or_terms(self, terms: tuple[F.Filter, ...] | list[F.Filter]) -> list[Predicate]:
+        """Predicates for the terms of an OR; equalities on one attribute become one set test.
+
+        DIRAC and BDII clients send ORs of up to thousands of equalities on one attribute
+        (``(|(GLUE2ResourceID=a)(GLUE2ResourceID=b)...)``).  Evaluated term by term, each
+        entry costs one comparison per term; grouped, it costs one set lookup per value.
+        """
+        groups: dict[tuple[str, ...], list[F.Equality]] = {}
+        preds: list[Predicate] = []
+        for term in terms:
+            if isinstance(term, F.Equality):
+                m, keys = self._resolve(term.attribute)
+                if m is not None and m.equality is not None:
+                    groups.setdefault(("objectclass",) if m.key == "objectclass" else keys, []).append(term)
+                    continue
+            preds.append(self.compile(term))
+        for keys, equalities in groups.items():
+            if len(equalities) < _GROUP_AT_LEAST:
+                preds.extend(self._equality(t.attribute, t.value) for t in equalities)
+            else:
+                preds.append(self._equality_set(keys, equalities))
+        return preds
+
+    def _equality_set(self, keys: tuple[str, ...], equalities: list[F.Equality]) -> Predicate:
+        """One predicate for many equalities on one attribute: True if any value is asserted.
+
+        An assertion value invalid for the syntax is Undefined, as it is alone: the group
+        answers None instead of False when nothing matched and one of its terms was Undefined.
+        """
+        if keys == ("objectclass",):
+            wanted: set[str] = set()
+            for t in equalities:
+                name = t.value.decode("utf-8", "replace").strip()
+                oc = self.schema.object_class(name)
+                wanted.add(oc.name.lower() if oc is not None else name.lower())
+            return lambda e: not wanted.isdisjoint(e.object_classes)
+        m, _ = self._resolve(equalities[0].attribute)
+        assert m is not None and m.equality is not None
+        normalise = m.equality
+        assertions: set[Any] = set()
+        undefined = False
+        for t in equalities:
+            a = normalise(t.value)
+            if a is None:
+                undefined = True
+            else:
+                assertions.add(a)
+        miss: bool | None = None if undefined else False
+        if len(keys) == 1:
+            k = keys[0]
+
+            def one(e: Entry) -> bool | None:
+                if k in e.shape.index and not assertions.isdisjoint(e.normalised(k, "eq", normalise)):
+                    return True
+                return miss
+
+            return one
+
+        def many(e: Entry) -> bool | None:
+            for k in keys:
+                if k in e.shape.index and not assertions.isdisjoint(e.normalised(k, "eq", normalise)):
+                    return True
+            return miss
+
+        return many
 
     @staticmethod
     def _and(preds: list[Predicate]) -> Predicate:
@@ -271,6 +338,11 @@ class FilterCompiler:
             rule = get_rule(f.matching_rule)
             if rule is None:
                 raise UnwillingToPerform(f"unknown matching rule {f.matching_rule!r} in extensible match")
+            if m is not None:
+                at = self.schema.attribute(f.attribute)
+                own = (at.equality, at.ordering) if at is not None else ()
+                if not rule_applies(rule.name, m.syntax, own):
+                    return _undefined  # e.g. caseIgnoreMatch on an IA5 string, as slapd decides
             normalise = rule.normalise
             kind = "x:" + rule.name
             if rule.kind == "ordering":
@@ -310,6 +382,10 @@ class FilterCompiler:
             return r
 
         return with_dn
+
+
+#: ORs with at least this many equalities on one attribute test them as one set.
+_GROUP_AT_LEAST = 3
 
 
 def _substring_part(norm: Callable[[bytes], str | None], raw: bytes) -> str | None:

@@ -51,15 +51,31 @@ class SearchRequest:
     bind_dn: str = ""
 
 
+class Continuation(Protocol):
+    """The rest of a search a backend has not finished (see :mod:`gridinfo.directory.cursor`)."""
+
+    def run(self) -> bool:
+        """Work for one slice; True when the search is over."""
+        ...
+
+    def cancel(self) -> None: ...
+
+
 @dataclass(slots=True)
 class SearchResult:
-    """Encoded entries plus the final result; ``entries`` are SearchResultEntry protocol ops."""
+    """Encoded entries plus the final result; ``entries`` are SearchResultEntry protocol ops.
+
+    ``cursor`` is set when the backend returned before the search was finished (it asked for
+    sliced evaluation): whoever answers the client calls ``cursor.run()`` on later reactor
+    turns until it returns True; only then are ``entries``, ``code`` and ``message`` final.
+    """
 
     entries: list[bytes] = field(default_factory=list)
     code: ResultCode = ResultCode.SUCCESS
     matched_dn: str = ""
     message: str = ""
     references: list[bytes] = field(default_factory=list)
+    cursor: Continuation | None = None
 
 
 class Backend(Protocol):

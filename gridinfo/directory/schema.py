@@ -784,13 +784,20 @@ class Schema:
     def matching(self, name_or_oid: str) -> AttributeMatching | None:
         """How to match values of an attribute; None for an attribute the schema does not know."""
         lookup = name_or_oid.lower()
-        try:
-            return self._matching_cache[lookup]
-        except KeyError:
-            pass
+        cache = self._matching_cache
+        hit = cache.get(lookup)
+        if hit is not None:
+            return hit
         at = self.attribute(name_or_oid)
-        result = None if at is None else self._build_matching(at)
-        self._matching_cache[lookup] = result
+        if at is None:
+            return None  # unknown names are not cached: a client can send millions of them
+        # Cached under the name or OID the schema defines (with options and spaces removed),
+        # so the cache holds at most one entry per defined name and OID, whatever clients send.
+        canonical = name_or_oid.split(";", 1)[0].strip().lower()
+        result = cache.get(canonical)
+        if result is None:
+            result = self._build_matching(at)
+            cache[canonical] = result
         return result
 
     def _build_matching(self, at: AttributeType) -> AttributeMatching:
@@ -847,24 +854,23 @@ class Schema:
             return cached
         oc = self.object_class(name)
         if oc is None:
-            result: tuple[str, ...] = (lookup,)
-        else:
-            keys: list[str] = []
-            stack = [oc]
-            while stack:
-                current = stack.pop(0)
-                key = _canonical(current.names, current.oid)
-                if key in keys:
-                    continue
-                keys.append(key)
-                for ref in current.sup:
-                    parent = self.object_class(ref)
-                    if parent is not None:
-                        stack.append(parent)
-            if "top" not in keys and self.object_class("top") is not None:
-                keys.append("top")
-            result = tuple(keys)
-        self._superclass_cache[lookup] = result
+            return (lookup,)  # not cached: unknown names are unbounded
+        keys: list[str] = []
+        stack = [oc]
+        while stack:
+            current = stack.pop(0)
+            key = _canonical(current.names, current.oid)
+            if key in keys:
+                continue
+            keys.append(key)
+            for ref in current.sup:
+                parent = self.object_class(ref)
+                if parent is not None:
+                    stack.append(parent)
+        if "top" not in keys and self.object_class("top") is not None:
+            keys.append("top")
+        result = tuple(keys)
+        self._superclass_cache[lookup] = result  # one entry per name or OID the schema defines
         return result
 
     def _class_of(self, object_class: str | ObjectClass) -> ObjectClass | None:
@@ -1153,8 +1159,9 @@ def _schema_files(path: Path) -> list[Path]:
 def load_schema(paths: Iterable[str | os.PathLike[str]], *, include_default: bool = True) -> Schema:
     """Load schema files (or directories: their ``*.schema`` files in sorted order), in order.
 
-    With ``include_default`` gridinfo's bundled schemas (core, mds, glue-1.3, gridinfo) are
-    loaded first, so the files given can add to them or replace definitions by OID.
+    With ``include_default`` gridinfo's bundled schemas (every ``*.schema`` in ``schemas/``:
+    core, GLUE 1.3, GLUE 2.0, gridinfo's own, MDS) are loaded first, so the files given can add
+    to them or replace definitions by OID.
     """
     loader = _Loader()
     loader.load_text(_BUILTIN_SCHEMA, _BUILTIN_SOURCE)

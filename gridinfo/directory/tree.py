@@ -17,7 +17,9 @@ An entry whose parent is missing is still stored and searchable (provider output
 always come parent first); it becomes reachable by one-level and subtree walks when its parent
 arrives, because the children index is keyed by the parent's key, not by the parent object.
 
-Search is synchronous and returns encoded ``SearchResultEntry`` ops.
+Search returns encoded ``SearchResultEntry`` ops.  It is synchronous unless the caller asks
+for slices (the GRIS's server does): then a search not finished within one slice of CPU time
+returns with a cursor the server drives on later reactor turns (:mod:`.cursor`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from gridinfo.directory import filters as F
+from gridinfo.directory.cursor import SLICE_SECONDS, SearchCursor
 from gridinfo.directory.dn import DNNormaliser, is_descendant_key, parent_key
 from gridinfo.directory.entry import Entry, EntryBuilder
 from gridinfo.directory.evaluate import FilterCompiler
@@ -37,7 +40,6 @@ from gridinfo.errors import InvalidDNSyntax, NoSuchObject, ResultCode
 if TYPE_CHECKING:
     from gridinfo.directory.schema import Schema
 
-_TIME_CHECK_EVERY = 256
 OPERATIONAL = ("structuralobjectclass", "entrydn", "subschemasubentry", "hassubordinates")
 
 
@@ -50,8 +52,10 @@ class DirectoryTree:
         *,
         indexed: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
+        slice_seconds: float = SLICE_SECONDS,
     ):
         self.schema = schema
+        self.slice_seconds = slice_seconds
         self.builder = EntryBuilder(schema)
         self.normaliser: DNNormaliser = self.builder.dn_normaliser
         self.compiler = FilterCompiler(schema)
@@ -231,8 +235,15 @@ class DirectoryTree:
             return union
         return None
 
-    def search(self, request: SearchRequest, *, server_size_limit: int = 0) -> SearchResult:
-        """Answer a search from the tree."""
+    def search(
+        self, request: SearchRequest, *, server_size_limit: int = 0, sliced: bool = False
+    ) -> SearchResult:
+        """Answer a search from the tree.
+
+        With ``sliced`` the search stops after one slice of ``slice_seconds`` of work when it
+        is not finished by then: the result carries a ``cursor`` to continue it (see
+        :mod:`gridinfo.directory.cursor`).  Without, it is answered completely, in one call.
+        """
         try:
             base_key = self.normaliser.key(request.base)
         except InvalidDNSyntax as e:
@@ -249,7 +260,10 @@ class DirectoryTree:
             candidates = (entries[k] for k in self.children.get(base_key, ()) if k in entries)
         else:
             candidates = self._subtree_candidates(request.filter, base_key, scope == Scope.CHILDREN)
-        return self.collect(candidates, predicate, request, server_size_limit=server_size_limit)
+        cursor = self.cursor(candidates, predicate, request, server_size_limit=server_size_limit, sliced=sliced)
+        if not cursor.run():
+            cursor.result.cursor = cursor
+        return cursor.result
 
     def _subtree_candidates(self, f: F.Filter, base_key: str, children_only: bool) -> Iterable[Entry]:
         indexed = self._candidates(f)
@@ -276,37 +290,29 @@ class DirectoryTree:
             return [entries[k] for k in keys if k in indexed]
         return [e for e in map(entries.get, keys) if e is not None]
 
-    def collect(
+    def cursor(
         self,
         candidates: Iterable[Entry],
         predicate: Callable[[Entry], bool | None],
         request: SearchRequest,
         *,
         server_size_limit: int = 0,
-    ) -> SearchResult:
-        """Filter candidates and encode the selected attributes, honouring size and time limits."""
+        sliced: bool = False,
+    ) -> SearchCursor:
+        """A cursor filtering candidates and encoding the selected attributes, within the limits."""
         limit = request.size_limit
         if server_size_limit and (not limit or server_size_limit < limit):
             limit = server_size_limit
-        deadline = self.clock() + request.time_limit if request.time_limit else None
-        encode = self.encoder(request.attributes, request.types_only)
-        out: list[bytes] = []
-        append = out.append
-        result = SearchResult(entries=out)
-        n = 0
-        for entry in candidates:
-            n += 1
-            if deadline is not None and n % _TIME_CHECK_EVERY == 0 and self.clock() > deadline:
-                result.code = ResultCode.TIME_LIMIT_EXCEEDED
-                result.message = f"time limit of {request.time_limit:g} s exceeded"
-                return result
-            if predicate(entry) is True:
-                if limit and len(out) >= limit:
-                    result.code = ResultCode.SIZE_LIMIT_EXCEEDED
-                    result.message = f"size limit of {limit} entries exceeded"
-                    return result
-                append(encode(entry))
-        return result
+        return SearchCursor(
+            candidates,
+            predicate,
+            self.encoder(request.attributes, request.types_only),
+            SearchResult(),
+            size_limit=limit,
+            time_limit=request.time_limit,
+            clock=self.clock,
+            slice_seconds=self.slice_seconds if sliced else 0.0,
+        )
 
     def encoder(self, attributes: tuple[str, ...], types_only: bool) -> Callable[[Entry], bytes]:
         """Encoding function for an attribute selection (RFC 4511 section 4.5.1.8)."""
@@ -379,25 +385,31 @@ class DirectoryTree:
         return best
 
     def compare(self, dn: str, attribute: str, value: bytes) -> bool:
-        """RFC 4511 compare: True/False, NoSuchObject, or UndefinedAttributeType-ish errors."""
-        from gridinfo.errors import InappropriateMatching, UndefinedAttributeType
+        """RFC 4511 compare: True/False, or the error slapd gives, checked in slapd's order.
 
+        An unknown attribute is undefinedAttributeType (17) and an assertion value its
+        equality rule rejects is invalidAttributeSyntax (21), both before the entry is looked
+        up; then noSuchObject (32), inappropriateMatching (18), noSuchAttribute (16).
+        """
+        from gridinfo.errors import InappropriateMatching, InvalidAttributeSyntax, LDAPError, UndefinedAttributeType
+
+        m = self.schema.matching(attribute)
+        if m is None:
+            raise UndefinedAttributeType(f"attribute type {attribute!r} is not defined in the schema")
+        if m.equality is not None and m.key != "objectclass" and m.equality(value) is None:
+            at = self.schema.attribute(attribute)
+            syntax = at.syntax if at is not None else None
+            raise InvalidAttributeSyntax(f"value {value[:64]!r} is not valid for attribute {m.name!r} (syntax {syntax})")
         key = self.normaliser.key(dn)
         entry = self.entries.get(key)
         if entry is None:
             raise NoSuchObject(f"no such entry: {dn!r}", matched_dn=self.matched_dn(key))
-        m = self.schema.matching(attribute)
-        if m is None:
-            raise UndefinedAttributeType(f"attribute type {attribute!r} is not defined in the schema")
         if m.key == "objectclass":
             pred = self.compiler.compile(F.Equality(attribute, value))
             return pred(entry) is True
         if m.equality is None:
             raise InappropriateMatching(f"attribute {attribute!r} has no equality matching rule")
         if not any(entry.has(k) for k in self.compiler.subtype_keys(m.key)):
-            from gridinfo.errors import LDAPError
-
             raise LDAPError(f"entry has no attribute {attribute!r}", code=ResultCode.NO_SUCH_ATTRIBUTE)
         pred = self.compiler.compile(F.Equality(attribute, value))
         return pred(entry) is True
-

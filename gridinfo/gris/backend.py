@@ -54,8 +54,8 @@ class GRISBackend(TreeBackend):
     def search(self, request: SearchRequest) -> Any:  # SearchResult | Deferred[SearchResult]
         wait = self.providers.prepare_search(request)
         if wait is None:
-            return self.tree.search(request, server_size_limit=self.size_limit)
-        return wait.addCallback(lambda _: self.tree.search(request, server_size_limit=self.size_limit))
+            return self.tree.search(request, server_size_limit=self.size_limit, sliced=True)
+        return wait.addCallback(lambda _: self.tree.search(request, server_size_limit=self.size_limit, sliced=True))
 
 
 def ldif_files(paths: Iterable[str]) -> list[Path]:

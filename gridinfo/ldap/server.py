@@ -620,7 +620,7 @@ class LDAPServerProtocol(Protocol):
         except Exception as e:
             self._fail(message_id, TAG_SEARCH_DONE, Failure() if not isinstance(e, LDAPError) else e, "search")
             return
-        if type(result) is SearchResult and paged is None:
+        if type(result) is SearchResult and paged is None and result.cursor is None:
             self._write_entries(message_id, result, 0, len(result.entries), True, b"")
         elif isinstance(result, defer.Deferred):
             self._await(
@@ -642,10 +642,53 @@ class LDAPServerProtocol(Protocol):
     ) -> None:
         if not isinstance(result, SearchResult):
             raise TypeError(f"backend.search returned {type(result).__name__}, not SearchResult")
+        if result.cursor is not None:
+            self._continue_search(message_id, result, paged, op)
+            return
         if paged is None:
             self._write_entries(message_id, result, 0, len(result.entries), True, b"")
             return
         self._send_page(message_id, result, 0, paged[0], op)
+
+    def _continue_search(
+        self, message_id: int, result: SearchResult, paged: tuple[int, bytes] | None, op: wire.SearchOp
+    ) -> None:
+        """Finish a search the backend left unfinished: one slice per reactor turn.
+
+        The search counts as an outstanding operation until it ends (Abandon and a closed
+        connection cancel it); between two slices the reactor serves every other connection,
+        so one long search costs the others at most a slice of latency.
+        """
+        cursor = result.cursor
+        assert cursor is not None
+        reactor = self.server.reactor
+        call: list[Any] = [None]
+
+        def cancel(_: defer.Deferred[SearchResult]) -> None:
+            cursor.cancel()
+            if call[0] is not None and call[0].active():
+                call[0].cancel()
+
+        done: defer.Deferred[SearchResult] = defer.Deferred(cancel)
+
+        def step() -> None:
+            call[0] = None
+            if self._closing:
+                cursor.cancel()
+                return
+            try:
+                finished = cursor.run()
+            except Exception:
+                done.errback(Failure())
+                return
+            if finished:
+                result.cursor = None
+                done.callback(result)
+            else:
+                call[0] = reactor.callLater(0, step)
+
+        self._await(message_id, TAG_SEARCH_DONE, "search", done, lambda mid, r: self._send_search(mid, r, paged, op))
+        call[0] = reactor.callLater(0, step)
 
     def _send_page(self, message_id: int, result: SearchResult, offset: int, size: int, op: wire.SearchOp) -> None:
         stop = offset + size

@@ -46,7 +46,7 @@ class TreeBackend:
         return list(self._naming_contexts)
 
     def search(self, request: SearchRequest) -> SearchResult:
-        return self.tree.search(request, server_size_limit=self.size_limit)
+        return self.tree.search(request, server_size_limit=self.size_limit, sliced=True)
 
     def compare(self, dn: str, attribute: str, value: bytes) -> bool:
         return self.tree.compare(dn, attribute, value)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import ldap3
 import pytest
 
-from gridinfo.devtools import gendit
+from gridinfo.devtools import gendit, glue2
 from tests.support.gris import GrisProcess
-from tests.support.slapd import Slapd
+from tests.support.slapd import GLUE_SCHEMAS, SCHEMA_DIR, Slapd
 
 N_ENTRIES = 3000
 SUFFIX = "mds-vo-name=local,o=grid"
@@ -86,6 +86,11 @@ BATTERY: list[tuple[str, object, str, list[str] | None, dict]] = [
     (SITE1, SUB, "(GlueCEUniqueID:caseExactIA5Match:=ce3.site0001.example.org:8443/cream-pbs-queue4)", None, {}),
     (SITE1, SUB, "(GlueCEUniqueID:caseExactIA5Match:=CE3.site0001.example.org:8443/cream-pbs-queue4)", None, {}),
     (SITE1, SUB, "(GlueCEStateFreeCPUs:integerMatch:=17)", None, {}),
+    # what lcg-infosites sends; an extensible match whose rule does not apply to IA5 strings
+    ("o=grid", SUB, "(&(ObjectClass=GlueCE)(GlueCEAccessControlBaseRule=VO*:atlas))", ["GlueCEUniqueID"], {}),
+    ("o=grid", SUB, "(GlueSiteName:caseIgnoreMatch:=site0001)", None, {}),
+    ("o=grid", SUB, "(GlueSiteName:caseIgnoreIA5Match:=site0001)", None, {}),
+    ("o=grid", SUB, "(GlueSiteName:caseExactMatch:=SITE0001)", None, {}),
     # attribute selection and typesOnly
     (SITE1, SUB, "(objectClass=GlueCE)", ["GlueCEStateFreeCPUs"], {}),
     (SITE1, SUB, "(objectClass=GlueCE)", ["gluecestatefreecpus", "GLUECEUNIQUEID"], {}),
@@ -157,3 +162,150 @@ def test_same_answer_as_slapd(servers, case):
         assert got[dn] == want[dn], dn
     if flt == "(objectClass=*)" and scope == SUB and base == SITE1:
         assert len(want) > 200  # the battery searches real data
+
+
+# --- compare ---------------------------------------------------------------------------------
+
+# (dn, attribute, value)
+COMPARES: list[tuple[str, str, str]] = [
+    (CE, "GlueCEStateStatus", "production"),
+    (CE, "GlueCEUniqueID", "CE3.site0001.example.org:8443/cream-pbs-queue4"),
+    (CE, "GlueCEStateFreeCPUs", "abc"),  # invalid INTEGER: invalidAttributeSyntax (21)
+    (CE, "GlueCEStateFreeCPUs", "-1"),
+    (CE, "GlueCEName", "nothing"),
+    (CE, "NoSuchAttribute", "x"),
+    (CE, "GlueSEUniqueID", "x"),  # allowed by no class of the entry: noSuchAttribute
+    (f"GlueCEUniqueID=nothing,{SITE1}", "GlueCEName", "x"),
+    (f"GlueCEUniqueID=nothing,{SITE1}", "GlueCEStateFreeCPUs", "abc"),  # syntax checked first
+    (CE, "objectClass", "GlueTop"),
+]
+
+
+def compare(conn: ldap3.Connection, dn, attribute, value):
+    conn.compare(dn, attribute, value)
+    return conn.result["result"]
+
+
+@pytest.mark.parametrize("case", COMPARES, ids=[f"{i}:{c[1]}={c[2]}" for i, c in enumerate(COMPARES)])
+def test_same_compare_as_slapd(servers, case):
+    """A compare gives the code slapd gives: 5/6, and 16, 17, 21, 32 for what cannot be compared."""
+    assert compare(servers["gridinfo"], *case) == compare(servers["slapd"], *case)
+
+
+# --- GLUE 2.0 under o=glue -------------------------------------------------------------------
+
+N_GLUE2 = 10_000
+GLUE2_SITE = glue2.site_dn(3)
+GLUE2_SITE_RESOURCE = f"GLUE2GroupID=resource,{GLUE2_SITE}"
+GLUE2_SERVICE = f"GLUE2ServiceID=ce.site-0003.example.org_ComputingElement,{GLUE2_SITE_RESOURCE}"
+GLUE2_SHARE = f"GLUE2ShareID=atlas_long_site-0003,{GLUE2_SERVICE}"
+#: DIRAC asks for its execution environments by ID, a thousand at a time (some long gone)
+DIRAC_OR = "(&(objectClass=GLUE2ExecutionEnvironment)(|" + "".join(
+    f"(GLUE2ResourceID={glue2.ee_id(glue2.site_name(1 + (i * 7) % 250), i % 25)})" for i in range(1000)
+) + "))"
+
+GLUE2_BATTERY: list[tuple[str, object, str, list[str] | None, dict]] = [
+    ("o=glue", BASE, "(objectClass=*)", None, {}),
+    ("o=glue", ONE, "(objectClass=*)", None, {}),
+    ("o=glue", SUB, "(objectClass=*)", None, {}),  # the whole GLUE 2 tree
+    (GLUE2_SITE_RESOURCE, ONE, "(objectClass=*)", None, {}),
+    (GLUE2_SERVICE, SUB, "(objectClass=*)", None, {}),
+    # what ginfo, DIRAC and BDII's aggregation send
+    ("o=glue", SUB, "(&(objectClass=GLUE2MappingPolicy)(GLUE2PolicyRule=vo:atlas))", None, {}),
+    ("o=glue", SUB, "(&(objectClass=GLUE2MappingPolicy)(GLUE2PolicyRule=VO:atlas))", ["GLUE2PolicyID"], {}),
+    ("o=glue", SUB, DIRAC_OR, None, {}),
+    ("o=glue", SUB, "(&(objectClass=GLUE2ComputingShare)(GLUE2DomainID:dn:=SITE-0003))", None, {}),
+    ("o=glue", SUB, "(&(objectClass=GLUE2ComputingShare)(GLUE2DomainID:dn:=site-0003))", None, {}),
+    ("o=glue", SUB, "(!(|(objectClass=GLUE2ApplicationEnvironment)(objectClass=GLUE2Activity)))", ["1.1"], {}),
+    # caseExact strings, substrings
+    ("o=glue", SUB, "(GLUE2EndpointHealthState=ok)", ["GLUE2EndpointID"], {}),
+    ("o=glue", SUB, "(GLUE2EndpointHealthState=OK)", ["GLUE2EndpointID"], {}),
+    ("o=glue", SUB, "(GLUE2ServiceType=org.glite.ce.cream)", None, {}),
+    ("o=glue", SUB, "(GLUE2PolicyRule=vo:*)", ["GLUE2PolicyRule"], {}),
+    ("o=glue", SUB, "(&(objectClass=GLUE2AccessPolicy)(GLUE2PolicyRule=VO*:atlas))", ["1.1"], {}),
+    ("o=glue", SUB, "(GLUE2EndpointURL=*://ce.site-0001*)", None, {}),
+    ("o=glue", SUB, "(GLUE2PolicyRule:caseIgnoreMatch:=vo:atlas)", ["GLUE2PolicyRule"], {}),
+    ("o=glue", SUB, "(GLUE2PolicyRule:caseIgnoreIA5Match:=vo:atlas)", ["1.1"], {}),
+    ("o=glue", SUB, "(GLUE2PolicyRule:caseExactMatch:=VO:atlas)", ["1.1"], {}),
+    # integer counts
+    ("o=glue", SUB, "(GLUE2ComputingShareRunningJobs>=1000)", ["GLUE2ComputingShareRunningJobs"], {}),
+    ("o=glue", SUB, "(&(objectClass=GLUE2ComputingShare)(GLUE2ComputingShareWaitingJobs<=10))", None, {}),
+    ("o=glue", SUB, "(GLUE2ExecutionEnvironmentLogicalCPUs>=64)", ["1.1"], {}),
+    ("o=glue", SUB, "(GLUE2ExecutionEnvironmentMainMemorySize>=abc)", None, {}),
+    ("o=glue", SUB, "(GLUE2ComputingShareFreeSlots:integerMatch:=7)", None, {}),
+    ("o=glue", SUB, "(&(GLUE2ComputingShareTotalJobs>=100)(!(GLUE2ComputingShareTotalJobs>=2000)))", ["1.1"], {}),
+    # the three names of GLUE2GroupID, superclasses
+    ("o=glue", SUB, "(GLUE2GroupName=resource)", None, {}),
+    ("o=glue", SUB, "(GLUE2GroupLocalID=grid)", None, {}),
+    (f"GLUE2GroupName=resource,{GLUE2_SITE}", ONE, "(objectClass=GLUE2Service)", ["GLUE2ServiceID"], {}),
+    ("o=glue", SUB, "(objectClass=GLUE2Group)", ["GLUE2GroupName"], {}),
+    ("o=glue", SUB, "(objectClass=GLUE2Group)", ["glue2grouplocalid", "objectClass"], {}),
+    (GLUE2_SITE, SUB, "(objectClass=GLUE2Entity)", ["1.1"], {}),
+    (GLUE2_SITE, SUB, "(objectClass=GLUE2Domain)", None, {}),
+    # attribute lists, typesOnly, size limits, missing bases
+    (GLUE2_SHARE, BASE, "(objectClass=*)", ["GLUE2ComputingShareRunningJobs", "GLUE2ComputingShareWaitingJobs"], {}),
+    (GLUE2_SHARE, SUB, "(objectClass=*)", ["*"], {"types_only": True}),
+    ("o=glue", SUB, "(objectClass=GLUE2ExecutionEnvironment)", ["1.1"], {"size_limit": 10}),
+    (f"GLUE2DomainID=NOWHERE,{glue2.SUFFIX}", SUB, "(objectClass=*)", None, {}),
+]
+
+GLUE2_COMPARES: list[tuple[str, str, str]] = [
+    (GLUE2_SHARE, "GLUE2ComputingShareRunningJobs", "abc"),  # invalid INTEGER: 21
+    (GLUE2_SHARE, "GLUE2ShareID", "ATLAS_long_site-0003"),  # caseExact: compareFalse
+    (GLUE2_SHARE, "GLUE2ShareID", "atlas_long_site-0003"),
+    (GLUE2_SHARE, "GLUE2ComputingShareMappingQueue", "long"),
+    (f"GLUE2GroupName=resource,{GLUE2_SITE}", "GLUE2GroupLocalID", "resource"),
+]
+
+
+@pytest.fixture(scope="module")
+def glue2_servers(tmp_path_factory):
+    ldif = glue2.write_ldif(tmp_path_factory.mktemp("diff-glue2") / "glue2.ldif", N_GLUE2)
+    schemas = (*GLUE_SCHEMAS, SCHEMA_DIR / "GLUE20.schema")
+    with Slapd(ldif=ldif, suffixes=("o=glue",), schemas=schemas) as slapd, GrisProcess(["--ldif", str(ldif)]) as gris:
+        yield {
+            "slapd": ldap3.Connection(ldap3.Server("127.0.0.1", port=slapd.port, get_info=ldap3.NONE), auto_bind=True, check_names=False),
+            "gridinfo": ldap3.Connection(ldap3.Server("127.0.0.1", port=gris.port, get_info=ldap3.NONE), auto_bind=True, check_names=False),
+        }
+
+
+@pytest.mark.parametrize("case", GLUE2_BATTERY, ids=[f"{i}:{c[2][:80]}" for i, c in enumerate(GLUE2_BATTERY)])
+def test_same_glue2_answer_as_slapd(glue2_servers, case):
+    """On GLUE 2 data, gridinfo answers the searches real clients send exactly as slapd does."""
+    base, scope, flt, attributes, extra = case
+    code_s, matched_s, want = run(glue2_servers["slapd"], base, scope, flt, attributes, extra)
+    code_g, matched_g, got = run(glue2_servers["gridinfo"], base, scope, flt, attributes, extra)
+    assert code_g == code_s, f"result code: gridinfo {code_g}, slapd {code_s}"
+    if code_s == 32:
+        assert matched_g.lower() == matched_s.lower()
+    if code_s == 4:
+        assert len(got) == len(want)
+        return
+    assert set(got) == set(want), f"entries only in gridinfo: {sorted(set(got) - set(want))[:3]}, only in slapd: {sorted(set(want) - set(got))[:3]}"
+    for dn in want:
+        assert got[dn] == want[dn], dn
+
+
+def test_glue2_battery_searches_real_data(glue2_servers):
+    """The GLUE 2 tree is BDII-sized and the client queries find something in it."""
+    _, _, everything = run(glue2_servers["slapd"], "o=glue", SUB, "(objectClass=*)", ["1.1"], {})
+    assert len(everything) > 9_000
+    for flt in (DIRAC_OR, "(&(objectClass=GLUE2MappingPolicy)(GLUE2PolicyRule=vo:atlas))",
+                "(&(objectClass=GLUE2ComputingShare)(GLUE2DomainID:dn:=SITE-0003))"):
+        _, _, found = run(glue2_servers["gridinfo"], "o=glue", SUB, flt, ["1.1"], {})
+        assert 0 < len(found) < len(everything), flt
+
+
+@pytest.mark.parametrize("case", GLUE2_COMPARES, ids=[f"{i}:{c[1]}={c[2]}" for i, c in enumerate(GLUE2_COMPARES)])
+def test_same_glue2_compare_as_slapd(glue2_servers, case):
+    """Compares on GLUE 2 attributes give slapd's codes (caseExact, integer syntax, aliases)."""
+    assert compare(glue2_servers["gridinfo"], *case) == compare(glue2_servers["slapd"], *case)
+
+
+def test_gris_with_debians_glue20_answers_the_same(glue2_servers, tmp_path):
+    """A GRIS started with --schema /etc/ldap/schema/GLUE20.schema (a BDII host's file) answers as slapd."""
+    ldif = glue2.write_ldif(tmp_path / "glue2.ldif", N_GLUE2)
+    with GrisProcess(["--ldif", str(ldif), "--schema", str(SCHEMA_DIR / "GLUE20.schema")]) as gris:
+        conn = ldap3.Connection(ldap3.Server("127.0.0.1", port=gris.port, get_info=ldap3.NONE), auto_bind=True, check_names=False)
+        for case in GLUE2_BATTERY[5:12]:
+            assert run(conn, *case[:4], case[4]) == run(glue2_servers["slapd"], *case[:4], case[4]), case[2][:80]
