@@ -79,6 +79,19 @@ def _read_at_least(s: socket.socket, count: int) -> None:
         got += len(data)
 
 
+def _served(gris: GrisProcess) -> object:
+    """A predicate: a new client's one-entry search is answered (not refused busy)."""
+
+    def attempt() -> bool:
+        try:
+            _one_entry_search(gris).unbind()
+        except ldap3.core.exceptions.LDAPException:
+            return False
+        return True
+
+    return attempt
+
+
 def _open_files(gris: GrisProcess) -> int:
     """File descriptors the gris process holds (a leaked connection keeps its socket open)."""
     assert gris.proc is not None
@@ -137,7 +150,7 @@ def test_client_that_never_reads_a_large_result_and_unbinds_is_closed(gris: Gris
     try:
         # More such clients than max_connections: the server must still answer a new one.
         assert _wait_until(lambda: _open_files(gris) <= gris.baseline_files, timeout=30), "slots still held"
-        _one_entry_search(gris).unbind()
+        assert _wait_until(_served(gris), timeout=30), "a new client is still refused"
     finally:
         for s in held:
             s.close()
