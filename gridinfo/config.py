@@ -30,6 +30,12 @@ class LimitsConfig:
     idle_timeout: float = 300.0
     size_limit: int = 0
     time_limit: float = 120.0
+    max_connections_per_address: int = 256
+    request_timeout: float = 30.0
+    close_timeout: float = 10.0
+    send_buffer_bytes: int = 64 * 1024
+    bind_failure_delay: float = 0.5
+    bind_failure_max_delay: float = 16.0
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,12 @@ def server_limits(config: Any) -> ServerLimits:
         idle_timeout=lim.idle_timeout,
         default_size_limit=lim.size_limit,
         default_time_limit=lim.time_limit,
+        max_connections_per_address=lim.max_connections_per_address,
+        request_timeout=lim.request_timeout,
+        close_timeout=lim.close_timeout,
+        send_buffer_bytes=lim.send_buffer_bytes,
+        bind_failure_delay=lim.bind_failure_delay,
+        bind_failure_max_delay=lim.bind_failure_max_delay,
     )
 
 
