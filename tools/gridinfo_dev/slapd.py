@@ -178,15 +178,21 @@ class Slapd:
         suffixes: Sequence[str] = ("o=grid",),
         schemas: Sequence[str | os.PathLike[str]] = GLUE_SCHEMAS,
         start_timeout: float = START_TIMEOUT,
+        stats_logging: bool = False,
     ) -> Slapd:
-        """A slapd configured as a production BDII's: ``BDII_SETTINGS`` and ``BDII_GLUE13_INDEXES``."""
+        """A slapd configured as a production BDII's: ``BDII_SETTINGS`` and ``BDII_GLUE13_INDEXES``.
+
+        ``stats_logging`` leaves out ``loglevel 0``, so slapd logs at its default level, as the
+        bench used to run it (to measure what that costs).
+        """
+        settings = [line for line in BDII_SETTINGS if not (stats_logging and line.startswith("loglevel "))]
         return cls(
             ldif,
             suffixes,
             schemas,
             index_object_class=False,
             extra_indexes=[f"{attribute} {kinds}" for attribute, kinds in BDII_GLUE13_INDEXES],
-            settings=BDII_SETTINGS,
+            settings=settings,
             start_timeout=start_timeout,
         )
 
