@@ -44,8 +44,10 @@ test-deps:
 test: test-deps $(TEST_STAMP)
 	$(BIN)/python -m pytest -q
 
+# make bench BENCH_ARGS=--quick: a smoke run; docs/performance.md says how the figures were taken
+BENCH_ARGS ?= --sizes 1000,10000,100000
 bench: $(TEST_STAMP)
-	$(BIN)/python tools/bench
+	$(BIN)/python tools/bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

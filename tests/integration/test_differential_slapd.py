@@ -12,9 +12,9 @@ from __future__ import annotations
 import ldap3
 import pytest
 
-from gridinfo.devtools import gendit, glue2
+from gridinfo_dev import gendit, glue2
+from gridinfo_dev.slapd import GLUE_SCHEMAS, SCHEMA_DIR, Slapd
 from tests.support.gris import GrisProcess
-from tests.support.slapd import GLUE_SCHEMAS, SCHEMA_DIR, Slapd
 
 N_ENTRIES = 3000
 SUFFIX = "mds-vo-name=local,o=grid"

@@ -74,7 +74,7 @@ class GRISProcess:
         import tempfile
         from pathlib import Path
 
-        from gridinfo.devtools.loadgen import wait_for_ldap
+        from gridinfo_dev.loadgen import wait_for_ldap
         from tests.support.ports import free_port
 
         folder = Path(tempfile.mkdtemp(prefix=f"gridinfo-gris-{name}-"))

@@ -15,8 +15,8 @@ import pytest
 from ldaptor import ldapfilter
 from ldaptor.protocols import pureldap
 
-from gridinfo.devtools import gendit, loadgen
-from tests.support.slapd import Slapd
+from gridinfo_dev import gendit, loadgen
+from gridinfo_dev.slapd import Slapd
 
 needs_slapd = pytest.mark.slapd  # make test installs slapd; without it these fail, never skip
 
@@ -151,7 +151,7 @@ def test_loadgen_counts_operations_and_entries(tmp_path: Path) -> None:
 
 def test_ldap_ping_is_false_when_nothing_listens() -> None:
     """Readiness polling reports a closed port as not ready instead of raising."""
-    from tests.support.ports import free_port
+    from gridinfo_dev.ports import free_port
 
     assert not loadgen.ldap_ping("127.0.0.1", free_port(), timeout=1)
 

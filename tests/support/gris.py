@@ -7,36 +7,19 @@ Runs ``python -m gridinfo.cli.gris`` with the given flags on a free loopback por
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from gridinfo.devtools.loadgen import LoadGenError, wait_for_ldap
-from tests.support.ports import LOOPBACK
+from gridinfo_dev.daemon import wait_for_listening
+from gridinfo_dev.loadgen import LoadGenError, wait_for_ldap
+from gridinfo_dev.ports import LOOPBACK
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-_LISTENING = re.compile(rb"listening on [^ ]*:(\d+) ")
-
-
-def wait_for_listening(log: Path, proc: subprocess.Popen[bytes], timeout: float) -> int:
-    """The port a gridinfo daemon bound, from its ``listening on HOST:PORT`` log line."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        m = _LISTENING.search(log.read_bytes())
-        if m:
-            return int(m.group(1))
-        if proc.poll() is not None:
-            raise LoadGenError(f"exited with status {proc.returncode} before listening")
-        time.sleep(0.02)
-    raise TimeoutError(f"no 'listening on' line within {timeout} s")
 
 
 class GrisProcess:

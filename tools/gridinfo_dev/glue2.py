@@ -37,7 +37,7 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
-from gridinfo.devtools.gendit import Attributes, Entry, format_entry
+from gridinfo_dev.gendit import Attributes, Entry, format_entry
 
 SUFFIX = "o=glue"
 RESOURCE = "GLUE2GroupID=resource,o=glue"

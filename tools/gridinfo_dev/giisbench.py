@@ -4,13 +4,13 @@
 
 Theory of operation
 -------------------
-Children are cheap: a few *child-host processes* (``python -m gridinfo.devtools.giisbench
+Children are cheap: a few *child-host processes* (``python -m gridinfo_dev.giisbench
 children ...``) each serve many tiny GRIS-like trees, one per loopback port, with gridinfo's own
 :class:`~gridinfo.ldap.server.LDAPServerFactory` over a :class:`~gridinfo.gris.backend.TreeBackend`.
 Every tree is ``o=grid``, ``mds-vo-name=local,o=grid`` and ``--entries-per-child`` GlueCE entries
 with names unique across the whole run, so a subtree search at the GIIS merges exactly
 ``children x entries`` GlueCE entries.  Each child registers itself with the GIIS by MDS2's LDAP
-add (:func:`gridinfo.giis.registrar.registration_message`), on its own connection kept open
+add (:func:`gridinfo.ldap.registrar.registration_message`), on its own connection kept open
 afterwards, as gridinfo's registrar does.
 
 A child-host process is driven by lines on its stdin and answers with one JSON line on stdout::
@@ -34,7 +34,7 @@ measures, per children count, with every wait bounded:
 4. how many searches the children answered in each phase (warm must be 0, cold and refetch N).
 
 Searches are sent by a small blocking client that frames responses by BER tag and length (as
-:mod:`gridinfo.devtools.loadgen`), one connection per search, like ``ldapsearch``.
+:mod:`gridinfo_dev.loadgen`), one connection per search, like ``ldapsearch``.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gridinfo.devtools import loadgen
+from gridinfo_dev import loadgen
 from gridinfo.directory import ber
 
 LOOPBACK = "127.0.0.1"
@@ -65,7 +65,8 @@ GIIS_NAME = "bench"
 SCOPE_BASE = loadgen.SCOPE_BASE
 SCOPE_SUB = loadgen.SCOPE_SUB
 
-REPO = Path(__file__).resolve().parents[2]
+TOOLS = Path(__file__).resolve().parents[1]  # tools/, which holds this package
+REPO = TOOLS.parent
 
 
 def log(message: str) -> None:
@@ -162,7 +163,7 @@ def serve_children(argv: list[str]) -> int:
     import gridinfo
     from gridinfo.directory.schema import default_schema
     from gridinfo.directory.tree import DirectoryTree
-    from gridinfo.giis.registrar import registration_message
+    from gridinfo.ldap.registrar import registration_message
     from gridinfo.gris.backend import TreeBackend, add_base_entries
     from gridinfo.ldap.client import LDAPClient
     from gridinfo.ldap.server import LDAPServerFactory, ServerLimits
@@ -341,7 +342,9 @@ def python_command() -> str:
 
 
 def child_env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    """The environment of the GIIS and child-host processes: gridinfo and gridinfo_dev importable."""
+    path = [str(REPO), str(TOOLS), os.environ.get("PYTHONPATH")]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)))
 
 
 class ChildHost:
@@ -351,7 +354,7 @@ class ChildHost:
         self.first, self.count = first, count
         self.log_path = log_dir / f"children-{first}.log"
         command = [
-            python_command(), "-m", "gridinfo.devtools.giisbench", "children",
+            python_command(), "-m", "gridinfo_dev.giisbench", "children",
             "--first", str(first), "--count", str(count), "--entries", str(args.entries_per_child),
             "--giis-port", str(giis_port), "--giis-suffix", f"mds-vo-name={GIIS_NAME},o=grid",
             "--timeout", str(args.child_timeout), "--cachettl", str(args.cachettl),
@@ -473,7 +476,7 @@ def searches_since(hosts: list[ChildHost], before: dict[int, int], timeout: floa
 
 def run_one(n: int, args: argparse.Namespace, log_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
     """Measure one children count; figures go into ``result`` as they are taken (kept on failure)."""
-    from tests.support.ports import free_port
+    from gridinfo_dev.ports import free_port
 
     suffix = f"mds-vo-name={GIIS_NAME},o=grid"
     port = args.port_base - 1 if args.port_base and port_is_free(args.port_base - 1) else free_port()
@@ -483,6 +486,12 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path, result: dict[str, A
                "--listen", f"tcp:{port}:interface={LOOPBACK}"]
     if args.giis_config:
         command += ["--config", args.giis_config]
+    else:
+        # Every child registers from 127.0.0.1, so the per-address connection limit (meant for
+        # one hostile client) would throttle the registration burst: lift it for the bench.
+        config = log_dir / f"giis-{n}.yaml"
+        config.write_text("limits:\n  max_connections_per_address: 0\n")
+        command += ["--config", str(config)]
     log(f"{n} children: {' '.join(command)} (log: {giis_log})")
     with open(giis_log, "wb") as out:
         giis = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
@@ -751,13 +760,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--giis-profile", metavar="FILE",
                    help="run the GIIS under cProfile, writing FILE.<children> (figures are then slower)")
     p.add_argument("--json", metavar="FILE", help="also write all figures as JSON")
+    p.add_argument("--log-dir", metavar="DIR", help="where the GIIS and child-host logs go (default: a new temporary folder)")
     args = p.parse_args(argv)
 
     counts = [int(c.replace("_", "")) for c in args.children.split(",") if c.strip()]
     before = resource.getrlimit(resource.RLIMIT_NOFILE)
     after = raise_nofile()
     log(f"open-file limit soft/hard: {before[0]}/{before[1]} -> {after[0]}/{after[1]} (inherited by the GIIS and child hosts)")
-    log_dir = Path(tempfile.mkdtemp(prefix="gridinfo-bench-giis-"))
+    log_dir = Path(args.log_dir) if args.log_dir else Path(tempfile.mkdtemp(prefix="gridinfo-bench-giis-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"environment": environment(), "settings": {
         k: v for k, v in vars(args).items() if k != "json"}, "log_dir": str(log_dir), "runs": []}
     results = []

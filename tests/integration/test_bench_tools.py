@@ -1,0 +1,93 @@
+"""The benchmark tools run end to end, at a tiny size, so they cannot rot between measurements.
+
+Nothing here is timed: the figures of a smoke run mean nothing.  What is checked is that each
+tool completes, both servers answer every workload without errors, and they answer alike.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gridinfo_dev import gendit
+
+REPO = Path(__file__).resolve().parents[2]
+TOOLS = REPO / "tools"
+WORKLOADS = ("base", "onelevel", "equality", "subtree", "or1000")
+
+
+def _run(tool: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run a tools/ script with this interpreter, as a user would (its own folder on sys.path)."""
+    return subprocess.run(
+        [sys.executable, str(TOOLS / tool), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.slapd
+def test_bench_quick_measures_both_servers_on_every_workload(tmp_path: Path) -> None:
+    """`tools/bench --quick` runs slapd (as BDII configures it) and gris on the same tree, and they agree."""
+    out = tmp_path / "bench.json"
+    done = _run("bench", "--quick", "--json", str(out), "--cache-dir", str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    [(size, result)] = report["sizes"].items()
+    n = int(size)
+    ces = sum(1 for dn in gendit.dns(n) if dn.startswith("GlueCEUniqueID="))
+    assert ces > 0
+    assert result["disagreements"] == []
+    assert "loglevel 0" in result["slapd"]["config"]
+    assert "index GlueCEUniqueID eq" in result["slapd"]["config"]
+    assert "GlueCEUniqueID" in result["gridinfo"]["config"]
+    for server in ("slapd", "gridinfo"):
+        figures = result[server]
+        assert figures["dump_entries"] == n
+        assert figures["ready_s"] > 0 and figures["rss_after_runs_bytes"] > 0
+        for name in WORKLOADS:
+            run = figures[name]
+            assert run["ops"] > 0 and run["errors"] == 0, (server, name, run)
+            assert run["server_cpu_s"] is not None
+        # workloads whose answer size does not depend on which request was drawn
+        assert figures["base"]["mean_entries_per_op"] == 1
+        assert figures["onelevel"]["mean_entries_per_op"] == 12  # the GlueSA under a GlueSE
+        assert figures["equality"]["mean_entries_per_op"] == 1
+        assert figures["or1000"]["mean_entries_per_op"] == ces  # every CE of the tiny tree is named
+    assert "| 1,000-term OR, ops/s |" in done.stdout
+    assert "### Summary" in done.stdout
+
+
+def test_bench_giis_runs_at_a_tiny_size(tmp_path: Path) -> None:
+    """`tools/bench-giis` registers a few children with a real giis and searches across them."""
+    out = tmp_path / "giis.json"
+    done = _run(
+        "bench-giis", "--children", "3", "--entries-per-child", "2", "--child-processes", "1",
+        "--warm-runs", "2", "--refetch-runs", "0", "--port-base", "0",
+        "--json", str(out), "--log-dir", str(tmp_path / "logs"),
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [run] = json.loads(out.read_text())["runs"]
+    assert run["registration"]["valid_in_status"] == 3
+    assert run["cold"]["entries"] == 6 and run["cold"]["child_searches"] == 3
+    assert run["warm"]["child_searches"] == 0  # answered from the GIIS's cache
+
+
+def test_gendit_writes_the_tree_the_bench_loads(tmp_path: Path) -> None:
+    """`tools/gendit N -o FILE` writes the same LDIF as the generator the bench and tests import."""
+    done = _run("gendit", "40", "-o", str(tmp_path / "a.ldif"))
+    assert done.returncode == 0, done.stderr
+    expected = gendit.write_ldif(tmp_path / "b.ldif", 40)
+    assert (tmp_path / "a.ldif").read_bytes() == expected.read_bytes()
+
+
+def test_bench_events_runs_at_a_tiny_size(tmp_path: Path) -> None:
+    """`tools/bench-events` journals events through a real gris and reads their effect back."""
+    out = tmp_path / "events.json"
+    done = _run("bench-events", "--events", "20", "--clients", "1,2", "--latency-samples", "3",
+                "--dir", str(tmp_path / "journal"), "--json", str(out))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [row["events"] for row in report["throughput"]] == [20, 20]
+    assert report["latency"]["samples"] > 0
