@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from gridinfo.giis.leases import parse_generalized_time
+from gridinfo.directory.gtime import parse_generalized_time
 
 UNHEALTHY_CHILD_STATES = {"unreachable", "slow", "invalid"}
 

@@ -46,12 +46,12 @@ records of kind ``static``: reading the file is their run.
 from __future__ import annotations
 
 import enum
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gridinfo.directory.dn import is_descendant_key, parent_key
+from gridinfo.directory.gtime import format_generalized_time
 from gridinfo.directory.ldif import LDIFLimitExceeded, LDIFLimits, Modification, parse_ldif
 from gridinfo.directory.query import Scope
 from gridinfo.errors import LDAPError, LDIFError
@@ -62,11 +62,6 @@ if TYPE_CHECKING:
 
 KINDS = ("provider", "plugin", "static")
 VALIDITY_ATTRIBUTES = ("mds-validfrom", "mds-validto")
-
-
-def generalized_time(t: float) -> bytes:
-    """UTC generalized time, ``YYYYmmddHHMMSSZ``, as MDS writes ``Mds-validfrom``."""
-    return time.strftime("%Y%m%d%H%M%SZ", time.gmtime(t)).encode("ascii")
 
 
 @dataclass(frozen=True)
@@ -582,8 +577,8 @@ class SoftStateTable:
         # the validity stamps ride on an auxiliary class, so the entry stays schema-clean
         full = list(attrs) + [
             ("objectClass", [b"GridinfoSoftState"]),
-            ("Mds-validfrom", [generalized_time(r.valid_from)]),
-            ("Mds-validto", [generalized_time(r.valid_to)]),
+            ("Mds-validfrom", [format_generalized_time(r.valid_from).encode()]),
+            ("Mds-validto", [format_generalized_time(r.valid_to).encode()]),
             ("GridinfoProviderName", [name.encode("utf-8")]),
         ]
         entry = self.tree.builder.build(

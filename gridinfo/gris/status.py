@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from gridinfo.directory.dn import escape_value, is_descendant_key
 from gridinfo.directory.tree import DirectoryTree
-from gridinfo.gris.softstate import ProviderRecord, SoftStateTable, generalized_time
+from gridinfo.directory.gtime import format_generalized_time
+from gridinfo.gris.softstate import ProviderRecord, SoftStateTable
 
 INFOSYS_DN = "o=infosys"
 INFOSYS_ATTRIBUTES: list[tuple[str, list[bytes]]] = [
@@ -45,7 +46,7 @@ def provider_status_attributes(r: ProviderRecord) -> list[tuple[str, list[bytes]
     ]
     if r.last_run is not None:
         attrs += [
-            ("GridinfoProviderLastRun", [generalized_time(r.last_run)]),
+            ("GridinfoProviderLastRun", [format_generalized_time(r.last_run).encode()]),
             ("GridinfoProviderDuration", num(round(r.last_duration * 1000))),
             ("GridinfoProviderBytes", num(r.last_bytes)),
         ]
@@ -98,7 +99,7 @@ class StatusPublisher:
                 ("cn", [self.server_name.encode("utf-8")]),
                 ("GridinfoTotalEntries", [str(max(0, total)).encode()]),
                 ("GridinfoProviderCount", [str(len(self.table.records)).encode()]),
-                ("GridinfoStartTime", [generalized_time(self.start_time)]),
+                ("GridinfoStartTime", [format_generalized_time(self.start_time).encode()]),
                 ("GridinfoUptime", [str(int(max(0.0, now - self.start_time))).encode()]),
                 ("GridinfoSearches", [str(self.searches()).encode()]),
             ],
