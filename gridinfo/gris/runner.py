@@ -214,7 +214,10 @@ class ProviderRunner:
         done: defer.Deferred[RunOutput] = defer.Deferred()
         proto = _ProviderProcess(definition, self.reactor, done)
         program = os.path.abspath(definition.path)
-        executable, argv = session_command(program, definition.args)
+        if definition.interpreter is not None:  # one of ours: gridinfo's Python, not PATH's
+            executable, argv = session_command(definition.interpreter, (program, *definition.args))
+        else:
+            executable, argv = session_command(program, definition.args)
         now = self.reactor.seconds()
         try:
             self.reactor.spawnProcess(

@@ -82,6 +82,7 @@ class ProviderDefinition:
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     feeds: str | None = None  # "vm": its runs also feed the VM event sink (gridinfo.vm.feed)
+    interpreter: str | None = None  # run as ``interpreter path args`` (gridinfo's Python for ours)
 
 
 @dataclass(frozen=True)
