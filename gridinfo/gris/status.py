@@ -54,6 +54,8 @@ def provider_status_attributes(r: ProviderRecord) -> list[tuple[str, list[bytes]
             attrs.append(("GridinfoProviderExitStatus", num(r.last_exit_status)))
     if r.last_error:
         attrs.append(("GridinfoProviderLastError", [r.last_error[:1000].encode("utf-8")]))
+    if r.last_stderr:
+        attrs.append(("GridinfoProviderStderr", [r.last_stderr.encode("utf-8")]))
     return attrs
 
 
