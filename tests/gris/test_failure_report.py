@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 from twisted.trial import unittest
@@ -63,7 +65,9 @@ class RunnerStderrTail(unittest.TestCase):
 
         from gridinfo.gris.runner import STDERR_TAIL_LINES, ProviderRunner
 
-        script = Path(self.mktemp())
+        folder = Path(tempfile.mkdtemp(prefix="gridinfo-stderr-"))
+        self.addCleanup(shutil.rmtree, folder, True)
+        script = folder / "noisy"
         script.write_text("#!/bin/sh\nfor i in $(seq 1 50); do echo line $i >&2; done\nexit 1\n")
         script.chmod(0o755)
 
