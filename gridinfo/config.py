@@ -87,6 +87,7 @@ class GRISConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     index: tuple[str, ...] = ()
     providers: tuple[str, ...] = ()
+    bundled_providers: bool = False  # also run gridinfo's bundled providers (host, network, ...)
     plugins: tuple[str, ...] = ()
     provider_defaults: ProviderConfig = field(default_factory=ProviderConfig)
     provider: dict[str, ProviderConfig] = field(default_factory=dict)

@@ -40,11 +40,6 @@ def main() -> int:
         config = replace(base_config, listen=(f"tcp:{PORT + 1}:interface={HOST}",), ldif=(), register=register)
         if not config.providers:
             config = replace(config, providers=(str(top_dir / "providers"),))
-        # bundled providers are Python scripts (#!/usr/bin/env python3): let them find this
-        # interpreter, which has gridinfo's dependencies (psutil).
-        env = dict(config.provider_defaults.env or {})
-        env.setdefault("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", os.defpath))
-        config = replace(config, provider_defaults=replace(config.provider_defaults, env=env))
         # the network provider measures the paths named in conf/providers/network.yaml (TCP and
         # ping to this loopback GIIS), so the demo shows network entries beside the host's
         if "network" not in config.provider:

@@ -7,7 +7,9 @@ For each node: a base search of its suffix (round-trip latency), then MDS2's
 registrant in turn (in parallel), down to ``--depth``.  A GRIS answers the status search with
 nothing and is a leaf.  Nodes that do not answer, whose lease is INVALID, or that their parent
 reports unreachable or stale are unhealthy: marked (red on a terminal) and the exit status is 1,
-so the command serves as a monitoring check.
+so the command serves as a monitoring check.  A node whose status under ``o=infosys`` shows
+information providers whose last run failed (``GridinfoProviderLastError``) is degraded: it
+answers, perhaps with stale data, but is counted unhealthy too.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from gridinfo.giis.leases import parse_generalized_time
+from gridinfo.directory.gtime import parse_generalized_time
 
 UNHEALTHY_CHILD_STATES = {"unreachable", "slow", "invalid"}
 
@@ -39,12 +41,14 @@ class Node:
     entries: int | None = None
     error: str = ""
     note: str = ""
+    failing_providers: dict[str, str] = field(default_factory=dict)  # name -> last error (o=infosys)
     children: list[Node] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
         return (
             not self.error
+            and not self.failing_providers
             and self.reg_status != "INVALID"
             and self.child_state not in UNHEALTHY_CHILD_STATES
         )
@@ -61,6 +65,8 @@ class Node:
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 2),
             "entries": self.entries,
             "error": self.error or None,
+            "degraded": bool(self.failing_providers),
+            "failing_providers": dict(self.failing_providers),
             "note": self.note or None,
             "children": [c.as_json() for c in self.children],
         }
@@ -106,6 +112,22 @@ def walk(reactor: Any, url: str, *, depth: int, timeout: float, count: bool) -> 
         if r.code != 0:
             node.error = f"base search answered {r.code}: {r.message}"
             return node
+        try:
+            infosys = yield client.search(
+                "o=infosys", 2, "(&(objectClass=GridinfoProviderStatus)(GridinfoProviderLastError=*))",
+                ["GridinfoProviderName", "GridinfoProviderLastError"], timeout=timeout,
+            )
+        except Exception:
+            infosys = None  # not a gridinfo server, or no status: nothing to judge
+        if infosys is not None and infosys.code == 0:
+            for op in infosys.entries:
+                _, pairs = decode_entry(op)
+                status_attrs: dict[str, list[bytes]] = {}
+                for n, v in pairs:
+                    status_attrs.setdefault(n.lower(), []).extend(v)
+                name = _first(status_attrs, "GridinfoProviderName")
+                if name:
+                    node.failing_providers[name] = _first(status_attrs, "GridinfoProviderLastError")
         if count:
             try:
                 c = yield client.search(node.suffix, 2, "(objectClass=*)", ["1.1"], timeout=timeout)
@@ -191,6 +213,9 @@ def _describe(node: Node, paint: Painter) -> str:
         parts.append(f"parent says {node.child_state}")
     if node.error:
         parts.append(f"UNREACHABLE: {node.error}")
+    if node.failing_providers:
+        failing = ", ".join(f"{name} ({error})" for name, error in sorted(node.failing_providers.items()))
+        parts.append(f"DEGRADED: providers failing: {failing}")
     if node.note:
         parts.append(f"({node.note})")
     text = "  ".join(parts)

@@ -71,6 +71,10 @@ def report(out: TextIO, definition: Any, output: Any, result: Any, skip: str | N
         w(f"OK: the GRIS would publish {len(result.entries) or len(result.modifications)} entries\n")
     else:
         w(f"FAILED: {result.error}\n")
+        if output.stderr_tail and not quiet:
+            w("stderr (last lines, as in its status entry under o=infosys):\n")
+            for line in output.stderr_tail.splitlines():
+                w(f"  {line}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gridinfo.directory.dn import DNNormaliser, parse_dn
+from gridinfo.directory.gtime import generalized_time_key
 from gridinfo.errors import InvalidDNSyntax
 
 __all__ = [
@@ -195,59 +196,6 @@ def integer_first_component_key(value: bytes) -> int | None:
 def octet_string_key(value: bytes) -> bytes:
     """OctetString: the raw bytes; every value is valid."""
     return bytes(value)
-
-
-_GENERALIZED_TIME = re.compile(
-    rb"(?P<year>[0-9]{4})(?P<month>[0-9]{2})(?P<day>[0-9]{2})(?P<hour>[0-9]{2})"
-    rb"(?:(?P<minute>[0-9]{2})(?P<second>[0-9]{2})?)?"
-    rb"(?:[.,](?P<fraction>[0-9]+))?"
-    rb"(?P<zone>Z|[+-](?P<zhour>[0-9]{2})(?P<zminute>[0-9]{2})?)\Z"
-)
-_DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
-
-def _days_from_civil(year: int, month: int, day: int) -> int:
-    """Days since 1970-01-01 in the proleptic Gregorian calendar (valid for year 0 as well)."""
-    year -= month <= 2
-    era = year // 400
-    yoe = year - era * 400
-    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-def generalized_time_key(value: bytes) -> int | None:
-    """GeneralizedTime (RFC 4517 3.3.13) as microseconds since the epoch, in UTC.
-
-    ``YYYYmmddHH[MM[SS]][.fraction](Z|+hh[mm]|-hh[mm])``; the fraction applies to the last unit
-    given (so ``200110030128.5Z`` is 01:28:30).  A value without a time zone, or with an
-    impossible date or time, is not valid.
-    """
-    m = _GENERALIZED_TIME.match(value)
-    if m is None:
-        return None
-    year, month, day, hour = (int(m[g]) for g in ("year", "month", "day", "hour"))
-    minute = int(m["minute"]) if m["minute"] is not None else 0
-    second = int(m["second"]) if m["second"] is not None else 0
-    if not 1 <= month <= 12 or hour > 23 or minute > 59 or second > 60:
-        return None
-    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-    if not 1 <= day <= _DAYS_IN_MONTH[month - 1] + (1 if month == 2 and leap else 0):
-        return None
-    micros = ((_days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * 60 + second
-    micros *= 1_000_000
-    if m["fraction"] is not None:
-        unit = 1_000_000 if m["second"] is not None else 60_000_000 if m["minute"] is not None else 3_600_000_000
-        digits = m["fraction"][:18]
-        micros += int(digits) * unit // 10 ** len(digits)
-    if m["zone"] != b"Z":
-        zhour = int(m["zhour"])
-        zminute = int(m["zminute"]) if m["zminute"] is not None else 0
-        if zhour > 23 or zminute > 59:
-            return None
-        offset = (zhour * 60 + zminute) * 60_000_000
-        micros += -offset if m["zone"][:1] == b"+" else offset
-    return micros
 
 
 # --- distinguished names ----------------------------------------------------------------------

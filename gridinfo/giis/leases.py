@@ -38,14 +38,15 @@ import enum
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from gridinfo.directory.gtime import format_generalized_time, parse_generalized_time
 from gridinfo.errors import ConstraintViolation, InsufficientAccessRights, ObjectClassViolation
-from gridinfo.gentime import format_generalized_time, parse_generalized_time
 
 #: The object classes a registration must carry (MDS2's GRRP message).
 REQUIRED_CLASSES = ("MdsService", "MdsServiceLdap")
 DEFAULT_TIMEOUT = 20.0  # Mds-Service-Ldap-timeout when absent (Globus default)
 DEFAULT_CACHETTL = 30.0  # Mds-Service-Ldap-cachettl when absent (Globus default)
 DEFAULT_MAX_LEASE = 86400.0  # a validto further ahead than this is refused
+
 
 class LeaseState(enum.Enum):
     VALID = "VALID"

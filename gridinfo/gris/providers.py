@@ -4,7 +4,12 @@ Discovery follows BDII's folders: every executable in a providers folder is a pr
 complete LDIF), every ``*.ldif`` file there is published as it is, and every executable in a
 plugins folder prints ``changetype: modify`` LDIF applied to the providers' entries.  Dotfiles,
 editor backups (``*~``, ``#...#``), package-manager leftovers, folders and files that are not
-executable are skipped.  A provider's settings are its own ``provider.<name>`` config entry,
+executable are skipped.  With ``bundled_providers: true`` gridinfo's own providers folder
+(package data, :data:`gridinfo.providers_lib.BUNDLED_PROVIDERS`) is scanned after the configured
+ones, so an installed gridinfo finds them.  A script carrying the marker line
+``# gridinfo: python-provider`` in its first lines (every bundled provider does) is run with
+the GRIS's own Python interpreter rather than the one its ``#!`` line finds on PATH, so it can
+import gridinfo and its dependencies however the daemon was started.  A provider's settings are its own ``provider.<name>`` config entry,
 else ``provider_defaults``, else :data:`BUILTIN_PROVIDER_DEFAULTS`.
 
 :class:`ProviderManager` is the Twisted service around the pure
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -40,6 +46,7 @@ from gridinfo.gris.softstate import (
     interpret_output,
 )
 from gridinfo.gris.status import StatusPublisher
+from gridinfo.providers_lib import BUNDLED_PROVIDERS
 
 log = Logger()
 
@@ -78,6 +85,26 @@ def skip_reason(path: Path) -> str | None:
         return None
     if not os.access(path, os.X_OK):
         return "not executable"
+    return None
+
+
+#: A line in the first :data:`MARKER_WINDOW` bytes of a script that says "run me with gridinfo's Python".
+PYTHON_PROVIDER_MARKER = b"# gridinfo: python-provider"
+MARKER_WINDOW = 1024
+
+
+def interpreter_for(path: Path) -> str | None:
+    """``sys.executable`` when ``path`` is a Python provider of ours (it carries the marker line)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(MARKER_WINDOW)
+    except OSError:
+        return None
+    if not head.startswith(b"#!"):
+        return None
+    for line in head.splitlines()[1:]:
+        if line.strip() == PYTHON_PROVIDER_MARKER:
+            return sys.executable
     return None
 
 
@@ -121,6 +148,7 @@ def make_definition(path: Path, kind: str, config: GRISConfig) -> ProviderDefini
         args=tuple(s.args or ()),
         env=tuple(sorted((s.env or {}).items())),
         feeds=s.feeds,
+        interpreter=interpreter_for(path) if kind != "static" else None,
     )
 
 
@@ -138,7 +166,8 @@ def scan_folders(config: GRISConfig) -> ScanResult:
     """
     definitions: dict[str, ProviderDefinition] = {}
     skipped: dict[str, str] = {}
-    for folders, kind in ((config.providers, "provider"), (config.plugins, "plugin")):
+    provider_folders = tuple(config.providers) + ((str(BUNDLED_PROVIDERS),) if config.bundled_providers else ())
+    for folders, kind in ((provider_folders, "provider"), (config.plugins, "plugin")):
         for folder in folders:
             try:
                 paths = sorted(Path(folder).iterdir())

@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import sys
+from collections import deque
 from typing import Any
 
 from twisted.internet import defer, error, protocol
@@ -30,6 +31,8 @@ log = Logger()
 
 MAX_STDERR_LINES = 200  # per run; the rest is counted, not logged
 MAX_STDERR_LINE = 2000  # characters logged of one stderr line
+STDERR_TAIL_LINES = 10  # last stderr lines kept for the status entry of a failed run
+STDERR_TAIL_CHARS = 2000  # ... at most this many characters of them
 ABANDON_AFTER = 5.0  # seconds after a kill before the pipes are closed from our side
 
 _TRAMPOLINE = "import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])"
@@ -66,6 +69,7 @@ class _ProviderProcess(protocol.ProcessProtocol):
         self.stdout_bytes = 0
         self.stderr_buf = bytearray()
         self.stderr_lines = 0
+        self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         self.started = reactor.seconds()
         self.timed_out = False
         self.output_exceeded = False
@@ -148,9 +152,10 @@ class _ProviderProcess(protocol.ProcessProtocol):
 
     def _stderr_line(self, line: bytes) -> None:
         self.stderr_lines += 1
+        text = line[:MAX_STDERR_LINE].decode("utf-8", "replace").rstrip("\r")
+        self.stderr_tail.append(text)
         if self.stderr_lines > MAX_STDERR_LINES:
             return
-        text = line[:MAX_STDERR_LINE].decode("utf-8", "replace").rstrip("\r")
         log.warn("provider {provider} stderr: {line}", provider=self.definition.name, line=text, stderr=True)
 
     def processEnded(self, reason: Failure) -> None:  # noqa: N802
@@ -184,6 +189,7 @@ class _ProviderProcess(protocol.ProcessProtocol):
             started=self.started,
             ended=self.reactor.seconds(),
             stdout_bytes=self.stdout_bytes,
+            stderr_tail="\n".join(self.stderr_tail)[-STDERR_TAIL_CHARS:],
         )
         self.stdout = bytearray()
         self.done.callback(output)
@@ -214,7 +220,10 @@ class ProviderRunner:
         done: defer.Deferred[RunOutput] = defer.Deferred()
         proto = _ProviderProcess(definition, self.reactor, done)
         program = os.path.abspath(definition.path)
-        executable, argv = session_command(program, definition.args)
+        if definition.interpreter is not None:  # one of ours: gridinfo's Python, not PATH's
+            executable, argv = session_command(definition.interpreter, (program, *definition.args))
+        else:
+            executable, argv = session_command(program, definition.args)
         now = self.reactor.seconds()
         try:
             self.reactor.spawnProcess(

@@ -46,12 +46,12 @@ records of kind ``static``: reading the file is their run.
 from __future__ import annotations
 
 import enum
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gridinfo.directory.dn import is_descendant_key, parent_key
+from gridinfo.directory.gtime import format_generalized_time
 from gridinfo.directory.ldif import LDIFLimitExceeded, LDIFLimits, Modification, parse_ldif
 from gridinfo.directory.query import Scope
 from gridinfo.errors import LDAPError, LDIFError
@@ -62,11 +62,6 @@ if TYPE_CHECKING:
 
 KINDS = ("provider", "plugin", "static")
 VALIDITY_ATTRIBUTES = ("mds-validfrom", "mds-validto")
-
-
-def generalized_time(t: float) -> bytes:
-    """UTC generalized time, ``YYYYmmddHHMMSSZ``, as MDS writes ``Mds-validfrom``."""
-    return time.strftime("%Y%m%d%H%M%SZ", time.gmtime(t)).encode("ascii")
 
 
 @dataclass(frozen=True)
@@ -87,6 +82,7 @@ class ProviderDefinition:
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     feeds: str | None = None  # "vm": its runs also feed the VM event sink (gridinfo.vm.feed)
+    interpreter: str | None = None  # run as ``interpreter path args`` (gridinfo's Python for ours)
 
 
 @dataclass(frozen=True)
@@ -102,6 +98,7 @@ class RunOutput:
     started: float = 0.0
     ended: float = 0.0
     stdout_bytes: int = 0  # bytes read, including any beyond the cap that were discarded
+    stderr_tail: str = ""  # the last lines the run wrote on stderr (bounded by the runner)
 
     @property
     def duration(self) -> float:
@@ -194,6 +191,7 @@ class ProviderRecord:
     last_entries: int = 0  # entries (or plugin modifications) of the last good run
     last_bytes: int = 0
     last_error: str = ""
+    last_stderr: str = ""  # stderr tail of the last failed run ("" after a good run)
     last_ok: bool | None = None
 
     @property
@@ -226,8 +224,10 @@ def interpret_output(
 ) -> RunReport:
     """Judge one run: failures first (spawn, timeout, size, exit status), then the LDIF.
 
-    Entries outside the provider's base are dropped (listed in ``outside``), not a failure.
-    Schema violations, bad LDIF and too many entries make the run fail.
+    Entries outside the provider's base are dropped (listed in ``outside``); when that leaves
+    nothing of a run that printed entries, the run fails (the provider publishes under the wrong
+    suffix: serving nothing as a success would hide it).  Schema violations, bad LDIF and too
+    many entries make the run fail.
     """
     name = definition.name
     if output.spawn_error is not None:
@@ -285,6 +285,11 @@ def interpret_output(
         more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
         return RunReport(
             error=f"schema violation: {violations[0]}{more}", outside=tuple(outside), violations=tuple(violations)
+        )
+    if outside and not entries and not mods:
+        more = f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""
+        return RunReport(
+            error=f"every entry is outside its subtree {definition.base}: {outside[0]}{more}", outside=tuple(outside)
         )
     return RunReport(entries=tuple(entries.values()), modifications=tuple(mods.values()), outside=tuple(outside))
 
@@ -431,6 +436,7 @@ class SoftStateTable:
         r.last_entries = len(report.entries) or len(report.modifications)
         r.retry_at = None
         r.last_error = ""
+        r.last_stderr = ""
         new_state, action = TRANSITIONS[(r.state, Event.SUCCESS)]
         assert action is Action.INSTALL
         d = r.definition
@@ -451,6 +457,7 @@ class SoftStateTable:
         self._count(r, now, output, ok=False)
         r.failures += 1
         r.last_error = error
+        r.last_stderr = output.stderr_tail
         r.retry_at = now + min(r.definition.retry, r.definition.ttl)
         r.state = TRANSITIONS[(r.state, Event.FAILURE)][0]
 
@@ -572,8 +579,8 @@ class SoftStateTable:
         # the validity stamps ride on an auxiliary class, so the entry stays schema-clean
         full = list(attrs) + [
             ("objectClass", [b"GridinfoSoftState"]),
-            ("Mds-validfrom", [generalized_time(r.valid_from)]),
-            ("Mds-validto", [generalized_time(r.valid_to)]),
+            ("Mds-validfrom", [format_generalized_time(r.valid_from).encode()]),
+            ("Mds-validto", [format_generalized_time(r.valid_to).encode()]),
             ("GridinfoProviderName", [name.encode("utf-8")]),
         ]
         entry = self.tree.builder.build(

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from gridinfo.directory.dn import escape_value
 from gridinfo.directory.tree import DirectoryTree
-from gridinfo.gris.softstate import ProviderRecord, SoftStateTable, generalized_time
+from gridinfo.directory.gtime import format_generalized_time
+from gridinfo.gris.softstate import ProviderRecord, SoftStateTable
 from gridinfo.infosys import INFOSYS_DN, InfosysPublisher
 
 
@@ -40,7 +41,7 @@ def provider_status_attributes(r: ProviderRecord) -> list[tuple[str, list[bytes]
     ]
     if r.last_run is not None:
         attrs += [
-            ("GridinfoProviderLastRun", [generalized_time(r.last_run)]),
+            ("GridinfoProviderLastRun", [format_generalized_time(r.last_run).encode()]),
             ("GridinfoProviderDuration", num(round(r.last_duration * 1000))),
             ("GridinfoProviderBytes", num(r.last_bytes)),
         ]
@@ -48,6 +49,8 @@ def provider_status_attributes(r: ProviderRecord) -> list[tuple[str, list[bytes]
             attrs.append(("GridinfoProviderExitStatus", num(r.last_exit_status)))
     if r.last_error:
         attrs.append(("GridinfoProviderLastError", [r.last_error[:1000].encode("utf-8")]))
+    if r.last_stderr:
+        attrs.append(("GridinfoProviderStderr", [r.last_stderr.encode("utf-8")]))
     return attrs
 
 
@@ -89,7 +92,7 @@ class StatusPublisher:
                     ("cn", [self.server_name.encode("utf-8")]),
                     ("GridinfoTotalEntries", [str(max(0, total)).encode()]),
                     ("GridinfoProviderCount", [str(len(self.table.records)).encode()]),
-                    ("GridinfoStartTime", [generalized_time(self.start_time)]),
+                    ("GridinfoStartTime", [format_generalized_time(self.start_time).encode()]),
                     ("GridinfoUptime", [str(int(max(0.0, now - self.start_time))).encode()]),
                     ("GridinfoSearches", [str(self.searches()).encode()]),
                 ],

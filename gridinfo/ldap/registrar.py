@@ -32,7 +32,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gridinfo.config import RegisterConfig
-from gridinfo.gentime import format_generalized_time
+from gridinfo.directory.gtime import format_generalized_time
 from gridinfo.ldap.client import ClientResult, LDAPClient, LDAPURL
 
 log = Logger()

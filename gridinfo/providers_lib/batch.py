@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gridinfo.directory.gtime import format_generalized_time
 from gridinfo.providers_lib.host import fqdn
 from gridinfo.providers_lib.output import LDIFEntry, child_dn, format_entries
 from gridinfo.providers_lib.runtime import (
@@ -35,7 +36,6 @@ from gridinfo.providers_lib.runtime import (
     CommandMissing,
     SourceFailed,
     find_command,
-    generalized_time,
     run_command,
     run_provider,
 )
@@ -333,8 +333,8 @@ def batch_entries(queues: Queues, config: BatchConfig, suffix: str) -> list[LDIF
             entry.add("GridinfoJobQueue", ",".join(job.partitions))
             entry.add("GridinfoJobState", job.state)
             entry.add("GridinfoJobGenericState", job.generic)
-            entry.add("GridinfoJobSubmitTime", generalized_time(job.submit) if job.submit else None)
-            entry.add("GridinfoJobStartTime", generalized_time(job.start) if job.start else None)
+            entry.add("GridinfoJobSubmitTime", format_generalized_time(job.submit) if job.submit else None)
+            entry.add("GridinfoJobStartTime", format_generalized_time(job.start) if job.start else None)
             entries.append(entry)
     return entries
 

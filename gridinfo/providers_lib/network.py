@@ -35,12 +35,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gridinfo.directory.gtime import format_generalized_time
 from gridinfo.providers_lib.host import fqdn
 from gridinfo.providers_lib.output import LDIFEntry, child_dn, format_entries
 from gridinfo.providers_lib.runtime import (
     CommandFailed,
     CommandMissing,
-    generalized_time,
     run_command,
     run_provider,
 )
@@ -308,7 +308,7 @@ def path_entry(probe: Probe, m: Measurement, source_name: str, suffix: str) -> L
     entry.add("GridinfoPathProbes", m.probes)
     entry.add("GridinfoPathHops", m.hops)
     entry.add("GridinfoPathThroughput", m.throughput_kbit)
-    entry.add("GridinfoPathMeasured", generalized_time(m.measured))
+    entry.add("GridinfoPathMeasured", format_generalized_time(m.measured))
     entry.add("GridinfoPathError", m.error)
     return entry
 

@@ -90,11 +90,6 @@ def setup_logging(name: str) -> logging.Logger:
     return logger
 
 
-def generalized_time(epoch: float) -> str:
-    """UTC GeneralizedTime, ``YYYYmmddHHMMSSZ`` (the form ``Mds-validfrom`` uses)."""
-    return time.strftime("%Y%m%d%H%M%SZ", time.gmtime(epoch))
-
-
 class SourceFailed(Exception):
     """The provider's configured source is there but failed; the run exits 1 (the GRIS keeps
     the last good data and shows the message in the provider's status)."""

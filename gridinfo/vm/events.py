@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import json
 import re
-import time as _time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gridinfo.directory.dn import escape_value, parse_dn
-from gridinfo.directory.matching import generalized_time_key
+from gridinfo.directory.gtime import format_generalized_time, parse_generalized_time
 from gridinfo.errors import LDAPError, ResultCode
 
 __all__ = [
@@ -112,20 +111,12 @@ class EventError(LDAPError):
 
 def parse_time(text: str) -> float:
     """A generalized time (``YYYYmmddHHMMSS[.fff]Z`` or with ``+hhmm``) as seconds since the epoch."""
-    micros = generalized_time_key(text.encode("ascii", "replace"))
-    if micros is None:
-        raise EventError(f"GridinfoEventTime: {text!r} is not a generalized time such as 20240501120000Z")
-    return micros / 1_000_000
+    return parse_generalized_time(text, "GridinfoEventTime", error=EventError)
 
 
 def format_time(t: float) -> str:
     """Seconds since the epoch as a UTC generalized time; milliseconds only when there are any."""
-    whole = int(t // 1)
-    millis = int(round((t - whole) * 1000))
-    if millis == 1000:
-        whole, millis = whole + 1, 0
-    text = _time.strftime("%Y%m%d%H%M%S", _time.gmtime(whole))
-    return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
+    return format_generalized_time(t, millis=True)
 
 
 def _check_id(what: str, value: str | None) -> str | None:

@@ -6,6 +6,7 @@ import pytest
 
 from gridinfo.config import GRISConfig
 from gridinfo.directory.query import Scope
+from gridinfo.directory.gtime import format_generalized_time
 from gridinfo.gris.softstate import (
     TRANSITIONS,
     DataState,
@@ -14,7 +15,6 @@ from gridinfo.gris.softstate import (
     RunOutput,
     SoftStateTable,
     apply_modifications,
-    generalized_time,
     interpret_output,
 )
 from gridinfo.directory.ldif import Modification
@@ -71,8 +71,8 @@ def test_entries_carry_validity_of_their_run(tree):
     assert run(table, "p", 1_000_000.0, site("a")) is None
     e = served(tree, "a")
     assert list(e.get("mds-validfrom")) == [b"19700112134640Z"]
-    assert list(e.get("mds-validto")) == [generalized_time(1_000_060.0)]
-    assert generalized_time(0) == b"19700101000000Z"
+    assert list(e.get("mds-validto")) == [format_generalized_time(1_000_060.0).encode()]
+    assert format_generalized_time(0) == "19700101000000Z"
     assert e.source == "provider:p"
     assert list(e.get("gridinfoprovidername")) == [b"p"]
     # the stamps ride on the GridinfoSoftState auxiliary class: the entry stays schema-clean
@@ -84,7 +84,7 @@ def test_provider_validity_attributes_are_replaced_by_ours(tree):
     table = SoftStateTable(tree)
     table.define(definition())
     run(table, "p", 0.0, site("a", "Mds-validto: 20991231000000Z\n"))
-    assert list(served(tree, "a").get("mds-validto")) == [generalized_time(60.0)]
+    assert list(served(tree, "a").get("mds-validto")) == [format_generalized_time(60.0).encode()]
 
 
 def test_fresh_then_stale_then_gone_with_the_clock(tree):
