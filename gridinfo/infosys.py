@@ -8,7 +8,7 @@ that are no longer published (a provider gone, a child dropped).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from gridinfo.directory.dn import is_descendant_key
 from gridinfo.directory.tree import DirectoryTree
@@ -20,6 +20,19 @@ INFOSYS_ATTRIBUTES: list[tuple[str, list[bytes]]] = [
 ]
 
 Attributes = Sequence[tuple[str, Sequence[bytes]]]
+
+#: Set by the wiring once the LDAP factory exists: the listener's attributes for the server entry.
+ServerStats = Callable[[], list[tuple[str, list[bytes]]]]
+
+
+def connection_attributes(stats: Mapping[str, int], connections: int) -> list[tuple[str, list[bytes]]]:
+    """What a server's LDAP listener has seen: open connections, failed binds, refusals, aborts."""
+    return [
+        ("GridinfoConnections", [str(connections).encode()]),
+        ("GridinfoFailedBinds", [str(stats.get("failed_binds", 0)).encode()]),
+        ("GridinfoRefusedConnections", [str(stats.get("refused_connections", 0)).encode()]),
+        ("GridinfoAbortedConnections", [str(stats.get("aborted_connections", 0)).encode()]),
+    ]
 
 
 class InfosysPublisher:

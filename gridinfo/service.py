@@ -21,6 +21,7 @@ from gridinfo.directory.tree import DirectoryTree
 from gridinfo.gris.backend import GRISBackend, load_static_ldif
 from gridinfo.ldap.tree_backend import add_base_entries
 from gridinfo.gris.providers import ProviderManager
+from gridinfo.infosys import connection_attributes
 from gridinfo.ldap.server import LDAPServerFactory, ServerLimits
 
 log = Logger()
@@ -134,6 +135,7 @@ def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree |
         tree, providers, naming_contexts=("o=grid", "o=infosys"), event_sink=events.sink if events else None
     )
     factory = ldap_factory(backend, config, reactor)
+    providers.status.server_stats = lambda: connection_attributes(factory.stats, factory.connections)
     top = service.MultiService()
     top.setName("gris")
     providers.setServiceParent(top)
@@ -175,6 +177,7 @@ def make_giis_service(config: GIISConfig, reactor: Any) -> service.MultiService:
     policy = RegistrationPolicy(config.policy, schema, source=config.source)
     backend = GIISBackend(tree, config, reactor, policy=policy)
     factory = ldap_factory(backend, config, reactor)
+    backend.status.server_stats = lambda: connection_attributes(factory.stats, factory.connections)
     top = service.MultiService()
     top.setName("giis")
     GIISMaintenance(backend, config.sweep_interval).setServiceParent(top)

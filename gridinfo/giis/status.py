@@ -15,7 +15,7 @@ from gridinfo.directory.query import SearchResult
 from gridinfo.directory.tree import DirectoryTree
 from gridinfo.giis.children import Child
 from gridinfo.giis.leases import format_generalized_time
-from gridinfo.infosys import INFOSYS_DN, InfosysPublisher
+from gridinfo.infosys import INFOSYS_DN, InfosysPublisher, ServerStats
 
 Attributes = list[tuple[str, list[bytes]]]
 
@@ -75,6 +75,7 @@ class GIISStatus:
 
     def __init__(self, tree: DirectoryTree):
         self.infosys = InfosysPublisher(tree, source="giis")
+        self.server_stats: ServerStats = list
         self.cycles = 0
         self.last_cycle = ""
 
@@ -84,6 +85,7 @@ class GIISStatus:
             ("cn", [b"giis"]),
             ("GridinfoChildCount", [str(len(children)).encode()]),
             ("GridinfoCycles", [str(self.cycles).encode()]),
+            *self.server_stats(),
         ]
         if self.last_cycle:
             totals.append(("GridinfoLastCycle", [self.last_cycle.encode("utf-8")]))

@@ -15,7 +15,7 @@ from gridinfo.directory.dn import escape_value
 from gridinfo.directory.tree import DirectoryTree
 from gridinfo.directory.gtime import format_generalized_time
 from gridinfo.gris.softstate import ProviderRecord, SoftStateTable
-from gridinfo.infosys import INFOSYS_DN, InfosysPublisher
+from gridinfo.infosys import INFOSYS_DN, InfosysPublisher, ServerStats
 
 
 def provider_status_dn(name: str) -> str:
@@ -73,6 +73,7 @@ class StatusPublisher:
         self.searches = searches
         self.server_dn = f"cn={escape_value(server_name)},{INFOSYS_DN}"
         self.infosys = InfosysPublisher(tree)
+        self.server_stats: ServerStats = list
         self.infosys_key = self.infosys.infosys_key
 
     def is_status_key(self, key: str) -> bool:
@@ -95,6 +96,7 @@ class StatusPublisher:
                     ("GridinfoStartTime", [format_generalized_time(self.start_time).encode()]),
                     ("GridinfoUptime", [str(int(max(0.0, now - self.start_time))).encode()]),
                     ("GridinfoSearches", [str(self.searches()).encode()]),
+                    *self.server_stats(),
                 ],
             )
         )

@@ -154,3 +154,17 @@ def test_client_that_never_reads_a_large_result_and_unbinds_is_closed(gris: Gris
     finally:
         for s in held:
             s.close()
+
+
+def test_failed_binds_are_counted_under_o_infosys(gris: GrisProcess) -> None:
+    """Password guessing is visible where operators look: GridinfoFailedBinds on the server's
+    status entry under o=infosys counts refused simple binds (and refused connections too)."""
+    conn = ldap3.Connection(ldap3.Server(gris.url), user="cn=admin,o=grid", password="guess", receive_timeout=30)
+    assert not conn.bind()
+    assert conn.result["result"] == 49
+    reader = ldap3.Connection(ldap3.Server(gris.url), auto_bind=True)
+    assert reader.search("o=infosys", "(objectClass=GridinfoServerStatus)", attributes=["GridinfoFailedBinds", "GridinfoConnections", "GridinfoRefusedConnections"])
+    (entry,) = reader.entries
+    assert int(entry.GridinfoFailedBinds.value) >= 1
+    assert int(entry.GridinfoConnections.value) >= 1
+    assert int(entry.GridinfoRefusedConnections.value) >= 0
