@@ -380,6 +380,8 @@ def check_value(kind: Any, name: str, value: Any, path: str) -> str | None:
         problem = check_ldap_url(value, "ldap://giis.example.org:2135/mds-vo-name=site,o=grid")
     elif kind is StaticChildConfig and name == "url":
         problem = check_ldap_url(value, "ldap://bdii.example.org:2170/mds-vo-name=resource,o=grid")
+    elif kind is GIISConfig and name == "journal" and value and os.path.isdir(value):
+        problem = f"expected the path of an SQLite file (created if missing), got the folder {value!r}"
     elif kind is VMConfig and name == "sources":
         for dn, source in value.items():
             if source not in VM_SOURCES:
