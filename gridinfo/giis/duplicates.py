@@ -20,7 +20,10 @@ while it lives and a lower-ranked child's copy is never served::
       at least as well
     a child ranked after   ranked before it              this child (it takes the DN over)
 
-Each pair (winner, loser) is logged once (bounded).
+A child's subtree is its own: an entry a child serves below another child's mount point
+(a GRIS of ``mds-vo-name=local,o=grid``, mounted on the GIIS suffix, publishing
+``X,mds-vo-name=child,mds-vo-name=local,o=grid``, which would appear inside the child GIIS
+``mds-vo-name=child``) is left out.  Each pair (winner, loser) is logged once (bounded).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from collections.abc import Callable
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from gridinfo.directory.dn import DNNormaliser
+from gridinfo.directory.dn import DNNormaliser, parent_key
 from gridinfo.errors import InvalidDNSyntax
 from gridinfo.giis.answers import CachedAnswer
 from gridinfo.giis.children import Child
@@ -45,13 +48,13 @@ OWN = "this GIIS"
 
 
 def ranked(part: Part | defer.Deferred[Part], child: Child) -> Part | defer.Deferred[Part]:
-    """Mark a shared child's part with its rank (policy rule, then age)."""
-    if child.lease is None or not child.lease.shared:
-        return part
-    rank = (child.lease.rank, child.lease.first_registered)
+    """Mark a part with its child's mount point and, for a shared child, its rank (rule, then age)."""
+    rank = (child.lease.rank, child.lease.first_registered) if child.lease is not None and child.lease.shared else None
+    mount = child.namespace.mount_key
 
     def mark(p: Part) -> Part:
         p.rank = rank
+        p.mount_key = mount
         return p
 
     if isinstance(part, defer.Deferred):
@@ -67,6 +70,8 @@ class DuplicateFilter:
         self.live_urls = live_urls
         self.holders: dict[str, tuple[tuple[int, float], str]] = {}  # shared: DN key -> (rank, child URL)
         self.logged: set[tuple[str, str]] = set()
+        self.mounts: dict[str, str] = {}  # mount point key -> child URL, of the current merge
+        self.covering: set[str] = set()
 
     def keys(self, entries: list[bytes], answer: CachedAnswer | None) -> list[str]:
         """The normalised DNs of entries (worked out once per cached answer)."""
@@ -85,17 +90,43 @@ class DuplicateFilter:
 
     def start(self, own: list[bytes], parts: list[Part]) -> dict[str, str] | None:
         """The DNs taken so far in one merge (None when only one source contributes)."""
+        self.mounts = {p.mount_key: p.child for p in parts if p.mount_key}
+        self.covering = set()  # mount points with another child's mount below them
+        for key in self.mounts:
+            up = parent_key(key)
+            while up:
+                self.covering.add(up)
+                up = parent_key(up)
         if (1 if own else 0) + sum(1 for p in parts if p.entries) > 1:
             return {key: OWN for key in self.keys(own, None)}
         return None
 
     def part_keys(self, taken: dict[str, str] | None, part: Part) -> list[str] | None:
-        if taken is None and part.rank is None:
+        if taken is None and part.rank is None and not self._others_below(part):
             return None
         return self.keys(part.entries, part.answer)
 
+    def _others_below(self, part: Part) -> bool:
+        """Another child in this merge is mounted below this part's mount point."""
+        return part.mount_key in self.covering
+
+    def _inside_another(self, key: str, part: Part) -> str | None:
+        """The child mounted at or above ``key`` but below this part's mount point, if any."""
+        k: str | None = key
+        while k and k != part.mount_key:
+            holder = self.mounts.get(k)
+            if holder is not None and holder != part.child:
+                return holder
+            k = parent_key(k)
+        return None
+
     def admit(self, taken: dict[str, str] | None, key: str, part: Part) -> bool:
         """True when this part's copy of ``key`` is the one served."""
+        if part.mount_key in self.covering:
+            inside = self._inside_another(key, part)
+            if inside is not None:  # a GRIS writing into a child GIIS's subtree: the subtree is the child's
+                self._log(key, inside, part.child)
+                return False
         if taken is not None:
             winner = taken.setdefault(key, part.child)
             if winner != part.child:

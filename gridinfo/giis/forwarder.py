@@ -44,6 +44,7 @@ class Part:
     child: str = ""  # the child's URL, to name it when it failed
     answer: CachedAnswer | None = None  # the cached answer the entries come from (keeps their DN keys)
     rank: tuple[int, float] | None = None  # a shared child's (policy rule, first registered); None otherwise
+    mount_key: str = ""  # where the child is mounted in the GIIS namespace (normalised)
 
 
 def mark_stale(op: bytes, expired_at: float) -> bytes:

@@ -251,3 +251,17 @@ def test_a_forged_copy_cannot_slip_into_a_search_the_real_copy_does_not_match() 
     answer(clients, 1, [])  # the real CEs do not match
     clients.made[("127.0.0.2", 2)].searches[-1][2].callback(ClientResult(code=0, entries=ces("a")))  # forged ones do
     assert result_of(d).entries == []
+
+
+def test_a_gris_cannot_write_into_a_child_giis_subtree() -> None:
+    """Entries a GRIS publishes below mds-vo-name=child (a child GIIS's mount point) are not served; the child's are."""
+    from gridinfo.ldap.client import ClientResult
+
+    backend, clock, clients = make()
+    add(backend, clock, host="127.0.0.1", port=1, peer="127.0.0.1", suffix="mds-vo-name=child,o=grid")
+    add(backend, clock, host="127.0.0.2", port=2, peer="127.0.0.2")
+    d = search(backend)
+    answer(clients, 1, ces("real", 1, suffix="mds-vo-name=child,o=grid"))
+    intruder = ces("fake", 1, suffix="mds-vo-name=child,mds-vo-name=local,o=grid") + ces("own", 1)
+    clients.made[("127.0.0.2", 2)].searches[-1][2].callback(ClientResult(code=0, entries=intruder))
+    assert dns(result_of(d)) == sorted([f"GlueCEUniqueID=real-ce0,mds-vo-name=child,{SITE}", f"GlueCEUniqueID=own-ce0,{SITE}"])
