@@ -78,7 +78,8 @@ class Registration:
 
     @property
     def url(self) -> str:
-        return f"ldap://{self.host}:{self.port}/{self.suffix}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ldap://{host}:{self.port}/{self.suffix}"
 
 
 def _values(attributes: Iterable[tuple[str, Sequence[bytes]]]) -> dict[str, list[bytes]]:
