@@ -135,6 +135,16 @@ class PolicyRuleConfig:
 
     filter: str = "(Mds-Service-hn=*)"
     bind_dn: str = ""
+    shared: bool = False  # its registrants may serve suffixes overlapping other shared registrants'
+    third_party: bool = False  # Mds-Service-hn may name another host than the connecting peer
+
+
+#: The shipped policy: GRIS children share MDS2's ``mds-vo-name=local,o=grid``; any other suffix
+#: belongs to its first registrant.  Both rules keep the peer rule (Mds-Service-hn = the peer).
+DEFAULT_POLICY = (
+    PolicyRuleConfig(filter="(Mds-Service-Ldap-suffix=mds-vo-name=local,o=grid)", shared=True),
+    PolicyRuleConfig(filter="(Mds-Service-hn=*)"),
+)
 
 
 @dataclass(frozen=True)
@@ -146,7 +156,9 @@ class GIISConfig:
     schema: tuple[str, ...] = ()
     credentials: dict[str, str] = field(default_factory=dict)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
-    policy: tuple[PolicyRuleConfig, ...] = (PolicyRuleConfig(),)
+    policy: tuple[PolicyRuleConfig, ...] = DEFAULT_POLICY
+    allow_unsafe_addresses: bool = False  # let registrants name unspecified/link-local/multicast hosts
+    journal: str = ""  # SQLite registration journal (relative: to the config file's folder; "": none)
     max_registrants: int = 10000
     max_lease: float = 86400.0
     default_timeout: float = 20.0
@@ -375,6 +387,8 @@ def check_value(kind: Any, name: str, value: Any, path: str) -> str | None:
         problem = check_ldap_url(value, "ldap://giis.example.org:2135/mds-vo-name=site,o=grid")
     elif kind is StaticChildConfig and name == "url":
         problem = check_ldap_url(value, "ldap://bdii.example.org:2170/mds-vo-name=resource,o=grid")
+    elif kind is GIISConfig and name == "journal" and value and os.path.isdir(value):
+        problem = f"expected the path of an SQLite file (created if missing), got the folder {value!r}"
     elif kind is VMConfig and name == "sources":
         for dn, source in value.items():
             if source not in VM_SOURCES:
@@ -439,10 +453,13 @@ def validate(config: Any) -> Any:
 
 def resolve_paths(config: Any, base: Path) -> Any:
     """Relative paths in ``ldif`` and ``schema`` are relative to the config file's folder."""
-    changes = {}
+    changes: dict[str, Any] = {}
     for name in ("ldif", "schema", "providers", "plugins"):
         if hasattr(config, name):
             changes[name] = tuple(str((base / p) if not os.path.isabs(p) else Path(p)) for p in getattr(config, name))
+    journal = getattr(config, "journal", None)
+    if isinstance(journal, str) and journal and not os.path.isabs(journal):
+        changes["journal"] = str(base / journal)
     vm = getattr(config, "vm", None)
     if vm is not None and vm.journal and not os.path.isabs(vm.journal):
         changes["vm"] = replace(vm, journal=str(base / vm.journal))

@@ -33,8 +33,10 @@ def main() -> int:
     giis_url = f"ldap://{HOST}:{PORT}/mds-vo-name=site,o=grid"
     register = (RegisterConfig(url=giis_url, regperiod=30, ttl=60, keepto=120, cachettl=10, timeout=5, hostname=HOST),)
     try:
+        # the registration journal goes beside the virtualenv, not to /var/lib, for a demo
         giis_config = replace(
-            load_config(top_dir / "conf" / "giis.yaml", GIISConfig), name="site", listen=(f"tcp:{PORT}:interface={HOST}",)
+            load_config(top_dir / "conf" / "giis.yaml", GIISConfig), name="site", listen=(f"tcp:{PORT}:interface={HOST}",),
+            journal=str(top_dir / ".venv" / "demo-giis-registrations.sqlite"),
         )
         base_config = load_config(conf, GRISConfig)
         config = replace(base_config, listen=(f"tcp:{PORT + 1}:interface={HOST}",), ldif=(), register=register)

@@ -92,6 +92,6 @@ class Backend(Protocol):
     def compare(self, dn: str, attribute: str, value: bytes) -> Any:  # bool | Deferred[bool]
         ...
 
-    def add(self, dn: str, attributes: list[tuple[str, list[bytes]]], bind_dn: str) -> Any:
-        """Add an entry; most backends raise UnwillingToPerform."""
+    def add(self, dn: str, attributes: list[tuple[str, list[bytes]]], bind_dn: str, peer: str | None = None) -> Any:
+        """Add an entry; most backends raise UnwillingToPerform.  ``peer``: the client's address."""
         ...

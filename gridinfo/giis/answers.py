@@ -52,6 +52,7 @@ class CachedAnswer:
     fetched_at: float
     no_such_object: bool = False
     stale_entries: list[bytes] | None = None  # the entries marked stale, made once when first needed
+    keys: list[str] | None = None  # the entries' normalised DNs, made once when a merge needs them
 
     @property
     def truncated(self) -> bool:

@@ -16,6 +16,8 @@ jobs live in their own modules, as twisted.names splits its resolvers::
     forwarder     carrying out FORWARD: Deferreds, timeouts, late answers
     mirror        mirror mode: pull a child's subtree every period, answer locally
     status        giisregistrationstatus and the o=infosys entries
+    admission     registrations: policy, ownership and address checks, journal
+    duplicates    one DN served from one child (rank order)
     backend       this routing chain, and merging the parts into one result
 
 Merging keeps slapd's meanings: the request's (or the server's) size limit gives
@@ -55,7 +57,11 @@ from gridinfo.directory.tree import DirectoryTree
 from gridinfo.errors import InvalidDNSyntax, LDAPError, NoSuchObject, ResultCode, UnwillingToPerform
 from gridinfo.giis.children import Child, ChildRegistry
 from gridinfo.giis.forwarder import Forwarder, Part
-from gridinfo.giis.leases import LeaseTable, format_generalized_time, parse_registration
+from gridinfo.giis.admission import Admission, Resolver
+from gridinfo.giis.duplicates import DuplicateFilter, ranked
+from gridinfo.giis.journal import RegistrationJournal
+from gridinfo.giis.leases import LeaseTable
+from gridinfo.giis.ownership import Registrant
 from gridinfo.giis.mirror import answer_from_mirror, pull_mirror
 from gridinfo.giis.namespace import Route
 from gridinfo.giis.policy import RegistrationPolicy
@@ -94,6 +100,7 @@ class GIISBackend:
         policy: RegistrationPolicy | None = None,
         client_factory: Callable[..., LDAPClient] | None = None,
         giis_id: str | None = None,
+        resolve: Resolver | None = None,
     ):
         self.tree = tree
         self.config = config
@@ -104,7 +111,7 @@ class GIISBackend:
         self.suffix_key = self.normaliser.key(self.suffix)
         self.register_key = self.normaliser.key(f"Mds-Vo-Op-name=register,{self.suffix}")
         self.infosys_key = self.normaliser.key(INFOSYS_DN)
-        self.policy = policy if policy is not None else RegistrationPolicy.open(self.schema)
+        self.policy = policy if policy is not None else RegistrationPolicy(config.policy, self.schema)
         self.leases = LeaseTable(max_registrants=config.max_registrants)
         self.size_limit = config.limits.size_limit
         factory = client_factory or (lambda host, port, **kw: LDAPClient(reactor, host, port, **kw))
@@ -118,6 +125,14 @@ class GIISBackend:
             max_entries_per_child=config.max_entries_per_child, schema=self.schema,
         )
         self.status = GIISStatus(tree)
+        journal = RegistrationJournal(config.journal) if config.journal else None
+        self.admission = Admission(
+            config, reactor, self.policy, self.leases, self.children, self.normaliser.key, self.suffix_key,
+            journal=journal, resolve=resolve,
+        )
+        self.admission.restore()
+        self._live_cache: tuple[float, set[str]] = (-1.0, set())
+        self.duplicates = DuplicateFilter(self.normaliser, self._live_urls)
 
     # -- the Backend contract ------------------------------------------------------------------
 
@@ -148,51 +163,39 @@ class GIISBackend:
 
     def sweep(self) -> int:
         """Purge expired leases and their children; trim caches past keepto.  Returns drops."""
-        return self.children.sweep(self.reactor.seconds())
+        now = self.reactor.seconds()
+        self.admission.purge(now)
+        return self.children.sweep(now)
 
     def stop(self) -> None:
         self.children.close()
+        if self.admission.journal is not None:
+            self.admission.journal.close()
 
     def pull_mirror(self, child: Child) -> defer.Deferred[int]:
         return pull_mirror(child, self.reactor, self.config.max_entries_per_child, self.forwarder.speller)
 
-    def registration_status(self, now: float) -> SearchResult:
-        return registration_status(self.tree, self.suffix, self.children.current(now), now)
+    def registration_status(self, now: float, *, detailed: bool = True) -> SearchResult:
+        return registration_status(self.tree, self.suffix, self.children.current(now), now, detailed=detailed)
 
     def refresh_status(self, now: float) -> None:
         self.status.publish(self.children.current(now), now)
 
     # -- registration --------------------------------------------------------------------------
 
-    def add(self, dn: str, attributes: list[tuple[str, list[bytes]]], bind_dn: str) -> None:
-        """Accept (or refuse, with the reason) a registration."""
+    def add(
+        self, dn: str, attributes: list[tuple[str, list[bytes]]], bind_dn: str, peer: str | None = None
+    ) -> defer.Deferred[None] | None:
+        """Accept (or refuse, with the reason) a registration; see :mod:`gridinfo.giis.admission`.
+
+        ``peer`` is the connecting client's address (the server passes it); None is an
+        in-process caller, to whom the peer and ownership rules do not apply.
+        """
         if self.normaliser.key(dn) != self.register_key:
             raise UnwillingToPerform(
                 f"{self.write_refusal_message}; {dn!r} is not Mds-Vo-Op-name=register,{self.suffix}"
             )
-        now = self.reactor.seconds()
-        c = self.config
-        try:
-            registration = parse_registration(
-                attributes, now=now, normalise_suffix=self.normaliser.key, max_lease=c.max_lease,
-                default_timeout=c.default_timeout, default_cachettl=c.default_cachettl,
-            )
-        except LDAPError as e:
-            log.warn("refused registration: {error}", error=e.message)
-            raise
-        self.policy.check(dn, registration, bind_dn)
-        if self.children.is_static(registration.key):
-            return  # listed in the config: the static entry rules
-        try:
-            lease, new = self.leases.register(registration, now)
-        except LDAPError as e:
-            log.warn("refused registration of {url}: {error}", url=registration.url, error=e.message)
-            raise
-        if new:
-            log.info("registered {url} until {validto}", url=registration.url,
-                     validto=format_generalized_time(registration.valid_to))
-        else:
-            log.debug("renewed {url}", url=registration.url)
+        return self.admission.admit(dn, attributes, Registrant(bind_dn, peer))
 
     # -- search --------------------------------------------------------------------------------
 
@@ -215,7 +218,7 @@ class GIISBackend:
             return SearchResult(code=ResultCode.INVALID_DN_SYNTAX, message=e.message)
         now = self.reactor.seconds()
         if request.scope == Scope.BASE and base_key == self.suffix_key and _asks_registration_status(request):
-            return self.registration_status(now)
+            return self.registration_status(now, detailed=bool(request.bind_dn))
         if is_descendant_key(base_key, self.infosys_key) or is_descendant_key(self.infosys_key, base_key):
             self.refresh_status(now)
         own: SearchResult | None
@@ -254,12 +257,12 @@ class GIISBackend:
             if route is None:
                 continue
             if child.mirror is not None:
-                parts.append(answer_from_mirror(child, route, request, now))
+                parts.append(ranked(answer_from_mirror(child, route, request, now), child))
                 continue
             key = keys.get(route)
             if key is None:
                 key = keys[route] = self._request_key(route, request)
-            parts.append(self.forwarder.ask(child, route, request, chain, key, now, may_forward=may_forward))
+            parts.append(ranked(self.forwarder.ask(child, route, request, chain, key, now, may_forward=may_forward), child))
         return parts
 
     def _gather(
@@ -306,13 +309,18 @@ class GIISBackend:
             result.code, result.message = own.code, own.message
         all_missing = True
         cut = False
+        # Two sources serving one DN: the first in rank order wins (gridinfo.giis.duplicates).
+        taken = self.duplicates.start(out, parts)
         for part in parts:
             if not part.no_such_object:
                 all_missing = False
-            for e in part.entries:
+            keys = self.duplicates.part_keys(taken, part)
+            for i, e in enumerate(part.entries):
                 if limit and len(out) >= limit:
                     cut = True
                     break
+                if keys is not None and not self.duplicates.admit(taken, keys[i], part):
+                    continue
                 out.append(e)
             cut = cut or (part.truncated and bool(limit) and len(out) >= limit)
         if own is None and all_missing and not out:
@@ -329,6 +337,13 @@ class GIISBackend:
         if failed and result.code == ResultCode.SUCCESS and not result.message:
             result.message = partial_message(failed, len(parts))
         return result
+
+    def _live_urls(self) -> set[str]:
+        """The URLs of the children alive now (worked out once per clock reading)."""
+        now = self.reactor.seconds()
+        if self._live_cache[0] != now:
+            self._live_cache = (now, {c.url for c in self.children.current(now)})
+        return self._live_cache[1]
 
     def _request_key(self, route: Route, request: SearchRequest) -> tuple[Any, ...]:
         return (

@@ -138,6 +138,10 @@ class Child:
 ClientFactory = Callable[..., LDAPClient]
 
 
+def _rank(child: Child) -> int:
+    return child.lease.rank if child.lease is not None else -1
+
+
 class ChildRegistry:
     """Static children plus one Child per current lease (see the table above)."""
 
@@ -208,12 +212,15 @@ class ChildRegistry:
         return child
 
     def current(self, now: float) -> list[Child]:
-        """Every child searches may use now: static ones, then one per unpurged lease."""
+        """Every child searches may use now, in rank order: static ones, then one per unpurged
+        lease by its policy rule's position, then by age (a duplicate DN is served from the first)."""
         leased = [self._for_lease(lease) for lease in self.leases.current(now)]
         if len(leased) != len(self._leased):
             live = {c.key for c in leased}
             for key in [k for k in self._leased if k not in live]:
                 self._drop(self._leased.pop(key))
+        if len(leased) > 1:
+            leased.sort(key=_rank)  # stable: within a rank, the first registered comes first
         return list(self.static.values()) + leased
 
     def _drop(self, child: Child) -> None:

@@ -42,6 +42,9 @@ class Part:
     failed: bool = False  # the child did not answer in time (or at all): this is a stand-in
     truncated: bool = False  # the child (or mirror) stopped at the request's size limit
     child: str = ""  # the child's URL, to name it when it failed
+    answer: CachedAnswer | None = None  # the cached answer the entries come from (keeps their DN keys)
+    rank: tuple[int, float] | None = None  # a shared child's (policy rule, first registered); None otherwise
+    mount_key: str = ""  # where the child is mounted in the GIIS namespace (normalised)
 
 
 def mark_stale(op: bytes, expired_at: float) -> bytes:
@@ -61,7 +64,8 @@ def fallback(child: Child, cached: CachedAnswer | None, now: float) -> Part:
     if cached.stale_entries is None:
         expired_at = min(cached.fetched_at + child.cachettl, now - 1)
         cached.stale_entries = [mark_stale(e, expired_at) for e in cached.entries]
-    return Part(cached.stale_entries, cached.no_such_object, True, failed=True, truncated=cached.truncated, child=child.url)
+    return Part(cached.stale_entries, cached.no_such_object, True, failed=True, truncated=cached.truncated,
+                child=child.url, answer=cached)
 
 
 class Forwarder:
@@ -100,7 +104,8 @@ class Forwarder:
             assert cached is not None
             child.stats.cache_hits += 1
             child.cache.move_to_end(key)
-            return Part(cached.entries, cached.no_such_object, truncated=cached.truncated, child=child.url)
+            return Part(cached.entries, cached.no_such_object, truncated=cached.truncated, child=child.url,
+                        answer=cached)
         if decision is not Decision.FORWARD:
             if child.lease_state(now) is LeaseState.INVALID:
                 child.set_state("invalid", "lease passed Mds-validto; not renewed")
@@ -115,7 +120,8 @@ class Forwarder:
             if not waiter.called:
                 if isinstance(answer, CachedAnswer):
                     waiter.callback(
-                        Part(answer.entries, answer.no_such_object, truncated=answer.truncated, child=child.url)
+                        Part(answer.entries, answer.no_such_object, truncated=answer.truncated, child=child.url,
+                             answer=answer)
                     )
                 else:
                     waiter.callback(fallback(child, child.cache.get(key), self.reactor.seconds()))

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 from gridinfo.directory.gtime import format_generalized_time, parse_generalized_time
 from gridinfo.errors import ConstraintViolation, InsufficientAccessRights, ObjectClassViolation
+from gridinfo.giis.ownership import Registrant, as_address
 
 #: The object classes a registration must carry (MDS2's GRRP message).
 REQUIRED_CLASSES = ("MdsService", "MdsServiceLdap")
@@ -78,7 +79,8 @@ class Registration:
 
     @property
     def url(self) -> str:
-        return f"ldap://{self.host}:{self.port}/{self.suffix}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ldap://{host}:{self.port}/{self.suffix}"
 
 
 def _values(attributes: Iterable[tuple[str, Sequence[bytes]]]) -> dict[str, list[bytes]]:
@@ -138,7 +140,7 @@ def parse_registration(
     port_text = _single(values, "Mds-Service-port")
     suffix = _single(values, "Mds-Service-Ldap-suffix")
     assert host is not None and port_text is not None and suffix is not None
-    if any(c.isspace() or c in "/:@" for c in host):
+    if as_address(host) is None and any(c.isspace() or c in "/:@" for c in host):
         raise ConstraintViolation(f"Mds-Service-hn: {host!r} is not a host name")
     try:
         port = int(port_text)
@@ -196,6 +198,9 @@ class Lease:
     first_registered: float
     last_renewed: float
     renewals: int = 0
+    owner: Registrant = Registrant()  # who made it: only they may renew or replace it
+    rank: int = 0  # the accepting policy rule's position: lower wins a duplicate DN
+    shared: bool = False  # accepted by a rule whose suffix may be shared
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -220,7 +225,10 @@ class LeaseTable:
     def __len__(self) -> int:
         return len(self.leases)
 
-    def register(self, registration: Registration, now: float) -> tuple[Lease, bool]:
+    def register(
+        self, registration: Registration, now: float, *, owner: Registrant = Registrant(), rank: int = 0,
+        shared: bool = False,
+    ) -> tuple[Lease, bool]:
         """Accept a (parsed, policy-checked) registration; returns (lease, is_new).
 
         Renewal replaces the registration.  A new key beyond ``max_registrants`` is refused with
@@ -235,6 +243,7 @@ class LeaseTable:
             lease.registration = registration
             lease.last_renewed = now
             lease.renewals += 1
+            lease.rank, lease.shared = rank, shared
             return lease, False
         if self.max_registrants and len(self.leases) >= self.max_registrants:
             self.sweep(now)
@@ -242,9 +251,16 @@ class LeaseTable:
                 raise InsufficientAccessRights(
                     f"this GIIS accepts at most {self.max_registrants} registrants and has that many"
                 )
-        lease = Lease(registration, first_registered=now, last_renewed=now)
+        lease = Lease(registration, first_registered=now, last_renewed=now, owner=owner, rank=rank, shared=shared)
         self.leases[key] = lease
         return lease, True
+
+    def restore(self, lease: Lease, now: float) -> bool:
+        """Put back a lease read from the journal (in first-registered order); False if purged."""
+        if lease.state(now) is LeaseState.PURGED:
+            return False
+        self.leases[lease.key] = lease
+        return True
 
     def get(self, key: tuple[str, int, str], now: float) -> Lease | None:
         """The lease under ``key`` unless it has been purged (expires on read)."""

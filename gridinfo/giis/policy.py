@@ -7,7 +7,12 @@ decides.  A rule may demand that the registrant has bound as a given DN (the ser
 the password against its ``credentials``).  No matching rule, or a missing or wrong bind,
 refuses the registration; the refusal carries a message and is logged.
 
-The open policy of the Globus install is one rule, ``(Mds-Service-hn=*)``.
+The open policy of the Globus install is one rule, ``(Mds-Service-hn=*)``.  The filter sees
+``Mds-Service-Ldap-suffix`` normalised (``Mds-Vo-name=Local, O=Grid`` reads
+``mds-vo-name=local,o=grid``), so a rule cannot be dodged by spelling.  What a rule allows
+beyond the filter (``shared`` suffixes, ``third_party`` host names) is applied by
+:mod:`gridinfo.giis.ownership`; the rule's position is the registrant's rank when two children
+serve the same DN.
 """
 
 from __future__ import annotations
@@ -50,14 +55,21 @@ class RegistrationPolicy:
         return cls([PolicyRuleConfig(OPEN_POLICY)], schema)
 
     def check(self, dn: str, registration: Registration, bind_dn: str = "") -> PolicyRuleConfig:
+        return self.check_ranked(dn, registration, bind_dn)[1]
+
+    def check_ranked(self, dn: str, registration: Registration, bind_dn: str = "") -> tuple[int, PolicyRuleConfig]:
         """Return the rule that accepts the registration, or raise the refusal.
 
         InsufficientAccessRights when no rule matches or the registrant is bound as someone
         else; InvalidCredentials when a rule demands a bind and the registrant is anonymous.
         """
-        entry = self.builder.build(dn, [(name, list(vals)) for name, vals in registration.attributes])
+        suffix = registration.suffix_key.encode("utf-8")
+        entry = self.builder.build(dn, [
+            (name, [suffix] if name.lower() == "mds-service-ldap-suffix" else list(vals))
+            for name, vals in registration.attributes
+        ])
         who = registration.url
-        for rule, predicate in self._compiled:
+        for rank, (rule, predicate) in enumerate(self._compiled):
             if predicate(entry) is not True:
                 continue
             if rule.bind_dn and loose_key(bind_dn) != loose_key(rule.bind_dn):
@@ -71,7 +83,7 @@ class RegistrationPolicy:
                     )
                 log.warn("refused registration of {url}: {why}", url=who, why=error.message, bind_dn=bind_dn)
                 raise error
-            return rule
+            return rank, rule
         error = InsufficientAccessRights(f"the GIIS's policy does not accept registrations of {who}")
         log.warn("refused registration of {url}: {why}", url=who, why=error.message, bind_dn=bind_dn)
         raise error

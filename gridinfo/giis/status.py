@@ -2,8 +2,12 @@
 
 ``-s base giisregistrationstatus`` on the GIIS suffix lists the registrants (MDS2), one entry
 per child with ``Mds-Reg-status``; ``o=infosys`` holds ``cn=giis`` (totals) and one
-``GridinfoChildStatus`` entry per child (health, latency, entries, cache hits, last
-error), rebuilt when searched.  Pure: ``now`` is passed in.
+``GridinfoChildStatus`` entry per child (health, latency, entries, cache hits), rebuilt when
+searched.  A registrant chooses where the GIIS connects, so what anonymous readers see is
+coarse (``unreachable``, never "connection refused" vs "closed cleanly"): the status entries
+under ``o=infosys`` always, ``giisregistrationstatus`` unless the reader bound.  The detailed
+error is in the log, and in ``giisregistrationstatus`` for bound readers.  Pure: ``now`` is
+passed in.
 """
 
 from __future__ import annotations
@@ -20,15 +24,24 @@ from gridinfo.infosys import INFOSYS_DN, InfosysPublisher, ServerStats
 Attributes = list[tuple[str, list[bytes]]]
 
 
-def child_attributes(child: Child, now: float) -> Attributes:
-    """The status of one child, in MDS2's registration terms plus gridinfo's health."""
+#: what an anonymous reader sees of a child's state: no port scanner's detail (refused vs silent)
+COARSE_STATES = {"new": "new", "ok": "ok", "invalid": "invalid", "slow": "unreachable", "unreachable": "unreachable"}
+
+
+def child_attributes(child: Child, now: float, *, detailed: bool = True) -> Attributes:
+    """The status of one child, in MDS2's registration terms plus gridinfo's health.
+
+    Not ``detailed`` (anonymous readers): the state is coarse (``unreachable`` whatever the
+    failure) and the last error is left out; the log keeps the detail.
+    """
     stats = child.stats
+    state = stats.state if detailed else COARSE_STATES.get(stats.state, "unreachable")
     attrs: Attributes = [
         ("objectClass", [b"GridinfoChildStatus", b"MdsService", b"MdsServiceLdap"]),
         ("GridinfoChildURL", [child.url.encode()]),
         ("GridinfoChildSuffix", [child.suffix.encode()]),
         ("GridinfoChildMode", [child.mode.encode()]),
-        ("GridinfoChildState", [stats.state.encode()]),
+        ("GridinfoChildState", [state.encode()]),
         ("GridinfoChildEntries", [str(stats.entries).encode()]),
         ("GridinfoChildCacheHits", [str(stats.cache_hits).encode()]),
         ("GridinfoChildCacheMisses", [str(stats.cache_misses).encode()]),
@@ -44,7 +57,7 @@ def child_attributes(child: Child, now: float) -> Attributes:
         attrs.append(("GridinfoChildLatency", [str(int(stats.latency * 1000)).encode()]))
     if stats.last_contact is not None:
         attrs.append(("GridinfoChildLastContact", [format_generalized_time(stats.last_contact).encode()]))
-    if stats.last_error:
+    if stats.last_error and detailed:
         attrs.append(("GridinfoChildLastError", [stats.last_error.encode()]))
     if child.lease is not None:
         reg = child.lease.registration
@@ -58,15 +71,17 @@ def child_attributes(child: Child, now: float) -> Attributes:
     return attrs
 
 
-def registration_status(tree: DirectoryTree, suffix: str, children: Sequence[Child], now: float) -> SearchResult:
-    """MDS2's ``-s base giisregistrationstatus``: one entry per registrant."""
+def registration_status(
+    tree: DirectoryTree, suffix: str, children: Sequence[Child], now: float, *, detailed: bool = True
+) -> SearchResult:
+    """MDS2's ``-s base giisregistrationstatus``: one entry per registrant (coarse unless ``detailed``)."""
     out = []
     for child in children:
         dn = (
             f"Mds-Service-Ldap-suffix={escape_value(child.suffix)},Mds-Service-port={child.port},"
             f"Mds-Service-hn={escape_value(child.host)},{suffix}"
         )
-        out.append(tree.builder.build(dn, child_attributes(child, now)).encoded)
+        out.append(tree.builder.build(dn, child_attributes(child, now, detailed=detailed)).encoded)
     return SearchResult(entries=out)
 
 
@@ -91,5 +106,6 @@ class GIISStatus:
             totals.append(("GridinfoLastCycle", [self.last_cycle.encode("utf-8")]))
         entries: list[tuple[str, Attributes]] = [(f"cn=giis,{INFOSYS_DN}", totals)]
         for child in children:
-            entries.append((f"GridinfoChildURL={escape_value(child.url)},{INFOSYS_DN}", child_attributes(child, now)))
+            entries.append((f"GridinfoChildURL={escape_value(child.url)},{INFOSYS_DN}",
+                            child_attributes(child, now, detailed=False)))
         self.infosys.replace(entries)

@@ -45,11 +45,11 @@ class GRISBackend(TreeBackend):
         self.providers = providers
         self.event_sink = event_sink  # gridinfo.vm.backend.EventSink: adds below ou=events
 
-    def add(self, dn: str, attributes: list[tuple[str, list[bytes]]], bind_dn: str) -> Any:
+    def add(self, dn: str, attributes: list[tuple[str, list[bytes]]], bind_dn: str, peer: str | None = None) -> Any:
         """Lifecycle events (adds below the events subtree) go to the event sink; the rest is refused."""
         if self.event_sink is not None and self.event_sink.handles(dn):
             return self.event_sink.add(dn, attributes, bind_dn)
-        return super().add(dn, attributes, bind_dn)
+        return super().add(dn, attributes, bind_dn, peer)
 
     def search(self, request: SearchRequest) -> Any:  # SearchResult | Deferred[SearchResult]
         wait = self.providers.prepare_search(request)

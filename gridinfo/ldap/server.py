@@ -941,7 +941,7 @@ class LDAPServerProtocol(Protocol):
             message_id,
             TAG_ADD_RESPONSE,
             "add",
-            lambda: self.backend.add(op.dn, op.attributes, bind_dn),
+            lambda: self.backend.add(op.dn, op.attributes, bind_dn, peer=self._host),
             lambda mid, _: self._result(mid, TAG_ADD_RESPONSE, ResultCode.SUCCESS),
         )
 

@@ -51,7 +51,7 @@ class TreeBackend:
     def compare(self, dn: str, attribute: str, value: bytes) -> bool:
         return self.tree.compare(dn, attribute, value)
 
-    def add(self, dn: str, attributes: list[tuple[str, list[bytes]]], bind_dn: str) -> None:
+    def add(self, dn: str, attributes: list[tuple[str, list[bytes]]], bind_dn: str, peer: str | None = None) -> None:
         raise UnwillingToPerform(self.write_refusal_message)
 
 

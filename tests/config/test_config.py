@@ -135,3 +135,20 @@ def test_a_bad_policy_filter_and_a_bad_provider_base_are_refused_at_start(tmp_pa
     gris = write(tmp_path, "provider:\n  host: {base: 'not a dn'}\n")
     with pytest.raises(ConfigError, match=r"provider\.host\.base: expected a DN"):
         validate(load_config(gris, GRISConfig))
+
+
+def test_registration_policy_keys_and_the_journal_are_checked(tmp_path: Path) -> None:
+    """The shipped policy is the safe one; a journal that is a folder, or a non-boolean flag, is refused with file and line."""
+    from gridinfo.config import DEFAULT_POLICY
+
+    assert load_config(CONF / "giis.yaml", GIISConfig).policy == DEFAULT_POLICY == GIISConfig().policy
+    assert load_config(CONF / "giis.yaml", GIISConfig).journal == "/var/lib/gridinfo/giis-registrations.sqlite"
+    giis = write(tmp_path, f"name: site\njournal: {tmp_path}\n", "giis.yaml")
+    with pytest.raises(ConfigError, match=r"journal: expected the path of an SQLite file") as e:
+        load_config(giis, GIISConfig)
+    assert str(e.value).startswith(f"{giis}:2: journal:")
+    flag = write(tmp_path, 'policy:\n  - filter: "(Mds-Service-hn=*)"\n    third_party: maybe\n', "g2.yaml")
+    with pytest.raises(ConfigError, match=r"policy\[0\]\.third_party: expected true or false"):
+        load_config(flag, GIISConfig)
+    relative = write(tmp_path, "journal: state/giis.sqlite\n", "g3.yaml")
+    assert load_config(relative, GIISConfig).journal == str(tmp_path / "state" / "giis.sqlite")

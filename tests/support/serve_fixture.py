@@ -183,7 +183,7 @@ class DictBackend:
             raise NoSuchObject(f"no entry {dn}")
         return self._later(any(v.lower() == value.lower() for v in entry.values(attribute)))
 
-    def add(self, dn: str, attributes: list[tuple[str, list[bytes]]], bind_dn: str) -> Any:
+    def add(self, dn: str, attributes: list[tuple[str, list[bytes]]], bind_dn: str, peer: str | None = None) -> Any:
         if not self.accept_adds:
             raise UnwillingToPerform("this GRIS does not accept registrations")
         self.added.append((dn, attributes, bind_dn))
