@@ -39,6 +39,26 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class TLSConfig:
+    """TLS for the LDAP listeners and our clients (``tls:`` in conf/gris.yaml, conf/giis.yaml).
+
+    Configured (``certificate`` and ``key`` set): StartTLS is offered, and a simple bind with a
+    password over a connection not under TLS is refused unless ``allow_plain_passwords``.
+    ``ca`` verifies client certificates and, in our own clients, the servers we connect to.
+    """
+
+    certificate: str = ""  # PEM: the server's certificate (then its chain)
+    key: str = ""  # PEM: its private key
+    ca: str = ""  # PEM: the CA certificates trusted (client certificates; servers we connect to)
+    client_certificates: Literal["none", "optional", "required"] = "none"
+    allow_plain_passwords: bool = False
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.certificate)
+
+
+@dataclass(frozen=True)
 class ProviderConfig:
     """Settings of one information provider; ``None`` means "use the defaults".
 
@@ -96,6 +116,7 @@ class GRISConfig:
     sweep_interval: float = 1.0
     register: tuple[RegisterConfig, ...] = ()
     vm: VMConfig = field(default_factory=VMConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
     source: str = "<defaults>"
 
 
@@ -157,6 +178,7 @@ class GIISConfig:
     sweep_interval: float = 30.0
     children: tuple[StaticChildConfig, ...] = ()
     register: tuple[RegisterConfig, ...] = ()
+    tls: TLSConfig = field(default_factory=TLSConfig)
     source: str = "<defaults>"
 
     @property
@@ -407,6 +429,9 @@ def validate(config: Any) -> Any:
         for i, p in enumerate(getattr(config, key, ())):
             if not os.path.exists(p):
                 problems.append(f"{key}[{i}]: expected an existing file or folder, got {p!r} (no such file or folder)")
+    tls = getattr(config, "tls", None)
+    if tls is not None:
+        problems.extend(_check_tls(tls))
     for i, rule in enumerate(getattr(config, "policy", ())):
         problem = _check_filter(rule.filter)
         if problem:
@@ -437,12 +462,51 @@ def validate(config: Any) -> Any:
     return config
 
 
+def _check_tls(tls: TLSConfig) -> list[str]:
+    """The tls section: files that exist and load, and keys that need each other."""
+    problems = []
+    for name in ("certificate", "key", "ca"):
+        path = getattr(tls, name)
+        if path and not os.path.isfile(path):
+            problems.append(f"tls.{name}: expected an existing PEM file, got {path!r} (no such file)")
+    if bool(tls.certificate) != bool(tls.key):
+        problems.append("tls: certificate and key go together (expected both, or neither)")
+    if tls.client_certificates != "none" and not tls.ca:
+        problems.append(f"tls.client_certificates: {tls.client_certificates} needs tls.ca (the CA that signs them)")
+    if tls.client_certificates != "none" and not tls.certificate:
+        problems.append("tls.client_certificates: needs tls.certificate and tls.key (the server's own)")
+    if not problems and tls.configured:
+        from gridinfo.ldap.tls import server_context
+
+        try:
+            server_context(tls.certificate, tls.key, tls.ca, tls.client_certificates)
+        except ConfigError as e:
+            problems.append(e.message)
+    elif not problems and tls.ca:
+        from gridinfo.ldap.tls import read_certificates
+
+        try:
+            read_certificates(tls.ca)
+        except ConfigError as e:
+            problems.append(e.message)
+    return problems
+
+
 def resolve_paths(config: Any, base: Path) -> Any:
     """Relative paths in ``ldif`` and ``schema`` are relative to the config file's folder."""
     changes = {}
     for name in ("ldif", "schema", "providers", "plugins"):
         if hasattr(config, name):
             changes[name] = tuple(str((base / p) if not os.path.isabs(p) else Path(p)) for p in getattr(config, name))
+    tls = getattr(config, "tls", None)
+    if tls is not None:
+        resolved = {
+            name: str(base / getattr(tls, name))
+            for name in ("certificate", "key", "ca")
+            if getattr(tls, name) and not os.path.isabs(getattr(tls, name))
+        }
+        if resolved:
+            changes["tls"] = replace(tls, **resolved)
     vm = getattr(config, "vm", None)
     if vm is not None and vm.journal and not os.path.isabs(vm.journal):
         changes["vm"] = replace(vm, journal=str(base / vm.journal))

@@ -77,13 +77,22 @@ class ListenerService(service.Service):
 
 
 def ldap_factory(backend: Any, config: Any, reactor: Any) -> LDAPServerFactory:
-    """The LDAP server factory of a daemon: its backend, limits and bind credentials."""
+    """The LDAP server factory of a daemon: its backend, limits, bind credentials and TLS."""
+    tls = config.tls
+    context = None
+    if tls.configured:
+        from gridinfo.ldap.tls import server_context
+
+        context = server_context(tls.certificate, tls.key, tls.ca, tls.client_certificates)
     return LDAPServerFactory(
         backend,
         reactor=reactor,
         limits=server_limits(config),
         credentials=config.credentials,
         vendor_version=f"gridinfo {gridinfo.__version__}",
+        tls_context=context,
+        allow_plain_passwords=tls.allow_plain_passwords,
+        client_certificates=tls.client_certificates != "none",
     )
 
 

@@ -215,9 +215,10 @@ class BindTests(ServerTestCase):
         self.assertEqual(client.responses()[0].value.response, b"dn:cn=admin,o=grid")
 
     def test_unknown_extended_operation(self) -> None:
-        """An unsupported extended operation (StartTLS here) is answered protocolError, not dropped."""
+        """An unsupported extended operation (Password Modify here) is answered protocolError, not
+        dropped.  (StartTLS without TLS configured: tests/ldap/test_tls.py.)"""
         client = self.client()
-        client.send(L.LDAPExtendedRequest(requestName="1.3.6.1.4.1.1466.20037"))
+        client.send(L.LDAPExtendedRequest(requestName="1.3.6.1.4.1.4203.1.11.1"))
         (response,) = client.responses()
         self.assertIsInstance(response.value, L.LDAPExtendedResponse)
         self.assertEqual(response.value.resultCode, ResultCode.PROTOCOL_ERROR)
