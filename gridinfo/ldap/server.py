@@ -888,6 +888,17 @@ class LDAPServerProtocol(Protocol):
                 f"SASL bind ({op.sasl_mechanism}) is not supported",
             )
             return
+        if op.password and not (self.tls or self.server.plain_passwords):
+            # Refused before the password is looked at: it has crossed the network in the
+            # clear already, and the answer must not tell whether it was right.
+            log.warn("refused a password bind as {dn} in the clear from {peer}", dn=op.dn, peer=self._peer)
+            self._result(
+                message_id,
+                TAG_BIND_RESPONSE,
+                ResultCode.CONFIDENTIALITY_REQUIRED,
+                "a password bind needs TLS: use StartTLS (ldapsearch -ZZ) or ldaps:// first",
+            )
+            return
         if not op.dn:
             if op.password:
                 self._result(message_id, TAG_BIND_RESPONSE, ResultCode.INVALID_CREDENTIALS, "password without a DN")

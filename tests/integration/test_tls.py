@@ -144,3 +144,14 @@ def test_python_ldap_start_tls_and_ldaps(tls_gris: TLSGris) -> None:
         results = conn.search_s("o=grid", ldap.SCOPE_BASE, "(objectClass=*)")
         assert [dn for dn, _ in results] == ["o=grid"]
         conn.unbind_s()
+
+
+def test_password_bind_in_the_clear_is_refused_with_code_13(tls_gris: TLSGris) -> None:
+    """With TLS configured, `ldapwhoami -x -D DN -w PASSWORD` without -ZZ gets
+    confidentialityRequired (13) and a message saying what to do; with -ZZ it binds."""
+    out = openldap("ldapwhoami", tls_gris.pki, "-x", "-H", tls_gris.url, "-D", ADMIN, "-w", ADMIN_PASSWORD)
+    assert out.returncode == 13, out.stderr
+    assert "Confidentiality required" in out.stderr and "StartTLS" in out.stderr
+    out = openldap("ldapwhoami", tls_gris.pki, "-x", "-ZZ", "-H", tls_gris.url, "-D", ADMIN, "-w", ADMIN_PASSWORD)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"dn:{ADMIN}"

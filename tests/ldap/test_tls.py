@@ -171,3 +171,34 @@ class StartTLSTests(TLSServerCase):
         client.raw(request + search.toWire())
         self.assertIsNone(client.transport.started_with)
         self.assertTrue(client.closed)
+
+
+class PlainPasswordTests(TLSServerCase):
+    def test_password_bind_in_the_clear_is_refused(self) -> None:
+        """With TLS configured, a simple bind with a password before StartTLS gets
+        confidentialityRequired (13) with a message, and the client stays anonymous; after
+        StartTLS the same bind succeeds."""
+        client = TLSClient(self.make())
+        response = client.bind("cn=admin,o=grid", b"secret")
+        self.assertEqual(response.resultCode, ResultCode.CONFIDENTIALITY_REQUIRED)
+        self.assertIn(b"TLS", response.errorMessage)
+        client.search()
+        self.assertEqual(self.backend.requests[-1].bind_dn, "")
+        client.start_tls()
+        self.assertEqual(client.bind("cn=admin,o=grid", b"secret").resultCode, ResultCode.SUCCESS)
+
+    def test_plain_passwords_allowed_by_config_or_without_tls(self) -> None:
+        """allow_plain_passwords: true (closed networks), or no TLS configured at all, keeps
+        simple binds in the clear working; anonymous binds always work."""
+        for factory in (self.make(allow_plain_passwords=True), self.make(context=None)):
+            client = TLSClient(factory)
+            self.assertEqual(client.bind("cn=admin,o=grid", b"secret").resultCode, ResultCode.SUCCESS)
+        self.assertEqual(TLSClient(self.make()).bind("", b"").resultCode, ResultCode.SUCCESS)
+
+    def test_refused_cleartext_bind_does_not_reveal_the_password_check(self) -> None:
+        """A refused cleartext bind says nothing about the password: a wrong one gets the
+        same code 13 as the right one, and no failure is counted against the DN."""
+        factory = self.make()
+        client = TLSClient(factory)
+        self.assertEqual(client.bind("cn=admin,o=grid", b"wrong").resultCode, ResultCode.CONFIDENTIALITY_REQUIRED)
+        self.assertEqual(factory.stats["failed_binds"], 0)
