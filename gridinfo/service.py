@@ -96,6 +96,25 @@ def ldap_factory(backend: Any, config: Any, reactor: Any) -> LDAPServerFactory:
     )
 
 
+def client_tls(config: Any) -> Any:
+    """How the daemon's own clients (registrar, GIIS -> child) use TLS: the tls section's CA
+    verifies the servers (StartTLS whenever it is set), its certificate is presented."""
+    from gridinfo.ldap.tls import ClientTLS
+
+    tls = config.tls
+    if not (tls.ca or tls.certificate):
+        return None
+    return ClientTLS(ca=tls.ca, certificate=tls.certificate, key=tls.key)
+
+
+def client_factory(config: Any, reactor: Any) -> Any:
+    """Builds the daemon's LDAP clients, each with the daemon's client TLS settings."""
+    from gridinfo.ldap.client import LDAPClient
+
+    tls = client_tls(config)
+    return lambda host, port, **kw: LDAPClient(reactor, host, port, tls=tls, **kw)
+
+
 def server_limits(config: Any) -> ServerLimits:
     lim = config.limits
     return ServerLimits(
@@ -168,7 +187,12 @@ def _registrar(config: Any, suffix: str, top: service.MultiService, reactor: Any
         return None
     listeners = [s for s in top if isinstance(s, ListenerService)]
     registrar = Registrar(
-        reactor, config.register, suffix=suffix, host=listener_host(config.listen), port=bound_port(listeners)
+        reactor,
+        config.register,
+        suffix=suffix,
+        host=listener_host(config.listen),
+        port=bound_port(listeners),
+        client_factory=client_factory(config, reactor),
     )
     registrar.setServiceParent(top)
     return registrar
@@ -184,7 +208,7 @@ def make_giis_service(config: GIISConfig, reactor: Any) -> service.MultiService:
     tree = DirectoryTree(schema, indexed=DEFAULT_INDEXED)
     add_base_entries(tree, config.suffix)
     policy = RegistrationPolicy(config.policy, schema, source=config.source)
-    backend = GIISBackend(tree, config, reactor, policy=policy)
+    backend = GIISBackend(tree, config, reactor, policy=policy, client_factory=client_factory(config, reactor))
     factory = ldap_factory(backend, config, reactor)
     backend.status.server_stats = lambda: connection_attributes(factory.stats, factory.connections)
     top = service.MultiService()

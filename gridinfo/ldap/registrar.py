@@ -102,7 +102,12 @@ class ParentRegistration:
         self.first_delay = first_delay
         factory = client_factory or (lambda h, p, **kw: LDAPClient(reactor, h, p, **kw))
         self.client = factory(
-            self.url.host, self.url.port, connect_timeout=target.timeout, bind_dn=target.bind_dn, password=target.password
+            self.url.host,
+            self.url.port,
+            connect_timeout=target.timeout,
+            bind_dn=target.bind_dn,
+            password=target.password,
+            **({"ldaps": True} if self.url.ldaps else {}),
         )
         self.state = "starting"
         self.last_error = ""

@@ -12,6 +12,7 @@ an RFC 4514 string (:func:`subject_dn`), so policies and ACLs name it like any b
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,27 @@ def client_context(host: str, ca: str, certificate: str = "", key: str = "") -> 
     if certificate and key:
         client_certificate = ssl.PrivateCertificate.loadPEM(Path(certificate).read_bytes() + Path(key).read_bytes())
     return ssl.optionsForClientTLS(host.strip("[]"), trustRoot=trust, clientCertificate=client_certificate)
+
+
+@dataclass(frozen=True)
+class ClientTLS:
+    """How our clients (registrar, GIIS -> child) use TLS: the CA that verifies servers, and
+    the certificate and key they present (a host certificate, for SASL EXTERNAL).
+
+    With a ``ca``, a plain ``ldap://`` connection starts TLS (StartTLS) before anything else;
+    ``ldaps://`` is TLS from the start, verified against ``ca`` or, without one, the system's.
+    """
+
+    ca: str = ""
+    certificate: str = ""
+    key: str = ""
+
+    @property
+    def start_tls(self) -> bool:
+        return bool(self.ca)
+
+    def context(self, host: str) -> Any:
+        return client_context(host, self.ca, self.certificate, self.key)
 
 
 def under_tls(transport: Any) -> bool:

@@ -155,3 +155,72 @@ def test_password_bind_in_the_clear_is_refused_with_code_13(tls_gris: TLSGris) -
     out = openldap("ldapwhoami", tls_gris.pki, "-x", "-ZZ", "-H", tls_gris.url, "-D", ADMIN, "-w", ADMIN_PASSWORD)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"dn:{ADMIN}"
+
+
+@pytest.fixture(scope="module")
+def vm_gris(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSGris]:
+    """A GRIS logging VM events, with TLS: the cloud source binds with a password, the
+    hypervisor source is the client certificate's subject (SASL EXTERNAL)."""
+    from tests.support.tls import CLIENT_SUBJECT
+
+    folder = tmp_path_factory.mktemp("tls-vm-gris")
+    pki = make_test_pki(folder / "pki")
+    config = write_tls_config(
+        folder, pki, '  "cn=cloud,o=grid": cloudpw', "vm:", "  enabled: true", "  journal: journal.sqlite",
+        "  sources:", '    "cn=cloud,o=grid": cloud', f'    "{CLIENT_SUBJECT}": hypervisor',
+    )
+    ldaps = f"ssl:0:interface={LOOPBACK}:privateKey={pki.server_key}:certKey={pki.server_cert}"
+    with GrisProcess(["--config", str(config), "--listen", ldaps]) as gris:
+        yield TLSGris(gris, pki, gris.listening_port("ssl:"))
+
+
+def log_event_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    import sys
+
+    password = tmp_path / "cloud.pw"
+    password.write_text("cloudpw\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    for name in ("GRIDINFO_EVENT_CA", "GRIDINFO_EVENT_CERT", "GRIDINFO_EVENT_KEY", "GRIDINFO_EVENT_SERVER"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "gridinfo.cli.log_event", "--spool", str(tmp_path / "spool.sqlite"), *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+
+
+def vm_state(gris: TLSGris, vm: str) -> str:
+    out = openldap("ldapsearch", gris.pki, "-x", "-ZZ", "-LLL", "-H", gris.url, "-b", "o=grid",
+                   f"(GridinfoVMID={vm})", "GridinfoVMState")
+    assert out.returncode == 0, out.stderr
+    states = [line.split(": ", 1)[1] for line in out.stdout.splitlines() if line.startswith("GridinfoVMState:")]
+    return states[0] if states else ""
+
+
+def test_log_event_with_a_password_uses_start_tls(vm_gris: TLSGris, tmp_path: Path) -> None:
+    """gridinfo-log-event --ca CA: StartTLS, then the password bind, and the event is
+    delivered; without --ca the GRIS refuses the cleartext password (13) and the event
+    waits safely in the spool, and --flush with --ca delivers it."""
+    login = ["--server", vm_gris.url, "--bind-dn", "cn=cloud,o=grid", "--password-file", str(tmp_path / "cloud.pw")]
+    out = log_event_cli(tmp_path, "Register", "--source", "cloud", "--vm", "tls-vm-1", *login,
+                        "--attr", "owner=alice")
+    assert out.returncode == 0, out.stderr
+    assert "Confidentiality" in out.stderr or "confidentiality" in out.stderr, out.stderr
+    assert "1 event(s) kept in the spool" in out.stderr
+    out = log_event_cli(tmp_path, "--flush", *login, "--ca", vm_gris.pki.ca)
+    assert out.returncode == 0 and not out.stderr, out.stderr
+    assert vm_state(vm_gris, "tls-vm-1") != ""
+    out = log_event_cli(tmp_path, "Create", "--source", "cloud", "--vm", "tls-vm-2", *login, "--ca", vm_gris.pki.ca)
+    assert out.returncode == 0 and not out.stderr, out.stderr
+    assert vm_state(vm_gris, "tls-vm-2") != ""
+
+
+def test_log_event_over_ldaps_with_the_api(vm_gris: TLSGris, tmp_path: Path) -> None:
+    """gridinfo.vm.log_event to an ldaps:// URL with the CA delivers; trusting another CA
+    it does not (the event stays in the spool)."""
+    from gridinfo.vm.client import EventTLS, log_event
+
+    spool = tmp_path / "api-spool.sqlite"
+    kw: dict[str, object] = dict(server=vm_gris.ldaps_url, bind_dn="cn=cloud,o=grid", password="cloudpw", spool=spool)
+    report = log_event("Create", source="cloud", vm_id="tls-vm-3", tls=EventTLS(ca=vm_gris.pki.other_ca), **kw)  # type: ignore[arg-type]
+    assert report.error and report.pending == 1
+    report = log_event("Create", source="cloud", vm_id="tls-vm-4", tls=EventTLS(ca=vm_gris.pki.ca), **kw)  # type: ignore[arg-type]
+    assert report.complete, report.error
+    assert vm_state(vm_gris, "tls-vm-3") and vm_state(vm_gris, "tls-vm-4")

@@ -19,6 +19,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 #: The client certificate's subject as the server reports it (RFC 4514, most specific first).
 CLIENT_SUBJECT = "CN=gris.example.org,OU=hosts,O=gridinfo test"
+#: The server certificate's subject (it is also a GRIS's client certificate when it registers).
+SERVER_SUBJECT = "CN=localhost,O=gridinfo test"
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def _leaf(
     ca_name: x509.Name,
     ca_key: ec.EllipticCurvePrivateKey,
     subject: x509.Name,
-    usage: x509.ObjectIdentifier,
+    usage: list[x509.ObjectIdentifier],
     names: list[x509.GeneralName],
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
@@ -88,7 +90,7 @@ def _leaf(
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(days=2))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
         )
@@ -108,7 +110,8 @@ def make_test_pki(folder: str | Path) -> PKI:
         ca_name,
         ca_key,
         _name((NameOID.ORGANIZATION_NAME, "gridinfo test"), (NameOID.COMMON_NAME, "localhost")),
-        ExtendedKeyUsageOID.SERVER_AUTH,
+        # as grid host certificates: a server's, also presented as a client (registrations)
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
         [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
     )
     client_key, client_cert = _leaf(
@@ -119,7 +122,7 @@ def make_test_pki(folder: str | Path) -> PKI:
             (NameOID.ORGANIZATIONAL_UNIT_NAME, "hosts"),
             (NameOID.COMMON_NAME, "gris.example.org"),
         ),
-        ExtendedKeyUsageOID.CLIENT_AUTH,
+        [ExtendedKeyUsageOID.CLIENT_AUTH],
         [],
     )
     return PKI(
