@@ -133,7 +133,8 @@ class RegisterConfig:
     hostname: str = ""  # Mds-Service-hn to register (default: this host's name)
     port: int = 0  # Mds-Service-port to register (default: the first listener's port)
     bind_dn: str = ""  # bind as this DN before registering (with password)
-    password: str = ""
+    password: str = ""  # or file:/path (the file's first line)
+    bind_method: Literal["simple", "external"] = "simple"  # external: SASL EXTERNAL with tls.certificate
 
 
 @dataclass(frozen=True)
@@ -432,6 +433,16 @@ def validate(config: Any) -> Any:
     tls = getattr(config, "tls", None)
     if tls is not None:
         problems.extend(_check_tls(tls))
+        for i, target in enumerate(getattr(config, "register", ())):
+            if target.bind_method == "external" and not (tls.certificate and (tls.ca or target.url.startswith("ldaps:"))):
+                problems.append(
+                    f"register[{i}].bind_method: external needs tls.certificate and tls.key (presented as the "
+                    "client certificate) and TLS to the parent (tls.ca for StartTLS, or an ldaps:// url)"
+                )
+    for name, secret in _secrets(config):
+        problem = check_secret(secret, name)
+        if problem:
+            problems.append(problem)
     for i, rule in enumerate(getattr(config, "policy", ())):
         problem = _check_filter(rule.filter)
         if problem:
@@ -460,6 +471,40 @@ def validate(config: Any) -> Any:
     if problems:
         raise ConfigError("; ".join(problems), source)
     return config
+
+
+def _secrets(config: Any) -> list[tuple[str, str]]:
+    """(key, value) of every password in a config."""
+    out = [(f"credentials.{dn}", pw) for dn, pw in getattr(config, "credentials", {}).items()]
+    for key in ("register", "children"):
+        out += [(f"{key}[{i}].password", t.password) for i, t in enumerate(getattr(config, key, ())) if t.password]
+    return out
+
+
+def check_secret(value: str, key: str) -> str | None:
+    """The problem with a password value: a file: that cannot be read, a malformed {SSHA}."""
+    from gridinfo.ldap.passwords import check_ssha, is_ssha
+
+    if value.startswith("file:"):
+        try:
+            read_secret(value)
+        except OSError as e:
+            return f"{key}: expected a readable file holding the password, got {value!r} ({e.strerror})"
+        return None
+    if is_ssha(value):
+        if key.startswith(("register", "children")):
+            return f"{key}: expected the password itself or file:/path (a hash cannot be sent), got an {{SSHA}} hash"
+        problem = check_ssha(value)
+        return f"{key}: {problem}, got {value!r}" if problem else None
+    return None
+
+
+def read_secret(value: str) -> str:
+    """A password from config: ``file:/path`` gives the file's first line, else the value."""
+    if not value.startswith("file:"):
+        return value
+    with open(value[len("file:") :], encoding="utf-8") as f:
+        return f.readline().rstrip("\r\n")
 
 
 def _check_tls(tls: TLSConfig) -> list[str]:
@@ -493,11 +538,23 @@ def _check_tls(tls: TLSConfig) -> list[str]:
 
 
 def resolve_paths(config: Any, base: Path) -> Any:
-    """Relative paths in ``ldif`` and ``schema`` are relative to the config file's folder."""
-    changes = {}
+    """Relative paths (``ldif``, ``schema``, tls files, ``file:`` passwords) are relative to the
+    config file's folder."""
+    changes: dict[str, Any] = {}
     for name in ("ldif", "schema", "providers", "plugins"):
         if hasattr(config, name):
             changes[name] = tuple(str((base / p) if not os.path.isabs(p) else Path(p)) for p in getattr(config, name))
+
+    def secret_path(value: str) -> str:
+        if value.startswith("file:") and not os.path.isabs(value[5:]):
+            return "file:" + str(base / value[5:])
+        return value
+
+    if getattr(config, "credentials", None):
+        changes["credentials"] = {dn: secret_path(pw) for dn, pw in config.credentials.items()}
+    for key in ("register", "children"):
+        if getattr(config, key, ()):
+            changes[key] = tuple(replace(t, password=secret_path(t.password)) for t in getattr(config, key))
     tls = getattr(config, "tls", None)
     if tls is not None:
         resolved = {

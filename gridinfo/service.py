@@ -15,7 +15,9 @@ from twisted.python.failure import Failure
 from twisted.logger import Logger
 
 import gridinfo
-from gridinfo.config import GIISConfig, GRISConfig, validate
+from dataclasses import replace
+
+from gridinfo.config import GIISConfig, GRISConfig, read_secret, validate
 from gridinfo.directory.schema import Schema, load_schema
 from gridinfo.directory.tree import DirectoryTree
 from gridinfo.gris.backend import GRISBackend, load_static_ldif
@@ -88,7 +90,7 @@ def ldap_factory(backend: Any, config: Any, reactor: Any) -> LDAPServerFactory:
         backend,
         reactor=reactor,
         limits=server_limits(config),
-        credentials=config.credentials,
+        credentials={dn: read_secret(pw) for dn, pw in config.credentials.items()},
         vendor_version=f"gridinfo {gridinfo.__version__}",
         tls_context=context,
         allow_plain_passwords=tls.allow_plain_passwords,
@@ -186,9 +188,10 @@ def _registrar(config: Any, suffix: str, top: service.MultiService, reactor: Any
     if not getattr(config, "register", ()):
         return None
     listeners = [s for s in top if isinstance(s, ListenerService)]
+    targets = [replace(t, password=read_secret(t.password)) for t in config.register]
     registrar = Registrar(
         reactor,
-        config.register,
+        targets,
         suffix=suffix,
         host=listener_host(config.listen),
         port=bound_port(listeners),
@@ -204,6 +207,7 @@ def make_giis_service(config: GIISConfig, reactor: Any) -> service.MultiService:
     from gridinfo.giis.policy import RegistrationPolicy
 
     validate(config)
+    config = replace(config, children=tuple(replace(c, password=read_secret(c.password)) for c in config.children))
     schema = load_schema(config.schema)
     tree = DirectoryTree(schema, indexed=DEFAULT_INDEXED)
     add_base_entries(tree, config.suffix)

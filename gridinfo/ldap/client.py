@@ -196,6 +196,12 @@ def add_request(dn: str, attributes: Iterable[tuple[str, Sequence[bytes]]]) -> b
     return ber.tlv(TAG_ADD_REQUEST, ber.octet_string(dn.encode("utf-8")) + attrs)
 
 
+def sasl_external_bind_request() -> bytes:
+    """A SASL EXTERNAL bind (no authorization identity: the server takes the certificate's)."""
+    credentials = ber.tlv(0xA3, ber.octet_string(b"EXTERNAL"))
+    return ber.tlv(TAG_BIND_REQUEST, ber.integer(3) + ber.octet_string(b"") + credentials)
+
+
 def extended_request(name: str, value: bytes | None = None) -> bytes:
     body = ber.tlv(0x80, name.encode("ascii"))
     if value is not None:
@@ -498,10 +504,14 @@ class LDAPClient:
         endpoint: Any = None,
         tls: Any = None,
         ldaps: bool = False,
+        sasl_external: bool = False,
     ):
         """``tls`` is a :class:`gridinfo.ldap.tls.ClientTLS` (CA, client certificate): with its
-        CA set the connection starts TLS before anything else; ``ldaps`` is TLS from the start."""
+        CA set the connection starts TLS before anything else; ``ldaps`` is TLS from the start.
+        ``sasl_external`` binds with SASL EXTERNAL (the client certificate's subject) instead
+        of ``bind_dn``/``password``."""
         self.reactor = reactor
+        self.sasl_external = sasl_external
         self.tls = tls
         self.ldaps = ldaps
         self.host = host
@@ -582,9 +592,13 @@ class LDAPClient:
             return answer.addCallback(switch)
 
         def connected(protocol: LDAPClientProtocol) -> Any:
-            if not self.bind_dn:
+            if self.sasl_external:
+                request = sasl_external_bind_request()
+            elif self.bind_dn:
+                request = bind_request(self.bind_dn, self.password)
+            else:
                 return protocol
-            bound = protocol.request(bind_request(self.bind_dn, self.password), self.connect_timeout)
+            bound = protocol.request(request, self.connect_timeout)
 
             def check(result: ClientResult) -> LDAPClientProtocol:
                 result.raise_for_code()

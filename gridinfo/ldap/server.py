@@ -70,7 +70,6 @@ failed simple binds slow down later binds of the same DN or address
 
 from __future__ import annotations
 
-import hmac
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -85,7 +84,7 @@ from twisted.python.failure import Failure
 from gridinfo.directory import ber
 from gridinfo.directory.query import Scope, SearchRequest, SearchResult
 from gridinfo.errors import InvalidCredentials, LDAPError, ProtocolError, ResultCode
-from gridinfo.ldap import dse, tls, wire
+from gridinfo.ldap import dse, passwords, tls, wire
 from gridinfo.ldap.throttle import FailureThrottle
 
 log = Logger()
@@ -179,7 +178,8 @@ class LDAPServerFactory(ServerFactory):
         self.reactor = reactor
         self.limits = limits
         self.vendor_version = vendor_version
-        self.credentials = {dse.normalise_dn(dn): pw.encode("utf-8") for dn, pw in (credentials or {}).items()}
+        # plain or {SSHA} (gridinfo.ldap.passwords); file: values were read by the wiring
+        self.credentials = {dse.normalise_dn(dn): pw for dn, pw in (credentials or {}).items()}
         self.connections = 0
         self.connections_by_address: dict[str, int] = {}
         self.bind_throttle = FailureThrottle(
@@ -881,11 +881,14 @@ class LDAPServerProtocol(Protocol):
             )
             return
         if op.password is None:
+            if (op.sasl_mechanism or "").upper() == "EXTERNAL":
+                self._bind_external(message_id, op)
+                return
             self._result(
                 message_id,
                 TAG_BIND_RESPONSE,
                 ResultCode.AUTH_METHOD_NOT_SUPPORTED,
-                f"SASL bind ({op.sasl_mechanism}) is not supported",
+                f"SASL bind ({op.sasl_mechanism}) is not supported (EXTERNAL is, under TLS with a client certificate)",
             )
             return
         if op.password and not (self.tls or self.server.plain_passwords):
@@ -922,7 +925,7 @@ class LDAPServerProtocol(Protocol):
         def judge() -> str:
             expected = self.server.credentials.get(dn_key[3:])
             now = reactor.seconds()
-            if expected is None or not hmac.compare_digest(expected, password):
+            if expected is None or not passwords.matches(expected, password):
                 dn_failures = throttle.record(dn_key, now)
                 address_failures = throttle.record(address_key, now)
                 self.server.stats["failed_binds"] += 1
@@ -953,6 +956,35 @@ class LDAPServerProtocol(Protocol):
             )
         else:
             self._call_backend(message_id, TAG_BIND_RESPONSE, "bind", judge, bound)
+
+    def _bind_external(self, message_id: int, op: wire.BindOp) -> None:
+        """SASL EXTERNAL (RFC 4422, appendix A; RFC 4513, 5.2.1.2): the identity is the subject of
+        the client certificate TLS verified, as an RFC 4514 DN.  An authorization identity may be
+        sent only if it names that same DN (no proxy authorization)."""
+        subject = tls.peer_subject(self.transport) if self.tls else ""
+        if not subject:
+            why = "no TLS on this connection" if not self.tls else "no client certificate was presented"
+            self._result(
+                message_id,
+                TAG_BIND_RESPONSE,
+                ResultCode.INAPPROPRIATE_AUTHENTICATION,
+                f"SASL EXTERNAL needs TLS with a client certificate signed by the server's CA ({why})",
+            )
+            return
+        authzid = (op.sasl_credentials or b"").decode("utf-8", "replace")
+        if authzid and dse.normalise_dn(authzid[3:] if authzid.lower().startswith("dn:") else authzid) != (
+            dse.normalise_dn(subject)
+        ):
+            self._result(
+                message_id,
+                TAG_BIND_RESPONSE,
+                ResultCode.INSUFFICIENT_ACCESS_RIGHTS,
+                f"authorization identity {authzid!r} is not the certificate's subject {subject!r}",
+            )
+            return
+        self.bind_dn = subject
+        log.info("SASL EXTERNAL bind from {peer} as {dn}", peer=self._peer, dn=subject)
+        self._result(message_id, TAG_BIND_RESPONSE, ResultCode.SUCCESS)
 
     def _handle_unbind(self, message_id: int, op: wire.UnbindOp, controls: tuple[wire.Control, ...]) -> None:
         self._close()

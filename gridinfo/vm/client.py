@@ -200,9 +200,12 @@ def deliver(
             if not batch:
                 return report
             ldap_server, start_tls = _server(server, timeout, tls)
+            # a client certificate and no bind DN: SASL EXTERNAL (the GRIS binds us as its subject)
+            external = {"authentication": ldap3.SASL, "sasl_mechanism": ldap3.EXTERNAL} \
+                if tls is not None and tls.certificate and not bind_dn else {}
             conn = ldap3.Connection(
                 ldap_server, user=bind_dn or None, password=password or None,
-                receive_timeout=max(1, math.ceil(timeout)), raise_exceptions=False, read_only=False,
+                receive_timeout=max(1, math.ceil(timeout)), raise_exceptions=False, read_only=False, **external,
             )
             try:
                 if start_tls:
@@ -212,7 +215,8 @@ def deliver(
                                        f" {conn.result.get('message') or ''}".rstrip()
                         return report
                 if not conn.bind():
-                    report.error = f"bind to {server} as {bind_dn or 'anonymous'} failed: {conn.result.get('description')}" \
+                    who = bind_dn or ("SASL EXTERNAL" if external else "anonymous")
+                    report.error = f"bind to {server} as {who} failed: {conn.result.get('description')}" \
                                    f" {conn.result.get('message') or ''}".rstrip()
                     return report
                 while batch:

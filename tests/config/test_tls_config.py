@@ -66,3 +66,50 @@ def test_missing_and_unusable_tls_files_are_refused_at_start(tmp_path: Path) -> 
         assert expected in str(e.value), (text, str(e.value))
         assert str(path) in str(e.value)
     assert pki.ca
+
+
+def test_passwords_from_files_and_ssha_hashes(tmp_path: Path) -> None:
+    """credentials may be {SSHA} hashes or file:PATH (relative to the config's folder), and
+    register passwords file:PATH; the daemon reads the file's first line at start."""
+    from twisted.internet import task
+
+    from gridinfo.config import read_secret
+    from gridinfo.ldap.passwords import matches, ssha
+    from gridinfo.service import make_gris_service
+
+    (tmp_path / "registrar.pw").write_text("upward\n")
+    (tmp_path / "admin.pw").write_text("adminpw\n")
+    hashed = ssha("hashed pw")
+    text = (
+        "credentials:\n"
+        f'  "cn=hashed,o=grid": "{hashed}"\n'
+        '  "cn=admin,o=grid": "file:admin.pw"\n'
+        "register:\n"
+        "  - url: ldap://127.0.0.1:1/mds-vo-name=site,o=grid\n"
+        "    password: file:registrar.pw\n"
+    )
+    config = validate(load_config(write(tmp_path, text), GRISConfig))
+    assert config.credentials["cn=admin,o=grid"] == f"file:{tmp_path / 'admin.pw'}"
+    assert read_secret(config.register[0].password) == "upward"
+    top = make_gris_service(config, task.Clock())
+    stored = top.factory.credentials
+    assert stored["cn=admin,o=grid"] == "adminpw" and matches(stored["cn=hashed,o=grid"], b"hashed pw")
+    assert top.registrar.parents[0].client.password == "upward"
+
+
+def test_bad_secrets_and_external_without_a_certificate_are_refused(tmp_path: Path) -> None:
+    """A file: password that cannot be read, a malformed {SSHA}, a hash where a password
+    must be sent, and bind_method: external without a certificate are refused at start,
+    naming the key."""
+    cases = {
+        'credentials:\n  "cn=a,o=grid": "file:missing.pw"\n': "credentials.cn=a,o=grid: expected a readable file",
+        'credentials:\n  "cn=a,o=grid": "{SSHA}not base64!"\n': "credentials.cn=a,o=grid: expected {SSHA}",
+        "register:\n  - url: ldap://h:2135/mds-vo-name=site,o=grid\n    password: '{SSHA}AAAA'\n":
+            "register[0].password: expected the password itself",
+        "register:\n  - url: ldap://h:2135/mds-vo-name=site,o=grid\n    bind_method: external\n":
+            "register[0].bind_method: external needs tls.certificate",
+    }
+    for text, expected in cases.items():
+        with pytest.raises(ConfigError) as e:
+            validate(load_config(write(tmp_path, text), GRISConfig))
+        assert expected in str(e.value), (text, str(e.value))

@@ -224,3 +224,53 @@ def test_log_event_over_ldaps_with_the_api(vm_gris: TLSGris, tmp_path: Path) -> 
     report = log_event("Create", source="cloud", vm_id="tls-vm-4", tls=EventTLS(ca=vm_gris.pki.ca), **kw)  # type: ignore[arg-type]
     assert report.complete, report.error
     assert vm_state(vm_gris, "tls-vm-3") and vm_state(vm_gris, "tls-vm-4")
+
+
+def test_sasl_external_with_a_client_certificate(tls_gris: TLSGris) -> None:
+    """`ldapwhoami -Y EXTERNAL -ZZ` with LDAPTLS_CERT/LDAPTLS_KEY binds as the certificate's
+    subject DN.  (Without a certificate libldap does not even try.)"""
+    from tests.support.tls import CLIENT_SUBJECT
+
+    out = openldap("ldapwhoami", tls_gris.pki, "-Y", "EXTERNAL", "-ZZ", "-H", tls_gris.url, client_cert=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"dn:{CLIENT_SUBJECT}"
+
+
+def test_ldap3_sasl_external(tls_gris: TLSGris) -> None:
+    """ldap3 with a client certificate in Tls(...) and sasl_mechanism=EXTERNAL after
+    StartTLS binds as the certificate's subject; without a certificate the bind is refused
+    with inappropriateAuthentication (48)."""
+    from tests.support.tls import CLIENT_SUBJECT
+
+    pki = tls_gris.pki
+    tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=pki.ca, local_certificate_file=pki.client_cert,
+                    local_private_key_file=pki.client_key)
+    server = ldap3.Server(LOOPBACK, port=tls_gris.gris.port, tls=tls, get_info=ldap3.NONE)
+    conn = ldap3.Connection(server, authentication=ldap3.SASL, sasl_mechanism=ldap3.EXTERNAL)
+    conn.open()
+    assert conn.start_tls()
+    assert conn.bind(), conn.result
+    assert conn.extend.standard.who_am_i() == f"dn:{CLIENT_SUBJECT}"
+    conn.unbind()
+    server = ldap3.Server(LOOPBACK, port=tls_gris.gris.port, tls=_ldap3_tls(pki), get_info=ldap3.NONE)
+    conn = ldap3.Connection(server, authentication=ldap3.SASL, sasl_mechanism=ldap3.EXTERNAL)
+    conn.open()
+    assert conn.start_tls()
+    assert not conn.bind()
+    assert conn.result["result"] == 48 and "client certificate" in conn.result["message"]
+    conn.unbind()
+
+
+def test_log_event_with_a_client_certificate(vm_gris: TLSGris, tmp_path: Path) -> None:
+    """gridinfo-log-event --ca --cert --key and no --bind-dn: SASL EXTERNAL binds as the
+    certificate's subject, which vm.sources maps to the hypervisor source; the event is
+    delivered without any password."""
+    out = log_event_cli(tmp_path, "Running", "--source", "hypervisor", "--vm", "tls-vm-5", "--server", vm_gris.url,
+                        "--ca", vm_gris.pki.ca, "--cert", vm_gris.pki.client_cert, "--key", vm_gris.pki.client_key,
+                        "--attr", "physical_host=h1")
+    assert out.returncode == 0 and not out.stderr, out.stderr
+    assert vm_state(vm_gris, "tls-vm-5") == "Running"
+    # the same certificate may not speak for another source
+    out = log_event_cli(tmp_path, "Create", "--source", "cloud", "--vm", "tls-vm-6", "--server", vm_gris.url,
+                        "--ca", vm_gris.pki.ca, "--cert", vm_gris.pki.client_cert, "--key", vm_gris.pki.client_key)
+    assert out.returncode == 1 and "refused (50)" in out.stderr, out.stderr

@@ -89,7 +89,8 @@ class TLSHierarchyTests(unittest.TestCase):
         result = yield client.search(GIIS_SUFFIX, 2, "(objectClass=GlueCE)", ["GlueCEUniqueID"], timeout=10)
         self.assertEqual(result.code, 0, result.message)
         self.assertEqual(len(result.entries), 2)
-        self.assertTrue(all(child.client.tls is not None for child in giis.backend.children.all()))
+        (child,) = giis.backend.children.current(reactor.seconds())
+        self.assertIsNotNone(child.client.tls)
 
     @defer.inlineCallbacks
     def test_registration_refuses_a_server_the_ca_did_not_sign(self) -> Any:
@@ -100,7 +101,7 @@ class TLSHierarchyTests(unittest.TestCase):
         (parent,) = gris.top.registrar.parents
         yield parent.register()
         self.assertEqual(parent.state, "failing")
-        self.assertEqual(giis.backend.children.all(), [])
+        self.assertEqual(giis.backend.children.current(reactor.seconds()), [])
         self.assertEqual(giis.top.factory.stats["failed_binds"], 0)
 
     @defer.inlineCallbacks
@@ -119,3 +120,34 @@ class TLSHierarchyTests(unittest.TestCase):
         result = yield client.search(GIIS_SUFFIX, 2, "(objectClass=GlueCE)", ["GlueCEUniqueID"], timeout=10)
         self.assertEqual(result.code, 0, result.message)
         self.assertEqual(len(result.entries), 2)
+
+    @defer.inlineCallbacks
+    def test_registration_authorised_by_host_certificate(self) -> Any:
+        """A GIIS policy rule naming a certificate subject as bind_dn accepts a GRIS that
+        registers with bind_method: external (SASL EXTERNAL with its host certificate, no
+        password anywhere), and refuses the same registration made anonymously."""
+        from tests.support.tls import SERVER_SUBJECT
+
+        config = GIISConfig(
+            name="site",
+            listen=(LOOPBACK,),
+            policy=(PolicyRuleConfig("(Mds-Service-hn=*)", bind_dn=SERVER_SUBJECT.lower().replace(",", ", ")),),
+            tls=server_tls(self.pki, client_certificates="optional"),
+        )
+        giis = self.start(make_giis_service(config, reactor))
+        url = f"ldap://127.0.0.1:{giis.port}/{GIIS_SUFFIX}"
+        (self.folder / "ce.ldif").write_bytes(ce_ldif("c"))
+        gris_tls = TLSConfig(certificate=self.pki.server_cert, key=self.pki.server_key, ca=self.pki.ca)
+        results = []
+        for method in ("simple", "external"):
+            gris = self.start(make_gris_service(GRISConfig(
+                listen=(LOOPBACK,), ldif=(str(self.folder / "ce.ldif"),), tls=gris_tls,
+                register=(RegisterConfig(url=url, hostname="127.0.0.1", timeout=5, bind_method=method),),
+            ), reactor))
+            (parent,) = gris.top.registrar.parents
+            yield parent.register()
+            results.append((parent.state, parent.last_error))
+        self.assertEqual(results[0][0], "failing")
+        self.assertIn("must be made by a client bound as", results[0][1])
+        self.assertEqual(results[1], ("registered", ""))
+        self.assertEqual(len(giis.backend.children.current(reactor.seconds())), 1)

@@ -202,3 +202,74 @@ class PlainPasswordTests(TLSServerCase):
         client = TLSClient(factory)
         self.assertEqual(client.bind("cn=admin,o=grid", b"wrong").resultCode, ResultCode.CONFIDENTIALITY_REQUIRED)
         self.assertEqual(factory.stats["failed_binds"], 0)
+
+
+class SASLExternalTests(TLSServerCase):
+    def external(self, client: TLSClient, authzid: bytes | None = None) -> Any:
+        client.send(L.LDAPBindRequest(dn="", auth=("EXTERNAL", authzid), sasl=True))
+        (response,) = client.responses()
+        return response.value
+
+    def test_external_binds_as_the_certificate_subject(self) -> None:
+        """Under TLS with a verified client certificate, SASL EXTERNAL binds as its subject
+        DN (RFC 4514); Who am I? says so and searches and adds carry it (policies and ACLs
+        compare it like any bind DN)."""
+        client = TLSClient(self.make(client_certificates=True))
+        client.start_tls()
+        client.transport.peer_certificate = _Subject("CN=gris.example.org,OU=hosts,O=grid")
+        self.assertEqual(self.external(client).resultCode, ResultCode.SUCCESS)
+        client.send(L.LDAPExtendedRequest(requestName="1.3.6.1.4.1.4203.1.11.3"))
+        (who,) = client.responses()
+        self.assertEqual(who.value.response, b"dn:CN=gris.example.org,OU=hosts,O=grid")
+        client.send(L.LDAPAddRequest(entry="cn=x,o=grid", attributes=[]))
+        self.assertEqual(self.backend.added[-1][2], "CN=gris.example.org,OU=hosts,O=grid")
+
+    def test_external_needs_tls_and_a_certificate(self) -> None:
+        """EXTERNAL in the clear, or under TLS without a client certificate, is refused with
+        inappropriateAuthentication and a reason; the client stays anonymous."""
+        client = TLSClient(self.make(client_certificates=True))
+        response = self.external(client)
+        self.assertEqual(response.resultCode, ResultCode.INAPPROPRIATE_AUTHENTICATION)
+        self.assertIn(b"no TLS", response.errorMessage)
+        client.start_tls()
+        response = self.external(client)
+        self.assertEqual(response.resultCode, ResultCode.INAPPROPRIATE_AUTHENTICATION)
+        self.assertIn(b"no client certificate", response.errorMessage)
+        self.assertEqual(client.protocol.bind_dn, "")
+
+    def test_external_authorization_identity_must_be_the_subject(self) -> None:
+        """An authzid naming the certificate's own DN is accepted; any other identity is
+        refused (no proxy authorization)."""
+        client = TLSClient(self.make(client_certificates=True))
+        client.start_tls()
+        client.transport.peer_certificate = _Subject("CN=a,O=grid")
+        self.assertEqual(self.external(client, b"dn:cn=A, o=grid").resultCode, ResultCode.SUCCESS)
+        response = self.external(client, b"dn:cn=admin,o=grid")
+        self.assertEqual(response.resultCode, ResultCode.INSUFFICIENT_ACCESS_RIGHTS)
+        self.assertEqual(client.protocol.bind_dn, "")
+
+
+class StoredPasswordTests(TLSServerCase):
+    def test_ssha_credentials(self) -> None:
+        """credentials may hold {SSHA} hashes (slappasswd's format): the right password binds,
+        a wrong one gets invalidCredentials."""
+        from gridinfo.ldap.passwords import ssha
+
+        factory = self.make(context=None)
+        factory.credentials["cn=hashed,o=grid"] = ssha("pa55")
+        client = TLSClient(factory)
+        self.assertEqual(client.bind("cn=hashed,o=grid", b"pa55").resultCode, ResultCode.SUCCESS)
+        self.assertEqual(client.bind("cn=hashed,o=grid", b"pa56").resultCode, ResultCode.INVALID_CREDENTIALS)
+
+    def test_ssha_matches_slappasswd(self) -> None:
+        """A hash made by OpenLDAP's slappasswd is understood."""
+        import subprocess
+
+        from gridinfo.ldap.passwords import matches
+
+        out = subprocess.run(["slappasswd", "-h", "{SSHA}", "-s", "grid secret"], capture_output=True, text=True,
+                             timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        stored = out.stdout.strip()
+        self.assertTrue(matches(stored, b"grid secret"))
+        self.assertFalse(matches(stored, b"grid secreT"))
