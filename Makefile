@@ -10,11 +10,13 @@ TEST_STAMP := $(VENV)/.test-stamp
 # Debian packages the tests use: OpenLDAP's clients and server (interop, differential and GIIS
 # child tests), Debian's GLUE schema files (we must load them), libvirt's headers to build the
 # libvirt Python bindings (hypervisor provider, test:/// driver), a real Slurm (batch provider),
-# and the network provider's probes.
-TEST_DEBS := ldap-utils slapd glue-schema libvirt-dev pkg-config slurm-wlm iputils-ping traceroute iperf3
+# the network provider's probes, and OpenLDAP's and Cyrus SASL's headers to build python-ldap
+# (a TLS interop client in tests/integration/test_tls.py).
+TEST_DEBS := ldap-utils slapd glue-schema libvirt-dev pkg-config slurm-wlm iputils-ping traceroute iperf3 \
+             libldap2-dev libsasl2-dev
 TEST_FILES := /usr/bin/ldapsearch /usr/sbin/slapd /etc/ldap/schema/Glue-CORE.schema \
               /usr/include/libvirt/libvirt.h /usr/bin/pkg-config /usr/sbin/slurmctld \
-              /usr/bin/ping /usr/bin/traceroute /usr/bin/iperf3
+              /usr/bin/ping /usr/bin/traceroute /usr/bin/iperf3 /usr/include/ldap.h /usr/include/sasl/sasl.h
 
 .PHONY: run test venv test-deps bench clean
 

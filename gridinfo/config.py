@@ -39,6 +39,26 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class TLSConfig:
+    """TLS for the LDAP listeners and our clients (``tls:`` in conf/gris.yaml, conf/giis.yaml).
+
+    Configured (``certificate`` and ``key`` set): StartTLS is offered, and a simple bind with a
+    password over a connection not under TLS is refused unless ``allow_plain_passwords``.
+    ``ca`` verifies client certificates and, in our own clients, the servers we connect to.
+    """
+
+    certificate: str = ""  # PEM: the server's certificate (then its chain)
+    key: str = ""  # PEM: its private key
+    ca: str = ""  # PEM: the CA certificates trusted (client certificates; servers we connect to)
+    client_certificates: Literal["none", "optional", "required"] = "none"
+    allow_plain_passwords: bool = False
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.certificate)
+
+
+@dataclass(frozen=True)
 class ProviderConfig:
     """Settings of one information provider; ``None`` means "use the defaults".
 
@@ -96,6 +116,7 @@ class GRISConfig:
     sweep_interval: float = 1.0
     register: tuple[RegisterConfig, ...] = ()
     vm: VMConfig = field(default_factory=VMConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
     source: str = "<defaults>"
 
 
@@ -112,7 +133,8 @@ class RegisterConfig:
     hostname: str = ""  # Mds-Service-hn to register (default: this host's name)
     port: int = 0  # Mds-Service-port to register (default: the first listener's port)
     bind_dn: str = ""  # bind as this DN before registering (with password)
-    password: str = ""
+    password: str = ""  # or file:/path (the file's first line)
+    bind_method: Literal["simple", "external"] = "simple"  # external: SASL EXTERNAL with tls.certificate
 
 
 @dataclass(frozen=True)
@@ -169,6 +191,7 @@ class GIISConfig:
     sweep_interval: float = 30.0
     children: tuple[StaticChildConfig, ...] = ()
     register: tuple[RegisterConfig, ...] = ()
+    tls: TLSConfig = field(default_factory=TLSConfig)
     source: str = "<defaults>"
 
     @property
@@ -421,6 +444,19 @@ def validate(config: Any) -> Any:
         for i, p in enumerate(getattr(config, key, ())):
             if not os.path.exists(p):
                 problems.append(f"{key}[{i}]: expected an existing file or folder, got {p!r} (no such file or folder)")
+    tls = getattr(config, "tls", None)
+    if tls is not None:
+        problems.extend(_check_tls(tls))
+        for i, target in enumerate(getattr(config, "register", ())):
+            if target.bind_method == "external" and not (tls.certificate and (tls.ca or target.url.startswith("ldaps:"))):
+                problems.append(
+                    f"register[{i}].bind_method: external needs tls.certificate and tls.key (presented as the "
+                    "client certificate) and TLS to the parent (tls.ca for StartTLS, or an ldaps:// url)"
+                )
+    for name, secret in _secrets(config):
+        problem = check_secret(secret, name)
+        if problem:
+            problems.append(problem)
     for i, rule in enumerate(getattr(config, "policy", ())):
         problem = _check_filter(rule.filter)
         if problem:
@@ -451,8 +487,73 @@ def validate(config: Any) -> Any:
     return config
 
 
+def _secrets(config: Any) -> list[tuple[str, str]]:
+    """(key, value) of every password in a config."""
+    out = [(f"credentials.{dn}", pw) for dn, pw in getattr(config, "credentials", {}).items()]
+    for key in ("register", "children"):
+        out += [(f"{key}[{i}].password", t.password) for i, t in enumerate(getattr(config, key, ())) if t.password]
+    return out
+
+
+def check_secret(value: str, key: str) -> str | None:
+    """The problem with a password value: a file: that cannot be read, a malformed {SSHA}."""
+    from gridinfo.ldap.passwords import check_ssha, is_ssha
+
+    if value.startswith("file:"):
+        try:
+            read_secret(value)
+        except OSError as e:
+            return f"{key}: expected a readable file holding the password, got {value!r} ({e.strerror})"
+        return None
+    if is_ssha(value):
+        if key.startswith(("register", "children")):
+            return f"{key}: expected the password itself or file:/path (a hash cannot be sent), got an {{SSHA}} hash"
+        problem = check_ssha(value)
+        return f"{key}: {problem}, got {value!r}" if problem else None
+    return None
+
+
+def read_secret(value: str) -> str:
+    """A password from config: ``file:/path`` gives the file's first line, else the value."""
+    if not value.startswith("file:"):
+        return value
+    with open(value[len("file:") :], encoding="utf-8") as f:
+        return f.readline().rstrip("\r\n")
+
+
+def _check_tls(tls: TLSConfig) -> list[str]:
+    """The tls section: files that exist and load, and keys that need each other."""
+    problems = []
+    for name in ("certificate", "key", "ca"):
+        path = getattr(tls, name)
+        if path and not os.path.isfile(path):
+            problems.append(f"tls.{name}: expected an existing PEM file, got {path!r} (no such file)")
+    if bool(tls.certificate) != bool(tls.key):
+        problems.append("tls: certificate and key go together (expected both, or neither)")
+    if tls.client_certificates != "none" and not tls.ca:
+        problems.append(f"tls.client_certificates: {tls.client_certificates} needs tls.ca (the CA that signs them)")
+    if tls.client_certificates != "none" and not tls.certificate:
+        problems.append("tls.client_certificates: needs tls.certificate and tls.key (the server's own)")
+    if not problems and tls.configured:
+        from gridinfo.ldap.tls import server_context
+
+        try:
+            server_context(tls.certificate, tls.key, tls.ca, tls.client_certificates)
+        except ConfigError as e:
+            problems.append(e.message)
+    elif not problems and tls.ca:
+        from gridinfo.ldap.tls import read_certificates
+
+        try:
+            read_certificates(tls.ca)
+        except ConfigError as e:
+            problems.append(e.message)
+    return problems
+
+
 def resolve_paths(config: Any, base: Path) -> Any:
-    """Relative paths in ``ldif`` and ``schema`` are relative to the config file's folder."""
+    """Relative paths (``ldif``, ``schema``, tls files, ``file:`` passwords) are relative to the
+    config file's folder."""
     changes: dict[str, Any] = {}
     for name in ("ldif", "schema", "providers", "plugins"):
         if hasattr(config, name):
@@ -460,6 +561,26 @@ def resolve_paths(config: Any, base: Path) -> Any:
     journal = getattr(config, "journal", None)
     if isinstance(journal, str) and journal and not os.path.isabs(journal):
         changes["journal"] = str(base / journal)
+
+    def secret_path(value: str) -> str:
+        if value.startswith("file:") and not os.path.isabs(value[5:]):
+            return "file:" + str(base / value[5:])
+        return value
+
+    if getattr(config, "credentials", None):
+        changes["credentials"] = {dn: secret_path(pw) for dn, pw in config.credentials.items()}
+    for key in ("register", "children"):
+        if getattr(config, key, ()):
+            changes[key] = tuple(replace(t, password=secret_path(t.password)) for t in getattr(config, key))
+    tls = getattr(config, "tls", None)
+    if tls is not None:
+        resolved = {
+            name: str(base / getattr(tls, name))
+            for name in ("certificate", "key", "ca")
+            if getattr(tls, name) and not os.path.isabs(getattr(tls, name))
+        }
+        if resolved:
+            changes["tls"] = replace(tls, **resolved)
     vm = getattr(config, "vm", None)
     if vm is not None and vm.journal and not os.path.isabs(vm.journal):
         changes["vm"] = replace(vm, journal=str(base / vm.journal))

@@ -15,7 +15,9 @@ from twisted.python.failure import Failure
 from twisted.logger import Logger
 
 import gridinfo
-from gridinfo.config import GIISConfig, GRISConfig, validate
+from dataclasses import replace
+
+from gridinfo.config import GIISConfig, GRISConfig, read_secret, validate
 from gridinfo.directory.schema import Schema, load_schema
 from gridinfo.directory.tree import DirectoryTree
 from gridinfo.gris.backend import GRISBackend, load_static_ldif
@@ -77,14 +79,42 @@ class ListenerService(service.Service):
 
 
 def ldap_factory(backend: Any, config: Any, reactor: Any) -> LDAPServerFactory:
-    """The LDAP server factory of a daemon: its backend, limits and bind credentials."""
+    """The LDAP server factory of a daemon: its backend, limits, bind credentials and TLS."""
+    tls = config.tls
+    context = None
+    if tls.configured:
+        from gridinfo.ldap.tls import server_context
+
+        context = server_context(tls.certificate, tls.key, tls.ca, tls.client_certificates)
     return LDAPServerFactory(
         backend,
         reactor=reactor,
         limits=server_limits(config),
-        credentials=config.credentials,
+        credentials={dn: read_secret(pw) for dn, pw in config.credentials.items()},
         vendor_version=f"gridinfo {gridinfo.__version__}",
+        tls_context=context,
+        allow_plain_passwords=tls.allow_plain_passwords,
+        client_certificates=tls.client_certificates != "none",
     )
+
+
+def client_tls(config: Any) -> Any:
+    """How the daemon's own clients (registrar, GIIS -> child) use TLS: the tls section's CA
+    verifies the servers (StartTLS whenever it is set), its certificate is presented."""
+    from gridinfo.ldap.tls import ClientTLS
+
+    tls = config.tls
+    if not (tls.ca or tls.certificate):
+        return None
+    return ClientTLS(ca=tls.ca, certificate=tls.certificate, key=tls.key)
+
+
+def client_factory(config: Any, reactor: Any) -> Any:
+    """Builds the daemon's LDAP clients, each with the daemon's client TLS settings."""
+    from gridinfo.ldap.client import LDAPClient
+
+    tls = client_tls(config)
+    return lambda host, port, **kw: LDAPClient(reactor, host, port, tls=tls, **kw)
 
 
 def server_limits(config: Any) -> ServerLimits:
@@ -158,8 +188,14 @@ def _registrar(config: Any, suffix: str, top: service.MultiService, reactor: Any
     if not getattr(config, "register", ()):
         return None
     listeners = [s for s in top if isinstance(s, ListenerService)]
+    targets = [replace(t, password=read_secret(t.password)) for t in config.register]
     registrar = Registrar(
-        reactor, config.register, suffix=suffix, host=listener_host(config.listen), port=bound_port(listeners)
+        reactor,
+        targets,
+        suffix=suffix,
+        host=listener_host(config.listen),
+        port=bound_port(listeners),
+        client_factory=client_factory(config, reactor),
     )
     registrar.setServiceParent(top)
     return registrar
@@ -171,11 +207,12 @@ def make_giis_service(config: GIISConfig, reactor: Any) -> service.MultiService:
     from gridinfo.giis.policy import RegistrationPolicy
 
     validate(config)
+    config = replace(config, children=tuple(replace(c, password=read_secret(c.password)) for c in config.children))
     schema = load_schema(config.schema)
     tree = DirectoryTree(schema, indexed=DEFAULT_INDEXED)
     add_base_entries(tree, config.suffix)
     policy = RegistrationPolicy(config.policy, schema, source=config.source)
-    backend = GIISBackend(tree, config, reactor, policy=policy)
+    backend = GIISBackend(tree, config, reactor, policy=policy, client_factory=client_factory(config, reactor))
     factory = ldap_factory(backend, config, reactor)
     backend.status.server_stats = lambda: connection_attributes(factory.stats, factory.connections)
     top = service.MultiService()

@@ -4,7 +4,12 @@
         [--seq N] [--time 20240501120000Z] [--attr KEY=VALUE]...
         [--server ldap://host:2135] [--bind-dn DN] [--password-file FILE]
         [--spool FILE] [--suffix mds-vo-name=local,o=grid] [--timeout SECONDS]
+        [--ca FILE] [--cert FILE --key FILE]
     gridinfo-log-event --flush [--server ...] [--bind-dn ...] [--spool ...]
+
+TLS: with ``--ca`` an ldap:// server is asked for StartTLS first and its certificate verified
+against the CA and the server's name or address; ldaps:// is always TLS (against the system's
+CAs without ``--ca``).  ``--cert``/``--key`` present a client certificate.
 
 Exit status: 0 when the event is safe (delivered, or kept in the spool for later: a message on
 stderr says so), 1 when the GRIS refused an event for good (the reason is printed; the event is
@@ -39,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spool", help="spool file (default: $GRIDINFO_EVENT_SPOOL or /var/spool/gridinfo/events.sqlite)")
     p.add_argument("--suffix", default="mds-vo-name=local,o=grid", help="the GRIS's suffix")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait on the GRIS")
+    p.add_argument("--ca", default=os.environ.get("GRIDINFO_EVENT_CA", ""),
+                   help="CA certificates (PEM) verifying the GRIS; ldap:// then uses StartTLS "
+                        "(default: $GRIDINFO_EVENT_CA)")
+    p.add_argument("--cert", default=os.environ.get("GRIDINFO_EVENT_CERT", ""),
+                   help="client certificate (PEM) to present (default: $GRIDINFO_EVENT_CERT)")
+    p.add_argument("--key", default=os.environ.get("GRIDINFO_EVENT_KEY", ""),
+                   help="its private key (PEM) (default: $GRIDINFO_EVENT_KEY)")
     p.add_argument("--flush", action="store_true", help="only deliver what waits in the spool")
     return p
 
@@ -46,9 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from gridinfo.vm.client import Spool, default_spool_path, deliver, log_event
+    from gridinfo.vm.client import EventTLS, Spool, default_spool_path, deliver, log_event
     from gridinfo.vm.events import parse_time
 
+    tls = EventTLS(args.ca, args.cert, args.key)
     password = os.environ.get("GRIDINFO_EVENT_PASSWORD", "")
     if args.password_file:
         try:
@@ -62,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.flush:
                 report = deliver(spool, server=args.server, bind_dn=args.bind_dn, password=password,
-                                 suffix=args.suffix, timeout=args.timeout)
+                                 suffix=args.suffix, timeout=args.timeout, tls=tls)
             else:
                 if not args.kind or not args.source:
                     parser.error("KIND and --source are needed (or --flush)")
@@ -76,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.kind, source=args.source, vm_id=args.vm_id, job_id=args.job_id, seq=args.seq,
                     time=parse_time(args.time) if args.time else None, attributes=dict(attributes),
                     server=args.server, bind_dn=args.bind_dn, password=password, spool=spool,
-                    suffix=args.suffix, timeout=args.timeout,
+                    suffix=args.suffix, timeout=args.timeout, tls=tls,
                 )
         finally:
             spool.close()

@@ -176,8 +176,10 @@ class ChildRegistry:
             default_timeout=config.default_timeout, make_mirror=make_mirror, static=config.children,
         )
 
-    def _client(self, host: str, port: int, timeout: float, bind_dn: str = "", password: str = "") -> LDAPClient:
-        return self.client_factory(host, port, connect_timeout=timeout, bind_dn=bind_dn, password=password)
+    def _client(
+        self, host: str, port: int, timeout: float, bind_dn: str = "", password: str = "", **tls: bool
+    ) -> LDAPClient:
+        return self.client_factory(host, port, connect_timeout=timeout, bind_dn=bind_dn, password=password, **tls)
 
     def _add_static(self, sc: StaticChildConfig, make_mirror: Callable[[], DirectoryTree]) -> None:
         url = LDAPURL.parse(sc.url)
@@ -186,7 +188,7 @@ class ChildRegistry:
         key = (url.host.lower(), url.port, self.normaliser.key(url.base))
         child = Child(
             key, url.host, url.port, url.base, ChildNamespace(url.base, self.giis_suffix, self.normaliser),
-            self._client(url.host, url.port, sc.timeout, sc.bind_dn, sc.password),
+            self._client(url.host, url.port, sc.timeout, sc.bind_dn, sc.password, **({"ldaps": True} if url.ldaps else {})),
             static=sc, timeout=sc.timeout, cachettl=sc.cachettl,
         )
         if sc.mode == "mirror":

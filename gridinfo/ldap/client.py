@@ -4,8 +4,11 @@ Theory of operation
 -------------------
 One :class:`LDAPClient` per remote server keeps at most one TCP connection and multiplexes
 requests over it by message ID (a GIIS asks the same child again and again: connection reuse
-matters more than anything else).  The connection is made on first use, bound (simple) when
-credentials are given, and made again after it is lost.  Every request has a timeout driven by
+matters more than anything else).  The connection is made on first use, put under TLS when
+asked (``ldaps``: from the first byte; ``tls`` with a CA: StartTLS, the server's certificate
+verified against the CA and the host name or address), bound (simple) when credentials are
+given, and made again after it is lost.  A StartTLS refusal or a failed verification fails
+the requests waiting for the connection: nothing is ever sent in the clear instead.  Every request has a timeout driven by
 the injected reactor; on timeout the request is abandoned on the wire and its Deferred fails
 with :class:`RequestTimeout`.  A connect that takes longer than ``connect_timeout`` fails the
 requests waiting for it with :class:`ConnectFailed`.
@@ -30,7 +33,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from twisted.internet import defer, error as internet_error
-from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -42,7 +45,9 @@ from gridinfo.errors import GridinfoError, LDAPError, ResultCode
 log = Logger()
 
 DEFAULT_PORT = 389
+DEFAULT_LDAPS_PORT = 636
 MDS_PORT = 2135
+START_TLS_OID = "1.3.6.1.4.1.1466.20037"
 
 TAG_BIND_REQUEST = 0x60
 TAG_BIND_RESPONSE = 0x61
@@ -54,6 +59,7 @@ TAG_SEARCH_REFERENCE = 0x73
 TAG_ADD_REQUEST = 0x68
 TAG_ADD_RESPONSE = 0x69
 TAG_ABANDON_REQUEST = 0x50
+TAG_EXTENDED_REQUEST = 0x77
 TAG_EXTENDED_RESPONSE = 0x78
 
 
@@ -87,30 +93,33 @@ class ResponseTooLarge(PeerProtocolError):
 
 @dataclass(frozen=True)
 class LDAPURL:
-    """``ldap://host:port/base`` (RFC 4516; attributes, scope and filter parts are ignored)."""
+    """``ldap://host:port/base`` or ``ldaps://...`` (RFC 4516; attributes, scope and filter
+    parts are ignored)."""
 
     host: str
     port: int
     base: str = ""
+    ldaps: bool = False
 
     @classmethod
     def parse(cls, url: str, default_port: int = DEFAULT_PORT) -> LDAPURL:
         parts = urlsplit(url.strip())
-        if parts.scheme.lower() != "ldap":
-            raise ValueError(f"{url!r} is not an ldap:// URL")
+        scheme = parts.scheme.lower()
+        if scheme not in ("ldap", "ldaps"):
+            raise ValueError(f"{url!r} is not an ldap:// or ldaps:// URL")
         host = parts.hostname
         if not host:
             raise ValueError(f"{url!r} names no host")
         try:
-            port = parts.port or default_port
+            port = parts.port or (DEFAULT_LDAPS_PORT if scheme == "ldaps" else default_port)
         except ValueError:
             raise ValueError(f"{url!r} has a bad port") from None
         base = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
-        return cls(host, port, base)
+        return cls(host, port, base, scheme == "ldaps")
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ldap://{host}:{self.port}/{self.base}"
+        return f"{'ldaps' if self.ldaps else 'ldap'}://{host}:{self.port}/{self.base}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,6 +194,19 @@ def add_request(dn: str, attributes: Iterable[tuple[str, Sequence[bytes]]]) -> b
         for name, vals in attributes
     )
     return ber.tlv(TAG_ADD_REQUEST, ber.octet_string(dn.encode("utf-8")) + attrs)
+
+
+def sasl_external_bind_request() -> bytes:
+    """A SASL EXTERNAL bind (no authorization identity: the server takes the certificate's)."""
+    credentials = ber.tlv(0xA3, ber.octet_string(b"EXTERNAL"))
+    return ber.tlv(TAG_BIND_REQUEST, ber.integer(3) + ber.octet_string(b"") + credentials)
+
+
+def extended_request(name: str, value: bytes | None = None) -> bytes:
+    body = ber.tlv(0x80, name.encode("ascii"))
+    if value is not None:
+        body += ber.tlv(0x81, value)
+    return ber.tlv(TAG_EXTENDED_REQUEST, body)
 
 
 def bind_request(dn: str, password: str) -> bytes:
@@ -480,8 +502,18 @@ class LDAPClient:
         max_pdu_bytes: int = 16 << 20,
         max_answer_bytes: int = 256 << 20,
         endpoint: Any = None,
+        tls: Any = None,
+        ldaps: bool = False,
+        sasl_external: bool = False,
     ):
+        """``tls`` is a :class:`gridinfo.ldap.tls.ClientTLS` (CA, client certificate): with its
+        CA set the connection starts TLS before anything else; ``ldaps`` is TLS from the start.
+        ``sasl_external`` binds with SASL EXTERNAL (the client certificate's subject) instead
+        of ``bind_dn``/``password``."""
         self.reactor = reactor
+        self.sasl_external = sasl_external
+        self.tls = tls
+        self.ldaps = ldaps
         self.host = host
         self.port = port
         self.connect_timeout = connect_timeout
@@ -498,7 +530,13 @@ class LDAPClient:
     @classmethod
     def from_url(cls, reactor: Any, url: str | LDAPURL, **kw: Any) -> LDAPClient:
         parsed = LDAPURL.parse(url) if isinstance(url, str) else url
+        kw.setdefault("ldaps", parsed.ldaps)
         return cls(reactor, parsed.host, parsed.port, **kw)
+
+    def _tls_context(self) -> Any:
+        from gridinfo.ldap.tls import ClientTLS
+
+        return (self.tls or ClientTLS()).context(self.host)
 
     def __repr__(self) -> str:
         return f"LDAPClient({self.host}:{self.port})"
@@ -518,6 +556,16 @@ class LDAPClient:
 
     def _connect(self) -> None:
         endpoint = self._endpoint or _endpoint_for(self.reactor, self.host, self.port, self.connect_timeout)
+        start_tls = False
+        try:
+            if self.ldaps:
+                endpoint = wrapClientTLS(self._tls_context(), endpoint)
+            elif self.tls is not None and self.tls.start_tls:
+                start_tls = True
+                tls_context = self._tls_context()
+        except Exception as e:  # an unreadable CA or client certificate
+            self._fail_waiting(Failure(ConnectFailed(f"cannot use TLS with {self.host}:{self.port}: {e}")))
+            return
         factory = _ClientFactory(lambda: LDAPClientProtocol(self.reactor, self.max_pdu_bytes, self.max_answer_bytes))
         self.connects += 1
         attempt: defer.Deferred[LDAPClientProtocol] = endpoint.connect(factory)
@@ -525,11 +573,32 @@ class LDAPClient:
         # the endpoint's own timeout only covers TCP; bound the whole attempt by our clock too
         timer = self.reactor.callLater(self.connect_timeout, attempt.cancel)
 
-        def connected(protocol: LDAPClientProtocol) -> Any:
+        def secured(protocol: LDAPClientProtocol) -> Any:
             protocol.on_lost = self._lost
-            if not self.bind_dn:
+            if not start_tls:
                 return protocol
-            bound = protocol.request(bind_request(self.bind_dn, self.password), self.connect_timeout)
+            answer = protocol.request(extended_request(START_TLS_OID), self.connect_timeout)
+
+            def switch(result: ClientResult) -> LDAPClientProtocol:
+                if result.code != 0:
+                    protocol.close()
+                    raise ConnectFailed(
+                        f"{self.host}:{self.port} refused StartTLS ({result.code}): {result.message or 'no reason'}"
+                    )
+                assert protocol.transport is not None
+                protocol.transport.startTLS(tls_context)  # type: ignore[attr-defined]  # ITLSTransport
+                return protocol
+
+            return answer.addCallback(switch)
+
+        def connected(protocol: LDAPClientProtocol) -> Any:
+            if self.sasl_external:
+                request = sasl_external_bind_request()
+            elif self.bind_dn:
+                request = bind_request(self.bind_dn, self.password)
+            else:
+                return protocol
+            bound = protocol.request(request, self.connect_timeout)
 
             def check(result: ClientResult) -> LDAPClientProtocol:
                 result.raise_for_code()
@@ -545,7 +614,6 @@ class LDAPClient:
             if timer.active():
                 timer.cancel()
             self._connecting = None
-            waiting, self._waiting = self._waiting, []
             if isinstance(result, Failure):
                 err = result.value
                 if isinstance(err, (LDAPError, ClientError)):
@@ -554,14 +622,19 @@ class LDAPClient:
                     failure = Failure(ConnectFailed(f"cannot connect to {self.host}:{self.port}: no connection within {self.connect_timeout:g} s"))
                 else:
                     failure = Failure(ConnectFailed(f"cannot connect to {self.host}:{self.port}: {result.getErrorMessage()}"))
-                for w in waiting:
-                    w.errback(failure)
+                self._fail_waiting(failure)
                 return
             self._protocol = result
+            waiting, self._waiting = self._waiting, []
             for w in waiting:
                 w.callback(result)
 
-        attempt.addCallback(connected).addBoth(done)
+        attempt.addCallback(secured).addCallback(connected).addBoth(done)
+
+    def _fail_waiting(self, failure: Failure) -> None:
+        waiting, self._waiting = self._waiting, []
+        for w in waiting:
+            w.errback(failure)
 
     def _lost(self, protocol: LDAPClientProtocol) -> None:
         if self._protocol is protocol:

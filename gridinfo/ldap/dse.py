@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 SUBSCHEMA_DN = "cn=Subschema"
 PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 WHO_AM_I_OID = "1.3.6.1.4.1.4203.1.11.3"
+START_TLS_OID = "1.3.6.1.4.1.1466.20037"
 #: RFC 3673: "+" returns all operational attributes.
 ALL_OPERATIONAL_ATTRIBUTES_FEATURE = "1.3.6.1.4.1.4203.1.5.1"
 
@@ -207,8 +208,13 @@ def build_root_dse(
     vendor_version: str,
     supported_extensions: Sequence[str] = (WHO_AM_I_OID,),
     supported_controls: Sequence[str] = (PAGED_RESULTS_OID,),
+    sasl_mechanisms: Sequence[str] = (),
 ) -> DSEEntry:
-    """The root DSE (RFC 4512, section 5.1) of a gridinfo server."""
+    """The root DSE (RFC 4512, section 5.1) of a gridinfo server.
+
+    A server with TLS configured passes StartTLS among ``supported_extensions`` (and
+    ``EXTERNAL`` as a SASL mechanism when it asks for client certificates).
+    """
     entry = DSEEntry("")
     entry.add("objectClass", ["top"], operational=False)
     entry.add("namingContexts", naming_contexts, operational=True)
@@ -217,6 +223,8 @@ def build_root_dse(
     entry.add("supportedControl", supported_controls, operational=True)
     entry.add("supportedExtension", supported_extensions, operational=True)
     entry.add("supportedFeatures", [ALL_OPERATIONAL_ATTRIBUTES_FEATURE], operational=True)
+    if sasl_mechanisms:
+        entry.add("supportedSASLMechanisms", sasl_mechanisms, operational=True)
     entry.add("vendorName", ["gridinfo"], operational=True)
     entry.add("vendorVersion", [vendor_version], operational=True)
     return entry

@@ -102,7 +102,13 @@ class ParentRegistration:
         self.first_delay = first_delay
         factory = client_factory or (lambda h, p, **kw: LDAPClient(reactor, h, p, **kw))
         self.client = factory(
-            self.url.host, self.url.port, connect_timeout=target.timeout, bind_dn=target.bind_dn, password=target.password
+            self.url.host,
+            self.url.port,
+            connect_timeout=target.timeout,
+            bind_dn=target.bind_dn,
+            password=target.password,
+            **({"ldaps": True} if self.url.ldaps else {}),
+            **({"sasl_external": True} if target.bind_method == "external" else {}),
         )
         self.state = "starting"
         self.last_error = ""
@@ -144,7 +150,7 @@ class ParentRegistration:
             keepto=t.keepto,
             timeout=t.timeout,
             cachettl=t.cachettl,
-            bind_methods="AUTHC-ONLY" if t.bind_dn else "ANONYM-ONLY",
+            bind_methods="AUTHC-ONLY" if t.bind_dn or t.bind_method == "external" else "ANONYM-ONLY",
         )
         d = self.client.add(self.dn, attrs, timeout=t.timeout)
         d.addCallbacks(self._answered, self._failed)

@@ -8,14 +8,17 @@ gets a Notice of Disconnection with protocolError and is closed).  :mod:`gridinf
 decodes the message and the operation is dispatched:
 
 ==========  ======================================================================
-Bind        anonymous, or simple with a DN/password from ``credentials``; no SASL
+Bind        anonymous; simple with a DN/password from ``credentials`` (with TLS configured,
+            only under TLS unless plain passwords are allowed: else confidentialityRequired);
+            SASL EXTERNAL under TLS with a client certificate (binds as its subject DN)
 Search      root DSE and ``cn=Subschema`` answered here; the rest goes to the backend
 Compare     backend.compare -> compareTrue / compareFalse
 Add         backend.add (a GIIS accepts registrations; a GRIS refuses)
 Modify,     refused: unwillingToPerform
 Delete,
 ModifyDN
-Extended    Who am I? (RFC 4532); anything else -> protocolError
+Extended    Who am I? (RFC 4532); StartTLS (RFC 4511 4.14, when TLS is configured);
+            anything else -> protocolError
 Abandon     cancel the pending operation / paged session; no response
 Unbind      close
 ==========  ======================================================================
@@ -51,6 +54,15 @@ partial request        a PDU that has started must be complete within
                        ``request_timeout``, however slowly its bytes trickle in
 =====================  ==========================================================
 
+StartTLS
+--------
+The request is refused (operationsError) under TLS already or with operations outstanding,
+and (unavailable) when the server has no TLS configured.  Otherwise the success response is
+written in the clear and the transport switches to TLS at once (``startTLS``); the transport
+keeps us registered as its producer, so backpressure and closing work the same under TLS.
+A client must send nothing after the request until the response (RFC 4511, 4.14.1): bytes that
+arrived behind it are a protocol error.
+
 Per source address at most ``max_connections_per_address`` connections are accepted, and
 failed simple binds slow down later binds of the same DN or address
 (:mod:`gridinfo.ldap.throttle`).
@@ -58,7 +70,6 @@ failed simple binds slow down later binds of the same DN or address
 
 from __future__ import annotations
 
-import hmac
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -73,7 +84,7 @@ from twisted.python.failure import Failure
 from gridinfo.directory import ber
 from gridinfo.directory.query import Scope, SearchRequest, SearchResult
 from gridinfo.errors import InvalidCredentials, LDAPError, ProtocolError, ResultCode
-from gridinfo.ldap import dse, wire
+from gridinfo.ldap import dse, passwords, tls, wire
 from gridinfo.ldap.throttle import FailureThrottle
 
 log = Logger()
@@ -81,6 +92,7 @@ log = Logger()
 NOTICE_OF_DISCONNECTION_OID = "1.3.6.1.4.1.1466.20036"
 PAGED_RESULTS_OID = dse.PAGED_RESULTS_OID
 WHO_AM_I_OID = dse.WHO_AM_I_OID
+START_TLS_OID = dse.START_TLS_OID
 DEFAULT_WRITE_REFUSAL = "gridinfo is read-only: data comes from information providers"
 
 # Response protocol op tags.
@@ -152,12 +164,22 @@ class LDAPServerFactory(ServerFactory):
         limits: ServerLimits = ServerLimits(),
         credentials: Mapping[str, str] | None = None,
         vendor_version: str,
+        tls_context: Any = None,
+        allow_plain_passwords: bool = False,
+        client_certificates: bool = False,
     ) -> None:
+        """``tls_context`` (a Twisted TLS context factory) enables StartTLS; with it, simple
+        binds with a password need TLS unless ``allow_plain_passwords``.  ``client_certificates``
+        says the context asks for them (SASL EXTERNAL is then advertised)."""
         self.backend = backend
+        self.tls_context = tls_context
+        self.plain_passwords = tls_context is None or allow_plain_passwords
+        self.client_certificates = client_certificates and tls_context is not None
         self.reactor = reactor
         self.limits = limits
         self.vendor_version = vendor_version
-        self.credentials = {dse.normalise_dn(dn): pw.encode("utf-8") for dn, pw in (credentials or {}).items()}
+        # plain or {SSHA} (gridinfo.ldap.passwords); file: values were read by the wiring
+        self.credentials = {dse.normalise_dn(dn): pw for dn, pw in (credentials or {}).items()}
         self.connections = 0
         self.connections_by_address: dict[str, int] = {}
         self.bind_throttle = FailureThrottle(
@@ -177,7 +199,14 @@ class LDAPServerFactory(ServerFactory):
         """The root DSE, rebuilt only when the backend's naming contexts change."""
         contexts = tuple(self.backend.naming_contexts())
         if self._root_dse is None or self._root_dse[0] != contexts:
-            self._root_dse = (contexts, dse.build_root_dse(contexts, self.vendor_version))
+            extensions: tuple[str, ...] = (WHO_AM_I_OID,)
+            if self.tls_context is not None:
+                extensions += (START_TLS_OID,)
+            mechanisms = ("EXTERNAL",) if self.client_certificates else ()
+            self._root_dse = (
+                contexts,
+                dse.build_root_dse(contexts, self.vendor_version, extensions, sasl_mechanisms=mechanisms),
+            )
         return self._root_dse[1]
 
     def subschema(self) -> dse.DSEEntry:
@@ -196,6 +225,8 @@ class LDAPServerProtocol(Protocol):
         self.backend = factory.backend
         self.limits = factory.limits
         self.bind_dn = ""
+        self.tls = False  # under TLS (LDAPS, or after StartTLS)
+        self._start_tls: int | None = None  # message ID of an accepted StartTLS request
         self._buffer = bytearray()
         self._closing = False
         self._streams: list[list[Any]] = []  # large results being written, oldest first
@@ -246,6 +277,7 @@ class LDAPServerProtocol(Protocol):
         self._counted = True
         log.info("LDAP connection from {peer}", peer=self._peer)
         transport: Any = self.transport
+        self.tls = tls.under_tls(transport)
         if limits.send_buffer_bytes and hasattr(transport, "bufferSize"):
             transport.bufferSize = limits.send_buffer_bytes
         transport.registerProducer(self, True)
@@ -460,7 +492,26 @@ class LDAPServerProtocol(Protocol):
                 self._request_call.cancel()
                 self._request_call = None
             self._dispatch(message)
+            if self._start_tls is not None:
+                if pos < end:
+                    self._start_tls = None
+                    self._protocol_violation("data after a StartTLS request, before its response")
+                    return pos
+                self._switch_to_tls()
+                return pos
         return pos
+
+    def _switch_to_tls(self) -> None:
+        """Answer an accepted StartTLS in the clear, then run the connection over TLS."""
+        message_id, self._start_tls = self._start_tls, None
+        assert message_id is not None
+        self._result(
+            message_id, TAG_EXTENDED_RESPONSE, ResultCode.SUCCESS, extra=ber.tlv(0x8A, START_TLS_OID.encode("ascii"))
+        )
+        transport: Any = self.transport
+        transport.startTLS(self.server.tls_context)
+        self.tls = True
+        log.info("LDAP connection from {peer} now under TLS", peer=self._peer)
 
     def _dispatch(self, message: wire.Message) -> None:
         op = message.op
@@ -830,11 +881,25 @@ class LDAPServerProtocol(Protocol):
             )
             return
         if op.password is None:
+            if (op.sasl_mechanism or "").upper() == "EXTERNAL":
+                self._bind_external(message_id, op)
+                return
             self._result(
                 message_id,
                 TAG_BIND_RESPONSE,
                 ResultCode.AUTH_METHOD_NOT_SUPPORTED,
-                f"SASL bind ({op.sasl_mechanism}) is not supported",
+                f"SASL bind ({op.sasl_mechanism}) is not supported (EXTERNAL is, under TLS with a client certificate)",
+            )
+            return
+        if op.password and not (self.tls or self.server.plain_passwords):
+            # Refused before the password is looked at: it has crossed the network in the
+            # clear already, and the answer must not tell whether it was right.
+            log.warn("refused a password bind as {dn} in the clear from {peer}", dn=op.dn, peer=self._peer)
+            self._result(
+                message_id,
+                TAG_BIND_RESPONSE,
+                ResultCode.CONFIDENTIALITY_REQUIRED,
+                "a password bind needs TLS: use StartTLS (ldapsearch -ZZ) or ldaps:// first",
             )
             return
         if not op.dn:
@@ -860,7 +925,7 @@ class LDAPServerProtocol(Protocol):
         def judge() -> str:
             expected = self.server.credentials.get(dn_key[3:])
             now = reactor.seconds()
-            if expected is None or not hmac.compare_digest(expected, password):
+            if expected is None or not passwords.matches(expected, password):
                 dn_failures = throttle.record(dn_key, now)
                 address_failures = throttle.record(address_key, now)
                 self.server.stats["failed_binds"] += 1
@@ -891,6 +956,35 @@ class LDAPServerProtocol(Protocol):
             )
         else:
             self._call_backend(message_id, TAG_BIND_RESPONSE, "bind", judge, bound)
+
+    def _bind_external(self, message_id: int, op: wire.BindOp) -> None:
+        """SASL EXTERNAL (RFC 4422, appendix A; RFC 4513, 5.2.1.2): the identity is the subject of
+        the client certificate TLS verified, as an RFC 4514 DN.  An authorization identity may be
+        sent only if it names that same DN (no proxy authorization)."""
+        subject = tls.peer_subject(self.transport) if self.tls else ""
+        if not subject:
+            why = "no TLS on this connection" if not self.tls else "no client certificate was presented"
+            self._result(
+                message_id,
+                TAG_BIND_RESPONSE,
+                ResultCode.INAPPROPRIATE_AUTHENTICATION,
+                f"SASL EXTERNAL needs TLS with a client certificate signed by the server's CA ({why})",
+            )
+            return
+        authzid = (op.sasl_credentials or b"").decode("utf-8", "replace")
+        if authzid and dse.normalise_dn(authzid[3:] if authzid.lower().startswith("dn:") else authzid) != (
+            dse.normalise_dn(subject)
+        ):
+            self._result(
+                message_id,
+                TAG_BIND_RESPONSE,
+                ResultCode.INSUFFICIENT_ACCESS_RIGHTS,
+                f"authorization identity {authzid!r} is not the certificate's subject {subject!r}",
+            )
+            return
+        self.bind_dn = subject
+        log.info("SASL EXTERNAL bind from {peer} as {dn}", peer=self._peer, dn=subject)
+        self._result(message_id, TAG_BIND_RESPONSE, ResultCode.SUCCESS)
 
     def _handle_unbind(self, message_id: int, op: wire.UnbindOp, controls: tuple[wire.Control, ...]) -> None:
         self._close()
@@ -953,6 +1047,9 @@ class LDAPServerProtocol(Protocol):
     def _handle_extended(self, message_id: int, op: wire.ExtendedOp, controls: tuple[wire.Control, ...]) -> None:
         if self._refuse_critical(message_id, TAG_EXTENDED_RESPONSE, controls):
             return
+        if op.name == START_TLS_OID:
+            self._handle_start_tls(message_id)
+            return
         if op.name == WHO_AM_I_OID:
             authz = f"dn:{self.bind_dn}" if self.bind_dn else ""
             self._result(
@@ -965,6 +1062,29 @@ class LDAPServerProtocol(Protocol):
             ResultCode.PROTOCOL_ERROR,
             f"extended operation {op.name} is not supported",
         )
+
+
+    def _handle_start_tls(self, message_id: int) -> None:
+        """Accept StartTLS (the switch happens once the request's bytes are consumed) or refuse."""
+        problem: tuple[int, str] | None = None
+        if self.server.tls_context is None:
+            problem = (ResultCode.UNAVAILABLE, "StartTLS is not available: this server has no TLS configured")
+        elif self.tls:
+            problem = (ResultCode.OPERATIONS_ERROR, "TLS is already established on this connection")
+        elif self._pending or self._streams:
+            problem = (ResultCode.OPERATIONS_ERROR, "StartTLS with operations outstanding: wait for their results")
+        elif not hasattr(self.transport, "startTLS"):
+            problem = (ResultCode.UNAVAILABLE, "StartTLS is not available on this transport")
+        if problem is not None:
+            self._result(
+                message_id,
+                TAG_EXTENDED_RESPONSE,
+                problem[0],
+                problem[1],
+                extra=ber.tlv(0x8A, START_TLS_OID.encode("ascii")),
+            )
+            return
+        self._start_tls = message_id
 
 
 _RESPONSE_TAGS: dict[type, int] = {

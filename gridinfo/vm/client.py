@@ -131,14 +131,44 @@ class DeliveryReport:
         return self.error is None and self.pending == 0
 
 
-def _server(url: str, timeout: float) -> Any:
+@dataclass(frozen=True)
+class EventTLS:
+    """TLS for event delivery: ``ca`` verifies the GRIS (with it, ldap:// URLs use StartTLS;
+    ldaps:// always uses TLS); ``certificate``/``key`` are presented (SASL EXTERNAL)."""
+
+    ca: str = ""
+    certificate: str = ""
+    key: str = ""
+
+    @classmethod
+    def from_environment(cls) -> EventTLS:
+        env = os.environ
+        return cls(env.get("GRIDINFO_EVENT_CA", ""), env.get("GRIDINFO_EVENT_CERT", ""), env.get("GRIDINFO_EVENT_KEY", ""))
+
+
+def _server(url: str, timeout: float, tls: EventTLS | None = None) -> tuple[Any, bool]:
+    """The ldap3 server for ``url``, and whether StartTLS must come first."""
+    import ssl
+
     import ldap3
 
+    tls = tls or EventTLS()
     parsed = urlparse(url if "://" in url else f"ldap://{url}")
     use_ssl = parsed.scheme == "ldaps"
     port = parsed.port or (636 if use_ssl else 2135)
-    return ldap3.Server(parsed.hostname or "localhost", port=port, use_ssl=use_ssl, get_info=ldap3.NONE,
-                        connect_timeout=timeout)
+    settings = None
+    if use_ssl or tls.ca:
+        # CERT_REQUIRED: the chain is verified (against ca, else the system's CAs) and so is
+        # the host name or address in the URL
+        settings = ldap3.Tls(
+            validate=ssl.CERT_REQUIRED,
+            ca_certs_file=tls.ca or None,
+            local_certificate_file=tls.certificate or None,
+            local_private_key_file=tls.key or None,
+        )
+    server = ldap3.Server(parsed.hostname or "localhost", port=port, use_ssl=use_ssl, tls=settings,
+                          get_info=ldap3.NONE, connect_timeout=timeout)
+    return server, bool(tls.ca) and not use_ssl
 
 
 def deliver(
@@ -150,8 +180,13 @@ def deliver(
     suffix: str = DEFAULT_SUFFIX,
     timeout: float = 10.0,
     clock: Any = _time.time,
+    tls: EventTLS | None = None,
 ) -> DeliveryReport:
-    """Send every pending event, oldest first; stop (keeping the rest) when the GRIS cannot take them."""
+    """Send every pending event, oldest first; stop (keeping the rest) when the GRIS cannot take them.
+
+    With ``tls`` naming a CA, an ldap:// server is asked for StartTLS before the bind (a
+    refusal or a certificate that does not verify stops delivery: nothing goes in the clear).
+    """
     import ldap3
     from ldap3.core.exceptions import LDAPException
 
@@ -164,13 +199,24 @@ def deliver(
             batch = spool.pending()
             if not batch:
                 return report
+            ldap_server, start_tls = _server(server, timeout, tls)
+            # a client certificate and no bind DN: SASL EXTERNAL (the GRIS binds us as its subject)
+            external = {"authentication": ldap3.SASL, "sasl_mechanism": ldap3.EXTERNAL} \
+                if tls is not None and tls.certificate and not bind_dn else {}
             conn = ldap3.Connection(
-                _server(server, timeout), user=bind_dn or None, password=password or None,
-                receive_timeout=max(1, math.ceil(timeout)), raise_exceptions=False, read_only=False,
+                ldap_server, user=bind_dn or None, password=password or None,
+                receive_timeout=max(1, math.ceil(timeout)), raise_exceptions=False, read_only=False, **external,
             )
             try:
+                if start_tls:
+                    conn.open()
+                    if not conn.start_tls():
+                        report.error = f"StartTLS with {server} failed: {conn.result.get('description')}" \
+                                       f" {conn.result.get('message') or ''}".rstrip()
+                        return report
                 if not conn.bind():
-                    report.error = f"bind to {server} as {bind_dn or 'anonymous'} failed: {conn.result.get('description')}" \
+                    who = bind_dn or ("SASL EXTERNAL" if external else "anonymous")
+                    report.error = f"bind to {server} as {who} failed: {conn.result.get('description')}" \
                                    f" {conn.result.get('message') or ''}".rstrip()
                     return report
                 while batch:
@@ -232,6 +278,7 @@ def log_event(
     suffix: str = DEFAULT_SUFFIX,
     timeout: float = 10.0,
     deliver_now: bool = True,
+    tls: EventTLS | None = None,
 ) -> DeliveryReport:
     """Log one event: validate it, keep it in the spool, then deliver everything pending.
 
@@ -239,7 +286,8 @@ def log_event(
     :class:`SpoolError` when the spool cannot be written.  Otherwise the event is safe: the
     report says whether it (and older ones) reached the GRIS or still wait in the spool.
     ``server`` defaults to ``$GRIDINFO_EVENT_SERVER`` or ldap://localhost:2135, ``spool`` to
-    ``$GRIDINFO_EVENT_SPOOL`` or /var/spool/gridinfo/events.sqlite.
+    ``$GRIDINFO_EVENT_SPOOL`` or /var/spool/gridinfo/events.sqlite, ``tls`` to
+    ``$GRIDINFO_EVENT_CA``, ``$GRIDINFO_EVENT_CERT``, ``$GRIDINFO_EVENT_KEY``.
     """
     now = _time.time()
     owned = not isinstance(spool, Spool)
@@ -253,7 +301,8 @@ def log_event(
         queue.put(event)
         if deliver_now:
             report = deliver(queue, server=server or os.environ.get("GRIDINFO_EVENT_SERVER") or DEFAULT_SERVER,
-                             bind_dn=bind_dn, password=password, suffix=suffix, timeout=timeout)
+                             bind_dn=bind_dn, password=password, suffix=suffix, timeout=timeout,
+                             tls=tls if tls is not None else EventTLS.from_environment())
         else:
             report = DeliveryReport(pending=queue.count())
         report.event = event

@@ -197,9 +197,10 @@ class BindTests(ServerTestCase):
         self.assertEqual(response.errorMessage, b"unauthenticated bind (DN with no password) disallowed")
 
     def test_sasl_and_bad_versions(self) -> None:
-        """SASL gives authMethodNotSupported; LDAP versions other than 2 and 3 protocolError."""
+        """SASL other than EXTERNAL gives authMethodNotSupported (EXTERNAL: tests/ldap/test_tls.py);
+        LDAP versions other than 2 and 3 protocolError."""
         client = self.client()
-        client.send(L.LDAPBindRequest(dn="", auth=("EXTERNAL", None), sasl=True))
+        client.send(L.LDAPBindRequest(dn="", auth=("GSSAPI", None), sasl=True))
         self.assertEqual(client.responses()[0].value.resultCode, ResultCode.AUTH_METHOD_NOT_SUPPORTED)
         self.assertEqual(self.bind(client, "", b"", version=4).resultCode, ResultCode.PROTOCOL_ERROR)
         self.assertFalse(client.closed)
@@ -215,9 +216,10 @@ class BindTests(ServerTestCase):
         self.assertEqual(client.responses()[0].value.response, b"dn:cn=admin,o=grid")
 
     def test_unknown_extended_operation(self) -> None:
-        """An unsupported extended operation (StartTLS here) is answered protocolError, not dropped."""
+        """An unsupported extended operation (Password Modify here) is answered protocolError, not
+        dropped.  (StartTLS without TLS configured: tests/ldap/test_tls.py.)"""
         client = self.client()
-        client.send(L.LDAPExtendedRequest(requestName="1.3.6.1.4.1.1466.20037"))
+        client.send(L.LDAPExtendedRequest(requestName="1.3.6.1.4.1.4203.1.11.1"))
         (response,) = client.responses()
         self.assertIsInstance(response.value, L.LDAPExtendedResponse)
         self.assertEqual(response.value.resultCode, ResultCode.PROTOCOL_ERROR)

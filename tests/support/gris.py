@@ -7,10 +7,12 @@ Runs ``python -m gridinfo.cli.gris`` with the given flags on a free loopback por
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -58,6 +60,17 @@ class GrisProcess:
         except (LoadGenError, TimeoutError) as e:
             self.stop()
             raise RuntimeError(f"gris did not start: {e}\n{self.log[-3000:]}") from None
+
+    def listening_port(self, scheme: str, timeout: float = 30.0) -> int:
+        """The port of the listener whose endpoint starts with ``scheme`` (``ssl:``, ``tcp:``)."""
+        pattern = re.compile(rb"listening on [^ ]*:(\d+) \(" + re.escape(scheme.encode()))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = pattern.search(Path(self._log.name).read_bytes())
+            if m:
+                return int(m.group(1))
+            time.sleep(0.02)
+        raise TimeoutError(f"no {scheme} listener within {timeout} s\n{self.log[-2000:]}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
