@@ -13,13 +13,11 @@ from __future__ import annotations
 import base64
 import json
 import os
-import sqlite3
-from pathlib import Path
 
+from gridinfo.durable import immediate_transaction, open_versioned
 from gridinfo.errors import GridinfoError
 from gridinfo.giis.leases import Lease, Registration
 from gridinfo.giis.ownership import Registrant
-from gridinfo.vm.journal import immediate_transaction
 
 SCHEMA_VERSION = 1
 
@@ -77,22 +75,9 @@ class RegistrationJournal:
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = str(path)
-        try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            row = self._db.execute("SELECT value FROM meta WHERE name='version'").fetchone()
-            if row is None:
-                self._db.execute("INSERT INTO meta VALUES ('version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise RegistrationJournalError(
-                    f"{self.path}: registration journal version {row[0]}, this gridinfo reads {SCHEMA_VERSION}"
-                )
-        except (sqlite3.Error, OSError) as e:
-            raise RegistrationJournalError(f"{self.path}: cannot open the registration journal: {e}") from None
+        self._db = open_versioned(
+            self.path, _SCHEMA, SCHEMA_VERSION, "registration journal", RegistrationJournalError
+        )
 
     def save(self, lease: Lease) -> None:
         """Write (or replace) one lease, durably."""

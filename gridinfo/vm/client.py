@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 
 from gridinfo.errors import GridinfoError
 from gridinfo.vm.events import Event
-from gridinfo.vm.journal import immediate_transaction
+from gridinfo.durable import immediate_transaction
 
 DEFAULT_SERVER = "ldap://localhost:2135"
 DEFAULT_SUFFIX = "mds-vo-name=local,o=grid"

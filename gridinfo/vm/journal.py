@@ -13,30 +13,14 @@ transaction (group commit), so the cost is per batch, not per event.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+from gridinfo.durable import immediate_transaction, open_versioned
 from gridinfo.errors import GridinfoError
 from gridinfo.vm.events import Event, EventError
 
-
-@contextlib.contextmanager
-def immediate_transaction(
-    db: sqlite3.Connection, failure: Callable[[sqlite3.Error], Exception]
-) -> Iterator[sqlite3.Connection]:
-    """One ``BEGIN IMMEDIATE`` ... ``COMMIT``; on an SQLite error, roll back and raise ``failure(e)``."""
-    try:
-        db.execute("BEGIN IMMEDIATE")
-        yield db
-        db.execute("COMMIT")
-    except sqlite3.Error as e:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise failure(e) from None
 
 SCHEMA_VERSION = 1
 
@@ -73,22 +57,7 @@ class Journal:
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = str(path)
-        try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if self.path != ":memory:" and str(mode).lower() != "wal":
-                raise JournalError(f"{self.path}: cannot switch the journal to WAL mode (got {mode})")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            row = self._db.execute("SELECT value FROM meta WHERE name='version'").fetchone()
-            if row is None:
-                self._db.execute("INSERT INTO meta VALUES ('version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise JournalError(f"{self.path}: journal version {row[0]}, this gridinfo reads {SCHEMA_VERSION}")
-        except sqlite3.Error as e:
-            raise JournalError(f"{self.path}: cannot open the event journal: {e}") from None
+        self._db = open_versioned(self.path, _SCHEMA, SCHEMA_VERSION, "event journal", JournalError)
 
     def append(self, records: Sequence[tuple[Event, float]]) -> int:
         """Write events (with their acceptance times) in one durable transaction.
