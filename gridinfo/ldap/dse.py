@@ -139,6 +139,10 @@ class DSEEntry:
         self._attributes.append(attribute)
         self._by_name[name.lower()] = attribute
 
+    def attributes(self) -> list[tuple[str, tuple[bytes, ...]]]:
+        """(name, values) of every attribute, in the order added."""
+        return [(a.name, a.values) for a in self._attributes]
+
     def values(self, name: str) -> tuple[bytes, ...]:
         attribute = self._by_name.get(name.lower())
         return attribute.values if attribute else ()

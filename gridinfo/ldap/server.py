@@ -82,7 +82,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gridinfo.directory import ber
+from gridinfo.directory.entry import Entry, EntryBuilder
+from gridinfo.directory.evaluate import FilterCompiler
 from gridinfo.directory.query import Scope, SearchRequest, SearchResult
+from gridinfo.directory.schema import Schema
 from gridinfo.errors import InvalidCredentials, LDAPError, ProtocolError, ResultCode
 from gridinfo.ldap import dse, passwords, tls, wire
 from gridinfo.ldap.throttle import FailureThrottle
@@ -188,6 +191,7 @@ class LDAPServerFactory(ServerFactory):
         #: Counters published under o=infosys: failed binds, refused connections, aborted ones.
         self.stats = {"failed_binds": 0, "refused_connections": 0, "aborted_connections": 0}
         self._root_dse: tuple[tuple[str, ...], dse.DSEEntry] | None = None
+        self._dse_entries: dict[int, tuple[dse.DSEEntry, Any, Entry, FilterCompiler]] = {}
         self._subschema: tuple[object, dse.DSEEntry] | None = None
 
     def buildProtocol(self, addr: Any) -> LDAPServerProtocol:
@@ -215,6 +219,26 @@ class LDAPServerFactory(ServerFactory):
         if self._subschema is None or self._subschema[0] is not schema:
             self._subschema = (schema, dse.build_subschema(schema))
         return self._subschema[1]
+
+    def dse_matches(self, entry: dse.DSEEntry, flt: Any) -> bool:
+        """Does the root DSE or subschema entry match ``flt``, judged as a search would judge it?
+
+        With a real schema the filter engine of the tree decides (so ``supportedLDAPVersion``
+        has integer equality and no ordering, as RFC 4512 defines it); a stand-in backend
+        without one gets the DSE's own case-insensitive evaluation.
+        """
+        schema = self.backend.schema
+        if not isinstance(schema, Schema):
+            return entry.matches(flt)
+        cached = self._dse_entries.get(id(entry))
+        if cached is None or cached[0] is not entry or cached[1] is not schema:
+            builder = EntryBuilder(schema)
+            built = builder.build(entry.dn, entry.attributes(), source="gridinfo:dse")
+            cached = (entry, schema, built, FilterCompiler(schema))
+            if len(self._dse_entries) > 4:  # root DSE and subschema, plus ones replaced since
+                self._dse_entries.clear()
+            self._dse_entries[id(entry)] = cached
+        return cached[3].compile(flt)(cached[2]) is True
 
 
 class LDAPServerProtocol(Protocol):
@@ -684,7 +708,7 @@ class LDAPServerProtocol(Protocol):
         self, message_id: int, op: wire.SearchOp, entry: dse.DSEEntry, paged: tuple[int, bytes] | None
     ) -> None:
         result = SearchResult()
-        if entry.matches(op.filter):
+        if self.server.dse_matches(entry, op.filter):
             result.entries.append(entry.encode(op.attributes, op.types_only))
         self._send_search(message_id, result, paged, op)
 

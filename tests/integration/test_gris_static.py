@@ -109,3 +109,25 @@ def test_port_in_use_is_a_clear_fatal_error():
         taken.close()
     assert out.returncode == 1
     assert f"cannot listen on tcp:{port}:interface=127.0.0.1" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("base", "flt", "found"),
+    [
+        # RFC 4512 gives supportedLDAPVersion no matching rule: equality and ordering are
+        # Undefined (slapd 2.5 answers both with no entry); before, >= compared strings.
+        ("", "(supportedLDAPVersion>=10)", False),
+        ("", "(supportedLDAPVersion=3)", False),
+        ("", "(supportedLDAPVersion=*)", True),
+        ("", "(&(objectClass=*)(!(vendorName=nobody)))", True),
+        ("cn=Subschema", "(objectClass=subschema)", True),
+        ("cn=Subschema", "(cn=subschema)", True),
+        ("cn=Subschema", "(cn>=zzz)", False),
+    ],
+)
+def test_root_dse_and_subschema_filters_follow_the_schema(gris, base, flt, found):
+    """Filters on the root DSE and cn=Subschema are judged by the schema's matching rules, as
+    every other search is (not by string comparison)."""
+    out = ldapsearch(gris.url, "-b", base, "-s", "base", flt, "1.1")
+    assert out.returncode == 0, out.stderr
+    assert ("dn:" in out.stdout) is found, out.stdout
