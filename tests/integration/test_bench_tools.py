@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gridinfo_dev import gendit
+from gridinfo_dev import gendit, glue2
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / "tools"
@@ -57,6 +57,30 @@ def test_bench_quick_measures_both_servers_on_every_workload(tmp_path: Path) -> 
         assert figures["or1000"]["mean_entries_per_op"] == ces  # every CE of the tiny tree is named
     assert "| 1,000-term OR, ops/s |" in done.stdout
     assert "### Summary" in done.stdout
+
+
+@pytest.mark.slapd
+def test_bench_quick_on_a_glue2_tree_answers_diracs_or_like_slapd(tmp_path: Path) -> None:
+    """`tools/bench --quick --tree glue2`: BDII's GLUE 2 indexes on both servers, same answers to every workload."""
+    out = tmp_path / "bench.json"
+    done = _run("bench", "--quick", "--tree", "glue2", "--json", str(out), "--cache-dir", str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["settings"]["tree"] == "glue2"
+    [(size, result)] = report["sizes"].items()
+    dns = [dn for dn, _ in glue2.generate(int(size))]
+    ees = sum(1 for dn in dns if dn.startswith("GLUE2ResourceID="))
+    assert result["disagreements"] == []
+    assert "index GLUE2ResourceID eq" in result["slapd"]["config"]
+    assert "GLUE2ResourceID" in result["gridinfo"]["config"]
+    for server in ("slapd", "gridinfo"):
+        figures = result[server]
+        assert figures["dump_entries"] == len(dns)
+        for name in WORKLOADS:
+            assert figures[name]["ops"] > 0 and figures[name]["errors"] == 0, (server, name, figures[name])
+        assert figures["onelevel"]["mean_entries_per_op"] == glue2.EES_PER_SITE
+        assert figures["equality"]["mean_entries_per_op"] == 1
+        assert figures["or1000"]["mean_entries_per_op"] == ees  # every execution environment is named
 
 
 def test_bench_giis_runs_at_a_tiny_size(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -75,15 +75,46 @@ BDII_GLUE13_INDEXES: tuple[tuple[str, str], ...] = (
     ("GlueVOInfoAccessControlBaseRule", "eq"),
 )
 
+#: The indexes of a production BDII's GLUE 2.0 database (``o=glue``), from the same file: an
+#: equality index on every GLUE 2 ID, on ``GLUE2EndpointInterfaceName`` and on ``GLUE2PolicyRule``.
+BDII_GLUE2_INDEXES: tuple[tuple[str, str], ...] = (
+    ("GLUE2GroupID", "eq"),
+    ("GLUE2ExtensionLocalID", "eq"),
+    ("GLUE2LocationID", "eq"),
+    ("GLUE2ContactID", "eq"),
+    ("GLUE2DomainID", "eq"),
+    ("GLUE2ServiceID", "eq"),
+    ("GLUE2EndpointID", "eq"),
+    ("GLUE2ShareID", "eq"),
+    ("GLUE2ManagerID", "eq"),
+    ("GLUE2ResourceID", "eq"),
+    ("GLUE2ActivityID", "eq"),
+    ("GLUE2PolicyID", "eq"),
+    ("GLUE2BenchmarkID", "eq"),
+    ("GLUE2ApplicationEnvironmentID", "eq"),
+    ("GLUE2ApplicationHandleID", "eq"),
+    ("GLUE2ToStorageServiceID", "eq"),
+    ("GLUE2StorageServiceCapacityID", "eq"),
+    ("GLUE2StorageAccessProtocolID", "eq"),
+    ("GLUE2StorageShareSharingID", "eq"),
+    ("GLUE2StorageShareCapacityID", "eq"),
+    ("GLUE2EndpointInterfaceName", "eq"),
+    ("GLUE2PolicyRule", "eq"),
+    ("objectClass", "eq,pres"),
+)
+
+#: Which index list BDII's slapd gives each of its databases.
+BDII_INDEXES: dict[str, tuple[tuple[str, str], ...]] = {"o=grid": BDII_GLUE13_INDEXES, "o=glue": BDII_GLUE2_INDEXES}
+
 #: Global settings of a production BDII's slapd: no logging at all, idle clients dropped after 120 s.
 BDII_SETTINGS: tuple[str, ...] = ("loglevel 0", "idletimeout 120")
 
 
-def bdii_equality_indexes() -> list[str]:
-    """The attributes BDII's slapd has an equality index on, objectClass left out."""
+def bdii_equality_indexes(suffix: str = "o=grid") -> list[str]:
+    """The attributes BDII's slapd has an equality index on in ``suffix``'s database, objectClass left out."""
     return [
         attribute
-        for attribute, kinds in BDII_GLUE13_INDEXES
+        for attribute, kinds in BDII_INDEXES[suffix]
         if "eq" in kinds.split(",") and attribute.lower() != "objectclass"
     ]
 
@@ -153,6 +184,7 @@ class Slapd:
         extra_indexes: Sequence[str] = (),
         settings: Sequence[str] = (),
         start_timeout: float = START_TIMEOUT,
+        suffix_indexes: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         if isinstance(suffixes, str):
             suffixes = [suffixes]
@@ -161,6 +193,8 @@ class Slapd:
         self.ldif = ldif
         self.index_object_class = index_object_class
         self.extra_indexes = list(extra_indexes)
+        #: index lines for one database only (suffix -> specs), after ``extra_indexes``
+        self.suffix_indexes = {k.lower(): list(v) for k, v in (suffix_indexes or {}).items()}
         self.settings = list(settings)
         self.start_timeout = start_timeout
         self.load_seconds = 0.0
@@ -180,7 +214,7 @@ class Slapd:
         start_timeout: float = START_TIMEOUT,
         stats_logging: bool = False,
     ) -> Slapd:
-        """A slapd configured as a production BDII's: ``BDII_SETTINGS`` and ``BDII_GLUE13_INDEXES``.
+        """A slapd configured as a production BDII's: ``BDII_SETTINGS``, and ``BDII_INDEXES`` per database.
 
         ``stats_logging`` leaves out ``loglevel 0``, so slapd logs at its default level, as the
         bench used to run it (to measure what that costs).
@@ -191,7 +225,10 @@ class Slapd:
             suffixes,
             schemas,
             index_object_class=False,
-            extra_indexes=[f"{attribute} {kinds}" for attribute, kinds in BDII_GLUE13_INDEXES],
+            suffix_indexes={
+                suffix: [f"{attribute} {kinds}" for attribute, kinds in BDII_INDEXES.get(suffix.lower(), (("objectClass", "eq,pres"),))]
+                for suffix in suffixes
+            },
             settings=settings,
             start_timeout=start_timeout,
         )
@@ -281,7 +318,7 @@ class Slapd:
             ]
             if self.index_object_class:
                 lines.append("index objectClass eq")
-            lines += [f"index {spec}" for spec in self.extra_indexes]
+            lines += [f"index {spec}" for spec in self.extra_indexes + self.suffix_indexes.get(suffix.lower(), [])]
             lines += ["access to * by * read", ""]
         self.config_path.write_text("\n".join(lines))
 
