@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gridinfo.errors import ConfigError, InsufficientAccessRights, ResultCode
+from gridinfo.errors import InsufficientAccessRights, ResultCode
 from gridinfo.vm.acl import AccessPolicy
 from gridinfo.vm.events import Event
 from tests.vm.support import ALICE, BATCH, CLOUD, HYPERVISOR, T0, VM, log, make_sink, search, vm_event
@@ -48,9 +48,3 @@ def test_the_registration_names_who_may_log(tmp_path: Path) -> None:
         log(sink, Event.make("Relate", "batch", 1, T0, vm_id="vm1", job_id="j1"), BATCH)
     log(sink, vm_event("ReallyRunning", "vm", 1), VM)  # the shared VM-image credential
     log(sink, vm_event("Shutdown", "vm", 2), ALICE)  # the owner
-
-
-def test_a_bad_source_name_in_the_config_is_a_config_error() -> None:
-    """vm.sources maps DNs to cloud, hypervisor, vm or batch; anything else stops the GRIS at start."""
-    with pytest.raises(ConfigError, match="vm.sources.cn=x: expected one of"):
-        AccessPolicy({"cn=x": "nova"})
