@@ -78,7 +78,7 @@ class Change:
     key: str  # canonical DN key
     old: Entry | None
     new: Entry | None
-    csn: str
+    csn: int  # the tree's CSN of the change (an integer that orders changes; see tree.py)
     uuid: bytes  # the entry's entryUUID, 16 bytes
 
     @property
@@ -97,7 +97,7 @@ class Notice:
     dn: str
     entry: Entry | None
     uuid: bytes
-    csn: str
+    csn: int
 
 
 _MERGE: dict[tuple[ChangeKind, ChangeKind], ChangeKind | None] = {
@@ -133,7 +133,7 @@ class Subscription:
         self.pending: OrderedDict[str, Notice] = OrderedDict()
         self.overflowed = False
         #: newest CSN offered to this subscription (what a cookie sent after draining names)
-        self.csn = ""
+        self.csn = 0
         self.on_ready: Callable[[], None] | None = None  # called when pending becomes non-empty
 
     def classify(self, change: Change) -> ChangeKind | None:
@@ -188,11 +188,11 @@ class ChangeLog:
         self.capacity = capacity
         self._changes: deque[Change] = deque()
         self.subscriptions: set[Subscription] = set()
-        #: CSN of the newest change recorded ("" before the first one): the contextCSN
-        self.csn = ""
-        #: CSN of the newest change that fell out of the log: a cookie at or before it cannot
-        #: be answered from the log
-        self.horizon = ""
+        #: CSN of the newest change recorded (0 before the first one): the contextCSN
+        self.csn = 0
+        #: CSN of the newest change that fell out of the log: a cookie before it cannot be
+        #: answered from the log
+        self.horizon = 0
 
     def __len__(self) -> int:
         return len(self._changes)
@@ -216,7 +216,7 @@ class ChangeLog:
     def unsubscribe(self, subscription: Subscription) -> None:
         self.subscriptions.discard(subscription)
 
-    def since(self, csn: str) -> Iterator[Change] | None:
+    def since(self, csn: int) -> Iterator[Change] | None:
         """The changes after ``csn``, one per DN, oldest first; None when ``csn`` is too old.
 
         A DN changed several times gets one change from its state at ``csn`` (the first
@@ -225,7 +225,7 @@ class ChangeLog:
         A ``csn`` newer than the newest change (a cookie from another server, or from before a
         restart that lost the log) cannot be answered either.
         """
-        if csn < self.horizon or csn > self.csn or (not csn and self.horizon):
+        if csn < self.horizon or csn > self.csn:
             return None
         window: list[Change] = []
         for change in reversed(self._changes):
