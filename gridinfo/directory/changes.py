@@ -90,14 +90,21 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """What one subscriber is sent for one DN: the kind, the entry (None for DELETE), and its ids."""
+    """What one subscriber is sent for one DN: the kind, the entry, and its ids.
+
+    ``entry`` is the new entry for ADD and MODIFY, and for DELETE the entry as it last was
+    (RFC 4533 sends only its DN and UUID; a persistent search sends the entry); ``gone`` is
+    True when a DELETE is a removal rather than the entry leaving the subscriber's filter or
+    scope (a persistent search reports only removals).
+    """
 
     kind: ChangeKind
     key: str
     dn: str
-    entry: Entry | None
+    entry: Entry
     uuid: bytes
     csn: int
+    gone: bool = False
 
 
 _MERGE: dict[tuple[ChangeKind, ChangeKind], ChangeKind | None] = {
@@ -168,8 +175,13 @@ class Subscription:
             if self.on_ready is not None:
                 self.on_ready()
             return
-        entry = change.new if kind is not ChangeKind.DELETE else None
-        self.pending[change.key] = Notice(kind, change.key, change.dn, entry, change.uuid, change.csn)
+        if kind is ChangeKind.DELETE:
+            assert change.old is not None
+            notice = Notice(kind, change.key, change.dn, change.old, change.uuid, change.csn, change.new is None)
+        else:
+            assert change.new is not None
+            notice = Notice(kind, change.key, change.dn, change.new, change.uuid, change.csn)
+        self.pending[change.key] = notice
         if was_empty and self.on_ready is not None:
             self.on_ready()
 

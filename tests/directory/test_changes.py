@@ -67,7 +67,8 @@ def test_a_subscriber_hears_what_its_scope_and_filter_let_it_see(old_free, new_f
     notices = sub.drain(10)
     assert [n.kind for n in notices] == ([heard] if heard else [])
     if heard is D:
-        assert notices[0].entry is None and notices[0].dn.startswith("GlueCEUniqueID=ce1,")
+        assert notices[0].entry is old and notices[0].dn.startswith("GlueCEUniqueID=ce1,")
+        assert notices[0].gone is (new is None)  # removed, or only out of the filter
     elif heard:
         assert notices[0].entry is new
 
