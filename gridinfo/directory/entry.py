@@ -16,7 +16,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from gridinfo.directory import ber
+from gridinfo import ber
 from gridinfo.directory.dn import DN, DNNormaliser, parse_dn
 
 if TYPE_CHECKING:
