@@ -300,7 +300,7 @@ class EntryBuilder:
         else:
             grouped = [[] for _ in encoded_names]
             for (_, vals), slot in zip(attributes, slots):
-                grouped[slot].extend(vals)  # type: ignore[attr-defined]
+                grouped[slot].extend(vals)
         intern = self._values
         encoded = self._encoded
         parts = []

@@ -29,11 +29,19 @@ import ipaddress
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlsplit
 
 from twisted.internet import defer, error as internet_error
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IOpenSSLClientConnectionCreator,
+    IReactorTCP,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -41,6 +49,9 @@ from twisted.python.failure import Failure
 from gridinfo import ber
 from gridinfo.directory import filters as F
 from gridinfo.errors import GridinfoError, LDAPError, ProtocolError, ResultCode
+
+if TYPE_CHECKING:
+    from gridinfo.ldap.tls import ClientTLS
 
 log = Logger()
 
@@ -303,7 +314,7 @@ def _decode_result(data: bytes, start: int, end: int) -> ClientResult:
 class _Pending:
     deferred: defer.Deferred[ClientResult]
     result: ClientResult
-    timer: Any
+    timer: IDelayedCall | None
     max_entries: int
     size: int = 0
 
@@ -311,7 +322,7 @@ class _Pending:
 class LDAPClientProtocol(Protocol):
     """Sends requests and routes responses to them by message ID."""
 
-    def __init__(self, reactor: Any, max_pdu_bytes: int = 16 << 20, max_answer_bytes: int = 256 << 20):
+    def __init__(self, reactor: IReactorTime, max_pdu_bytes: int = 16 << 20, max_answer_bytes: int = 256 << 20):
         self.reactor = reactor
         self.max_pdu_bytes = max_pdu_bytes
         self.max_answer_bytes = max_answer_bytes
@@ -455,7 +466,7 @@ class _ClientFactory(Factory):
     def __init__(self, make: Callable[[], LDAPClientProtocol]):
         self.make = make
 
-    def buildProtocol(self, addr: Any) -> LDAPClientProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> LDAPClientProtocol:
         p = self.make()
         p.factory = self
         return p
@@ -470,7 +481,7 @@ class LDAPClient:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorTime,
         host: str,
         port: int,
         *,
@@ -479,15 +490,16 @@ class LDAPClient:
         password: str = "",
         max_pdu_bytes: int = 16 << 20,
         max_answer_bytes: int = 256 << 20,
-        endpoint: Any = None,
-        tls: Any = None,
+        endpoint: IStreamClientEndpoint | None = None,
+        tls: ClientTLS | None = None,
         ldaps: bool = False,
         sasl_external: bool = False,
     ):
         """``tls`` is a :class:`gridinfo.ldap.tls.ClientTLS` (CA, client certificate): with its
         CA set the connection starts TLS before anything else; ``ldaps`` is TLS from the start.
         ``sasl_external`` binds with SASL EXTERNAL (the client certificate's subject) instead
-        of ``bind_dn``/``password``."""
+        of ``bind_dn``/``password``.  ``reactor`` also provides IReactorTCP unless ``endpoint``
+        is given."""
         self.reactor = reactor
         self.sasl_external = sasl_external
         self.tls = tls
@@ -506,12 +518,12 @@ class LDAPClient:
         self.connects = 0
 
     @classmethod
-    def from_url(cls, reactor: Any, url: str | LDAPURL, **kw: Any) -> LDAPClient:
+    def from_url(cls, reactor: IReactorTime, url: str | LDAPURL, **kw: Any) -> LDAPClient:
         parsed = LDAPURL.parse(url) if isinstance(url, str) else url
         kw.setdefault("ldaps", parsed.ldaps)
         return cls(reactor, parsed.host, parsed.port, **kw)
 
-    def _tls_context(self) -> Any:
+    def _tls_context(self) -> IOpenSSLClientConnectionCreator:
         from gridinfo.ldap.tls import ClientTLS
 
         return (self.tls or ClientTLS()).context(self.host)
@@ -533,7 +545,7 @@ class LDAPClient:
         return d
 
     def _connect(self) -> None:
-        endpoint = self._endpoint or _endpoint_for(self.reactor, self.host, self.port, self.connect_timeout)
+        endpoint = self._endpoint or _endpoint_for(cast(IReactorTCP, self.reactor), self.host, self.port, self.connect_timeout)
         start_tls = False
         try:
             if self.ldaps:
@@ -546,7 +558,7 @@ class LDAPClient:
             return
         factory = _ClientFactory(lambda: LDAPClientProtocol(self.reactor, self.max_pdu_bytes, self.max_answer_bytes))
         self.connects += 1
-        attempt: defer.Deferred[LDAPClientProtocol] = endpoint.connect(factory)
+        attempt = cast("defer.Deferred[LDAPClientProtocol]", endpoint.connect(factory))  # the factory's protocol
         self._connecting = attempt
         # the endpoint's own timeout only covers TCP; bound the whole attempt by our clock too
         timer = self.reactor.callLater(self.connect_timeout, attempt.cancel)
@@ -669,7 +681,7 @@ def is_connect_error(failure: Failure) -> bool:
     return failure.check(ConnectFailed, internet_error.ConnectError) is not None
 
 
-def _endpoint_for(reactor: Any, host: str, port: int, timeout: float) -> Any:
+def _endpoint_for(reactor: IReactorTCP, host: str, port: int, timeout: float) -> IStreamClientEndpoint:
     """An IP literal is connected to directly; a name goes through resolution (and may be slow)."""
     try:
         address = ipaddress.ip_address(host.strip("[]"))

@@ -76,7 +76,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import defer, task
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.ssl import CertificateOptions
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -157,7 +158,7 @@ class LDAPServerFactory(ServerFactory):
         limits: ServerLimits = ServerLimits(),
         credentials: Mapping[str, str] | None = None,
         vendor_version: str,
-        tls_context: Any = None,
+        tls_context: CertificateOptions | None = None,
         allow_plain_passwords: bool = False,
         client_certificates: bool = False,
     ) -> None:
@@ -184,7 +185,7 @@ class LDAPServerFactory(ServerFactory):
         self._dse_entries: dict[int, tuple[dse.DSEEntry, Any, Entry, FilterCompiler]] = {}
         self._subschema: tuple[object, dse.DSEEntry] | None = None
 
-    def buildProtocol(self, addr: Any) -> LDAPServerProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> LDAPServerProtocol:
         protocol = LDAPServerProtocol(self)
         protocol.factory = self
         return protocol
@@ -248,9 +249,9 @@ class LDAPServerProtocol(Protocol):
         self._pending: dict[int, defer.Deferred[Any]] = {}
         self._paged: OrderedDict[bytes, _PagedSession] = OrderedDict()
         self._next_cookie = 1
-        self._idle_call: Any = None
-        self._request_call: Any = None  # deadline of a request that has started to arrive
-        self._abort_call: Any = None  # deadline of a connection that is closing
+        self._idle_call: IDelayedCall | None = None
+        self._request_call: IDelayedCall | None = None  # deadline of a request that has started to arrive
+        self._abort_call: IDelayedCall | None = None  # deadline of a connection that is closing
         self._last_activity = 0.0
         self._peer = "?"
         self._host = "?"
