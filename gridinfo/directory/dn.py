@@ -16,7 +16,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from gridinfo.errors import InvalidDNSyntax
+from gridinfo import ber
+from gridinfo.errors import InvalidDNSyntax, ProtocolError
 
 if TYPE_CHECKING:
     from gridinfo.directory.schema import Schema
@@ -206,18 +207,14 @@ def _decode_ber_string(data: bytes, parser: _Parser) -> str:
     """The value of a ``#hex`` AVA: a BER-encoded string (tag, length, contents)."""
     if len(data) < 2:
         raise parser.error("#hex value too short for BER")
-    length = data[1]
-    offset = 2
-    if length & 0x80:
-        nbytes = length & 0x7F
-        if nbytes == 0 or nbytes > 4 or len(data) < 2 + nbytes:
-            raise parser.error("bad BER length in #hex value")
-        length = int.from_bytes(data[2 : 2 + nbytes], "big")
-        offset = 2 + nbytes
-    if offset + length != len(data):
+    try:
+        _, start, stop = ber.read_header(data, 0, len(data), "#hex value")
+    except ProtocolError as e:
+        raise parser.error(f"bad BER in #hex value: {e.message}") from None
+    if stop != len(data):
         raise parser.error("BER length does not match #hex value")
     try:
-        return data[offset:].decode("utf-8")
+        return data[start:].decode("utf-8")
     except UnicodeDecodeError:
         raise parser.error("#hex value is not a UTF-8 string") from None
 

@@ -16,7 +16,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from gridinfo.directory import ber
+from gridinfo import ber
 from gridinfo.directory.dn import DN, DNNormaliser, parse_dn
 
 if TYPE_CHECKING:
@@ -300,7 +300,7 @@ class EntryBuilder:
         else:
             grouped = [[] for _ in encoded_names]
             for (_, vals), slot in zip(attributes, slots):
-                grouped[slot].extend(vals)  # type: ignore[attr-defined]
+                grouped[slot].extend(vals)
         intern = self._values
         encoded = self._encoded
         parts = []

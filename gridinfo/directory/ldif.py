@@ -138,7 +138,7 @@ def _make_content_record() -> Callable[[str, int, tuple[tuple[str, tuple[bytes, 
     )
     new = object.__new__
 
-    def content_record(dn: str, line: int, attributes: tuple) -> LDIFRecord:
+    def content_record(dn: str, line: int, attributes: tuple[tuple[str, tuple[bytes, ...]], ...]) -> LDIFRecord:
         record = new(LDIFRecord)
         set_dn(record, dn)
         set_line(record, line)
@@ -802,7 +802,7 @@ def _blocks(stream: Iterable[bytes] | BinaryIO) -> Iterator[bytes]:
     if read is None:
         pending: list[bytes] = []
         size = 0
-        for item in stream:  # type: ignore[union-attr]
+        for item in stream:
             if isinstance(item, str):
                 item = item.encode("utf-8")
             pending.append(item)

@@ -34,7 +34,7 @@ from gridinfo.directory.dn import DNNormaliser, is_descendant_key, parent_key
 from gridinfo.directory.entry import Entry, EntryBuilder
 from gridinfo.directory.evaluate import FilterCompiler
 from gridinfo.directory.query import Scope, SearchRequest, SearchResult
-from gridinfo.directory import ber
+from gridinfo import ber
 from gridinfo.errors import InvalidDNSyntax, NoSuchObject, ResultCode
 
 if TYPE_CHECKING:

@@ -19,14 +19,15 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
-from gridinfo.directory import ber
+from gridinfo import ber
+from gridinfo.ber import read_header as _read
 from gridinfo.directory.query import SearchRequest
 from gridinfo.directory.schema import Schema
 from gridinfo.giis.answers import CachedAnswer, Decision, decide
 from gridinfo.giis.children import Child
 from gridinfo.giis.leases import LeaseState, format_generalized_time
 from gridinfo.giis.namespace import Route
-from gridinfo.ldap.client import ClientResult, _read, decode_entry, entry_dn, rename_entry
+from gridinfo.ldap.client import ClientResult, decode_entry, entry_dn, rename_entry
 
 #: result codes of a child's answer that still carry usable entries
 USABLE_CODES = (0, 3, 4, 32)

@@ -29,18 +29,29 @@ import ipaddress
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlsplit
 
 from twisted.internet import defer, error as internet_error
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IOpenSSLClientConnectionCreator,
+    IReactorTCP,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gridinfo.directory import ber
+from gridinfo import ber
 from gridinfo.directory import filters as F
-from gridinfo.errors import GridinfoError, LDAPError, ResultCode
+from gridinfo.errors import GridinfoError, LDAPError, ProtocolError, ResultCode
+
+if TYPE_CHECKING:
+    from gridinfo.ldap.tls import ClientTLS
 
 log = Logger()
 
@@ -48,19 +59,6 @@ DEFAULT_PORT = 389
 DEFAULT_LDAPS_PORT = 636
 MDS_PORT = 2135
 START_TLS_OID = "1.3.6.1.4.1.1466.20037"
-
-TAG_BIND_REQUEST = 0x60
-TAG_BIND_RESPONSE = 0x61
-TAG_UNBIND_REQUEST = 0x42
-TAG_SEARCH_REQUEST = 0x63
-TAG_SEARCH_ENTRY = 0x64
-TAG_SEARCH_DONE = 0x65
-TAG_SEARCH_REFERENCE = 0x73
-TAG_ADD_REQUEST = 0x68
-TAG_ADD_RESPONSE = 0x69
-TAG_ABANDON_REQUEST = 0x50
-TAG_EXTENDED_REQUEST = 0x77
-TAG_EXTENDED_RESPONSE = 0x78
 
 
 class ClientError(GridinfoError):
@@ -130,39 +128,39 @@ def encode_filter(f: F.Filter) -> bytes:
     """BER encoding of a filter (RFC 4511, section 4.5.1)."""
     os_ = ber.octet_string
     if isinstance(f, F.And):
-        return ber.tlv(0xA0, b"".join(encode_filter(x) for x in f.filters))
+        return ber.tlv(ber.FILTER_AND, b"".join(encode_filter(x) for x in f.filters))
     if isinstance(f, F.Or):
-        return ber.tlv(0xA1, b"".join(encode_filter(x) for x in f.filters))
+        return ber.tlv(ber.FILTER_OR, b"".join(encode_filter(x) for x in f.filters))
     if isinstance(f, F.Not):
-        return ber.tlv(0xA2, encode_filter(f.filter))
+        return ber.tlv(ber.FILTER_NOT, encode_filter(f.filter))
     if isinstance(f, F.Equality):
-        return ber.tlv(0xA3, os_(f.attribute.encode()) + os_(f.value))
+        return ber.tlv(ber.FILTER_EQUALITY, os_(f.attribute.encode()) + os_(f.value))
     if isinstance(f, F.Substrings):
         parts = []
         if f.initial is not None:
-            parts.append(ber.tlv(0x80, f.initial))
-        parts += [ber.tlv(0x81, a) for a in f.any]
+            parts.append(ber.tlv(ber.SUBSTRING_INITIAL, f.initial))
+        parts += [ber.tlv(ber.SUBSTRING_ANY, a) for a in f.any]
         if f.final is not None:
-            parts.append(ber.tlv(0x82, f.final))
-        return ber.tlv(0xA4, os_(f.attribute.encode()) + ber.sequence(parts))
+            parts.append(ber.tlv(ber.SUBSTRING_FINAL, f.final))
+        return ber.tlv(ber.FILTER_SUBSTRINGS, os_(f.attribute.encode()) + ber.sequence(parts))
     if isinstance(f, F.GreaterOrEqual):
-        return ber.tlv(0xA5, os_(f.attribute.encode()) + os_(f.value))
+        return ber.tlv(ber.FILTER_GREATER_OR_EQUAL, os_(f.attribute.encode()) + os_(f.value))
     if isinstance(f, F.LessOrEqual):
-        return ber.tlv(0xA6, os_(f.attribute.encode()) + os_(f.value))
+        return ber.tlv(ber.FILTER_LESS_OR_EQUAL, os_(f.attribute.encode()) + os_(f.value))
     if isinstance(f, F.Present):
-        return ber.tlv(0x87, f.attribute.encode())
+        return ber.tlv(ber.FILTER_PRESENT, f.attribute.encode())
     if isinstance(f, F.Approx):
-        return ber.tlv(0xA8, os_(f.attribute.encode()) + os_(f.value))
+        return ber.tlv(ber.FILTER_APPROX, os_(f.attribute.encode()) + os_(f.value))
     if isinstance(f, F.Extensible):
         body = b""
         if f.matching_rule:
-            body += ber.tlv(0x81, f.matching_rule.encode())
+            body += ber.tlv(ber.MATCHING_RULE, f.matching_rule.encode())
         if f.attribute:
-            body += ber.tlv(0x82, f.attribute.encode())
-        body += ber.tlv(0x83, f.value)
+            body += ber.tlv(ber.MATCH_TYPE, f.attribute.encode())
+        body += ber.tlv(ber.MATCH_VALUE, f.value)
         if f.dn_attributes:
-            body += ber.tlv(0x84, b"\xff")
-        return ber.tlv(0xA9, body)
+            body += ber.tlv(ber.DN_ATTRIBUTES, b"\xff")
+        return ber.tlv(ber.FILTER_EXTENSIBLE, body)
     raise TypeError(f"not a filter: {f!r}")
 
 
@@ -185,7 +183,7 @@ def search_request(
         + encode_filter(filter)
         + ber.sequence(ber.octet_string(a.encode("utf-8")) for a in attributes)
     )
-    return ber.tlv(TAG_SEARCH_REQUEST, body)
+    return ber.tlv(ber.APP_SEARCH_REQUEST, body)
 
 
 def add_request(dn: str, attributes: Iterable[tuple[str, Sequence[bytes]]]) -> bytes:
@@ -193,25 +191,25 @@ def add_request(dn: str, attributes: Iterable[tuple[str, Sequence[bytes]]]) -> b
         ber.sequence([ber.octet_string(name.encode("utf-8")), ber.sequence((ber.octet_string(v) for v in vals), ber.SET)])
         for name, vals in attributes
     )
-    return ber.tlv(TAG_ADD_REQUEST, ber.octet_string(dn.encode("utf-8")) + attrs)
+    return ber.tlv(ber.APP_ADD_REQUEST, ber.octet_string(dn.encode("utf-8")) + attrs)
 
 
 def sasl_external_bind_request() -> bytes:
     """A SASL EXTERNAL bind (no authorization identity: the server takes the certificate's)."""
-    credentials = ber.tlv(0xA3, ber.octet_string(b"EXTERNAL"))
-    return ber.tlv(TAG_BIND_REQUEST, ber.integer(3) + ber.octet_string(b"") + credentials)
+    credentials = ber.tlv(ber.AUTH_SASL, ber.octet_string(b"EXTERNAL"))
+    return ber.tlv(ber.APP_BIND_REQUEST, ber.integer(3) + ber.octet_string(b"") + credentials)
 
 
 def extended_request(name: str, value: bytes | None = None) -> bytes:
-    body = ber.tlv(0x80, name.encode("ascii"))
+    body = ber.tlv(ber.EXTENDED_REQUEST_NAME, name.encode("ascii"))
     if value is not None:
-        body += ber.tlv(0x81, value)
-    return ber.tlv(TAG_EXTENDED_REQUEST, body)
+        body += ber.tlv(ber.EXTENDED_REQUEST_VALUE, value)
+    return ber.tlv(ber.APP_EXTENDED_REQUEST, body)
 
 
 def bind_request(dn: str, password: str) -> bytes:
     return ber.tlv(
-        TAG_BIND_REQUEST, ber.integer(3) + ber.octet_string(dn.encode("utf-8")) + ber.tlv(0x80, password.encode("utf-8"))
+        ber.APP_BIND_REQUEST, ber.integer(3) + ber.octet_string(dn.encode("utf-8")) + ber.tlv(ber.AUTH_SIMPLE, password.encode("utf-8"))
     )
 
 
@@ -219,30 +217,18 @@ def bind_request(dn: str, password: str) -> bytes:
 # Decoding responses
 
 
-def _read(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """(tag, content start, content end) of the element at ``pos``; PeerProtocolError if bad."""
-    if end - pos < 2:
-        raise PeerProtocolError("truncated BER element")
-    tag = data[pos]
-    first = data[pos + 1]
-    pos += 2
-    if first < 0x80:
-        length = first
-    else:
-        n = first & 0x7F
-        if n == 0 or n > 4 or end - pos < n:
-            raise PeerProtocolError("bad BER length")
-        length = int.from_bytes(data[pos : pos + n], "big")
-        pos += n
-    if pos + length > end:
-        raise PeerProtocolError("BER element runs past its container")
-    return tag, pos, pos + length
+# The element reader is gridinfo.ber's; what it raises (ProtocolError) is the peer's fault here,
+# so each entry point below turns it into PeerProtocolError.
 
 
 def entry_dn(op: bytes) -> str:
     """The DN of an encoded SearchResultEntry."""
-    _, start, end = _read(op, 0, len(op))
-    tag, s, e = _read(op, start, end)
+    read = ber.read_header
+    try:
+        _, start, end = read(op, 0, len(op), "SearchResultEntry")
+        tag, s, e = read(op, start, end, "objectName")
+    except ProtocolError as e:
+        raise PeerProtocolError(e.message) from None
     if tag != ber.OCTET_STRING:
         raise PeerProtocolError("SearchResultEntry without an objectName")
     return op[s:e].decode("utf-8", "replace")
@@ -250,32 +236,40 @@ def entry_dn(op: bytes) -> str:
 
 def rename_entry(op: bytes, dn: str) -> bytes:
     """The same SearchResultEntry under another DN; the attributes are copied as bytes."""
-    _, start, end = _read(op, 0, len(op))
-    _, _, dn_end = _read(op, start, end)
+    read = ber.read_header
+    try:
+        _, start, end = read(op, 0, len(op), "SearchResultEntry")
+        _, _, dn_end = read(op, start, end, "objectName")
+    except ProtocolError as e:
+        raise PeerProtocolError(e.message) from None
     return ber.tlv(ber.APP_SEARCH_RESULT_ENTRY, ber.octet_string(dn.encode("utf-8")) + op[dn_end:end])
 
 
 def decode_entry(op: bytes) -> tuple[str, list[tuple[str, list[bytes]]]]:
     """(DN, [(attribute, [values])]) of an encoded SearchResultEntry."""
-    _, start, end = _read(op, 0, len(op))
-    tag, s, e = _read(op, start, end)
-    dn = op[s:e].decode("utf-8", "replace")
-    tag, s, attrs_end = _read(op, e, end)
+    read = ber.read_header
     out: list[tuple[str, list[bytes]]] = []
-    pos = s
-    while pos < attrs_end:
-        _, a_start, a_end = _read(op, pos, attrs_end)
-        _, ns, ne = _read(op, a_start, a_end)
-        name = op[ns:ne].decode("utf-8", "replace")
-        _, vs, ve = _read(op, ne, a_end)
-        values = []
-        vpos = vs
-        while vpos < ve:
-            _, xs, xe = _read(op, vpos, ve)
-            values.append(op[xs:xe])
-            vpos = xe
-        out.append((name, values))
-        pos = a_end
+    try:
+        _, start, end = read(op, 0, len(op), "SearchResultEntry")
+        tag, s, e = read(op, start, end, "objectName")
+        dn = op[s:e].decode("utf-8", "replace")
+        tag, s, attrs_end = read(op, e, end, "attributes")
+        pos = s
+        while pos < attrs_end:
+            _, a_start, a_end = read(op, pos, attrs_end, "PartialAttribute")
+            _, ns, ne = read(op, a_start, a_end, "attribute type")
+            name = op[ns:ne].decode("utf-8", "replace")
+            _, vs, ve = read(op, ne, a_end, "attribute values")
+            values = []
+            vpos = vs
+            while vpos < ve:
+                _, xs, xe = read(op, vpos, ve, "attribute value")
+                values.append(op[xs:xe])
+                vpos = xe
+            out.append((name, values))
+            pos = a_end
+    except ProtocolError as e:
+        raise PeerProtocolError(e.message) from None
     return dn, out
 
 
@@ -301,11 +295,13 @@ class ClientResult:
 
 
 def _decode_result(data: bytes, start: int, end: int) -> ClientResult:
-    tag, s, e = _read(data, start, end)
+    """The LDAPResult in ``data[start:end]``; raises ProtocolError (the caller converts)."""
+    read = ber.read_header
+    tag, s, e = read(data, start, end, "resultCode")
     code = int.from_bytes(data[s:e], "big", signed=True) if e > s else 0
-    _, s, e = _read(data, e, end)
+    _, s, e = read(data, e, end, "matchedDN")
     matched = data[s:e].decode("utf-8", "replace")
-    _, s, e = _read(data, e, end)
+    _, s, e = read(data, e, end, "diagnosticMessage")
     message = data[s:e].decode("utf-8", "replace")
     return ClientResult(code, matched, message)
 
@@ -318,7 +314,7 @@ def _decode_result(data: bytes, start: int, end: int) -> ClientResult:
 class _Pending:
     deferred: defer.Deferred[ClientResult]
     result: ClientResult
-    timer: Any
+    timer: IDelayedCall | None
     max_entries: int
     size: int = 0
 
@@ -326,7 +322,7 @@ class _Pending:
 class LDAPClientProtocol(Protocol):
     """Sends requests and routes responses to them by message ID."""
 
-    def __init__(self, reactor: Any, max_pdu_bytes: int = 16 << 20, max_answer_bytes: int = 256 << 20):
+    def __init__(self, reactor: IReactorTime, max_pdu_bytes: int = 16 << 20, max_answer_bytes: int = 256 << 20):
         self.reactor = reactor
         self.max_pdu_bytes = max_pdu_bytes
         self.max_answer_bytes = max_answer_bytes
@@ -369,13 +365,13 @@ class LDAPClientProtocol(Protocol):
         if p is None:
             return
         if self.connected and self.transport is not None:
-            self.transport.write(ber.ldap_message(self._next_id, ber.integer(message_id, TAG_ABANDON_REQUEST)))
+            self.transport.write(ber.ldap_message(self._next_id, ber.integer(message_id, ber.APP_ABANDON_REQUEST)))
             self._next_id += 1
         p.deferred.errback(RequestTimeout(f"no answer within {timeout:g} s"))
 
     def close(self) -> None:
         if self.connected and self.transport is not None:
-            self.transport.write(ber.ldap_message(self._next_id, bytes((TAG_UNBIND_REQUEST, 0))))
+            self.transport.write(ber.ldap_message(self._next_id, bytes((ber.APP_UNBIND_REQUEST, 0))))
             self.transport.loseConnection()
 
     # -- receiving --------------------------------------------------------------------------------
@@ -385,30 +381,21 @@ class LDAPClientProtocol(Protocol):
         buf += data
         pos = 0
         end = len(buf)
+        read_pdu_header = ber.read_pdu_header
         try:
-            while end - pos >= 2:
-                if buf[pos] != 0x30:
-                    raise PeerProtocolError(f"expected an LDAPMessage, got tag 0x{buf[pos]:02x}")
-                first = buf[pos + 1]
-                if first < 0x80:
-                    head, length = 2, first
-                else:
-                    n = first & 0x7F
-                    if n == 0 or n > 4:
-                        raise PeerProtocolError("bad LDAPMessage length")
-                    if end - pos < 2 + n:
-                        break
-                    head, length = 2 + n, int.from_bytes(buf[pos + 2 : pos + 2 + n], "big")
+            while (header := read_pdu_header(buf, pos, end)) is not None:
+                head, length = header
                 if length > self.max_pdu_bytes:
                     raise ResponseTooLarge(f"response message of {length} bytes exceeds {self.max_pdu_bytes}")
                 if end - pos < head + length:
                     break
                 self._message(bytes(buf[pos + head : pos + head + length]))
                 pos += head + length
-        except PeerProtocolError as e:
-            log.warn("dropping connection to {peer}: {error}", peer=self._peer(), error=str(e))
+        except (PeerProtocolError, ProtocolError) as e:
+            error = e if isinstance(e, PeerProtocolError) else PeerProtocolError(e.message)
+            log.warn("dropping connection to {peer}: {error}", peer=self._peer(), error=str(error))
             del buf[:]
-            self._fail_all(e)
+            self._fail_all(error)
             if self.transport is not None:
                 self.transport.abortConnection()  # type: ignore[attr-defined]  # ITCPTransport
             return
@@ -429,21 +416,23 @@ class LDAPClientProtocol(Protocol):
             p.deferred.errback(error)
 
     def _message(self, data: bytes) -> None:
+        """Route one LDAPMessage's content; raises PeerProtocolError or ProtocolError if bad."""
+        read = ber.read_header
         end = len(data)
-        tag, s, e = _read(data, 0, end)
+        tag, s, e = read(data, 0, end, "messageID")
         if tag != ber.INTEGER:
             raise PeerProtocolError("LDAPMessage without a message ID")
         message_id = int.from_bytes(data[s:e], "big")
-        op_tag, op_start, op_end = _read(data, e, end)
+        op_tag, op_start, op_end = read(data, e, end, "protocolOp")
         if message_id == 0:
-            if op_tag == TAG_EXTENDED_RESPONSE:
+            if op_tag == ber.APP_EXTENDED_RESPONSE:
                 r = _decode_result(data, op_start, op_end)
                 raise PeerProtocolError(f"notice of disconnection: {r.message or r.code}")
             return
         p = self._pending.get(message_id)
         if p is None:
             return  # an answer to an abandoned request
-        if op_tag == TAG_SEARCH_ENTRY:
+        if op_tag == ber.APP_SEARCH_RESULT_ENTRY:
             p.size += op_end - e
             if p.size > self.max_answer_bytes or (p.max_entries and len(p.result.entries) >= p.max_entries):
                 self._finish(message_id, error=ResponseTooLarge(
@@ -451,7 +440,7 @@ class LDAPClientProtocol(Protocol):
                 ))
                 return
             p.result.entries.append(data[e:op_end])
-        elif op_tag == TAG_SEARCH_REFERENCE:
+        elif op_tag == ber.APP_SEARCH_RESULT_REFERENCE:
             p.result.references.append(data[e:op_end])
         else:
             r = _decode_result(data, op_start, op_end)
@@ -466,7 +455,7 @@ class LDAPClientProtocol(Protocol):
             p.deferred.callback(p.result)
         else:
             if self.connected and self.transport is not None:
-                self.transport.write(ber.ldap_message(self._next_id, ber.integer(message_id, TAG_ABANDON_REQUEST)))
+                self.transport.write(ber.ldap_message(self._next_id, ber.integer(message_id, ber.APP_ABANDON_REQUEST)))
                 self._next_id += 1
             p.deferred.errback(error)
 
@@ -477,7 +466,7 @@ class _ClientFactory(Factory):
     def __init__(self, make: Callable[[], LDAPClientProtocol]):
         self.make = make
 
-    def buildProtocol(self, addr: Any) -> LDAPClientProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> LDAPClientProtocol:
         p = self.make()
         p.factory = self
         return p
@@ -492,7 +481,7 @@ class LDAPClient:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorTime,
         host: str,
         port: int,
         *,
@@ -501,15 +490,16 @@ class LDAPClient:
         password: str = "",
         max_pdu_bytes: int = 16 << 20,
         max_answer_bytes: int = 256 << 20,
-        endpoint: Any = None,
-        tls: Any = None,
+        endpoint: IStreamClientEndpoint | None = None,
+        tls: ClientTLS | None = None,
         ldaps: bool = False,
         sasl_external: bool = False,
     ):
         """``tls`` is a :class:`gridinfo.ldap.tls.ClientTLS` (CA, client certificate): with its
         CA set the connection starts TLS before anything else; ``ldaps`` is TLS from the start.
         ``sasl_external`` binds with SASL EXTERNAL (the client certificate's subject) instead
-        of ``bind_dn``/``password``."""
+        of ``bind_dn``/``password``.  ``reactor`` also provides IReactorTCP unless ``endpoint``
+        is given."""
         self.reactor = reactor
         self.sasl_external = sasl_external
         self.tls = tls
@@ -528,12 +518,12 @@ class LDAPClient:
         self.connects = 0
 
     @classmethod
-    def from_url(cls, reactor: Any, url: str | LDAPURL, **kw: Any) -> LDAPClient:
+    def from_url(cls, reactor: IReactorTime, url: str | LDAPURL, **kw: Any) -> LDAPClient:
         parsed = LDAPURL.parse(url) if isinstance(url, str) else url
         kw.setdefault("ldaps", parsed.ldaps)
         return cls(reactor, parsed.host, parsed.port, **kw)
 
-    def _tls_context(self) -> Any:
+    def _tls_context(self) -> IOpenSSLClientConnectionCreator:
         from gridinfo.ldap.tls import ClientTLS
 
         return (self.tls or ClientTLS()).context(self.host)
@@ -555,7 +545,7 @@ class LDAPClient:
         return d
 
     def _connect(self) -> None:
-        endpoint = self._endpoint or _endpoint_for(self.reactor, self.host, self.port, self.connect_timeout)
+        endpoint = self._endpoint or _endpoint_for(cast(IReactorTCP, self.reactor), self.host, self.port, self.connect_timeout)
         start_tls = False
         try:
             if self.ldaps:
@@ -568,7 +558,7 @@ class LDAPClient:
             return
         factory = _ClientFactory(lambda: LDAPClientProtocol(self.reactor, self.max_pdu_bytes, self.max_answer_bytes))
         self.connects += 1
-        attempt: defer.Deferred[LDAPClientProtocol] = endpoint.connect(factory)
+        attempt = cast("defer.Deferred[LDAPClientProtocol]", endpoint.connect(factory))  # the factory's protocol
         self._connecting = attempt
         # the endpoint's own timeout only covers TCP; bound the whole attempt by our clock too
         timer = self.reactor.callLater(self.connect_timeout, attempt.cancel)
@@ -691,7 +681,7 @@ def is_connect_error(failure: Failure) -> bool:
     return failure.check(ConnectFailed, internet_error.ConnectError) is not None
 
 
-def _endpoint_for(reactor: Any, host: str, port: int, timeout: float) -> Any:
+def _endpoint_for(reactor: IReactorTCP, host: str, port: int, timeout: float) -> IStreamClientEndpoint:
     """An IP literal is connected to directly; a name goes through resolution (and may be slow)."""
     try:
         address = ipaddress.ip_address(host.strip("[]"))

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gridinfo.directory import ber
+from gridinfo import ber
 from gridinfo.directory import filters as F
 from gridinfo.directory.dn import loose_key
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -82,7 +83,7 @@ class ParentRegistration:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorTime,
         target: RegisterConfig,
         *,
         suffix: str,
@@ -115,7 +116,7 @@ class ParentRegistration:
         self.successes = 0
         self.failures = 0
         self.backoff = RETRY_MIN
-        self._call: Any = None
+        self._call: IDelayedCall | None = None
         self._running = False
 
     @property
@@ -196,7 +197,7 @@ class Registrar(service.Service):
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorTime,
         targets: Sequence[RegisterConfig],
         *,
         suffix: str,
@@ -219,14 +220,14 @@ class Registrar(service.Service):
         ]
 
     def startService(self) -> None:
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]  # Twisted's Service is untyped
         for p in self.parents:
             p.start()
 
     def stopService(self) -> Any:
         for p in self.parents:
             p.stop()
-        return super().stopService()
+        return super().stopService()  # type: ignore[no-untyped-call]
 
 
 def bound_port(listeners: Sequence[Any]) -> Callable[[], int]:

@@ -76,12 +76,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import defer, task
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.ssl import CertificateOptions
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gridinfo.directory import ber
+from gridinfo import ber
 from gridinfo.directory.entry import Entry, EntryBuilder
 from gridinfo.directory.evaluate import FilterCompiler
 from gridinfo.directory.query import Scope, SearchRequest, SearchResult
@@ -98,19 +99,9 @@ WHO_AM_I_OID = dse.WHO_AM_I_OID
 START_TLS_OID = dse.START_TLS_OID
 DEFAULT_WRITE_REFUSAL = "gridinfo is read-only: data comes from information providers"
 
-# Response protocol op tags.
-TAG_BIND_RESPONSE = 0x61
-TAG_SEARCH_DONE = 0x65
-TAG_MODIFY_RESPONSE = 0x67
-TAG_ADD_RESPONSE = 0x69
-TAG_DELETE_RESPONSE = 0x6B
-TAG_MODIFY_DN_RESPONSE = 0x6D
-TAG_COMPARE_RESPONSE = 0x6F
-TAG_EXTENDED_RESPONSE = 0x78
-
 _SCOPES = (Scope.BASE, Scope.ONE, Scope.SUB, Scope.CHILDREN)
-_SEQUENCE_HEADERS = [bytes((0x30, n)) for n in range(128)]
-_DONE_SUCCESS = ber.ldap_result(TAG_SEARCH_DONE, ResultCode.SUCCESS)
+_SEQUENCE_HEADERS = [bytes((ber.SEQUENCE, n)) for n in range(128)]
+_DONE_SUCCESS = ber.ldap_result(ber.APP_SEARCH_RESULT_DONE, ResultCode.SUCCESS)
 
 
 #: Results larger than this are streamed to the client in chunks of this many entries.
@@ -167,7 +158,7 @@ class LDAPServerFactory(ServerFactory):
         limits: ServerLimits = ServerLimits(),
         credentials: Mapping[str, str] | None = None,
         vendor_version: str,
-        tls_context: Any = None,
+        tls_context: CertificateOptions | None = None,
         allow_plain_passwords: bool = False,
         client_certificates: bool = False,
     ) -> None:
@@ -194,7 +185,7 @@ class LDAPServerFactory(ServerFactory):
         self._dse_entries: dict[int, tuple[dse.DSEEntry, Any, Entry, FilterCompiler]] = {}
         self._subschema: tuple[object, dse.DSEEntry] | None = None
 
-    def buildProtocol(self, addr: Any) -> LDAPServerProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> LDAPServerProtocol:
         protocol = LDAPServerProtocol(self)
         protocol.factory = self
         return protocol
@@ -258,9 +249,9 @@ class LDAPServerProtocol(Protocol):
         self._pending: dict[int, defer.Deferred[Any]] = {}
         self._paged: OrderedDict[bytes, _PagedSession] = OrderedDict()
         self._next_cookie = 1
-        self._idle_call: Any = None
-        self._request_call: Any = None  # deadline of a request that has started to arrive
-        self._abort_call: Any = None  # deadline of a connection that is closing
+        self._idle_call: IDelayedCall | None = None
+        self._request_call: IDelayedCall | None = None  # deadline of a request that has started to arrive
+        self._abort_call: IDelayedCall | None = None  # deadline of a connection that is closing
         self._last_activity = 0.0
         self._peer = "?"
         self._host = "?"
@@ -381,11 +372,11 @@ class LDAPServerProtocol(Protocol):
         if self._closing:
             return
         notice = ber.ldap_result(
-            TAG_EXTENDED_RESPONSE,
+            ber.APP_EXTENDED_RESPONSE,
             code,
             b"",
             message.encode("utf-8"),
-            ber.tlv(0x8A, NOTICE_OF_DISCONNECTION_OID.encode("ascii")),
+            ber.tlv(ber.EXTENDED_RESPONSE_NAME, NOTICE_OF_DISCONNECTION_OID.encode("ascii")),
         )
         self.transport.write(ber.ldap_message(0, notice))  # type: ignore[union-attr]
         self._close()
@@ -530,7 +521,7 @@ class LDAPServerProtocol(Protocol):
         message_id, self._start_tls = self._start_tls, None
         assert message_id is not None
         self._result(
-            message_id, TAG_EXTENDED_RESPONSE, ResultCode.SUCCESS, extra=ber.tlv(0x8A, START_TLS_OID.encode("ascii"))
+            message_id, ber.APP_EXTENDED_RESPONSE, ResultCode.SUCCESS, extra=ber.tlv(ber.EXTENDED_RESPONSE_NAME, START_TLS_OID.encode("ascii"))
         )
         transport: Any = self.transport
         transport.startTLS(self.server.tls_context)
@@ -648,12 +639,12 @@ class LDAPServerProtocol(Protocol):
                 try:
                     paged = wire.decode_paged_control(control.value)
                 except ProtocolError as e:
-                    self._result(message_id, TAG_SEARCH_DONE, ResultCode.PROTOCOL_ERROR, e.message)
+                    self._result(message_id, ber.APP_SEARCH_RESULT_DONE, ResultCode.PROTOCOL_ERROR, e.message)
                     return
             elif control.critical:
                 self._result(
                     message_id,
-                    TAG_SEARCH_DONE,
+                    ber.APP_SEARCH_RESULT_DONE,
                     ResultCode.UNAVAILABLE_CRITICAL_EXTENSION,
                     f"critical control {control.oid} is not supported",
                 )
@@ -688,18 +679,18 @@ class LDAPServerProtocol(Protocol):
             self.bind_dn,
         )
         # Inline rather than _call_backend: this is the hot path.
-        if self._pending and self._refuse_when_busy(message_id, TAG_SEARCH_DONE):
+        if self._pending and self._refuse_when_busy(message_id, ber.APP_SEARCH_RESULT_DONE):
             return
         try:
             result = self.backend.search(request)
         except Exception as e:
-            self._fail(message_id, TAG_SEARCH_DONE, Failure() if not isinstance(e, LDAPError) else e, "search")
+            self._fail(message_id, ber.APP_SEARCH_RESULT_DONE, Failure() if not isinstance(e, LDAPError) else e, "search")
             return
         if type(result) is SearchResult and paged is None and result.cursor is None:
             self._write_entries(message_id, result, 0, len(result.entries), True, b"")
         elif isinstance(result, defer.Deferred):
             self._await(
-                message_id, TAG_SEARCH_DONE, "search", result, lambda mid, r: self._send_search(mid, r, paged, op)
+                message_id, ber.APP_SEARCH_RESULT_DONE, "search", result, lambda mid, r: self._send_search(mid, r, paged, op)
             )
         else:
             self._send_search(message_id, result, paged, op)
@@ -762,7 +753,7 @@ class LDAPServerProtocol(Protocol):
             else:
                 call[0] = reactor.callLater(0, step)
 
-        self._await(message_id, TAG_SEARCH_DONE, "search", done, lambda mid, r: self._send_search(mid, r, paged, op))
+        self._await(message_id, ber.APP_SEARCH_RESULT_DONE, "search", done, lambda mid, r: self._send_search(mid, r, paged, op))
         call[0] = reactor.callLater(0, step)
 
     def _send_page(self, message_id: int, result: SearchResult, offset: int, size: int, op: wire.SearchOp) -> None:
@@ -785,12 +776,12 @@ class LDAPServerProtocol(Protocol):
             return
         session = self._paged.pop(cookie, None)
         if session is None:
-            self._result(message_id, TAG_SEARCH_DONE, ResultCode.UNWILLING_TO_PERFORM, "unknown paged results cookie")
+            self._result(message_id, ber.APP_SEARCH_RESULT_DONE, ResultCode.UNWILLING_TO_PERFORM, "unknown paged results cookie")
             return
         if session.key != _search_key(op):
             self._result(
                 message_id,
-                TAG_SEARCH_DONE,
+                ber.APP_SEARCH_RESULT_DONE,
                 ResultCode.UNWILLING_TO_PERFORM,
                 "paged results cookie belongs to a different search",
             )
@@ -889,7 +880,7 @@ class LDAPServerProtocol(Protocol):
             append(id_element)
             append(_DONE_SUCCESS)
         else:
-            done_op = ber.ldap_result(TAG_SEARCH_DONE, code, matched.encode("utf-8"), message.encode("utf-8"))
+            done_op = ber.ldap_result(ber.APP_SEARCH_RESULT_DONE, code, matched.encode("utf-8"), message.encode("utf-8"))
             append(ber.ldap_message(message_id, done_op, controls))
         self.transport.write(b"".join(parts))  # type: ignore[union-attr]
 
@@ -897,11 +888,11 @@ class LDAPServerProtocol(Protocol):
 
     def _handle_bind(self, message_id: int, op: wire.BindOp, controls: tuple[wire.Control, ...]) -> None:
         self.bind_dn = ""  # a failed bind leaves the connection anonymous (RFC 4513, 4.2.1)
-        if self._refuse_critical(message_id, TAG_BIND_RESPONSE, controls):
+        if self._refuse_critical(message_id, ber.APP_BIND_RESPONSE, controls):
             return
         if op.version not in (2, 3):
             self._result(
-                message_id, TAG_BIND_RESPONSE, ResultCode.PROTOCOL_ERROR, f"LDAP version {op.version} is not supported"
+                message_id, ber.APP_BIND_RESPONSE, ResultCode.PROTOCOL_ERROR, f"LDAP version {op.version} is not supported"
             )
             return
         if op.password is None:
@@ -910,7 +901,7 @@ class LDAPServerProtocol(Protocol):
                 return
             self._result(
                 message_id,
-                TAG_BIND_RESPONSE,
+                ber.APP_BIND_RESPONSE,
                 ResultCode.AUTH_METHOD_NOT_SUPPORTED,
                 f"SASL bind ({op.sasl_mechanism}) is not supported (EXTERNAL is, under TLS with a client certificate)",
             )
@@ -921,21 +912,21 @@ class LDAPServerProtocol(Protocol):
             log.warn("refused a password bind as {dn} in the clear from {peer}", dn=op.dn, peer=self._peer)
             self._result(
                 message_id,
-                TAG_BIND_RESPONSE,
+                ber.APP_BIND_RESPONSE,
                 ResultCode.CONFIDENTIALITY_REQUIRED,
                 "a password bind needs TLS: use StartTLS (ldapsearch -ZZ) or ldaps:// first",
             )
             return
         if not op.dn:
             if op.password:
-                self._result(message_id, TAG_BIND_RESPONSE, ResultCode.INVALID_CREDENTIALS, "password without a DN")
+                self._result(message_id, ber.APP_BIND_RESPONSE, ResultCode.INVALID_CREDENTIALS, "password without a DN")
             else:
-                self._result(message_id, TAG_BIND_RESPONSE, ResultCode.SUCCESS)
+                self._result(message_id, ber.APP_BIND_RESPONSE, ResultCode.SUCCESS)
             return
         if not op.password:
             self._result(
                 message_id,
-                TAG_BIND_RESPONSE,
+                ber.APP_BIND_RESPONSE,
                 ResultCode.UNWILLING_TO_PERFORM,
                 "unauthenticated bind (DN with no password) disallowed",
             )
@@ -969,17 +960,17 @@ class LDAPServerProtocol(Protocol):
 
         def bound(mid: int, dn: str) -> None:
             self.bind_dn = dn
-            self._result(mid, TAG_BIND_RESPONSE, ResultCode.SUCCESS)
+            self._result(mid, ber.APP_BIND_RESPONSE, ResultCode.SUCCESS)
 
         # Wait before judging, whatever the outcome, so a right password is not answered
         # faster than a wrong one while this DN or address is being guessed at.
         delay = throttle.delay((dn_key, address_key), reactor.seconds())
         if delay > 0:
             self._call_backend(
-                message_id, TAG_BIND_RESPONSE, "bind", lambda: task.deferLater(reactor, delay, judge), bound
+                message_id, ber.APP_BIND_RESPONSE, "bind", lambda: task.deferLater(reactor, delay, judge), bound
             )
         else:
-            self._call_backend(message_id, TAG_BIND_RESPONSE, "bind", judge, bound)
+            self._call_backend(message_id, ber.APP_BIND_RESPONSE, "bind", judge, bound)
 
     def _bind_external(self, message_id: int, op: wire.BindOp) -> None:
         """SASL EXTERNAL (RFC 4422, appendix A; RFC 4513, 5.2.1.2): the identity is the subject of
@@ -990,7 +981,7 @@ class LDAPServerProtocol(Protocol):
             why = "no TLS on this connection" if not self.tls else "no client certificate was presented"
             self._result(
                 message_id,
-                TAG_BIND_RESPONSE,
+                ber.APP_BIND_RESPONSE,
                 ResultCode.INAPPROPRIATE_AUTHENTICATION,
                 f"SASL EXTERNAL needs TLS with a client certificate signed by the server's CA ({why})",
             )
@@ -1001,14 +992,14 @@ class LDAPServerProtocol(Protocol):
         ):
             self._result(
                 message_id,
-                TAG_BIND_RESPONSE,
+                ber.APP_BIND_RESPONSE,
                 ResultCode.INSUFFICIENT_ACCESS_RIGHTS,
                 f"authorization identity {authzid!r} is not the certificate's subject {subject!r}",
             )
             return
         self.bind_dn = subject
         log.info("SASL EXTERNAL bind from {peer} as {dn}", peer=self._peer, dn=subject)
-        self._result(message_id, TAG_BIND_RESPONSE, ResultCode.SUCCESS)
+        self._result(message_id, ber.APP_BIND_RESPONSE, ResultCode.SUCCESS)
 
     def _handle_unbind(self, message_id: int, op: wire.UnbindOp, controls: tuple[wire.Control, ...]) -> None:
         self._close()
@@ -1036,31 +1027,31 @@ class LDAPServerProtocol(Protocol):
         return False
 
     def _handle_compare(self, message_id: int, op: wire.CompareOp, controls: tuple[wire.Control, ...]) -> None:
-        if self._refuse_critical(message_id, TAG_COMPARE_RESPONSE, controls):
+        if self._refuse_critical(message_id, ber.APP_COMPARE_RESPONSE, controls):
             return
 
         def answer(mid: int, matched: Any) -> None:
             code = ResultCode.COMPARE_TRUE if matched else ResultCode.COMPARE_FALSE
-            self._result(mid, TAG_COMPARE_RESPONSE, code)
+            self._result(mid, ber.APP_COMPARE_RESPONSE, code)
 
         self._call_backend(
             message_id,
-            TAG_COMPARE_RESPONSE,
+            ber.APP_COMPARE_RESPONSE,
             "compare",
             lambda: self.backend.compare(op.dn, op.attribute, op.value),
             answer,
         )
 
     def _handle_add(self, message_id: int, op: wire.AddOp, controls: tuple[wire.Control, ...]) -> None:
-        if self._refuse_critical(message_id, TAG_ADD_RESPONSE, controls):
+        if self._refuse_critical(message_id, ber.APP_ADD_RESPONSE, controls):
             return
         bind_dn = self.bind_dn
         self._call_backend(
             message_id,
-            TAG_ADD_RESPONSE,
+            ber.APP_ADD_RESPONSE,
             "add",
             lambda: self.backend.add(op.dn, op.attributes, bind_dn, peer=self._host),
-            lambda mid, _: self._result(mid, TAG_ADD_RESPONSE, ResultCode.SUCCESS),
+            lambda mid, _: self._result(mid, ber.APP_ADD_RESPONSE, ResultCode.SUCCESS),
         )
 
     def _handle_write(self, message_id: int, op: Any, controls: tuple[wire.Control, ...]) -> None:
@@ -1069,7 +1060,7 @@ class LDAPServerProtocol(Protocol):
         self._result(message_id, tag, ResultCode.UNWILLING_TO_PERFORM, reason)
 
     def _handle_extended(self, message_id: int, op: wire.ExtendedOp, controls: tuple[wire.Control, ...]) -> None:
-        if self._refuse_critical(message_id, TAG_EXTENDED_RESPONSE, controls):
+        if self._refuse_critical(message_id, ber.APP_EXTENDED_RESPONSE, controls):
             return
         if op.name == START_TLS_OID:
             self._handle_start_tls(message_id)
@@ -1077,12 +1068,12 @@ class LDAPServerProtocol(Protocol):
         if op.name == WHO_AM_I_OID:
             authz = f"dn:{self.bind_dn}" if self.bind_dn else ""
             self._result(
-                message_id, TAG_EXTENDED_RESPONSE, ResultCode.SUCCESS, extra=ber.tlv(0x8B, authz.encode("utf-8"))
+                message_id, ber.APP_EXTENDED_RESPONSE, ResultCode.SUCCESS, extra=ber.tlv(ber.EXTENDED_RESPONSE_VALUE, authz.encode("utf-8"))
             )
             return
         self._result(
             message_id,
-            TAG_EXTENDED_RESPONSE,
+            ber.APP_EXTENDED_RESPONSE,
             ResultCode.PROTOCOL_ERROR,
             f"extended operation {op.name} is not supported",
         )
@@ -1102,24 +1093,24 @@ class LDAPServerProtocol(Protocol):
         if problem is not None:
             self._result(
                 message_id,
-                TAG_EXTENDED_RESPONSE,
+                ber.APP_EXTENDED_RESPONSE,
                 problem[0],
                 problem[1],
-                extra=ber.tlv(0x8A, START_TLS_OID.encode("ascii")),
+                extra=ber.tlv(ber.EXTENDED_RESPONSE_NAME, START_TLS_OID.encode("ascii")),
             )
             return
         self._start_tls = message_id
 
 
 _RESPONSE_TAGS: dict[type, int] = {
-    wire.SearchOp: TAG_SEARCH_DONE,
-    wire.BindOp: TAG_BIND_RESPONSE,
-    wire.CompareOp: TAG_COMPARE_RESPONSE,
-    wire.AddOp: TAG_ADD_RESPONSE,
-    wire.ModifyOp: TAG_MODIFY_RESPONSE,
-    wire.DeleteOp: TAG_DELETE_RESPONSE,
-    wire.ModifyDNOp: TAG_MODIFY_DN_RESPONSE,
-    wire.ExtendedOp: TAG_EXTENDED_RESPONSE,
+    wire.SearchOp: ber.APP_SEARCH_RESULT_DONE,
+    wire.BindOp: ber.APP_BIND_RESPONSE,
+    wire.CompareOp: ber.APP_COMPARE_RESPONSE,
+    wire.AddOp: ber.APP_ADD_RESPONSE,
+    wire.ModifyOp: ber.APP_MODIFY_RESPONSE,
+    wire.DeleteOp: ber.APP_DEL_RESPONSE,
+    wire.ModifyDNOp: ber.APP_MODIFY_DN_RESPONSE,
+    wire.ExtendedOp: ber.APP_EXTENDED_RESPONSE,
 }
 
 
@@ -1132,4 +1123,4 @@ def _paged_control(size: int, cookie: bytes) -> bytes:
     """The ``[0] Controls`` element carrying a paged results response control."""
     value = ber.sequence([ber.integer(size), ber.octet_string(cookie)])
     control = ber.sequence([ber.octet_string(PAGED_RESULTS_OID.encode("ascii")), ber.octet_string(value)])
-    return ber.tlv(0xA0, control)
+    return ber.tlv(ber.CONTROLS, control)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import ssl
-from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, ISSLTransport
 
 from gridinfo.errors import ConfigError
 
@@ -35,7 +35,7 @@ def read_certificates(path: str) -> list[ssl.Certificate]:
     return [ssl.Certificate.loadPEM(block) for block in blocks]
 
 
-def server_context(certificate: str, key: str, ca: str = "", client_certificates: str = "none") -> Any:
+def server_context(certificate: str, key: str, ca: str = "", client_certificates: str = "none") -> ssl.CertificateOptions:
     """The server's context factory: our certificate and key; client certificates per policy.
 
     ``optional`` asks for a client certificate and verifies it against ``ca`` when one is sent;
@@ -63,7 +63,7 @@ def server_context(certificate: str, key: str, ca: str = "", client_certificates
     )
 
 
-def client_context(host: str, ca: str, certificate: str = "", key: str = "") -> Any:
+def client_context(host: str, ca: str, certificate: str = "", key: str = "") -> IOpenSSLClientConnectionCreator:
     """A client context verifying the server against ``ca`` and ``host`` (a name or an IP
     address); with ``certificate`` and ``key`` it also presents a client certificate."""
     trust = ssl.trustRootFromCertificates(read_certificates(ca)) if ca else ssl.platformTrust()
@@ -90,7 +90,7 @@ class ClientTLS:
     def start_tls(self) -> bool:
         return bool(self.ca)
 
-    def context(self, host: str) -> Any:
+    def context(self, host: str) -> IOpenSSLClientConnectionCreator:
         return client_context(host, self.ca, self.certificate, self.key)
 
 

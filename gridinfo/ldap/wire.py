@@ -15,8 +15,9 @@ ModifyDN, which gridinfo only refuses, go through ldaptor's ``pureldap`` decoder
 wrong raises :class:`gridinfo.errors.ProtocolError` whose message says what and where; the
 server answers it with a Notice of Disconnection.
 
-Only definite lengths are accepted (RFC 4511, section 5.1), and lengths of at most 4 octets
-inside a message (no LDAP element can be larger than the PDU limit anyway).
+Tags, framing and the element reader (tag, definite length, bounds) are :mod:`gridinfo.ber`'s,
+shared with the client and the encoders: only definite lengths are accepted (RFC 4511,
+section 5.1), and lengths of at most 4 octets inside a message.
 """
 
 from __future__ import annotations
@@ -25,41 +26,56 @@ from typing import NamedTuple, Union
 
 from ldaptor.protocols import pureber, pureldap
 
+from gridinfo.ber import (
+    APP_ABANDON_REQUEST,
+    APP_ADD_REQUEST,
+    APP_BIND_REQUEST,
+    APP_COMPARE_REQUEST,
+    APP_DEL_REQUEST,
+    APP_EXTENDED_REQUEST,
+    APP_MODIFY_DN_REQUEST,
+    APP_MODIFY_REQUEST,
+    APP_SEARCH_REQUEST,
+    APP_UNBIND_REQUEST,
+    AUTH_SASL,
+    AUTH_SIMPLE,
+    BOOLEAN,
+    CONTROLS,
+    DN_ATTRIBUTES,
+    ENUMERATED,
+    EXTENDED_REQUEST_NAME,
+    EXTENDED_REQUEST_VALUE,
+    FILTER_AND,
+    FILTER_APPROX,
+    FILTER_EQUALITY,
+    FILTER_EXTENSIBLE,
+    FILTER_GREATER_OR_EQUAL,
+    FILTER_LESS_OR_EQUAL,
+    FILTER_NOT,
+    FILTER_OR,
+    FILTER_PRESENT,
+    FILTER_SUBSTRINGS,
+    INTEGER,
+    MATCH_TYPE,
+    MATCH_VALUE,
+    MATCHING_RULE,
+    OCTET_STRING,
+    RESPONSE_NAMES,
+    SEQUENCE,
+    SET,
+    SUBSTRING_ANY,
+    SUBSTRING_FINAL,
+    SUBSTRING_INITIAL,
+    expect as _expect,
+    read_header as _header,
+)
+from gridinfo.ber import read_pdu_header as read_pdu_header  # framing, re-exported for the server
 from gridinfo.directory import filters as F
 from gridinfo.errors import ProtocolError
 
 #: Nested filters (and/or/not) deeper than this are refused.
 MAX_FILTER_DEPTH = 100
-#: Largest length field accepted in a PDU header (octets); 8 octets say "up to 2**64 bytes",
-#: which is then refused by the PDU size limit with a clear message.
-_MAX_HEADER_LENGTH_OCTETS = 8
 _MAX_INT = 2**31 - 1
-
-# Protocol op tags (RFC 4511, appendix B).
-TAG_BIND_REQUEST = 0x60
-TAG_UNBIND_REQUEST = 0x42
-TAG_SEARCH_REQUEST = 0x63
-TAG_MODIFY_REQUEST = 0x66
-TAG_ADD_REQUEST = 0x68
-TAG_DELETE_REQUEST = 0x4A
-TAG_MODIFY_DN_REQUEST = 0x6C
-TAG_COMPARE_REQUEST = 0x6E
-TAG_ABANDON_REQUEST = 0x50
-TAG_EXTENDED_REQUEST = 0x77
-
-_OP_NAMES = {
-    0x61: "BindResponse",
-    0x64: "SearchResultEntry",
-    0x65: "SearchResultDone",
-    0x67: "ModifyResponse",
-    0x69: "AddResponse",
-    0x6B: "DelResponse",
-    0x6D: "ModifyDNResponse",
-    0x6F: "CompareResponse",
-    0x73: "SearchResultReference",
-    0x78: "ExtendedResponse",
-    0x79: "IntermediateResponse",
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,31 +166,6 @@ class Message(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 
 
-def read_pdu_header(buf: bytes | bytearray, pos: int, end: int) -> tuple[int, int] | None:
-    """Where the LDAPMessage starting at ``buf[pos]`` ends: ``(header_length, content_length)``.
-
-    Returns None while the header itself is incomplete.  Raises ProtocolError for anything
-    that is not the start of an LDAPMessage: another outer tag, the indefinite form, a length
-    field longer than 8 octets.
-    """
-    if end - pos < 2:
-        return None
-    tag = buf[pos]
-    if tag != 0x30:
-        raise ProtocolError(f"expected an LDAPMessage (SEQUENCE, tag 0x30), got tag 0x{tag:02x}")
-    first = buf[pos + 1]
-    if first < 0x80:
-        return 2, first
-    if first == 0x80:
-        raise ProtocolError("indefinite-length encoding is not allowed in LDAP (RFC 4511, section 5.1)")
-    octets = first & 0x7F
-    if octets > _MAX_HEADER_LENGTH_OCTETS:
-        raise ProtocolError(f"LDAPMessage length field of {octets} octets is not supported")
-    if end - pos < 2 + octets:
-        return None
-    return 2 + octets, int.from_bytes(buf[pos + 2 : pos + 2 + octets], "big")
-
-
 def pdu_too_large_message(size: int, limit: int) -> str:
     """The diagnostic sent when a client announces a PDU over the limit."""
     return f"PDU of {size} bytes exceeds the {limit}-byte limit"
@@ -182,51 +173,9 @@ def pdu_too_large_message(size: int, limit: int) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Primitive readers.  Each takes (data, pos, end) where ``end`` is the end of the enclosing
-# element, and returns the decoded value plus the position after the element.
+# element, and returns the decoded value plus the position after the element.  The element
+# reader itself (tag and length) is gridinfo.ber's read_header / expect.
 # ---------------------------------------------------------------------------------------------
-
-
-def _truncated(what: str, pos: int) -> ProtocolError:
-    return ProtocolError(f"truncated {what} at offset {pos}")
-
-
-def _header(data: bytes, pos: int, end: int, what: str) -> tuple[int, int, int]:
-    """Read a tag and a definite length; returns (tag, content_start, content_end)."""
-    if pos + 2 > end:
-        raise _truncated(what, pos)
-    tag = data[pos]
-    n = data[pos + 1]
-    start = pos + 2
-    if n >= 0x80:
-        if n == 0x80:
-            raise ProtocolError(f"indefinite length in {what} at offset {pos} (RFC 4511, section 5.1)")
-        octets = n & 0x7F
-        if octets > 4:
-            raise ProtocolError(f"length field of {octets} octets in {what} at offset {pos}")
-        if start + octets > end:
-            raise _truncated(what, pos)
-        n = int.from_bytes(data[start : start + octets], "big")
-        start += octets
-    stop = start + n
-    if stop > end:
-        raise ProtocolError(f"{what} at offset {pos} claims {n} bytes but only {end - start} remain")
-    return tag, start, stop
-
-
-def _expect(data: bytes, pos: int, end: int, tag: int, what: str) -> tuple[int, int]:
-    """Read an element that must carry ``tag``; returns (content_start, content_end)."""
-    # Fast path: the expected tag with a short-form length.
-    if pos + 2 <= end and data[pos] == tag:
-        n = data[pos + 1]
-        if n < 0x80:
-            stop = pos + 2 + n
-            if stop > end:
-                raise ProtocolError(f"{what} at offset {pos} claims {n} bytes but only {end - pos - 2} remain")
-            return pos + 2, stop
-    got, start, stop = _header(data, pos, end, what)
-    if got != tag:
-        raise ProtocolError(f"expected {what} (tag 0x{tag:02x}) at offset {pos}, got tag 0x{got:02x}")
-    return start, stop
 
 
 def _text(data: bytes, start: int, stop: int, what: str) -> str:
@@ -236,7 +185,7 @@ def _text(data: bytes, start: int, stop: int, what: str) -> str:
         raise ProtocolError(f"{what} is not valid UTF-8") from None
 
 
-def _string(data: bytes, pos: int, end: int, what: str, tag: int = 0x04) -> tuple[str, int]:
+def _string(data: bytes, pos: int, end: int, what: str, tag: int = OCTET_STRING) -> tuple[str, int]:
     start, stop = _expect(data, pos, end, tag, what)
     try:
         return data[start:stop].decode("utf-8"), stop
@@ -244,7 +193,7 @@ def _string(data: bytes, pos: int, end: int, what: str, tag: int = 0x04) -> tupl
         raise ProtocolError(f"{what} is not valid UTF-8") from None
 
 
-def _octets(data: bytes, pos: int, end: int, what: str, tag: int = 0x04) -> tuple[bytes, int]:
+def _octets(data: bytes, pos: int, end: int, what: str, tag: int = OCTET_STRING) -> tuple[bytes, int]:
     start, stop = _expect(data, pos, end, tag, what)
     return data[start:stop], stop
 
@@ -266,7 +215,7 @@ def _int(data: bytes, pos: int, end: int, what: str, tag: int, low: int, high: i
     return value, stop
 
 
-def _bool(data: bytes, pos: int, end: int, what: str, tag: int = 0x01) -> tuple[bool, int]:
+def _bool(data: bytes, pos: int, end: int, what: str, tag: int = BOOLEAN) -> tuple[bool, int]:
     start, stop = _expect(data, pos, end, tag, what)
     if stop - start != 1:
         raise ProtocolError(f"{what} at offset {pos} must be one octet, not {stop - start}")
@@ -300,18 +249,18 @@ def decode_filter(data: bytes, pos: int, end: int, depth: int = 0) -> tuple[F.Fi
             raise ProtocolError(f"filter at offset {pos} claims {stop - start} bytes but only {end - start} remain")
     else:
         tag, start, stop = _header(data, pos, end, "filter")
-    if tag == 0xA3:
+    if tag == FILTER_EQUALITY:
         # Fast path for the most common filter: both strings short.
-        if start + 4 <= stop and data[start] == 0x04 and data[start + 1] < 0x80:
+        if start + 4 <= stop and data[start] == OCTET_STRING and data[start + 1] < 0x80:
             middle = start + 2 + data[start + 1]
-            if middle + 2 <= stop and data[middle] == 0x04 and middle + 2 + data[middle + 1] == stop:
+            if middle + 2 <= stop and data[middle] == OCTET_STRING and middle + 2 + data[middle + 1] == stop:
                 attribute = _text(data, start + 2, middle, "attributeDesc of equalityMatch filter")
                 return F.Equality(attribute, data[middle + 2 : stop]), stop
         attribute, value = _ava(data, start, stop, "equalityMatch filter")
         return F.Equality(attribute, value), stop
-    if tag == 0x87:
+    if tag == FILTER_PRESENT:
         return F.Present(_text(data, start, stop, "present filter")), stop
-    if tag == 0xA0 or tag == 0xA1:
+    if tag == FILTER_AND or tag == FILTER_OR:
         if depth >= MAX_FILTER_DEPTH:
             raise ProtocolError(f"filter nested deeper than {MAX_FILTER_DEPTH} levels")
         parts = []
@@ -319,32 +268,32 @@ def decode_filter(data: bytes, pos: int, end: int, depth: int = 0) -> tuple[F.Fi
         while p < stop:
             sub, p = decode_filter(data, p, stop, depth + 1)
             parts.append(sub)
-        return (F.And(tuple(parts)) if tag == 0xA0 else F.Or(tuple(parts))), stop
-    if tag == 0xA2:
+        return (F.And(tuple(parts)) if tag == FILTER_AND else F.Or(tuple(parts))), stop
+    if tag == FILTER_NOT:
         if depth >= MAX_FILTER_DEPTH:
             raise ProtocolError(f"filter nested deeper than {MAX_FILTER_DEPTH} levels")
         sub, p = decode_filter(data, start, stop, depth + 1)
         _no_trailing(p, stop, "not filter")
         return F.Not(sub), stop
-    if tag == 0xA4:
+    if tag == FILTER_SUBSTRINGS:
         return _substrings(data, start, stop), stop
-    if tag == 0xA5:
+    if tag == FILTER_GREATER_OR_EQUAL:
         attribute, value = _ava(data, start, stop, "greaterOrEqual filter")
         return F.GreaterOrEqual(attribute, value), stop
-    if tag == 0xA6:
+    if tag == FILTER_LESS_OR_EQUAL:
         attribute, value = _ava(data, start, stop, "lessOrEqual filter")
         return F.LessOrEqual(attribute, value), stop
-    if tag == 0xA8:
+    if tag == FILTER_APPROX:
         attribute, value = _ava(data, start, stop, "approxMatch filter")
         return F.Approx(attribute, value), stop
-    if tag == 0xA9:
+    if tag == FILTER_EXTENSIBLE:
         return _extensible(data, start, stop), stop
     raise ProtocolError(f"unknown filter choice (tag 0x{tag:02x}) at offset {pos}")
 
 
 def _substrings(data: bytes, start: int, stop: int) -> F.Substrings:
     attribute, pos = _string(data, start, stop, "type of substrings filter")
-    seq_start, seq_stop = _expect(data, pos, stop, 0x30, "substrings of substrings filter")
+    seq_start, seq_stop = _expect(data, pos, stop, SEQUENCE, "substrings of substrings filter")
     _no_trailing(seq_stop, stop, "substrings filter")
     initial: bytes | None = None
     final: bytes | None = None
@@ -355,13 +304,13 @@ def _substrings(data: bytes, start: int, stop: int) -> F.Substrings:
         tag, s, e = _header(data, p, seq_stop, "substring")
         if final is not None:
             raise ProtocolError("substrings filter has an element after 'final'")
-        if tag == 0x80:
+        if tag == SUBSTRING_INITIAL:
             if index != 0:
                 raise ProtocolError("substrings filter has 'initial' after its first element")
             initial = data[s:e]
-        elif tag == 0x81:
+        elif tag == SUBSTRING_ANY:
             middle.append(data[s:e])
-        elif tag == 0x82:
+        elif tag == SUBSTRING_FINAL:
             final = data[s:e]
         else:
             raise ProtocolError(f"unknown substring choice (tag 0x{tag:02x}) at offset {p}")
@@ -370,6 +319,9 @@ def _substrings(data: bytes, start: int, stop: int) -> F.Substrings:
     if index == 0:
         raise ProtocolError("substrings filter without any substring")
     return F.Substrings(attribute, initial, tuple(middle), final)
+
+
+_EXTENSIBLE_ORDER = {MATCHING_RULE: 1, MATCH_TYPE: 2, MATCH_VALUE: 3, DN_ATTRIBUTES: 4}
 
 
 def _extensible(data: bytes, start: int, stop: int) -> F.Extensible:
@@ -381,17 +333,17 @@ def _extensible(data: bytes, start: int, stop: int) -> F.Extensible:
     last = 0
     while p < stop:
         tag, s, e = _header(data, p, stop, "extensibleMatch field")
-        order = {0x81: 1, 0x82: 2, 0x83: 3, 0x84: 4}.get(tag)
+        order = _EXTENSIBLE_ORDER.get(tag)
         if order is None:
             raise ProtocolError(f"unknown extensibleMatch field (tag 0x{tag:02x}) at offset {p}")
         if order <= last:
             raise ProtocolError("extensibleMatch fields out of order or repeated")
         last = order
-        if tag == 0x81:
+        if tag == MATCHING_RULE:
             rule = _text(data, s, e, "matchingRule")
-        elif tag == 0x82:
+        elif tag == MATCH_TYPE:
             attribute = _text(data, s, e, "type of extensibleMatch")
-        elif tag == 0x83:
+        elif tag == MATCH_VALUE:
             value = data[s:e]
         else:
             if e - s != 1:
@@ -418,7 +370,7 @@ _SEARCH_FIELDS_SHAPE = int.from_bytes(b"\x0a\x01\x00\x0a\x01\x00\x02\x01\x00\x02
 
 def _search(data: bytes, start: int, stop: int) -> SearchOp:
     # Fast path: a short baseObject and one-octet fields (what clients send nearly always).
-    if start + 17 <= stop and data[start] == 0x04 and data[start + 1] < 0x80:
+    if start + 17 <= stop and data[start] == OCTET_STRING and data[start + 1] < 0x80:
         p = start + 2 + data[start + 1]
         if p + 15 <= stop and int.from_bytes(data[p : p + 15], "big") & _SEARCH_FIELDS_MASK == _SEARCH_FIELDS_SHAPE:
             scope = data[p + 2]
@@ -432,10 +384,10 @@ def _search(data: bytes, start: int, stop: int) -> SearchOp:
                 attributes = _attribute_list(data, p, stop)
                 return SearchOp(base, scope, deref, size_limit, time_limit, types_only, flt, attributes)
     base, p = _string(data, start, stop, "baseObject")
-    scope, p = _int(data, p, stop, "scope", 0x0A, 0, 3)
-    deref, p = _int(data, p, stop, "derefAliases", 0x0A, 0, 3)
-    size_limit, p = _int(data, p, stop, "sizeLimit", 0x02, 0, _MAX_INT)
-    time_limit, p = _int(data, p, stop, "timeLimit", 0x02, 0, _MAX_INT)
+    scope, p = _int(data, p, stop, "scope", ENUMERATED, 0, 3)
+    deref, p = _int(data, p, stop, "derefAliases", ENUMERATED, 0, 3)
+    size_limit, p = _int(data, p, stop, "sizeLimit", INTEGER, 0, _MAX_INT)
+    time_limit, p = _int(data, p, stop, "timeLimit", INTEGER, 0, _MAX_INT)
     types_only, p = _bool(data, p, stop, "typesOnly")
     flt, p = decode_filter(data, p, stop)
     return SearchOp(base, scope, deref, size_limit, time_limit, types_only, flt, _attribute_list(data, p, stop))
@@ -443,13 +395,13 @@ def _search(data: bytes, start: int, stop: int) -> SearchOp:
 
 def _attribute_list(data: bytes, pos: int, stop: int) -> tuple[str, ...]:
     """The AttributeSelection ending the SearchRequest at ``stop``."""
-    a_start, a_stop = _expect(data, pos, stop, 0x30, "attributes")
+    a_start, a_stop = _expect(data, pos, stop, SEQUENCE, "attributes")
     _no_trailing(a_stop, stop, "SearchRequest")
     attributes = []
     p = a_start
     while p < a_stop:
         n = data[p + 1] if p + 1 < a_stop else 0x80
-        if data[p] == 0x04 and n < 0x80 and p + 2 + n <= a_stop:
+        if data[p] == OCTET_STRING and n < 0x80 and p + 2 + n <= a_stop:
             try:
                 attributes.append(data[p + 2 : p + 2 + n].decode("utf-8"))
             except UnicodeDecodeError:
@@ -462,13 +414,13 @@ def _attribute_list(data: bytes, pos: int, stop: int) -> tuple[str, ...]:
 
 
 def _bind(data: bytes, start: int, stop: int) -> BindOp:
-    version, p = _int(data, start, stop, "bind version", 0x02, 1, 127)
+    version, p = _int(data, start, stop, "bind version", INTEGER, 1, 127)
     dn, p = _string(data, p, stop, "bind name")
     tag, s, e = _header(data, p, stop, "bind authentication")
     _no_trailing(e, stop, "BindRequest")
-    if tag == 0x80:
+    if tag == AUTH_SIMPLE:
         return BindOp(version, dn, data[s:e])
-    if tag == 0xA3:
+    if tag == AUTH_SASL:
         mechanism, q = _string(data, s, e, "SASL mechanism")
         credentials = None
         if q < e:
@@ -480,7 +432,7 @@ def _bind(data: bytes, start: int, stop: int) -> BindOp:
 
 def _compare(data: bytes, start: int, stop: int) -> CompareOp:
     dn, p = _string(data, start, stop, "compare entry")
-    s, e = _expect(data, p, stop, 0x30, "compare assertion")
+    s, e = _expect(data, p, stop, SEQUENCE, "compare assertion")
     _no_trailing(e, stop, "CompareRequest")
     attribute, value = _ava(data, s, e, "compare assertion")
     return CompareOp(dn, attribute, value)
@@ -488,14 +440,14 @@ def _compare(data: bytes, start: int, stop: int) -> CompareOp:
 
 def _add(data: bytes, start: int, stop: int) -> AddOp:
     dn, p = _string(data, start, stop, "add entry")
-    l_start, l_stop = _expect(data, p, stop, 0x30, "add attributes")
+    l_start, l_stop = _expect(data, p, stop, SEQUENCE, "add attributes")
     _no_trailing(l_stop, stop, "AddRequest")
     attributes: list[tuple[str, list[bytes]]] = []
     p = l_start
     while p < l_stop:
-        a_start, a_stop = _expect(data, p, l_stop, 0x30, "add attribute")
+        a_start, a_stop = _expect(data, p, l_stop, SEQUENCE, "add attribute")
         name, q = _string(data, a_start, a_stop, "add attribute type")
-        v_start, v_stop = _expect(data, q, a_stop, 0x31, "add attribute values")
+        v_start, v_stop = _expect(data, q, a_stop, SET, "add attribute values")
         _no_trailing(v_stop, a_stop, "add attribute")
         values = []
         q = v_start
@@ -508,10 +460,10 @@ def _add(data: bytes, start: int, stop: int) -> AddOp:
 
 
 def _extended(data: bytes, start: int, stop: int) -> ExtendedOp:
-    name, p = _string(data, start, stop, "requestName", tag=0x80)
+    name, p = _string(data, start, stop, "requestName", tag=EXTENDED_REQUEST_NAME)
     value = None
     if p < stop:
-        value, p = _octets(data, p, stop, "requestValue", tag=0x81)
+        value, p = _octets(data, p, stop, "requestValue", tag=EXTENDED_REQUEST_VALUE)
     _no_trailing(p, stop, "ExtendedRequest")
     return ExtendedOp(name, value)
 
@@ -543,11 +495,11 @@ def _controls(data: bytes, start: int, stop: int) -> tuple[Control, ...]:
     controls = []
     p = start
     while p < stop:
-        c_start, c_stop = _expect(data, p, stop, 0x30, "control")
+        c_start, c_stop = _expect(data, p, stop, SEQUENCE, "control")
         oid, q = _string(data, c_start, c_stop, "controlType")
         critical = False
         value = None
-        if q < c_stop and data[q] == 0x01:
+        if q < c_stop and data[q] == BOOLEAN:
             critical, q = _bool(data, q, c_stop, "criticality")
         if q < c_stop:
             value, q = _octets(data, q, c_stop, "controlValue")
@@ -565,9 +517,9 @@ def decode_message(data: bytes, pos: int = 0, end: int | None = None) -> Message
     """
     if end is None:
         end = len(data)
-    m_start, m_stop = _expect(data, pos, end, 0x30, "LDAPMessage")
+    m_start, m_stop = _expect(data, pos, end, SEQUENCE, "LDAPMessage")
     _no_trailing(m_stop, end, "the PDU")
-    message_id, p = _int(data, m_start, m_stop, "messageID", 0x02, 0, _MAX_INT)
+    message_id, p = _int(data, m_start, m_stop, "messageID", INTEGER, 0, _MAX_INT)
     if p + 2 <= m_stop and data[p + 1] < 0x80:
         tag = data[p]
         s = p + 2
@@ -577,42 +529,42 @@ def decode_message(data: bytes, pos: int = 0, end: int | None = None) -> Message
     else:
         tag, s, e = _header(data, p, m_stop, "protocolOp")
     op: Operation
-    if tag == TAG_SEARCH_REQUEST:
+    if tag == APP_SEARCH_REQUEST:
         op = _search(data, s, e)
-    elif tag == TAG_BIND_REQUEST:
+    elif tag == APP_BIND_REQUEST:
         op = _bind(data, s, e)
-    elif tag == TAG_UNBIND_REQUEST:
+    elif tag == APP_UNBIND_REQUEST:
         if e != s:
             raise ProtocolError("UnbindRequest must be empty")
         op = UnbindOp()
-    elif tag == TAG_ABANDON_REQUEST:
+    elif tag == APP_ABANDON_REQUEST:
         if s == e or e - s > 8:
             raise ProtocolError("AbandonRequest must hold a message ID")
         abandoned = int.from_bytes(data[s:e], "big", signed=True)
         if not 0 <= abandoned <= _MAX_INT:
             raise ProtocolError(f"AbandonRequest message ID {abandoned} is outside 0..{_MAX_INT}")
         op = AbandonOp(abandoned)
-    elif tag == TAG_COMPARE_REQUEST:
+    elif tag == APP_COMPARE_REQUEST:
         op = _compare(data, s, e)
-    elif tag == TAG_ADD_REQUEST:
+    elif tag == APP_ADD_REQUEST:
         op = _add(data, s, e)
-    elif tag == TAG_DELETE_REQUEST:
+    elif tag == APP_DEL_REQUEST:
         op = DeleteOp(_text(data, s, e, "delete entry"))
-    elif tag == TAG_EXTENDED_REQUEST:
+    elif tag == APP_EXTENDED_REQUEST:
         op = _extended(data, s, e)
-    elif tag == TAG_MODIFY_REQUEST:
+    elif tag == APP_MODIFY_REQUEST:
         modify = _via_pureldap(data, p, e, "ModifyRequest")
         op = ModifyOp(_as_text(getattr(modify, "object", ""), "modify object"))
-    elif tag == TAG_MODIFY_DN_REQUEST:
+    elif tag == APP_MODIFY_DN_REQUEST:
         moddn = _via_pureldap(data, p, e, "ModifyDNRequest")
         op = ModifyDNOp(_as_text(getattr(moddn, "entry", ""), "modifyDN entry"))
-    elif tag in _OP_NAMES:
-        raise ProtocolError(f"a client may not send {_OP_NAMES[tag]} (tag 0x{tag:02x})")
+    elif tag in RESPONSE_NAMES:
+        raise ProtocolError(f"a client may not send {RESPONSE_NAMES[tag]} (tag 0x{tag:02x})")
     else:
         raise ProtocolError(f"unknown protocol operation (tag 0x{tag:02x})")
     controls: tuple[Control, ...] = ()
     if e < m_stop:
-        c_start, c_stop = _expect(data, e, m_stop, 0xA0, "controls")
+        c_start, c_stop = _expect(data, e, m_stop, CONTROLS, "controls")
         _no_trailing(c_stop, m_stop, "LDAPMessage")
         controls = _controls(data, c_start, c_stop)
     return Message(message_id, op, controls)
@@ -622,9 +574,9 @@ def decode_paged_control(value: bytes | None) -> tuple[int, bytes]:
     """The ``(size, cookie)`` of a paged results control value (RFC 2696)."""
     if value is None:
         raise ProtocolError("paged results control without a value")
-    s, e = _expect(value, 0, len(value), 0x30, "paged results control value")
+    s, e = _expect(value, 0, len(value), SEQUENCE, "paged results control value")
     _no_trailing(e, len(value), "paged results control value")
-    size, p = _int(value, s, e, "paged results size", 0x02, 0, _MAX_INT)
+    size, p = _int(value, s, e, "paged results size", INTEGER, 0, _MAX_INT)
     cookie, p = _octets(value, p, e, "paged results cookie")
     _no_trailing(p, e, "paged results control value")
     return size, cookie

@@ -6,7 +6,7 @@ from typing import Any
 
 from twisted.internet import defer
 
-from gridinfo.directory import ber
+from gridinfo import ber
 from gridinfo.ldap.client import ClientResult
 
 

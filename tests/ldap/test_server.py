@@ -16,7 +16,7 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from gridinfo.directory import ber
+from gridinfo import ber
 from gridinfo.errors import ResultCode
 from gridinfo.ldap.server import LDAPServerFactory, ServerLimits
 from tests.support.serve_fixture import DictBackend, sample_entries

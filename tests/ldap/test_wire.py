@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from ldaptor.protocols import pureber
 from ldaptor.protocols import pureldap as L
 
-from gridinfo.directory import ber
+from gridinfo import ber
 from gridinfo.directory import filters as F
 from gridinfo.errors import ProtocolError
 from gridinfo.ldap import wire

@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from gridinfo_dev import loadgen
-from gridinfo.directory import ber
+from gridinfo import ber
 
 LOOPBACK = "127.0.0.1"
 CHILD_SUFFIX = "mds-vo-name=local,o=grid"
@@ -280,8 +280,9 @@ class Answer:
 
 def _op_start(buf: bytes | bytearray, pos: int) -> int:
     """Where the protocol op starts in the LDAPMessage at ``pos``."""
-    length = buf[pos + 1]
-    body = pos + 2 + (length & 0x7F if length & 0x80 else 0)
+    header = ber.read_pdu_header(buf, pos, len(buf))
+    assert header is not None  # next_message framed this message already
+    body = pos + header[0]
     return body + 2 + buf[body + 1]
 
 

@@ -34,9 +34,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from gridinfo.directory import ber
+from gridinfo import ber
+from gridinfo.errors import ProtocolError
 
-APP_SEARCH_REQUEST = 0x63
 SCOPE_BASE = 0
 SCOPE_ONE = 1
 SCOPE_SUB = 2
@@ -61,7 +61,7 @@ class LoadGenError(Exception):
 
 def _filter_item(text: str) -> bytes:
     """Encode one simple filter item ``attr=value``, ``attr>=v``, ``attr<=v`` or ``attr=*``."""
-    for op, tag in ((">=", 0xA5), ("<=", 0xA6), ("~=", 0xA8)):
+    for op, tag in ((">=", ber.FILTER_GREATER_OR_EQUAL), ("<=", ber.FILTER_LESS_OR_EQUAL), ("~=", ber.FILTER_APPROX)):
         if op in text:
             attr, value = text.split(op, 1)
             return ber.tlv(tag, ber.octet_string(attr.encode()) + ber.octet_string(value.encode()))
@@ -69,10 +69,10 @@ def _filter_item(text: str) -> bytes:
         raise ValueError(f"not a filter item: {text!r}")
     attr, value = text.split("=", 1)
     if value == "*":
-        return ber.tlv(0x87, attr.encode())
+        return ber.tlv(ber.FILTER_PRESENT, attr.encode())
     if "*" in value:
         raise ValueError(f"substring filters are not supported by the load generator: {text!r}")
-    return ber.tlv(0xA3, ber.octet_string(attr.encode()) + ber.octet_string(value.encode()))
+    return ber.tlv(ber.FILTER_EQUALITY, ber.octet_string(attr.encode()) + ber.octet_string(value.encode()))
 
 
 def encode_filter(text: str) -> bytes:
@@ -97,10 +97,10 @@ def _parse_filter(text: str, pos: int) -> tuple[bytes, int]:
         while pos < len(text) and text[pos] == "(":
             part, pos = _parse_filter(text, pos)
             parts.append(part)
-        encoded = ber.tlv(0xA0 if kind == "&" else 0xA1, b"".join(parts))
+        encoded = ber.tlv(ber.FILTER_AND if kind == "&" else ber.FILTER_OR, b"".join(parts))
     elif kind == "!":
         part, pos = _parse_filter(text, pos + 1)
-        encoded = ber.tlv(0xA2, part)
+        encoded = ber.tlv(ber.FILTER_NOT, part)
     else:
         end = text.find(")", pos)
         if end < 0:
@@ -123,7 +123,7 @@ def search_request(
 ) -> bytes:
     """Encode a complete LDAPMessage carrying a SearchRequest."""
     op = ber.tlv(
-        APP_SEARCH_REQUEST,
+        ber.APP_SEARCH_REQUEST,
         ber.octet_string(base.encode("utf-8"))
         + ber.integer(scope, ber.ENUMERATED)
         + ber.integer(DEREF_NEVER, ber.ENUMERATED)
@@ -138,26 +138,17 @@ def search_request(
 
 def unbind_request(message_id: int) -> bytes:
     """Encode an UnbindRequest ([APPLICATION 2] NULL)."""
-    return ber.ldap_message(message_id, b"\x42\x00")
+    return ber.ldap_message(message_id, bytes((ber.APP_UNBIND_REQUEST, 0)))
 
 
 # ---------------------------------------------------------------------------------------------
 # Response framing
 
 
-def _read_length(buf: bytes | bytearray, pos: int) -> tuple[int, int] | None:
-    """Decode a definite length at ``pos``; return (length, position after it) or None if short."""
-    if pos >= len(buf):
-        return None
-    first = buf[pos]
-    if first < 0x80:
-        return first, pos + 1
-    count = first & 0x7F
-    if count == 0 or count > 4:
-        raise LoadGenError(f"unsupported BER length octet 0x{first:02x}")
-    if pos + 1 + count > len(buf):
-        return None
-    return int.from_bytes(buf[pos + 1 : pos + 1 + count], "big"), pos + 1 + count
+#: Result-shaped ops whose LDAPResult code next_message reads.
+_RESULT_OPS = frozenset(
+    (ber.APP_SEARCH_RESULT_DONE, ber.APP_BIND_RESPONSE, ber.APP_DEL_RESPONSE, ber.APP_COMPARE_RESPONSE, ber.APP_EXTENDED_RESPONSE)
+)
 
 
 def next_message(buf: bytes | bytearray, pos: int) -> tuple[int, int, int] | None:
@@ -166,31 +157,32 @@ def next_message(buf: bytes | bytearray, pos: int) -> tuple[int, int, int] | Non
     Returns ``(end, op_tag, result_code)`` where ``result_code`` is the LDAPResult code for
     result-shaped ops (-1 for others), or None when the buffer does not yet hold the message.
     """
-    if pos >= len(buf):
-        return None
-    if buf[pos] != 0x30:
-        raise LoadGenError(f"expected LDAPMessage SEQUENCE, got tag 0x{buf[pos]:02x}")
-    header = _read_length(buf, pos + 1)
-    if header is None:
-        return None
-    length, body = header
-    if length > MAX_MESSAGE_BYTES:
-        raise LoadGenError(f"response of {length} bytes exceeds {MAX_MESSAGE_BYTES}")
-    end = body + length
-    if end > len(buf):
-        return None
-    # messageID INTEGER: tag, short length, value
-    if buf[body] != ber.INTEGER:
-        raise LoadGenError("LDAPMessage without messageID")
-    op_pos = body + 2 + buf[body + 1]
-    op_tag = buf[op_pos]
-    code = -1
-    if op_tag in (ber.APP_SEARCH_RESULT_DONE, 0x61, 0x6B, 0x78):  # done, bind, compare, extended
-        op_len = _read_length(buf, op_pos + 1)
-        assert op_len is not None  # the whole message is in the buffer
-        enum_pos = op_len[1]
-        if buf[enum_pos] == ber.ENUMERATED and buf[enum_pos + 1] == 1:
-            code = buf[enum_pos + 2]
+    try:
+        header = ber.read_pdu_header(buf, pos, len(buf))
+        if header is None:
+            return None
+        head, length = header
+        if length > MAX_MESSAGE_BYTES:
+            raise LoadGenError(f"response of {length} bytes exceeds {MAX_MESSAGE_BYTES}")
+        body = pos + head
+        end = body + length
+        if end > len(buf):
+            return None
+        # messageID INTEGER: tag, short length, value
+        if buf[body] != ber.INTEGER:
+            raise LoadGenError("LDAPMessage without messageID")
+        op_pos = body + 2 + buf[body + 1]
+        op_tag = buf[op_pos]
+        code = -1
+        if op_tag in _RESULT_OPS:
+            op_len = ber.read_length(buf, op_pos + 1, end, "protocolOp")
+            if op_len is None:
+                raise LoadGenError(f"truncated protocolOp at offset {op_pos}")
+            enum_pos = op_len[1]
+            if buf[enum_pos] == ber.ENUMERATED and buf[enum_pos + 1] == 1:
+                code = buf[enum_pos + 2]
+    except ProtocolError as e:
+        raise LoadGenError(e.message) from None
     return end, op_tag, code
 
 
