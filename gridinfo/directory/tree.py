@@ -24,7 +24,8 @@ Beside what an entry holds, the tree answers the operational attributes slapd ke
 substrings, extensible match, with the schema's matching rules):
 
 * ``entryDN``, ``subschemaSubentry``, ``hasSubordinates`` and ``structuralObjectClass`` are
-  computed from the entry and the children index;
+  computed from the entry and the children index (``entryDN`` spells each attribute type as
+  the schema names it, ``Mds-Vo-name=local,o=grid``, as slapd does);
 * ``createTimestamp``, ``modifyTimestamp`` and ``entryCSN`` come from ``meta``, a side table
   ``key -> (create CSN, modify CSN)`` written by :meth:`DirectoryTree.add` and
   :meth:`DirectoryTree.remove`, so plain searches pay nothing for them.  A CSN is one integer,
@@ -66,7 +67,7 @@ from typing import TYPE_CHECKING
 
 from gridinfo.directory import filters as F
 from gridinfo.directory.cursor import SLICE_SECONDS, SearchCursor
-from gridinfo.directory.dn import DNNormaliser, is_descendant_key, parent_key
+from gridinfo.directory.dn import DNNormaliser, escape_value, is_descendant_key, parent_key, parse_dn
 from gridinfo.directory.entry import Entry, EntryBuilder
 from gridinfo.directory.evaluate import FilterCompiler
 from gridinfo.directory.query import Scope, SearchRequest, SearchResult
@@ -517,7 +518,7 @@ class DirectoryTree:
     def operational_values(self, e: Entry, k: str) -> list[bytes]:
         """The values of operational attribute ``k`` (a canonical key) of ``e``; [] if none."""
         if k == "entrydn":
-            return [e.dn.encode("utf-8")]
+            return [self._pretty_dn(e.dn).encode("utf-8")]
         if k == "subschemasubentry":
             return [b"cn=Subschema"]
         if k == "hassubordinates":
@@ -542,6 +543,22 @@ class DirectoryTree:
         if k == "entrycsn":
             return [format_csn(meta[1]).encode()]
         return []  # creatorsName, modifiersName: gridinfo entries have no writer
+
+    def _pretty_dn(self, dn: str) -> str:
+        """The DN with each attribute type spelled as the schema names it (slapd's entryDN)."""
+        try:
+            rdns = parse_dn(dn)
+        except InvalidDNSyntax:
+            return dn
+        schema = self.schema
+        parts = []
+        for rdn in rdns:
+            avas = []
+            for typ, value in rdn:
+                m = schema.matching(typ)
+                avas.append(f"{m.name if m is not None else typ}={escape_value(value)}")
+            parts.append("+".join(avas))
+        return ",".join(parts)
 
     def _filter_values(self, key: str) -> Callable[[Entry], list[bytes]] | None:
         """For the filter compiler: how to read operational attribute ``key``, or None."""
