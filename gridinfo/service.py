@@ -6,6 +6,8 @@ Only the command-line entry points touch the global reactor; everything here tak
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application import service
@@ -135,10 +137,15 @@ def server_limits(config: Any) -> ServerLimits:
     )
 
 
-def make_gris_tree(config: GRISConfig, schema: Schema | None = None) -> DirectoryTree:
-    """The GRIS's tree: base entries, then the static LDIF (whose versions win)."""
+def make_gris_tree(
+    config: GRISConfig, schema: Schema | None = None, *, wallclock: Callable[[], float] = time.time
+) -> DirectoryTree:
+    """The GRIS's tree: base entries, then the static LDIF (whose versions win).
+
+    ``wallclock`` stamps entries (createTimestamp, modifyTimestamp); daemons pass the reactor's.
+    """
     schema = schema if schema is not None else load_schema(config.schema)
-    tree = DirectoryTree(schema, indexed=DEFAULT_INDEXED + tuple(config.index))
+    tree = DirectoryTree(schema, indexed=DEFAULT_INDEXED + tuple(config.index), wallclock=wallclock)
     load_static_ldif(tree, config.ldif)
     add_base_entries(tree, config.suffix)
     return tree
@@ -151,7 +158,7 @@ def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree |
     state; their status is published under ``o=infosys``.
     """
     validate(config)
-    tree = tree if tree is not None else make_gris_tree(config)
+    tree = tree if tree is not None else make_gris_tree(config, wallclock=reactor.seconds)
     events = None
     vm_feed = None
     if config.vm.enabled:
@@ -209,7 +216,7 @@ def make_giis_service(config: GIISConfig, reactor: Any) -> service.MultiService:
     validate(config)
     config = replace(config, children=tuple(replace(c, password=read_secret(c.password)) for c in config.children))
     schema = load_schema(config.schema)
-    tree = DirectoryTree(schema, indexed=DEFAULT_INDEXED)
+    tree = DirectoryTree(schema, indexed=DEFAULT_INDEXED, wallclock=reactor.seconds)
     add_base_entries(tree, config.suffix)
     policy = RegistrationPolicy(config.policy, schema, source=config.source)
     backend = GIISBackend(tree, config, reactor, policy=policy, client_factory=client_factory(config, reactor))

@@ -5,6 +5,12 @@ Undefined (unknown attribute, no matching rule for the operation, an assertion v
 not valid for the attribute's syntax).  Only ``True`` selects an entry.  Compilation resolves
 everything that depends on the filter alone (attribute keys, normalised assertion values,
 subtypes) once per search, so per-entry work is a dictionary lookup and a comparison.
+
+Operational attributes the entry does not hold (``modifyTimestamp``, ``entryUUID``,
+``hasSubordinates``... kept or computed by the tree) are read through the ``operational``
+hook the tree passes in: a filter item on one of them is compiled as usual, then evaluated
+over a one-attribute view (:class:`_Virtual`) of the values the hook gives for each entry.
+Filters that name no such attribute never reach the hook.
 """
 
 from __future__ import annotations
@@ -33,12 +39,68 @@ def _true(entry: Entry) -> bool:
     return True
 
 
+#: for an operational attribute key, how to read its values from an entry (None: not one)
+OperationalHook = Callable[[str], "Callable[[Entry], list[bytes]] | None"]
+
+
+class _Shape:
+    __slots__ = ("index",)
+
+    def __init__(self, key: str):
+        self.index = {key: 0}
+
+
+class _Virtual:
+    """One entry seen as holding only the values of one operational attribute (not cached)."""
+
+    __slots__ = ("shape", "values", "dn", "object_classes")
+
+    def __init__(self, shape: _Shape, values: list[bytes], entry: Entry):
+        self.shape = shape
+        self.values = values
+        self.dn = entry.dn
+        self.object_classes = entry.object_classes
+
+    def normalised(self, key: str, kind: str, normalise: Any) -> tuple[Any, ...]:
+        out = []
+        for v in self.values:
+            n = normalise(v)
+            if n is not None:
+                out.append(n)
+        return tuple(out)
+
+
 class FilterCompiler:
     """Compiles filters for one schema; caches attribute facts (subtypes, matching)."""
 
-    def __init__(self, schema: Schema):
+    def __init__(self, schema: Schema, *, operational: OperationalHook | None = None):
         self.schema = schema
+        self.operational = operational
         self._subtypes: dict[str, tuple[str, ...]] | None = None
+
+    def _operational_reader(self, description: str) -> tuple[str, Callable[[Entry], list[bytes]]] | None:
+        if self.operational is None:
+            return None
+        base, sep, _ = description.partition(";")
+        m = self.schema.matching(base)
+        if m is None or sep:
+            return None
+        reader = self.operational(m.key)
+        return None if reader is None else (m.key, reader)
+
+    def _on_operational(self, f: F.Filter, key: str, reader: Callable[[Entry], list[bytes]]) -> Predicate:
+        inner = self._compile_item(f)
+        if inner is _undefined:
+            return inner
+        shape = _Shape(key)
+
+        def operational(e: Entry) -> bool | None:
+            values = reader(e)
+            if not values:
+                return False  # the entry lacks it (contextCSN below a naming context...)
+            return inner(_Virtual(shape, values, e))  # type: ignore[arg-type]
+
+        return operational
 
     # -- schema facts -----------------------------------------------------------------------
 
@@ -77,6 +139,15 @@ class FilterCompiler:
     # -- compilation ------------------------------------------------------------------------
 
     def compile(self, f: F.Filter) -> Predicate:
+        if self.operational is not None and not isinstance(f, (F.And, F.Or, F.Not)):
+            attribute = getattr(f, "attribute", None)
+            if attribute is not None:
+                found = self._operational_reader(attribute)
+                if found is not None:
+                    return self._on_operational(f, *found)
+        return self._compile_item(f)
+
+    def _compile_item(self, f: F.Filter) -> Predicate:
         if isinstance(f, F.And):
             return self._and([self.compile(x) for x in f.filters])
         if isinstance(f, F.Or):
@@ -115,7 +186,7 @@ class FilterCompiler:
         groups: dict[tuple[str, ...], list[F.Equality]] = {}
         preds: list[Predicate] = []
         for term in terms:
-            if isinstance(term, F.Equality):
+            if isinstance(term, F.Equality) and self._operational_reader(term.attribute) is None:
                 m, keys = self._resolve(term.attribute)
                 if m is not None and m.equality is not None:
                     groups.setdefault(("objectclass",) if m.key == "objectclass" else keys, []).append(term)

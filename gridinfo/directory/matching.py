@@ -255,6 +255,19 @@ def uuid_key(value: bytes) -> str | None:
 
 # --- syntax validation ------------------------------------------------------------------------
 
+_CSN = re.compile(rb"[0-9]{14}\.[0-9]{6}Z#[0-9a-fA-F]{6}#[0-9a-fA-F]{3}#[0-9a-fA-F]{6}\Z")
+
+
+def csn_key(value: bytes) -> str | None:
+    """OpenLDAP's change sequence number (``YYYYmmddHHMMSS.ffffffZ#cccccc#sid#mmmmmm``).
+
+    Fixed width, so the lower-cased text orders as the CSNs do.
+    """
+    if _CSN.match(value) is None:
+        return None
+    return value.decode("ascii").lower()
+
+
 SYNTAX_PREFIX = "1.3.6.1.4.1.1466.115.121.1."
 _PRINTABLE = re.compile(rb"[A-Za-z0-9 '()+,\-./:?=]*\Z")
 
@@ -288,6 +301,7 @@ _SYNTAX_VALIDATORS: dict[str, Callable[[bytes], bool]] = {
     SYNTAX_PREFIX + "44": lambda v: _PRINTABLE.match(v) is not None,
     SYNTAX_PREFIX + "50": _directory_string_valid,
     "1.3.6.1.1.16.1": lambda v: uuid_key(v) is not None,
+    "1.3.6.1.4.1.4203.666.11.2.1": lambda v: csn_key(v) is not None,
 }
 
 
@@ -335,6 +349,8 @@ _RULE_TABLE: tuple[tuple[str, str, str, Callable[[bytes], Any]], ...] = (
     ("caseExactIA5SubstringsMatch", "1.3.6.1.4.1.4203.1.2.1", "substr", prepare_case_exact),
     ("uuidMatch", "1.3.6.1.1.16.2", "equality", uuid_key),
     ("uuidOrderingMatch", "1.3.6.1.1.16.3", "ordering", uuid_key),
+    ("CSNMatch", "1.3.6.1.4.1.4203.666.11.2.2", "equality", csn_key),
+    ("CSNOrderingMatch", "1.3.6.1.4.1.4203.666.11.2.3", "ordering", csn_key),
 )
 
 for _name, _oid, _kind, _fn in _RULE_TABLE:
@@ -360,8 +376,6 @@ KNOWN_RULE_NAMES: frozenset[str] = frozenset(
         "certificatelistexactmatch",
         "attributecertificateexactmatch",
         "authzmatch",
-        "csnmatch",
-        "csnorderingmatch",
         "csnsubstringsmatch",
         "directorycomponentsmatch",
     }

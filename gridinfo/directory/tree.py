@@ -17,6 +17,42 @@ An entry whose parent is missing is still stored and searchable (provider output
 always come parent first); it becomes reachable by one-level and subtree walks when its parent
 arrives, because the children index is keyed by the parent's key, not by the parent object.
 
+Operational attributes
+----------------------
+Beside what an entry holds, the tree answers the operational attributes slapd keeps, for
+``+`` or when named (never for ``*`` alone), and in filters (presence, equality, ordering,
+substrings, extensible match, with the schema's matching rules):
+
+* ``entryDN``, ``subschemaSubentry``, ``hasSubordinates`` and ``structuralObjectClass`` are
+  computed from the entry and the children index (``entryDN`` spells each attribute type as
+  the schema names it, ``Mds-Vo-name=local,o=grid``, as slapd does);
+* ``createTimestamp``, ``modifyTimestamp`` and ``entryCSN`` come from ``meta``, a side table
+  ``key -> (create CSN, modify CSN)`` written by :meth:`DirectoryTree.add` and
+  :meth:`DirectoryTree.remove`, so plain searches pay nothing for them.  A CSN is one integer,
+  ``microseconds << 24 | counter``, from the injected wall clock (``wallclock``; daemons pass
+  the reactor's ``seconds``), strictly increasing within the tree: two changes in one
+  microsecond (or a clock that steps back) take the last CSN's time and the next counter.  It
+  is written in OpenLDAP's form ``YYYYmmddHHMMSS.ffffffZ#cccccc#000#000000`` (replica id 0)
+  and the timestamps as ``YYYYmmddHHMMSSZ``, the CSN's time in whole seconds, as slapd does;
+* ``entryUUID`` is the name-based (SHA-1, RFC 4122 version 5) UUID of the entry's canonical
+  DN key under the fixed namespace :data:`ENTRY_UUID_NAMESPACE`, in RFC 4530's string form:
+  the same DN has the same entryUUID across refreshes, restarts and removal then re-add
+  (which gives it a new createTimestamp), and no state is kept for it;
+* ``contextCSN``, on the entries with no parent in the tree (the naming contexts
+  ``o=grid``, ``o=glue``, ``o=infosys``...), is the tree's newest CSN (:attr:`context_csn`),
+  as slapd's syncprov overlay publishes it on a database suffix; one tree is one database, so
+  every naming context shows the same value.
+
+An entry added again with the same key moves its ``modifyTimestamp``/``entryCSN`` only when
+its *content* changed: its DN as spelled, or any attribute value other than the freshness
+stamps soft state rewrites on every run.  :data:`FRESHNESS_STAMPS` is that set
+(``Mds-validfrom``, ``Mds-validto``); :data:`SOFTSTATE_STAMPS` adds ``GLUE2EntityCreationTime``,
+which soft state passes when the stamp on the entry is its own (not the provider's).  The
+comparison costs one tuple comparison when nothing at all changed.  :meth:`DirectoryTree.touch`
+moves an entry's ``modifyTimestamp`` whatever its content (BDII's ``UpdateStats`` entry moves
+on every update cycle even when its figures do not).  ``changes`` counts, since the tree was
+made, the entries that were new, modified (content) and deleted.
+
 Search returns encoded ``SearchResultEntry`` ops.  It is synchronous unless the caller asks
 for slices (the GRIS's server does): then a search not finished within one slice of CPU time
 returns with a cursor the server drives on later reactor turns (:mod:`.cursor`).
@@ -25,12 +61,13 @@ returns with a cursor the server drives on later reactor turns (:mod:`.cursor`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+import uuid
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from gridinfo.directory import filters as F
 from gridinfo.directory.cursor import SLICE_SECONDS, SearchCursor
-from gridinfo.directory.dn import DNNormaliser, is_descendant_key, parent_key
+from gridinfo.directory.dn import DNNormaliser, escape_value, is_descendant_key, parent_key, parse_dn
 from gridinfo.directory.entry import Entry, EntryBuilder
 from gridinfo.directory.evaluate import FilterCompiler
 from gridinfo.directory.query import Scope, SearchRequest, SearchResult
@@ -40,7 +77,85 @@ from gridinfo.errors import InvalidDNSyntax, NoSuchObject, ResultCode
 if TYPE_CHECKING:
     from gridinfo.directory.schema import Schema
 
-OPERATIONAL = ("structuralobjectclass", "entrydn", "subschemasubentry", "hassubordinates")
+#: operational attributes ``+`` returns, in this order (``contextcsn`` on naming contexts only)
+OPERATIONAL = (
+    "structuralobjectclass",
+    "entryuuid",
+    "creatorsname",
+    "createtimestamp",
+    "entrycsn",
+    "modifiersname",
+    "modifytimestamp",
+    "entrydn",
+    "subschemasubentry",
+    "hassubordinates",
+    "contextcsn",
+)
+_OPERATIONAL_SET = frozenset(OPERATIONAL)
+#: operational attributes a filter can test (slapd's stored ones plus entryDN and hasSubordinates)
+FILTERABLE = frozenset(
+    {"structuralobjectclass", "entryuuid", "createtimestamp", "modifytimestamp", "entrycsn", "entrydn",
+     "hassubordinates", "contextcsn", "creatorsname", "modifiersname"}
+)
+
+#: attributes soft state rewrites on every run: not content (see the theory of operation)
+FRESHNESS_STAMPS: frozenset[str] = frozenset({"mds-validfrom", "mds-validto"})
+#: ... and GLUE2EntityCreationTime, when soft state (not the provider) stamped it
+SOFTSTATE_STAMPS: frozenset[str] = FRESHNESS_STAMPS | {"glue2entitycreationtime"}
+
+#: entryUUID is uuid5(ENTRY_UUID_NAMESPACE, canonical DN key): fixed forever, never change it
+ENTRY_UUID_NAMESPACE = uuid.UUID("8c663064-bae7-4e0c-9246-0c20d7a7e64c")
+
+_CSN_COUNTER_BITS = 24
+_CSN_COUNTER_MASK = (1 << _CSN_COUNTER_BITS) - 1
+
+
+def entry_uuid(key: str) -> str:
+    """The entryUUID of the entry whose canonical DN key is ``key`` (RFC 4530 string form)."""
+    return str(uuid.uuid5(ENTRY_UUID_NAMESPACE, key))
+
+
+def csn_seconds(csn: int) -> float:
+    return (csn >> _CSN_COUNTER_BITS) / 1e6
+
+
+def format_timestamp(csn: int) -> str:
+    """``YYYYmmddHHMMSSZ`` of a CSN's time (whole seconds, UTC), as slapd's timestamps."""
+    return time.strftime("%Y%m%d%H%M%SZ", time.gmtime((csn >> _CSN_COUNTER_BITS) // 1_000_000))
+
+
+def format_csn(csn: int) -> str:
+    """OpenLDAP's CSN text: ``YYYYmmddHHMMSS.ffffffZ#counter#sid#mod`` (sid and mod 0)."""
+    us = csn >> _CSN_COUNTER_BITS
+    whole, frac = divmod(us, 1_000_000)
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(whole))
+    return f"{stamp}.{frac:06d}Z#{csn & _CSN_COUNTER_MASK:06x}#000#000000"
+
+
+def _same_content(old: Entry, new: Entry, stamps: Collection[str]) -> bool:
+    """Same DN spelling and the same values, freshness stamps aside (names' case aside)."""
+    if old.dn != new.dn:
+        return False
+    if old.values == new.values and list(old.shape.names) == list(new.shape.names):
+        return True
+    a = {k: v for k, v in zip(old.shape.names, old.values) if k not in stamps}
+    b = {k: v for k, v in zip(new.shape.names, new.values) if k not in stamps}
+    return a == b
+
+
+_OPERATIONAL_NAMES = {
+    "structuralobjectclass": b"structuralObjectClass",
+    "entryuuid": b"entryUUID",
+    "creatorsname": b"creatorsName",
+    "createtimestamp": b"createTimestamp",
+    "entrycsn": b"entryCSN",
+    "modifiersname": b"modifiersName",
+    "modifytimestamp": b"modifyTimestamp",
+    "entrydn": b"entryDN",
+    "subschemasubentry": b"subschemaSubentry",
+    "hassubordinates": b"hasSubordinates",
+    "contextcsn": b"contextCSN",
+}
 
 
 class DirectoryTree:
@@ -52,14 +167,21 @@ class DirectoryTree:
         *,
         indexed: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], float] = time.time,
         slice_seconds: float = SLICE_SECONDS,
     ):
+        """``clock`` times searches (time limits, slices); ``wallclock`` (seconds since the
+        epoch) stamps entries: createTimestamp, modifyTimestamp, entryCSN."""
         self.schema = schema
         self.slice_seconds = slice_seconds
         self.builder = EntryBuilder(schema)
         self.normaliser: DNNormaliser = self.builder.dn_normaliser
-        self.compiler = FilterCompiler(schema)
+        self.compiler = FilterCompiler(schema, operational=self._filter_values)
         self.clock = clock
+        self.wallclock = wallclock
+        self.meta: dict[str, tuple[int, int]] = {}  # key -> (create CSN, modify CSN)
+        self.context_csn = 0  # the newest CSN given (0: none yet)
+        self.changes = [0, 0, 0]  # entries new, modified (content), deleted since the tree was made
         self.entries: dict[str, Entry] = {}
         self.children: dict[str, dict[str, None]] = {}
         self.subtree_sizes: dict[str, int] = {}
@@ -67,7 +189,7 @@ class DirectoryTree:
         self.eq_indexes: dict[str, dict[object, dict[str, None]]] = {}
         for name in indexed:
             m = schema.matching(name)
-            if m is not None and m.key != "objectclass" and m.equality is not None:
+            if m is not None and m.key != "objectclass" and m.equality is not None and m.key not in _OPERATIONAL_SET:
                 self.eq_indexes[m.key] = {}
 
     # -- updates ----------------------------------------------------------------------------
@@ -87,13 +209,35 @@ class DirectoryTree:
     def key(self, dn: str) -> str:
         return self.normaliser.key(dn)
 
-    def add(self, entry: Entry) -> Entry | None:
-        """Insert or replace an entry; returns the entry it replaced, if any."""
+    def next_csn(self) -> int:
+        """A new CSN from the wall clock, greater than every CSN given before in this tree."""
+        us = int(self.wallclock() * 1_000_000)
+        last = self.context_csn
+        csn = us << _CSN_COUNTER_BITS
+        if csn <= last:
+            csn = last + 1
+        self.context_csn = csn
+        return csn
+
+    def add(self, entry: Entry, *, stamps: Collection[str] = FRESHNESS_STAMPS) -> Entry | None:
+        """Insert or replace an entry; returns the entry it replaced, if any.
+
+        A new key gets its createTimestamp; a replaced entry keeps its modifyTimestamp and
+        entryCSN unless its content changed (``stamps``: the attributes that are not content).
+        """
         key = entry.key
         old = self.entries.get(key)
         if old is not None:
             self._unindex(old)
+            if not _same_content(old, entry, stamps):
+                meta = self.meta.get(key)
+                csn = self.next_csn()
+                self.meta[key] = (meta[0] if meta is not None else csn, csn)
+                self.changes[1] += 1
         else:
+            csn = self.next_csn()
+            self.meta[key] = (csn, csn)
+            self.changes[0] += 1
             pk = parent_key(key)
             if pk is not None:
                 self.children.setdefault(pk, {})[key] = None
@@ -112,6 +256,9 @@ class DirectoryTree:
         if old is None:
             return None
         self._unindex(old)
+        self.meta.pop(key, None)
+        self.changes[2] += 1
+        self.next_csn()  # the tree changed: its contextCSN moves
         pk = parent_key(key)
         if pk is not None:
             siblings = self.children.get(pk)
@@ -129,6 +276,12 @@ class DirectoryTree:
                 sizes[k] = n
             k = parent_key(k)
         return old
+
+    def touch(self, key: str) -> None:
+        """Move an entry's modifyTimestamp and entryCSN to now, whatever its content."""
+        meta = self.meta.get(key)
+        if meta is not None:
+            self.meta[key] = (meta[0], self.next_csn())
 
     def _index(self, entry: Entry) -> None:
         key = entry.key
@@ -330,7 +483,7 @@ class DirectoryTree:
             else:
                 m = self.schema.matching(a.partition(";")[0])
                 k = m.key if m is not None else a.lower()
-                if k in OPERATIONAL:
+                if k in _OPERATIONAL_SET:
                     operational.append(k)
                 else:
                     wanted.append(k)
@@ -357,21 +510,61 @@ class DirectoryTree:
     def _operational(self, e: Entry, wanted: list[str], types_only: bool) -> list[bytes]:
         out = []
         for k in wanted:
-            if k == "entrydn":
-                name, vals = "entryDN", [e.dn.encode("utf-8")]
-            elif k == "subschemasubentry":
-                name, vals = "subschemaSubentry", [b"cn=Subschema"]
-            elif k == "hassubordinates":
-                name, vals = "hasSubordinates", [b"TRUE" if self.children.get(e.key) else b"FALSE"]
-            elif k == "structuralobjectclass":
-                soc = self._structural(e)
-                if soc is None:
-                    continue
-                name, vals = "structuralObjectClass", [soc.encode("utf-8")]
-            else:
-                continue
-            out.append(ber.partial_attribute(name.encode(), () if types_only else vals))
+            vals = self.operational_values(e, k)
+            if vals:
+                out.append(ber.partial_attribute(_OPERATIONAL_NAMES[k], () if types_only else vals))
         return out
+
+    def operational_values(self, e: Entry, k: str) -> list[bytes]:
+        """The values of operational attribute ``k`` (a canonical key) of ``e``; [] if none."""
+        if k == "entrydn":
+            return [self._pretty_dn(e.dn).encode("utf-8")]
+        if k == "subschemasubentry":
+            return [b"cn=Subschema"]
+        if k == "hassubordinates":
+            return [b"TRUE" if self.children.get(e.key) else b"FALSE"]
+        if k == "structuralobjectclass":
+            soc = self._structural(e)
+            return [] if soc is None else [soc.encode("utf-8")]
+        if k == "entryuuid":
+            return [entry_uuid(e.key).encode()]
+        if k == "contextcsn":
+            pk = parent_key(e.key)
+            if self.context_csn and (pk is None or pk not in self.entries):
+                return [format_csn(self.context_csn).encode()]
+            return []
+        meta = self.meta.get(e.key)
+        if meta is None:
+            return []
+        if k == "createtimestamp":
+            return [format_timestamp(meta[0]).encode()]
+        if k == "modifytimestamp":
+            return [format_timestamp(meta[1]).encode()]
+        if k == "entrycsn":
+            return [format_csn(meta[1]).encode()]
+        return []  # creatorsName, modifiersName: gridinfo entries have no writer
+
+    def _pretty_dn(self, dn: str) -> str:
+        """The DN with each attribute type spelled as the schema names it (slapd's entryDN)."""
+        try:
+            rdns = parse_dn(dn)
+        except InvalidDNSyntax:
+            return dn
+        schema = self.schema
+        parts = []
+        for rdn in rdns:
+            avas = []
+            for typ, value in rdn:
+                m = schema.matching(typ)
+                avas.append(f"{m.name if m is not None else typ}={escape_value(value)}")
+            parts.append("+".join(avas))
+        return ",".join(parts)
+
+    def _filter_values(self, key: str) -> Callable[[Entry], list[bytes]] | None:
+        """For the filter compiler: how to read operational attribute ``key``, or None."""
+        if key not in FILTERABLE:
+            return None
+        return lambda e: self.operational_values(e, key)
 
     def _structural(self, e: Entry) -> str | None:
         best = None

@@ -8,6 +8,14 @@ coarse (``unreachable``, never "connection refused" vs "closed cleanly"): the st
 under ``o=infosys`` always, ``giisregistrationstatus`` unless the reader bound.  The detailed
 error is in the log, and in ``giisregistrationstatus`` for bound readers.  Pure: ``now`` is
 passed in.
+
+``Hostname=<host>,o=infosys`` is BDII's UpdateStats entry (:class:`gridinfo.infosys.UpdateStats`).
+A GIIS's *update cycle* is its refresh of its children: it ends at the first publication after
+a child was contacted again (a forwarded search, a mirror pull, a health check) or the GIIS's
+own entries changed.  Figures: ``TotalEntries`` the GIIS's own entries (``o=infosys`` aside)
+plus the entries its children last answered with; ``ProvidersTime`` (and ``UpdateTime``) the
+latencies of the children contacted in the cycle, summed, in whole seconds; ``New``/
+``Modified``/``DeletedEntries`` the changes to the GIIS's own tree.  The rest are 0.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from gridinfo.directory.query import SearchResult
 from gridinfo.directory.tree import DirectoryTree
 from gridinfo.giis.children import Child
 from gridinfo.giis.leases import format_generalized_time
-from gridinfo.infosys import INFOSYS_DN, InfosysPublisher, ServerStats
+from gridinfo.infosys import INFOSYS_DN, InfosysPublisher, ServerStats, UpdateStats
 
 Attributes = list[tuple[str, list[bytes]]]
 
@@ -88,11 +96,14 @@ def registration_status(
 class GIISStatus:
     """The ``o=infosys`` entries of one GIIS: ``cn=giis`` and one per child."""
 
-    def __init__(self, tree: DirectoryTree):
+    def __init__(self, tree: DirectoryTree, *, hostname: str | None = None):
+        self.tree = tree
         self.infosys = InfosysPublisher(tree, source="giis")
         self.server_stats: ServerStats = list
-        self.cycles = 0
+        self.cycles = 0  # registration cycles seen (A under B under A), not update cycles
         self.last_cycle = ""
+        self.update_stats = UpdateStats(self.infosys, hostname)
+        self._contacts: dict[str, float] | None = None  # child URL -> last contact at the last cycle
 
     def publish(self, children: Sequence[Child], now: float) -> None:
         totals: Attributes = [
@@ -108,4 +119,27 @@ class GIISStatus:
         for child in children:
             entries.append((f"GridinfoChildURL={escape_value(child.url)},{INFOSYS_DN}",
                             child_attributes(child, now, detailed=False)))
-        self.infosys.replace(entries)
+        self._cycle(children)
+        entries.append(self.update_stats.entry())
+        self.infosys.replace(entries, touch=self.update_stats.pending_touch())
+
+    def _cycle(self, children: Sequence[Child]) -> None:
+        last = self._contacts
+        contacted = [
+            c for c in children
+            if c.stats.last_contact is not None and (last is None or c.stats.last_contact > last.get(c.url, -1.0))
+        ]
+        stats = self.update_stats
+        if last is not None and not contacted and stats.changes() == (0, 0, 0):
+            return
+        tree = self.tree
+        own = len(tree) - tree.subtree_sizes.get(self.infosys.infosys_key, 0)
+        latency = sum(c.stats.latency or 0.0 for c in contacted)
+        stats.cycle(
+            {
+                "TotalEntries": own + sum(c.stats.entries for c in children),
+                "ProvidersTime": int(latency),
+                "UpdateTime": int(latency),
+            }
+        )
+        self._contacts = {c.url: c.stats.last_contact for c in children if c.stats.last_contact is not None}

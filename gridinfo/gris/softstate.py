@@ -41,6 +41,16 @@ Plugins (BDII's ``plugin/`` folder) are records of kind ``plugin``: their output
 are applied (plugins in name order) over the entries other providers published, and entries
 are rebuilt whenever either side changes.  Static ``*.ldif`` files in a providers folder are
 records of kind ``static``: reading the file is their run.
+
+Stamps: every installed entry carries ``Mds-validfrom``/``Mds-validto`` (the run's time and
+``ttl`` later; a provider's own values are dropped).  An entry of a GLUE 2 entity class
+(``GLUE2Entity`` or a subclass, as the schema says) also gets ``GLUE2EntityCreationTime``, the
+run's time, and ``GLUE2EntityValidity``, the provider's ``ttl`` in whole seconds, unless the
+provider wrote its own (kept as written).  Those stamps are not content: a run that
+re-publishes the same entries leaves their ``modifyTimestamp`` and ``entryCSN`` alone (the
+set is :data:`gridinfo.directory.tree.SOFTSTATE_STAMPS`; a creation time the provider wrote
+is content).  ``failed_adds``/``failed_modifies`` count entries a run could not place and
+plugin modifications of entries nobody publishes, for BDII's ``UpdateStats``.
 """
 
 from __future__ import annotations
@@ -54,6 +64,7 @@ from gridinfo.directory.dn import is_descendant_key, parent_key
 from gridinfo.directory.gtime import format_generalized_time
 from gridinfo.directory.ldif import LDIFLimitExceeded, LDIFLimits, Modification, parse_ldif
 from gridinfo.directory.query import Scope
+from gridinfo.directory.tree import FRESHNESS_STAMPS, SOFTSTATE_STAMPS
 from gridinfo.errors import LDAPError, LDIFError
 
 if TYPE_CHECKING:
@@ -341,6 +352,9 @@ class SoftStateTable:
         self.records: dict[str, ProviderRecord] = {}
         self.owner: dict[str, str] = {}  # entry key -> provider name
         self._displaced: dict[str, Entry] = {}
+        self._glue2: dict[frozenset[str], bool] = {}  # objectClass values -> a GLUE 2 entity?
+        self.failed_adds = 0  # entries of good runs that could not be placed, since start
+        self.failed_modifies = 0  # plugin modifications of entries no provider publishes
 
     # -- definitions ------------------------------------------------------------------------
 
@@ -445,8 +459,12 @@ class SoftStateTable:
         r.keep_to = r.valid_to + d.keepto
         r.state = new_state
         if d.kind == "plugin":
-            return self._install_plugin(r, {key: mods for key, _, mods in report.modifications})
-        return self._install(r, {e.key: e for e in report.entries})
+            warnings = self._install_plugin(r, {key: mods for key, _, mods in report.modifications})
+            self.failed_modifies += len(warnings)
+            return warnings
+        warnings = self._install(r, {e.key: e for e in report.entries})
+        self.failed_adds += len(warnings)
+        return warnings
 
     def fail(self, name: str, now: float, error: str, output: RunOutput) -> None:
         """Record a failed run: nothing served changes; the next attempt waits ``retry``."""
@@ -576,13 +594,22 @@ class SoftStateTable:
                     if not self.check_schema or not self.tree.schema.check_entry(dict(changed)):
                         attrs = changed
         assert r.valid_from is not None and r.valid_to is not None
+        validfrom = format_generalized_time(r.valid_from).encode()
         # the validity stamps ride on an auxiliary class, so the entry stays schema-clean
         full = list(attrs) + [
             ("objectClass", [b"GridinfoSoftState"]),
-            ("Mds-validfrom", [format_generalized_time(r.valid_from).encode()]),
+            ("Mds-validfrom", [validfrom]),
             ("Mds-validto", [format_generalized_time(r.valid_to).encode()]),
             ("GridinfoProviderName", [name.encode("utf-8")]),
         ]
+        stamps = FRESHNESS_STAMPS
+        if self._is_glue2(attrs):
+            given = {a.lower() for a, _ in attrs}
+            if "glue2entitycreationtime" not in given:
+                full.append(("GLUE2EntityCreationTime", [validfrom]))
+                stamps = SOFTSTATE_STAMPS
+            if "glue2entityvalidity" not in given:
+                full.append(("GLUE2EntityValidity", [str(int(r.definition.ttl)).encode()]))
         entry = self.tree.builder.build(
             pub.dn, [(a, list(v)) for a, v in full], source=f"provider:{name}", valid_to=r.keep_to
         )
@@ -591,4 +618,17 @@ class SoftStateTable:
             if current is not None and key not in self.owner:
                 self._displaced[key] = current
             self.owner[key] = name
-        self.tree.add(entry)
+        self.tree.add(entry, stamps=stamps)
+
+    def _is_glue2(self, attrs: Sequence[tuple[str, Sequence[bytes]]]) -> bool:
+        """Whether the entry's classes include GLUE2Entity or a subclass of it."""
+        classes = frozenset(
+            v.decode("utf-8", "replace").strip().lower() for a, vs in attrs if a.lower() == "objectclass" for v in vs
+        )
+        hit = self._glue2.get(classes)
+        if hit is None:
+            schema = self.tree.schema
+            hit = any("glue2entity" in schema.superclasses(c) for c in classes)
+            if len(self._glue2) < 10_000:
+                self._glue2[classes] = hit
+        return hit

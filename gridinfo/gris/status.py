@@ -5,6 +5,19 @@ provider (``GridinfoProviderName=<name>,o=infosys``, class GridinfoProviderStatu
 run, duration, exit status, entries, bytes, last error and whether its data is fresh, stale,
 gone or never produced; and per GRIS (``cn=<server>,o=infosys``, class GridinfoServerStatus)
 the totals.  Pure: the caller passes ``now``; entries are rebuilt whenever the caller asks.
+
+And BDII's ``Hostname=<host>,o=infosys`` (class UpdateStats, :class:`gridinfo.infosys.UpdateStats`).
+A GRIS's *update cycle* ends at the first publication after provider runs ended or the served
+entries changed (an install, an expiry); publications with nothing new (a search of
+``o=infosys``) leave that entry and its modifyTimestamp alone.  Its figures: ``TotalEntries``
+the entries served (``o=infosys`` aside); ``ProvidersTime``/``PluginsTime`` the durations of
+the last run of each provider/plugin that ran in the cycle, summed, in whole seconds;
+``UpdateTime`` their sum; ``New``/``Modified``/``DeletedEntries`` the entries soft state
+added, changed in content and removed; ``FailedAdds`` the entries runs printed that could not
+be placed (another provider's, no parent...), ``FailedModifies`` plugin modifications of
+entries nobody publishes.  ``ReadTime``, ``QueryTime``, ``DBUpdateTime`` and ``FailedDeletes``
+are 0: a GRIS has no database to read back, query or write (runs install into the tree as
+they end) and a removal cannot fail.
 """
 
 from __future__ import annotations
@@ -15,7 +28,7 @@ from gridinfo.directory.dn import escape_value
 from gridinfo.directory.tree import DirectoryTree
 from gridinfo.directory.gtime import format_generalized_time
 from gridinfo.gris.softstate import ProviderRecord, SoftStateTable
-from gridinfo.infosys import INFOSYS_DN, InfosysPublisher, ServerStats
+from gridinfo.infosys import INFOSYS_DN, InfosysPublisher, ServerStats, UpdateStats
 
 
 def provider_status_dn(name: str) -> str:
@@ -65,6 +78,7 @@ class StatusPublisher:
         start_time: float,
         server_name: str = "gris",
         searches: Callable[[], int] = lambda: 0,
+        hostname: str | None = None,
     ):
         self.tree = tree
         self.table = table
@@ -75,6 +89,9 @@ class StatusPublisher:
         self.infosys = InfosysPublisher(tree)
         self.server_stats: ServerStats = list
         self.infosys_key = self.infosys.infosys_key
+        self.update_stats = UpdateStats(self.infosys, hostname)
+        self._runs: dict[str, int] | None = None  # runs of each provider at the last cycle
+        self._failed = (0, 0)
 
     def is_status_key(self, key: str) -> bool:
         return self.infosys.is_status_key(key)
@@ -85,6 +102,8 @@ class StatusPublisher:
         self.infosys.ensure_base()
         total = len(tree) - tree.subtree_sizes.get(self.infosys_key, 0)
         entries = [(provider_status_dn(r.name), provider_status_attributes(r)) for r in self.table.records.values()]
+        self._cycle()
+        entries.append(self.update_stats.entry())
         entries.append(
             (
                 self.server_dn,
@@ -100,4 +119,29 @@ class StatusPublisher:
                 ],
             )
         )
-        self.infosys.replace(entries)
+        self.infosys.replace(entries, touch=self.update_stats.pending_touch())
+
+    def _cycle(self) -> None:
+        """End an update cycle if provider runs ended or served entries changed since the last."""
+        records = self.table.records
+        last = self._runs
+        ran = [r for name, r in records.items() if last is None or r.runs > last.get(name, 0)]
+        stats = self.update_stats
+        if last is not None and not ran and stats.changes() == (0, 0, 0):
+            return
+        providers = sum(r.last_duration for r in ran if r.runs and r.definition.kind != "plugin")
+        plugins = sum(r.last_duration for r in ran if r.runs and r.definition.kind == "plugin")
+        failed = (self.table.failed_adds, self.table.failed_modifies)
+        tree = self.tree
+        stats.cycle(
+            {
+                "TotalEntries": len(tree) - tree.subtree_sizes.get(self.infosys_key, 0),
+                "ProvidersTime": int(providers),
+                "PluginsTime": int(plugins),
+                "UpdateTime": int(providers + plugins),
+                "FailedAdds": failed[0] - self._failed[0],
+                "FailedModifies": failed[1] - self._failed[1],
+            }
+        )
+        self._failed = failed
+        self._runs = {name: r.runs for name, r in records.items()}

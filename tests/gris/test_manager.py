@@ -73,7 +73,7 @@ class World:
             sweep_interval=sweep,
             rescan_interval=rescan,
         )
-        self.tree = make_gris_tree(self.config)
+        self.tree = make_gris_tree(self.config, wallclock=self.clock.seconds)
         self.runner = ScriptedRunner(self.clock)
         self.manager = ProviderManager(self.tree, self.config, self.clock, runner=self.runner)
         self.backend = GRISBackend(self.tree, self.manager, naming_contexts=("o=grid", "o=infosys"))
@@ -258,7 +258,7 @@ def test_status_entries(world):
     world.runner.finish(stdout=site("a") + b"\n" + site("b"))
     d = world.search("o=infosys", "(objectClass=*)")
     result = result_of(d)
-    assert len(result.entries) == 3  # o=infosys, the provider, the server
+    assert len(result.entries) == 4  # o=infosys, the provider, BDII's UpdateStats, the server
     s = world.status("p")
     assert s["gridinfoproviderentries"] == [b"2"]
     assert s["gridinfoproviderexitstatus"] == [b"0"]

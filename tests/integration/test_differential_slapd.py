@@ -174,6 +174,72 @@ def test_same_answer_as_slapd(servers, case):
         assert len(want) > 200  # the battery searches real data
 
 
+# --- operational attributes ------------------------------------------------------------------
+
+# Filters and selections where slapd (entries loaded with slapadd) and gridinfo must agree.
+# Timestamps, CSNs and UUIDs differ in value, so they are compared by presence and syntax.
+OPERATIONAL_BATTERY: list[tuple[str, object, str, list[str] | None, dict]] = [
+    (SITE1, SUB, "(hasSubordinates=TRUE)", ["1.1"], {}),
+    (SITE1, SUB, "(hasSubordinates=FALSE)", ["1.1"], {}),  # (slapd refuses "false"; gridinfo's booleanMatch takes any case)
+    (SITE1, SUB, "(hasSubordinates=maybe)", ["1.1"], {}),
+    (SITE1, SUB, "(!(hasSubordinates=TRUE))", ["1.1"], {}),
+    (SITE1, SUB, "(entryUUID=*)", ["1.1"], {}),
+    (SITE1, SUB, "(entryUUID=not-a-uuid)", ["1.1"], {}),
+    (SITE1, SUB, "(entryUUID=00000000-0000-0000-0000-000000000000)", ["1.1"], {}),
+    (SITE1, SUB, "(createTimestamp=*)", ["1.1"], {}),
+    (SITE1, SUB, "(modifyTimestamp>=20000101000000Z)", ["1.1"], {}),
+    (SITE1, SUB, "(modifyTimestamp<=20000101000000Z)", ["1.1"], {}),
+    (SITE1, SUB, "(modifyTimestamp>=yesterday)", ["1.1"], {}),
+    (SITE1, SUB, "(&(objectClass=GlueCE)(createTimestamp>=19991231230000-0100))", ["1.1"], {}),
+    (SITE1, SUB, "(entryCSN=*)", ["1.1"], {}),
+    (SITE1, SUB, "(contextCSN=*)", ["1.1"], {}),
+    (SITE1, SUB, "(structuralObjectClass=*)", ["1.1"], {}),
+    (SITE1, SUB, "(structuralObjectClass=GlueCE)", ["1.1"], {}),
+    (SITE1, SUB, "(structuralObjectClass=gluevoview)", ["1.1"], {}),
+    (SITE1, SUB, f"(entryDN={CE})", ["1.1"], {}),
+    (SITE1, SUB, "(objectClass=GlueCE)", ["structuralObjectClass", "hasSubordinates", "entryDN"], {}),
+    (SITE1, ONE, "(objectClass=*)", ["hasSubordinates", "subschemaSubentry"], {}),
+    (CE, BASE, "(objectClass=*)", ["hasSubordinates", "structuralObjectClass", "entryUUID"], {"types_only": True}),
+]
+
+
+@pytest.mark.parametrize("case", OPERATIONAL_BATTERY, ids=[f"{i}:{c[2]}" for i, c in enumerate(OPERATIONAL_BATTERY)])
+def test_same_operational_answer_as_slapd(servers, case):
+    assert_same_answer(servers, case)
+
+
+#: slapd fills these from the writer's identity (slapadd: the rootdn); gridinfo's entries have no writer
+WRITER_ATTRIBUTES = {"creatorsname", "modifiersname"}
+SYNTAX = {
+    "createtimestamp": r"\d{14}Z",
+    "modifytimestamp": r"\d{14}Z",
+    "entrycsn": r"\d{14}\.\d{6}Z#[0-9a-f]{6}#[0-9a-f]{3}#000000",
+    "entryuuid": r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+}
+
+
+@pytest.mark.parametrize("base", [CE, SITE1, "o=grid"])
+def test_plus_gives_the_same_operational_attributes_as_slapd(servers, base):
+    """``+`` lists the same attributes; the stamps have the same syntax (their values differ)."""
+    import re
+
+    answers = {}
+    for name in ("slapd", "gridinfo"):
+        code, _, entries = run(servers[name], base, BASE, "(objectClass=*)", ["+"], {})
+        assert code == 0
+        (attrs,) = entries.values()
+        answers[name] = attrs
+    want, got = answers["slapd"], answers["gridinfo"]
+    want.pop("contextcsn", None)  # slapd has it on the suffix only with syncprov; gridinfo always
+    got.pop("contextcsn", None)
+    assert set(got) == set(want) - WRITER_ATTRIBUTES
+    for k in ("structuralobjectclass", "hassubordinates", "entrydn", "subschemasubentry"):
+        assert [v.lower() for v in got[k]] == [v.lower() for v in want[k]], k
+    for k, pattern in SYNTAX.items():
+        for side in (want, got):
+            assert re.fullmatch(pattern.encode(), side[k][0]), (k, side[k])
+
+
 # --- compare ---------------------------------------------------------------------------------
 
 # (dn, attribute, value)
