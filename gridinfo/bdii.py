@@ -287,6 +287,8 @@ def gris_config_from_bdii(conf: BDIIConf, base: GRISConfig | None = None) -> GRI
         providers=(folders["BDII_PROVIDER_DIR"],),
         plugins=(folders["BDII_PLUGIN_DIR"],),
         provider_defaults=defaults,
+        # a BDII site above pulls our entries into a slapd that knows only BDII's schemas
+        soft_state_stamps=False,
     )
     # the GLUE 2 side: the GRIS serves o=glue from the glue2_suffix key where it has one
     if "glue2_suffix" in {f.name for f in fields(GRISConfig)}:

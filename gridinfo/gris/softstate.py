@@ -335,9 +335,10 @@ class SoftStateTable:
     (not a provider's) is displaced while a provider publishes it and restored afterwards.
     """
 
-    def __init__(self, tree: DirectoryTree, *, check_schema: bool = True):
+    def __init__(self, tree: DirectoryTree, *, check_schema: bool = True, stamps: bool = True):
         self.tree = tree
         self.check_schema = check_schema
+        self.stamps = stamps  # False: entries go out as the provider printed them (BDII's readers)
         self.records: dict[str, ProviderRecord] = {}
         self.owner: dict[str, str] = {}  # entry key -> provider name
         self._displaced: dict[str, Entry] = {}
@@ -577,12 +578,12 @@ class SoftStateTable:
                         attrs = changed
         assert r.valid_from is not None and r.valid_to is not None
         # the validity stamps ride on an auxiliary class, so the entry stays schema-clean
-        full = list(attrs) + [
+        full = list(attrs) + ([
             ("objectClass", [b"GridinfoSoftState"]),
             ("Mds-validfrom", [format_generalized_time(r.valid_from).encode()]),
             ("Mds-validto", [format_generalized_time(r.valid_to).encode()]),
             ("GridinfoProviderName", [name.encode("utf-8")]),
-        ]
+        ] if self.stamps else [])
         entry = self.tree.builder.build(
             pub.dn, [(a, list(v)) for a, v in full], source=f"provider:{name}", valid_to=r.keep_to
         )

@@ -134,6 +134,7 @@ def test_bdii_conf_maps_onto_the_gris_config(tmp_path: Path) -> None:
     assert config.providers == (str(tmp_path / "gip" / "provider"),)
     assert config.plugins == (str(tmp_path / "gip" / "plugin"),)
     assert config.provider_defaults == ProviderConfig(ttl=120.0, timelimit=300.0, keepto=0.0, refresh="background")
+    assert config.soft_state_stamps is False  # entries as the providers printed them, as BDII serves them
     assert config.source == str(tmp_path / "bdii.conf")
 
 
