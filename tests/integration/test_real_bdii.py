@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -270,3 +271,31 @@ def test_a_real_site_bdii_aggregates_the_gris(gris: GrisProcess) -> None:
         own = {"o=grid", "mds-vo-name=local,o=grid", "mds-vo-name=resource,o=grid", "o=glue",
                "glue2groupid=resource,o=glue", "glue2groupid=grid,o=glue", f"glue2domainid={SITE.lower()},o=glue"}
         assert set(at_site) - set(expected) <= own
+
+
+def test_a_giis_mirrors_a_real_resource_bdii_named_in_site_urls_conf(resource_bdii: RealBDII, tmp_path: Path) -> None:
+    """``giis --bdii-urls site-urls.conf``: each line is a child pulled whole, as a site BDII pulls it.
+
+    Every entry below the real resource BDII's ``mds-vo-name=resource,o=grid`` arrives at the GIIS
+    with the same attributes, its DN ending in the GIIS's namespace for that child (which suffix
+    that is belongs to the GIIS's layout: MDS2's ``mds-vo-name=resource,mds-vo-name=site,o=grid``,
+    or a BDII site's ``mds-vo-name=SITE,o=grid``).  Waiting is for the GIIS's first pull of a real
+    process, polled with a deadline."""
+    urls = tmp_path / "site-urls.conf"
+    urls.write_text(f"# the resource BDII\nRES {resource_bdii.url}/mds-vo-name=resource,o=grid\n")
+    below = {dn[: -len(",mds-vo-name=resource,o=grid")]: attrs
+             for dn, attrs in entries(resource_bdii.url, "mds-vo-name=resource,o=grid").items()
+             if dn != "mds-vo-name=resource,o=grid"}
+    assert len(below) == 3  # the static service, the cluster, the CE
+    with GrisProcess(["--name", "site", "--bdii-urls", str(urls)], module="gridinfo.cli.giis") as giis:
+        deadline = time.monotonic() + 60
+        while True:
+            at_giis = entries(giis.url, "o=grid")
+            found = {rel: [dn for dn in at_giis if dn.startswith(rel + ",")] for rel in below}
+            if all(found.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert all(found.values()), f"{found}\n{giis.log[-2000:]}"
+        for rel, dns in found.items():
+            assert len(dns) == 1, dns
+            assert at_giis[dns[0]] == below[rel], dns[0]
