@@ -5,7 +5,10 @@ What operators rely on when they replace a resource BDII by ``gris --bdii-config
 * the GRIS serves the same entries, on the same DNs, from the same ldif/, provider/ and plugin/
   folders as the BDII it replaces (``test_gris_serves_what_a_real_resource_bdii_serves``);
 * a real site BDII pulling it through a ``site-urls.conf`` line gets every entry with the DN it
-  expects, exactly as if the source were a resource BDII (``test_a_real_site_bdii_aggregates_the_gris``).
+  expects, exactly as if the source were a resource BDII (``test_a_real_site_bdii_aggregates_the_gris``),
+  and so does a real top BDII above that site (``test_a_real_top_bdii_over_the_site_holds_the_gris_entries``);
+* ``giis --bdii-urls site-urls.conf`` pulls a real resource BDII named on a line
+  (``test_a_giis_mirrors_a_real_resource_bdii_named_in_site_urls_conf``).
 
 The BDIIs are real processes; the tests wait for them by polling slapd (bounded) for
 bdii-update's UpdateStats entry, never by sleeping.
@@ -239,38 +242,44 @@ def site_dn(dn: str) -> str:
     return dn[: -len("o=glue")] + f"glue2domainid={SITE.lower()},o=glue"
 
 
-def test_a_real_site_bdii_aggregates_the_gris(gris: GrisProcess) -> None:
+@pytest.fixture(scope="module")
+def site_bdii(gris: GrisProcess):
+    url = f"{gris.url}/mds-vo-name=resource,o=grid"
+    with RealBDII(level="site", site_name=SITE, urls=[("GRIS", url)], static_ldif=SITE_LDIF) as site:
+        site.wait_for_update()
+        yield site
+
+
+def test_a_real_site_bdii_aggregates_the_gris(gris: GrisProcess, site_bdii: RealBDII) -> None:
     """A site BDII with ``GRIS ldap://host:port/mds-vo-name=resource,o=grid`` in its site-urls.conf
     holds every entry the GRIS serves (GLUE 1.3 with a *Top/MDS class; every o=glue entry below
     GLUE2GroupID=resource), renamed into the site (``mds-vo-name=SITE-A,o=grid``,
     ``...,GLUE2DomainID=SITE-A,o=glue``), with the same attributes (``mds-vo-name`` becomes the
     site's name on the suffix entry, as BDII renames it)."""
-    url = f"{gris.url}/mds-vo-name=resource,o=grid"
-    with RealBDII(level="site", site_name=SITE, urls=[("GRIS", url)], static_ldif=SITE_LDIF) as site:
-        site.wait_for_update()
-        # slapd refused none of what bdii-update loaded (gridinfo's own classes would be refused:
-        # BDII's slapd knows only BDII's schemas; the bdii profile publishes no soft-state stamps)
-        assert site.write_errors() == [], site.logs()
-        at_site = entries(site.url, "o=grid") | entries(site.url, "o=glue")
+    site = site_bdii
+    # slapd refused none of what bdii-update loaded (gridinfo's own classes would be refused:
+    # BDII's slapd knows only BDII's schemas; the bdii profile publishes no soft-state stamps)
+    assert site.write_errors() == [], site.logs()
+    at_site = entries(site.url, "o=grid") | entries(site.url, "o=glue")
 
-        expected: dict[str, dict[str, set[str]]] = {}
-        for dn, attrs in entries(gris.url, "mds-vo-name=resource,o=grid").items():
-            if {c.lower() for c in attrs.get("objectclass", set())} & GLUE13_TOP_CLASSES:
-                expected[site_dn(dn)] = attrs
-        for dn, attrs in entries(gris.url, "GLUE2GroupID=resource,o=glue").items():
+    expected: dict[str, dict[str, set[str]]] = {}
+    for dn, attrs in entries(gris.url, "mds-vo-name=resource,o=grid").items():
+        if {c.lower() for c in attrs.get("objectclass", set())} & GLUE13_TOP_CLASSES:
             expected[site_dn(dn)] = attrs
-        expected[f"mds-vo-name={SITE.lower()},o=grid"]["mds-vo-name"] = {SITE}
+    for dn, attrs in entries(gris.url, "GLUE2GroupID=resource,o=glue").items():
+        expected[site_dn(dn)] = attrs
+    expected[f"mds-vo-name={SITE.lower()},o=grid"]["mds-vo-name"] = {SITE}
 
-        assert {f"glueceuniqueid=ce.example.org:8443/cream-slurm-short,mds-vo-name={SITE.lower()},o=grid",
-                f"glueserviceuniqueid=bdii.example.org_bdii_resource,mds-vo-name={SITE.lower()},o=grid",
-                f"glue2groupid=resource,glue2domainid={SITE.lower()},o=glue"} <= set(expected)
-        for dn, attrs in expected.items():
-            assert dn in at_site, f"{dn} missing at the site BDII\n{site.logs()}"
-            assert at_site[dn] == attrs, dn
-        # what else the site BDII holds is its own: default.ldif, its GLUE2Domain entry
-        own = {"o=grid", "mds-vo-name=local,o=grid", "mds-vo-name=resource,o=grid", "o=glue",
-               "glue2groupid=resource,o=glue", "glue2groupid=grid,o=glue", f"glue2domainid={SITE.lower()},o=glue"}
-        assert set(at_site) - set(expected) <= own
+    assert {f"glueceuniqueid=ce.example.org:8443/cream-slurm-short,mds-vo-name={SITE.lower()},o=grid",
+            f"glueserviceuniqueid=bdii.example.org_bdii_resource,mds-vo-name={SITE.lower()},o=grid",
+            f"glue2groupid=resource,glue2domainid={SITE.lower()},o=glue"} <= set(expected)
+    for dn, attrs in expected.items():
+        assert dn in at_site, f"{dn} missing at the site BDII\n{site.logs()}"
+        assert at_site[dn] == attrs, dn
+    # what else the site BDII holds is its own: default.ldif, its GLUE2Domain entry
+    own = {"o=grid", "mds-vo-name=local,o=grid", "mds-vo-name=resource,o=grid", "o=glue",
+           "glue2groupid=resource,o=glue", "glue2groupid=grid,o=glue", f"glue2domainid={SITE.lower()},o=glue"}
+    assert set(at_site) - set(expected) <= own
 
 
 def test_a_giis_mirrors_a_real_resource_bdii_named_in_site_urls_conf(resource_bdii: RealBDII, tmp_path: Path) -> None:
@@ -299,3 +308,27 @@ def test_a_giis_mirrors_a_real_resource_bdii_named_in_site_urls_conf(resource_bd
         for rel, dns in found.items():
             assert len(dns) == 1, dns
             assert at_giis[dns[0]] == below[rel], dns[0]
+
+
+def test_a_real_top_bdii_over_the_site_holds_the_gris_entries(site_bdii: RealBDII) -> None:
+    """The chain GRIS -> site BDII -> top BDII: a top BDII pulling the site
+    (``SITE-A ldap://host:port/mds-vo-name=SITE-A,o=grid``) holds each site entry at
+    ``...,mds-vo-name=SITE-A,mds-vo-name=local,o=grid`` and ``...,GLUE2DomainID=SITE-A,GLUE2GroupID=grid,o=glue``,
+    with the same attributes: what a top BDII holds of a resource BDII, here of the GRIS."""
+    url = f"{site_bdii.url}/mds-vo-name={SITE},o=grid"
+    with RealBDII(level="top", urls=[(SITE, url)]) as top:
+        top.wait_for_update()
+        assert top.write_errors() == [], top.logs()
+        at_top = entries(top.url, "o=grid") | entries(top.url, "o=glue")
+        expected: dict[str, dict[str, set[str]]] = {}
+        for dn, attrs in entries(site_bdii.url, f"mds-vo-name={SITE},o=grid").items():
+            if {c.lower() for c in attrs.get("objectclass", set())} & GLUE13_TOP_CLASSES:
+                expected[dn[: -len("o=grid")] + "mds-vo-name=local,o=grid"] = attrs
+        for dn, attrs in entries(site_bdii.url, f"GLUE2DomainID={SITE},o=glue").items():
+            expected[dn[: -len("o=glue")] + "glue2groupid=grid,o=glue"] = attrs
+        assert {
+            f"glueceuniqueid=ce.example.org:8443/cream-slurm-short,mds-vo-name={SITE.lower()},mds-vo-name=local,o=grid",
+            f"glue2groupid=resource,glue2domainid={SITE.lower()},glue2groupid=grid,o=glue",
+        } <= set(expected)
+        for dn, attrs in expected.items():
+            assert at_top.get(dn) == attrs, f"{dn}\n{top.logs()}"
