@@ -332,3 +332,14 @@ def test_a_real_top_bdii_over_the_site_holds_the_gris_entries(site_bdii: RealBDI
         } <= set(expected)
         for dn, attrs in expected.items():
             assert at_top.get(dn) == attrs, f"{dn}\n{top.logs()}"
+
+
+def test_debian_bdii_update_as_shipped_loads_nothing_into_slapd() -> None:
+    """Why the fixture wraps OpenLDAP's tools, and what docs/bdii.md says: bookworm's bdii-update
+    passes ``-h``/``-p``, which OpenLDAP 2.5 refuses, so after a whole cycle slapd holds nothing,
+    not even the UpdateStats entry.  (If Debian fixes it, this test says so: update docs/bdii.md.)"""
+    with RealBDII(wrap_ldap_tools=False) as bdii:
+        log = bdii.wait_for_cycle()
+        assert "unrecognized option" in log
+        assert bdii.search("o=grid", "dn") == ""
+        assert bdii.update_stats() == {}

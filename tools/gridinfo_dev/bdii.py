@@ -158,6 +158,8 @@ for line in open(urls):
 class RealBDII:
     """``with RealBDII(gip) as bdii: bdii.wait_for_update(); ... bdii.url ...``
 
+    ``wrap_ldap_tools=False`` runs bdii-update as Debian ships it, with OpenLDAP's own tools.
+
     ``gip`` is a folder holding ``ldif/``, ``provider/`` and ``plugin/`` (BDII's layout under
     ``/var/lib/bdii/gip``); without one, empty folders are made, with BDII's ``default.ldif`` in
     ``ldif/``.  ``level`` ``site`` or ``top`` adds the sources provider over ``urls``
@@ -177,6 +179,7 @@ class RealBDII:
         read_timeout: int = 60,
         hostname: str = LOOPBACK,
         static_ldif: str = "",
+        wrap_ldap_tools: bool = True,
         start_timeout: float = START_TIMEOUT,
     ) -> None:
         if level == "site" and not site_name:
@@ -189,6 +192,7 @@ class RealBDII:
         self.read_timeout = read_timeout
         self.hostname = hostname
         self.static_ldif = static_ldif
+        self.wrap_ldap_tools = wrap_ldap_tools
         self.start_timeout = start_timeout
         self.port = 0
         self.dir: Path | None = None
@@ -283,6 +287,21 @@ class RealBDII:
                 raise BDIIError(f"no UpdateStats within {timeout} s\n{self.logs()}")
             time.sleep(0.2)
 
+    def wait_for_cycle(self, timeout: float = UPDATE_TIMEOUT) -> str:
+        """Wait (bounded) until bdii-update ended a cycle (it logs ``Sleeping for N seconds``); its log."""
+        assert self.dir is not None
+        log = self.dir / "bdii-update.log"
+        deadline = time.monotonic() + timeout
+        while True:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            if "Sleeping for" in text:
+                return text
+            if self._update_pid is None or not _alive(self._update_pid):
+                raise BDIIError(f"bdii-update exited before the end of its first cycle\n{self.logs()}")
+            if time.monotonic() > deadline:
+                raise BDIIError(f"bdii-update ended no cycle within {timeout} s\n{self.logs()}")
+            time.sleep(0.2)
+
     def write_errors(self) -> list[str]:
         """The refusals slapd gave bdii-update's writes (``ldap_add: ...`` and the next line), from its log.
 
@@ -314,7 +333,7 @@ class RealBDII:
         d = self.dir
         for sub in ("bin", "run", "var/archive", "db/grid", "db/glue", "db/stats"):
             (d / sub).mkdir(parents=True)
-        for tool in LDAP_TOOLS:
+        for tool in LDAP_TOOLS if self.wrap_ldap_tools else ():
             real = shutil.which(tool)
             assert real is not None
             wrapper = d / "bin" / tool
