@@ -11,12 +11,14 @@ TEST_STAMP := $(VENV)/.test-stamp
 # child tests), Debian's GLUE schema files (we must load them), libvirt's headers to build the
 # libvirt Python bindings (hypervisor provider, test:/// driver), a real Slurm (batch provider),
 # the network provider's probes, and OpenLDAP's and Cyrus SASL's headers to build python-ldap
-# (a TLS interop client in tests/integration/test_tls.py).
+# (a TLS interop client in tests/integration/test_tls.py), and EGI's BDII (slapd config, schema and
+# bdii-update: the real BDII of tests/integration/test_real_bdii.py).
 TEST_DEBS := ldap-utils slapd glue-schema libvirt-dev pkg-config slurm-wlm iputils-ping traceroute iperf3 \
-             libldap2-dev libsasl2-dev
+             libldap2-dev libsasl2-dev bdii
 TEST_FILES := /usr/bin/ldapsearch /usr/sbin/slapd /etc/ldap/schema/Glue-CORE.schema \
               /usr/include/libvirt/libvirt.h /usr/bin/pkg-config /usr/sbin/slurmctld \
-              /usr/bin/ping /usr/bin/traceroute /usr/bin/iperf3 /usr/include/ldap.h /usr/include/sasl/sasl.h
+              /usr/bin/ping /usr/bin/traceroute /usr/bin/iperf3 /usr/include/ldap.h /usr/include/sasl/sasl.h \
+              /usr/sbin/bdii-update
 
 .PHONY: run test venv test-deps bench clean
 

@@ -114,6 +114,7 @@ class GRISConfig:
     max_concurrent_providers: int = 4
     rescan_interval: float = 10.0
     sweep_interval: float = 1.0
+    soft_state_stamps: bool = True  # provider entries carry GridinfoSoftState (Mds-validfrom/-validto, provider)
     register: tuple[RegisterConfig, ...] = ()
     vm: VMConfig = field(default_factory=VMConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)

@@ -1,7 +1,10 @@
 """``giis``: run a Grid Index Information Service in the foreground.
 
     giis --config conf/giis.yaml [--name NAME] [--listen ENDPOINT]... [--register LDAP-URL]...
-         [--child LDAP-URL]...
+         [--child LDAP-URL]... [--bdii-urls site-urls.conf]...
+
+``--bdii-urls`` reads BDII's ``site-urls.conf`` / ``top-urls.conf`` (``NAME ldap://host:port/base``
+lines) into static children pulled as BDII pulls them (gridinfo.bdii.BDII_CHILD; docs/bdii.md).
 """
 
 from __future__ import annotations
@@ -31,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="register with this parent, e.g. ldap://top.example.org:2135/mds-vo-name=top,o=grid (repeatable; added)",
     )
     p.add_argument("--child", action="append", metavar="LDAP-URL", help="a static child (repeatable; added)")
+    p.add_argument(
+        "--bdii-urls",
+        action="append",
+        metavar="FILE",
+        help="static children from a BDII site-urls.conf/top-urls.conf (repeatable; added)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     return p
 
@@ -49,6 +58,12 @@ def make_config(args: argparse.Namespace) -> GIISConfig:
         changes["register"] = config.register + tuple(RegisterConfig(url=u) for u in args.register)
     if args.child:
         changes["children"] = config.children + tuple(StaticChildConfig(url=u) for u in args.child)
+    for path in getattr(args, "bdii_urls", None) or ():
+        from gridinfo.bdii import read_bdii_urls, static_children
+
+        children = changes.get("children", config.children)
+        assert isinstance(children, tuple)
+        changes["children"] = children + static_children(read_bdii_urls(path))
     return replace(config, **changes) if changes else config
 
 

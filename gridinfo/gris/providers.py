@@ -247,7 +247,7 @@ class ProviderManager(service.Service):
         self.config = config
         self.reactor = reactor
         check_provider_settings(config, tree)
-        self.table = SoftStateTable(tree)
+        self.table = SoftStateTable(tree, stamps=config.soft_state_stamps)
         self.runner = runner if runner is not None else ProviderRunner(
             reactor, max_concurrent=config.max_concurrent_providers, extra_env={"GRIDINFO_SUFFIX": config.suffix}
         )

@@ -346,9 +346,10 @@ class SoftStateTable:
     (not a provider's) is displaced while a provider publishes it and restored afterwards.
     """
 
-    def __init__(self, tree: DirectoryTree, *, check_schema: bool = True):
+    def __init__(self, tree: DirectoryTree, *, check_schema: bool = True, stamps: bool = True):
         self.tree = tree
         self.check_schema = check_schema
+        self.stamps = stamps  # False: entries go out as the provider printed them (BDII's readers)
         self.records: dict[str, ProviderRecord] = {}
         self.owner: dict[str, str] = {}  # entry key -> provider name
         self._displaced: dict[str, Entry] = {}
@@ -596,12 +597,12 @@ class SoftStateTable:
         assert r.valid_from is not None and r.valid_to is not None
         validfrom = format_generalized_time(r.valid_from).encode()
         # the validity stamps ride on an auxiliary class, so the entry stays schema-clean
-        full = list(attrs) + [
+        full = list(attrs) + ([
             ("objectClass", [b"GridinfoSoftState"]),
             ("Mds-validfrom", [validfrom]),
             ("Mds-validto", [format_generalized_time(r.valid_to).encode()]),
             ("GridinfoProviderName", [name.encode("utf-8")]),
-        ]
+        ] if self.stamps else [])
         stamps = FRESHNESS_STAMPS
         if self._is_glue2(attrs):
             given = {a.lower() for a, _ in attrs}
