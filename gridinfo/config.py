@@ -36,6 +36,7 @@ class LimitsConfig:
     send_buffer_bytes: int = 64 * 1024
     bind_failure_delay: float = 0.5
     bind_failure_max_delay: float = 16.0
+    stream_buffer_entries: int = 10000  # undelivered DNs per change stream before it must refresh
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,7 @@ def server_limits(config: Any) -> ServerLimits:
         send_buffer_bytes=lim.send_buffer_bytes,
         bind_failure_delay=lim.bind_failure_delay,
         bind_failure_max_delay=lim.bind_failure_max_delay,
+        stream_buffer_entries=lim.stream_buffer_entries,
     )
 
 

@@ -60,12 +60,16 @@ returns with a cursor the server drives on later reactor turns (:mod:`.cursor`).
 
 from __future__ import annotations
 
+import calendar
+import re
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gridinfo.directory import filters as F
+from gridinfo.directory.changes import LOG_CAPACITY, Change, ChangeLog
 from gridinfo.directory.cursor import SLICE_SECONDS, SearchCursor
 from gridinfo.directory.dn import DNNormaliser, escape_value, is_descendant_key, parent_key, parse_dn
 from gridinfo.directory.entry import Entry, EntryBuilder
@@ -115,6 +119,11 @@ def entry_uuid(key: str) -> str:
     return str(uuid.uuid5(ENTRY_UUID_NAMESPACE, key))
 
 
+def entry_uuid_bytes(key: str) -> bytes:
+    """The same UUID as :func:`entry_uuid`, as the 16 octets RFC 4533 sends."""
+    return uuid.uuid5(ENTRY_UUID_NAMESPACE, key).bytes
+
+
 def csn_seconds(csn: int) -> float:
     return (csn >> _CSN_COUNTER_BITS) / 1e6
 
@@ -130,6 +139,21 @@ def format_csn(csn: int) -> str:
     whole, frac = divmod(us, 1_000_000)
     stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(whole))
     return f"{stamp}.{frac:06d}Z#{csn & _CSN_COUNTER_MASK:06x}#000#000000"
+
+
+_CSN_TEXT = re.compile(r"(\d{14})\.(\d{6})Z#([0-9a-fA-F]{6})#([0-9a-fA-F]{3})#([0-9a-fA-F]{6})\Z")
+
+
+def parse_csn(text: str) -> int | None:
+    """The CSN :func:`format_csn` wrote as ``text``; None for another form or server id."""
+    m = _CSN_TEXT.match(text)
+    if m is None or int(m.group(4), 16) != 0:
+        return None
+    try:
+        whole = calendar.timegm(time.strptime(m.group(1), "%Y%m%d%H%M%S"))
+    except ValueError:
+        return None
+    return ((whole * 1_000_000 + int(m.group(2))) << _CSN_COUNTER_BITS) | int(m.group(3), 16)
 
 
 def _same_content(old: Entry, new: Entry, stamps: Collection[str]) -> bool:
@@ -158,6 +182,16 @@ _OPERATIONAL_NAMES = {
 }
 
 
+@dataclass
+class SyncView:
+    """A change-stream search as the tree sees it: see :meth:`DirectoryTree.sync_view`."""
+
+    entries: list[Entry]
+    visible: Callable[[Entry], bool]
+    encode: Callable[[Entry], bytes]
+    changelog: ChangeLog
+
+
 class DirectoryTree:
     """An in-memory DIT with indexes.  Not thread-safe; lives in the reactor thread."""
 
@@ -169,6 +203,7 @@ class DirectoryTree:
         clock: Callable[[], float] = time.monotonic,
         wallclock: Callable[[], float] = time.time,
         slice_seconds: float = SLICE_SECONDS,
+        changelog_capacity: int = LOG_CAPACITY,
     ):
         """``clock`` times searches (time limits, slices); ``wallclock`` (seconds since the
         epoch) stamps entries: createTimestamp, modifyTimestamp, entryCSN."""
@@ -182,6 +217,8 @@ class DirectoryTree:
         self.meta: dict[str, tuple[int, int]] = {}  # key -> (create CSN, modify CSN)
         self.context_csn = 0  # the newest CSN given (0: none yet)
         self.changes = [0, 0, 0]  # entries new, modified (content), deleted since the tree was made
+        #: recent changes by CSN, offered to change-stream subscribers (:mod:`.changes`)
+        self.changelog = ChangeLog(changelog_capacity)
         self.entries: dict[str, Entry] = {}
         self.children: dict[str, dict[str, None]] = {}
         self.subtree_sizes: dict[str, int] = {}
@@ -224,12 +261,16 @@ class DirectoryTree:
 
         A new key gets its createTimestamp; a replaced entry keeps its modifyTimestamp and
         entryCSN unless its content changed (``stamps``: the attributes that are not content).
+        A new entry, or one whose content changed, is a change in :attr:`changelog`.
         """
         key = entry.key
         old = self.entries.get(key)
+        changed = True
         if old is not None:
             self._unindex(old)
-            if not _same_content(old, entry, stamps):
+            if _same_content(old, entry, stamps):
+                changed = False
+            else:
                 meta = self.meta.get(key)
                 csn = self.next_csn()
                 self.meta[key] = (meta[0] if meta is not None else csn, csn)
@@ -248,6 +289,8 @@ class DirectoryTree:
                 k = parent_key(k)
         self.entries[key] = entry
         self._index(entry)
+        if changed:
+            self.changelog.record(Change(key, old, entry, csn, entry_uuid_bytes(key)))
         return old
 
     def remove(self, key: str) -> Entry | None:
@@ -258,7 +301,7 @@ class DirectoryTree:
         self._unindex(old)
         self.meta.pop(key, None)
         self.changes[2] += 1
-        self.next_csn()  # the tree changed: its contextCSN moves
+        csn = self.next_csn()  # the tree changed: its contextCSN moves
         pk = parent_key(key)
         if pk is not None:
             siblings = self.children.get(pk)
@@ -275,6 +318,7 @@ class DirectoryTree:
             else:
                 sizes[k] = n
             k = parent_key(k)
+        self.changelog.record(Change(key, old, None, csn, entry_uuid_bytes(key)))
         return old
 
     def touch(self, key: str) -> None:
@@ -417,6 +461,46 @@ class DirectoryTree:
         if not cursor.run():
             cursor.result.cursor = cursor
         return cursor.result
+
+    def sync_view(self, request: SearchRequest) -> SyncView:
+        """What a change-stream search (RFC 4533, persistent search) needs from the tree.
+
+        The entries the search selects now (unsliced; limits do not apply to a refresh), the
+        test that says whether an entry lies in its scope and matches its filter (applied to
+        every later change by :class:`~gridinfo.directory.changes.Subscription`), and the
+        encoder of its attribute selection.  Raises as :meth:`search` does for a bad base.
+        """
+        base_key = self.normaliser.key(request.base)
+        base = self.entries.get(base_key)
+        if base is None and not (base_key == "" and request.scope != Scope.BASE):
+            raise NoSuchObject(f"no such entry: {request.base!r}", matched_dn=self.matched_dn(base_key))
+        predicate = self.compiler.compile(request.filter)
+        scope = request.scope
+        if scope == Scope.BASE:
+            def in_scope(k: str) -> bool:
+                return k == base_key
+            candidates: Iterable[Entry] = (base,)  # type: ignore[assignment]
+        elif scope == Scope.ONE:
+            def in_scope(k: str) -> bool:
+                return parent_key(k) == base_key
+            entries = self.entries
+            candidates = [entries[k] for k in self.children.get(base_key, ()) if k in entries]
+        else:
+            children_only = scope == Scope.CHILDREN
+
+            def in_scope(k: str) -> bool:
+                return is_descendant_key(k, base_key) and not (children_only and k == base_key)
+            candidates = self._subtree_candidates(request.filter, base_key, children_only)
+
+        def visible(e: Entry) -> bool:
+            return in_scope(e.key) and predicate(e) is True
+
+        return SyncView(
+            [e for e in candidates if predicate(e) is True],
+            visible,
+            self.encoder(request.attributes, request.types_only),
+            self.changelog,
+        )
 
     def _subtree_candidates(self, f: F.Filter, base_key: str, children_only: bool) -> Iterable[Entry]:
         indexed = self._candidates(f)

@@ -88,7 +88,8 @@ from gridinfo.directory.evaluate import FilterCompiler
 from gridinfo.directory.query import Scope, SearchRequest, SearchResult
 from gridinfo.directory.schema import Schema
 from gridinfo.errors import InvalidCredentials, LDAPError, ProtocolError, ResultCode
-from gridinfo.ldap import dse, passwords, tls, wire
+from gridinfo.ldap import dse, passwords, sync, tls, wire
+from gridinfo.ldap.streams import CANCELED, ChangeStream
 from gridinfo.ldap.throttle import FailureThrottle
 
 log = Logger()
@@ -100,6 +101,9 @@ START_TLS_OID = dse.START_TLS_OID
 DEFAULT_WRITE_REFUSAL = "gridinfo is read-only: data comes from information providers"
 
 _SCOPES = (Scope.BASE, Scope.ONE, Scope.SUB, Scope.CHILDREN)
+STREAM_CONTROLS = frozenset({sync.SYNC_REQUEST_OID, sync.PERSISTENT_SEARCH_OID})
+NO_SUCH_OPERATION = 119  # RFC 3909
+CANNOT_CANCEL = 121
 _SEQUENCE_HEADERS = [bytes((ber.SEQUENCE, n)) for n in range(128)]
 _DONE_SUCCESS = ber.ldap_result(ber.APP_SEARCH_RESULT_DONE, ResultCode.SUCCESS)
 
@@ -126,6 +130,7 @@ class ServerLimits:
     bind_failure_delay: float = 0.5  # first delay after a failed bind (doubles); 0 = none
     bind_failure_max_delay: float = 16.0
     bind_failure_forget: float = 600.0  # seconds without failures after which a key is forgotten
+    stream_buffer_entries: int = 10_000  # undelivered DNs per change stream before it must refresh
 
 
 def _smaller_limit(client: float, server: float) -> float:
@@ -181,6 +186,8 @@ class LDAPServerFactory(ServerFactory):
         )
         #: Counters published under o=infosys: failed binds, refused connections, aborted ones.
         self.stats = {"failed_binds": 0, "refused_connections": 0, "aborted_connections": 0}
+        #: change streams (sync, persistent search) are served when the backend can give a view
+        self.streams = callable(getattr(backend, "sync_view", None))
         self._root_dse: tuple[tuple[str, ...], dse.DSEEntry] | None = None
         self._dse_entries: dict[int, tuple[dse.DSEEntry, Any, Entry, FilterCompiler]] = {}
         self._subschema: tuple[object, dse.DSEEntry] | None = None
@@ -195,12 +202,18 @@ class LDAPServerFactory(ServerFactory):
         contexts = tuple(self.backend.naming_contexts())
         if self._root_dse is None or self._root_dse[0] != contexts:
             extensions: tuple[str, ...] = (WHO_AM_I_OID,)
+            controls: tuple[str, ...] = (PAGED_RESULTS_OID,)
             if self.tls_context is not None:
                 extensions += (START_TLS_OID,)
+            if self.streams:
+                extensions += (sync.CANCEL_OID,)
+                controls += (sync.MANAGE_DSA_IT_OID, sync.SYNC_REQUEST_OID, sync.PERSISTENT_SEARCH_OID)
             mechanisms = ("EXTERNAL",) if self.client_certificates else ()
             self._root_dse = (
                 contexts,
-                dse.build_root_dse(contexts, self.vendor_version, extensions, sasl_mechanisms=mechanisms),
+                dse.build_root_dse(
+                    contexts, self.vendor_version, extensions, supported_controls=controls, sasl_mechanisms=mechanisms
+                ),
             )
         return self._root_dse[1]
 
@@ -258,6 +271,7 @@ class LDAPServerProtocol(Protocol):
         self._producing = False  # registered with the transport as its producer
         self._paused = False  # the transport's send buffer is full
         self._reading_paused = False  # we stopped reading from the client
+        self._change_streams: dict[int, ChangeStream] = {}  # message ID -> sync / persistent search
         self._handlers: dict[type, Callable[[int, Any, tuple[wire.Control, ...]], None]] = {
             wire.SearchOp: self._handle_search,
             wire.BindOp: self._handle_bind,
@@ -634,6 +648,7 @@ class LDAPServerProtocol(Protocol):
 
     def _handle_search(self, message_id: int, op: wire.SearchOp, controls: tuple[wire.Control, ...]) -> None:
         paged: tuple[int, bytes] | None = None
+        stream: sync.SyncRequest | sync.PersistentSearch | None = None
         for control in controls:
             if control.oid == PAGED_RESULTS_OID:
                 try:
@@ -641,6 +656,17 @@ class LDAPServerProtocol(Protocol):
                 except ProtocolError as e:
                     self._result(message_id, ber.APP_SEARCH_RESULT_DONE, ResultCode.PROTOCOL_ERROR, e.message)
                     return
+            elif control.oid in STREAM_CONTROLS and self.server.streams:
+                try:
+                    if control.oid == sync.SYNC_REQUEST_OID:
+                        stream = wire.decode_sync_request(control.value)
+                    else:
+                        stream = wire.decode_persistent_search(control.value)
+                except ProtocolError as e:
+                    self._result(message_id, ber.APP_SEARCH_RESULT_DONE, ResultCode.PROTOCOL_ERROR, e.message)
+                    return
+            elif control.oid == sync.MANAGE_DSA_IT_OID:
+                pass  # gridinfo holds no referrals or aliases: every entry is already treated as normal
             elif control.critical:
                 self._result(
                     message_id,
@@ -649,6 +675,9 @@ class LDAPServerProtocol(Protocol):
                     f"critical control {control.oid} is not supported",
                 )
                 return
+        if stream is not None:
+            self._start_stream(message_id, op, stream)
+            return
         if paged is not None:
             size, cookie = paged
             if cookie or size == 0:
@@ -694,6 +723,45 @@ class LDAPServerProtocol(Protocol):
             )
         else:
             self._send_search(message_id, result, paged, op)
+
+    def _start_stream(
+        self, message_id: int, op: wire.SearchOp, control: sync.SyncRequest | sync.PersistentSearch
+    ) -> None:
+        """A sync or persistent search: a :class:`ChangeStream` that stays pending until it ends."""
+        if self._refuse_when_busy(message_id, ber.APP_SEARCH_RESULT_DONE):
+            return
+        request = SearchRequest(
+            op.base, _SCOPES[op.scope], op.filter, op.attributes, 0, 0.0, op.types_only, op.deref_aliases, self.bind_dn
+        )
+        try:
+            view = self.backend.sync_view(request)
+        except Exception as e:
+            self._fail(message_id, ber.APP_SEARCH_RESULT_DONE, Failure() if not isinstance(e, LDAPError) else e, "search")
+            return
+        streams = self._change_streams
+        done: defer.Deferred[None] = defer.Deferred(lambda d: streams.pop(message_id, stream).stop())
+        done.addErrback(lambda f: f.trap(defer.CancelledError))  # Abandon, or the connection went
+
+        def finished(s: ChangeStream) -> None:
+            streams.pop(message_id, None)
+            if self._pending.get(message_id) is done:
+                del self._pending[message_id]
+
+        stream = ChangeStream(
+            message_id,
+            view,
+            write=self.transport.write,  # type: ignore[union-attr]
+            can_write=lambda: not (self._paused or self._closing),
+            finished=finished,
+            reactor=self.server.reactor,
+            peer=self._peer,
+            sync_request=control if isinstance(control, sync.SyncRequest) else None,
+            psearch=control if isinstance(control, sync.PersistentSearch) else None,
+            max_pending=self.limits.stream_buffer_entries,
+        )
+        streams[message_id] = stream
+        self._pending[message_id] = done
+        stream.pump()
 
     def _answer_dse(
         self, message_id: int, op: wire.SearchOp, entry: dse.DSEEntry, paged: tuple[int, bytes] | None
@@ -836,6 +904,8 @@ class LDAPServerProtocol(Protocol):
         if self.limits.idle_timeout > 0:
             self._last_activity = self.server.reactor.seconds()  # the client is reading
         self._write_streams()
+        for stream in list(self._change_streams.values()):
+            stream.pump()
         if not (self._paused or self._streams or self._closing) and self._buffer:
             self._consume_buffer()  # requests that waited for the output to drain
         self._after_input()
@@ -1065,6 +1135,9 @@ class LDAPServerProtocol(Protocol):
         if op.name == START_TLS_OID:
             self._handle_start_tls(message_id)
             return
+        if op.name == sync.CANCEL_OID and self.server.streams:
+            self._handle_cancel(message_id, op)
+            return
         if op.name == WHO_AM_I_OID:
             authz = f"dn:{self.bind_dn}" if self.bind_dn else ""
             self._result(
@@ -1078,6 +1151,26 @@ class LDAPServerProtocol(Protocol):
             f"extended operation {op.name} is not supported",
         )
 
+
+    def _handle_cancel(self, message_id: int, op: wire.ExtendedOp) -> None:
+        """RFC 3909: a change stream ends with ``canceled``, then the Cancel succeeds.
+
+        Only change streams can be cancelled; other operations are answered before a Cancel
+        could reach them, or cannotCancel (121), and an unknown ID is noSuchOperation (119).
+        """
+        try:
+            target = wire.decode_cancel(op.value)
+        except ProtocolError as e:
+            self._result(message_id, ber.APP_EXTENDED_RESPONSE, ResultCode.PROTOCOL_ERROR, e.message)
+            return
+        stream = self._change_streams.get(target)
+        if stream is not None:
+            stream.end(CANCELED, "cancelled by the client")
+            self._result(message_id, ber.APP_EXTENDED_RESPONSE, ResultCode.SUCCESS)
+        elif target in self._pending:
+            self._result(message_id, ber.APP_EXTENDED_RESPONSE, CANNOT_CANCEL, f"operation {target} cannot be cancelled")
+        else:
+            self._result(message_id, ber.APP_EXTENDED_RESPONSE, NO_SUCH_OPERATION, f"no operation {target} to cancel")
 
     def _handle_start_tls(self, message_id: int) -> None:
         """Accept StartTLS (the switch happens once the request's bytes are consumed) or refuse."""

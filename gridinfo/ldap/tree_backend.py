@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from gridinfo.directory.query import SearchRequest, SearchResult
 from gridinfo.directory.schema import Schema
-from gridinfo.directory.tree import DirectoryTree
+from gridinfo.directory.tree import DirectoryTree, SyncView
 from gridinfo.errors import UnwillingToPerform
 
 ROOT_DN = "o=grid"
@@ -47,6 +47,10 @@ class TreeBackend:
 
     def search(self, request: SearchRequest) -> SearchResult:
         return self.tree.search(request, server_size_limit=self.size_limit, sliced=True)
+
+    def sync_view(self, request: SearchRequest) -> SyncView:
+        """A change-stream search over the tree (RFC 4533 sync, persistent search)."""
+        return self.tree.sync_view(request)
 
     def compare(self, dn: str, attribute: str, value: bytes) -> bool:
         return self.tree.compare(dn, attribute, value)

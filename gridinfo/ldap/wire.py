@@ -71,6 +71,8 @@ from gridinfo.ber import (
 )
 from gridinfo.ber import read_pdu_header as read_pdu_header  # framing, re-exported for the server
 from gridinfo.directory import filters as F
+from gridinfo.ldap import sync
+from gridinfo.ldap.sync import PersistentSearch, SyncRequest
 from gridinfo.errors import ProtocolError
 
 #: Nested filters (and/or/not) deeper than this are refused.
@@ -580,3 +582,49 @@ def decode_paged_control(value: bytes | None) -> tuple[int, bytes]:
     cookie, p = _octets(value, p, e, "paged results cookie")
     _no_trailing(p, e, "paged results control value")
     return size, cookie
+
+
+def decode_sync_request(value: bytes | None) -> SyncRequest:
+    """A Sync Request control value (RFC 4533 section 2.2): mode, cookie, reloadHint."""
+    what = "sync request control value"
+    if value is None:
+        raise ProtocolError(f"{what} missing")
+    s, e = _expect(value, 0, len(value), SEQUENCE, what)
+    _no_trailing(e, len(value), what)
+    mode, p = _int(value, s, e, "sync request mode", ENUMERATED, 0, 3)
+    if mode not in (sync.REFRESH_ONLY, sync.REFRESH_AND_PERSIST):
+        raise ProtocolError(f"sync request mode {mode} is not refreshOnly (1) or refreshAndPersist (3)")
+    cookie: bytes | None = None
+    if p < e and value[p] == OCTET_STRING:
+        cookie, p = _octets(value, p, e, "sync request cookie")
+    reload_hint = False
+    if p < e:
+        reload_hint, p = _bool(value, p, e, "sync request reloadHint")
+    _no_trailing(p, e, what)
+    return sync.SyncRequest(mode, cookie, reload_hint)
+
+
+def decode_persistent_search(value: bytes | None) -> PersistentSearch:
+    """A persistent search control value: changeTypes, changesOnly, returnECs."""
+    what = "persistent search control value"
+    if value is None:
+        raise ProtocolError(f"{what} missing")
+    s, e = _expect(value, 0, len(value), SEQUENCE, what)
+    _no_trailing(e, len(value), what)
+    types, p = _int(value, s, e, "persistent search changeTypes", INTEGER, 1, 15)
+    changes_only, p = _bool(value, p, e, "persistent search changesOnly")
+    return_ecs, p = _bool(value, p, e, "persistent search returnECs")
+    _no_trailing(p, e, what)
+    return sync.PersistentSearch(types, changes_only, return_ecs)
+
+
+def decode_cancel(value: bytes | None) -> int:
+    """The cancelID of a Cancel extended request value (RFC 3909)."""
+    what = "cancel request value"
+    if value is None:
+        raise ProtocolError(f"{what} missing")
+    s, e = _expect(value, 0, len(value), SEQUENCE, what)
+    _no_trailing(e, len(value), what)
+    target, p = _int(value, s, e, "cancelID", INTEGER, 0, _MAX_INT)
+    _no_trailing(p, e, what)
+    return target

@@ -185,6 +185,7 @@ class Slapd:
         settings: Sequence[str] = (),
         start_timeout: float = START_TIMEOUT,
         suffix_indexes: Mapping[str, Sequence[str]] | None = None,
+        database_lines: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         if isinstance(suffixes, str):
             suffixes = [suffixes]
@@ -195,6 +196,8 @@ class Slapd:
         self.extra_indexes = list(extra_indexes)
         #: index lines for one database only (suffix -> specs), after ``extra_indexes``
         self.suffix_indexes = {k.lower(): list(v) for k, v in (suffix_indexes or {}).items()}
+        #: more lines for one database (suffix -> lines), e.g. a ``syncrepl`` consumer directive
+        self.database_lines = {k.lower(): list(v) for k, v in (database_lines or {}).items()}
         self.settings = list(settings)
         self.start_timeout = start_timeout
         self.load_seconds = 0.0
@@ -319,6 +322,7 @@ class Slapd:
             if self.index_object_class:
                 lines.append("index objectClass eq")
             lines += [f"index {spec}" for spec in self.extra_indexes + self.suffix_indexes.get(suffix.lower(), [])]
+            lines += self.database_lines.get(suffix.lower(), [])
             lines += ["access to * by * read", ""]
         self.config_path.write_text("\n".join(lines))
 
