@@ -137,6 +137,8 @@ class GIISBackend:
     # -- the Backend contract ------------------------------------------------------------------
 
     def naming_contexts(self) -> list[str]:
+        if self.children.layout is not None:
+            return self.children.layout.suffixes()
         return ["o=grid", INFOSYS_DN]
 
     def compare(self, dn: str, attribute: str, value: bytes) -> bool | defer.Deferred[bool]:

@@ -1,0 +1,159 @@
+"""BDII's layout (``layout: bdii``): the mapping table of gridinfo.giis.namespace, row by row,
+checked against BDII's own renaming (tests/giis/bdii_rules.py), both ways."""
+
+from __future__ import annotations
+
+import pytest
+
+from gridinfo.config import GIISConfig, StaticChildConfig, validate
+from gridinfo.directory.dn import DNNormaliser
+from gridinfo.directory.query import Scope
+from gridinfo.errors import ConfigError
+from gridinfo.giis.forwarder import mark_stale
+from gridinfo.giis.namespace import BDIILayout, Route, glue_base_for
+from gridinfo.ldap.client import decode_entry
+from gridinfo.directory import ber
+from tests.giis.bdii_rules import bdii_glue_base, bdii_rename
+
+N = DNNormaliser(None)
+SITE = BDIILayout("site", "CERN-PROD")
+TOP = BDIILayout("top")
+
+# (layout, child base, a child DN under it, the DN at the GIIS): the docstring's table
+ROWS = [
+    (SITE, "mds-vo-name=local,o=grid", "GlueCEUniqueID=ce1,mds-vo-name=local,o=grid",
+     "GlueCEUniqueID=ce1,mds-vo-name=CERN-PROD,o=grid"),
+    (SITE, "mds-vo-name=resource,o=grid", "GlueSEUniqueID=se1,mds-vo-name=resource,o=grid",
+     "GlueSEUniqueID=se1,mds-vo-name=CERN-PROD,o=grid"),
+    (SITE, "GLUE2GroupID=resource,o=glue", "GLUE2ServiceID=s1,GLUE2GroupID=resource,o=glue",
+     "GLUE2ServiceID=s1,GLUE2GroupID=resource,GLUE2DomainID=CERN-PROD,o=glue"),
+    (SITE, "mds-vo-name=T2,o=grid", "GlueSiteUniqueID=T2,mds-vo-name=T2,o=grid",
+     "GlueSiteUniqueID=T2,mds-vo-name=T2,mds-vo-name=CERN-PROD,o=grid"),
+    (SITE, "GLUE2DomainID=T2,o=glue", "GLUE2ServiceID=s,GLUE2GroupID=resource,GLUE2DomainID=T2,o=glue",
+     "GLUE2ServiceID=s,GLUE2GroupID=resource,GLUE2DomainID=T2,GLUE2DomainID=CERN-PROD,o=glue"),
+    (TOP, "mds-vo-name=CERN-PROD,o=grid", "GlueSEUniqueID=se1,mds-vo-name=CERN-PROD,o=grid",
+     "GlueSEUniqueID=se1,mds-vo-name=CERN-PROD,mds-vo-name=local,o=grid"),
+    (TOP, "GLUE2DomainID=CERN-PROD,o=glue", "GLUE2ServiceID=s1,GLUE2GroupID=resource,GLUE2DomainID=CERN-PROD,o=glue",
+     "GLUE2ServiceID=s1,GLUE2GroupID=resource,GLUE2DomainID=CERN-PROD,GLUE2GroupID=grid,o=glue"),
+    (TOP, "mds-vo-name=resource,o=grid", "GlueSEUniqueID=se1,mds-vo-name=resource,o=grid",
+     "GlueSEUniqueID=se1,mds-vo-name=local,o=grid"),
+    (TOP, "GLUE2GroupID=resource,o=glue", "GLUE2ServiceID=s1,GLUE2GroupID=resource,o=glue",
+     "GLUE2ServiceID=s1,GLUE2GroupID=resource,GLUE2GroupID=grid,o=glue"),
+]
+
+
+@pytest.mark.parametrize("layout,base,child_dn,giis_dn", ROWS, ids=[f"{r[0].level}:{r[1]}" for r in ROWS])
+def test_row(layout: BDIILayout, base: str, child_dn: str, giis_dn: str) -> None:
+    """Up (child -> GIIS) as the table says and as BDII renames; down (GIIS -> child) back again."""
+    ns = layout.namespace(base, N)
+    assert ns.to_giis(child_dn) == giis_dn
+    assert bdii_rename(child_dn, layout.level, layout.site) == giis_dn  # the table is BDII's rule
+    assert ns.to_child(giis_dn) == child_dn
+    # the base entry itself lands on the mount point (or, collapsed, on the GIIS's own root)
+    assert ns.to_giis(base) == bdii_rename(base, layout.level, layout.site)
+
+
+def test_case_is_kept_both_ways() -> None:
+    """A case-only change at the child shows at the GIIS (DNs are rewritten, never re-cased)."""
+    ns = SITE.namespace("GLUE2GroupID=resource,o=glue", N)
+    assert ns.to_giis("GLUE2ServiceID=Srv1,glue2groupid=Resource,O=Glue") == (
+        "GLUE2ServiceID=Srv1,GLUE2GroupID=resource,GLUE2DomainID=CERN-PROD,o=glue"
+    )
+    assert ns.to_giis("GLUE2ServiceID=SRV1,glue2groupid=Resource,O=Glue").startswith("GLUE2ServiceID=SRV1,")
+
+
+def test_recursion_guard_skips_our_own_data() -> None:
+    """BDII skips an entry naming the level's own name above its own RDN; so does the GIIS."""
+    back = "GLUE2ServiceID=s,GLUE2DomainID=CERN-PROD,GLUE2DomainID=T2,o=glue"
+    assert bdii_rename(back, "site", "CERN-PROD") is None
+    assert SITE.namespace("GLUE2DomainID=T2,o=glue", N).to_giis(back) is None
+    grid_back = "GlueSEUniqueID=x,mds-vo-name=cern-prod,mds-vo-name=T2,o=grid"
+    assert bdii_rename(grid_back, "site", "CERN-PROD") is None
+    assert SITE.namespace("mds-vo-name=T2,o=grid", N).to_giis(grid_back) is None
+    # a top level's children are sites: a GRIS's mds-vo-name=local data is skipped there, as by BDII
+    gris = "GlueCEUniqueID=ce1,mds-vo-name=local,o=grid"
+    assert bdii_rename(gris, "top") is None
+    assert TOP.namespace("mds-vo-name=local,o=grid", N).to_giis(gris) is None
+
+
+def test_routes_down() -> None:
+    """Searches at the GIIS reach a child's subtree in the child's namespace."""
+    res = SITE.namespace("GLUE2GroupID=resource,o=glue", N)
+    assert res.route("o=glue", Scope.SUB) == Route("GLUE2GroupID=resource,o=glue", Scope.SUB)
+    assert res.route("GLUE2DomainID=CERN-PROD,o=glue", Scope.ONE) == Route("GLUE2GroupID=resource,o=glue", Scope.BASE)
+    assert res.route("o=grid", Scope.SUB) is None  # the other tree
+    assert res.route("GLUE2ServiceID=s1,GLUE2GroupID=resource,GLUE2DomainID=cern-prod,o=glue", Scope.BASE) == (
+        Route("GLUE2ServiceID=s1,GLUE2GroupID=resource,o=glue", Scope.BASE)
+    )
+    gris = SITE.namespace("mds-vo-name=local,o=grid", N)
+    assert gris.collapsed
+    assert gris.route("mds-vo-name=CERN-PROD,o=grid", Scope.BASE) is None  # the GIIS's own entry
+    assert gris.route("o=grid", Scope.SUB) == Route("mds-vo-name=local,o=grid", Scope.SUB)
+    assert gris.route("mds-vo-name=local,o=grid", Scope.SUB) is None  # the GIIS's own (empty) local
+    site = TOP.namespace("GLUE2DomainID=CERN-PROD,o=glue", N)
+    assert site.route("GLUE2GroupID=grid,o=glue", Scope.SUB) == Route("GLUE2DomainID=CERN-PROD,o=glue", Scope.SUB)
+
+
+def test_a_base_under_neither_tree_is_refused() -> None:
+    with pytest.raises(ValueError, match="neither o=grid nor o=glue"):
+        SITE.namespace("dc=example,dc=org", N)
+
+
+@pytest.mark.parametrize("base,glue", [
+    ("mds-vo-name=resource,o=grid", "GLUE2GroupID=resource,o=glue"),
+    ("mds-vo-name=CERN-PROD,o=grid", "GLUE2DomainID=CERN-PROD,o=glue"),
+    ("mds-vo-name=local,o=grid", "GLUE2GroupID=resource,o=glue"),  # gridinfo's GRIS (not BDII's rule)
+    ("GLUE2DomainID=T2,o=glue", None),
+])
+def test_glue_base(base: str, glue: str | None) -> None:
+    assert glue_base_for(base, N) == glue
+    if glue is not None and "local" not in base:
+        assert N.key(bdii_glue_base(base)) == N.key(glue)
+
+
+def test_defaults_per_level() -> None:
+    """BDII ships one default LDIF for every level; a site adds the two roots its children land on."""
+    assert TOP.default_entries() == ["o=grid", "mds-vo-name=local,o=grid", "mds-vo-name=resource,o=grid",
+                                     "o=glue", "GLUE2GroupID=resource,o=glue", "GLUE2GroupID=grid,o=glue"]
+    assert SITE.default_entries()[-2:] == ["mds-vo-name=CERN-PROD,o=grid", "GLUE2DomainID=CERN-PROD,o=glue"]
+    assert SITE.suffixes() == ["o=grid", "o=glue", "o=infosys"]
+
+
+def test_stale_entries_say_unknown() -> None:
+    """A stale entry's state attributes read Unknown (as at a BDII site); creation times stay."""
+    op = ber.search_result_entry(b"GLUE2EndpointID=e1,GLUE2GroupID=resource,o=glue", [
+        ber.partial_attribute(b"GLUE2EndpointHealthState", [b"ok"]),
+        ber.partial_attribute(b"GLUE2EndpointServingState", [b"production"]),
+        ber.partial_attribute(b"GLUE2EntityCreationTime", [b"2026-12-02T01:00:00Z"]),
+        ber.partial_attribute(b"GlueCEStateStatus", [b"Production"]),
+    ])
+    _, attrs = decode_entry(mark_stale(op, 0.0))
+    got = dict(attrs)
+    assert got["GLUE2EndpointHealthState"] == [b"Unknown"]
+    assert got["GLUE2EndpointServingState"] == [b"Unknown"]
+    assert got["GlueCEStateStatus"] == [b"Unknown"]
+    assert got["GLUE2EntityCreationTime"] == [b"2026-12-02T01:00:00Z"]
+    assert got["Mds-validto"] == [b"19700101000000Z"]
+
+
+@pytest.mark.parametrize("config,problem", [
+    (GIISConfig(layout="bdii"), "site_name: layout: bdii with level: site needs the site's name"),
+    (GIISConfig(layout="bdii", level="top", site_name="X"), "site_name: a top-level BDII"),
+    (GIISConfig(site_name="X"), "site_name: only meaningful with layout: bdii"),
+    (GIISConfig(layout="bdii", site_name="X", children=(StaticChildConfig(url="ldap://h:2170/dc=example,dc=org"),)),
+     "children[0].url: layout: bdii serves o=grid and o=glue"),
+    (GIISConfig(layout="bdii", site_name="X", children=(StaticChildConfig(url="ldap://h:2170/mds-vo-name=resource,o=grid", glue_base="o=grid"),)),
+     "children[0].glue_base: expected a base under o=glue"),
+    (GIISConfig(layout="bdii", site_name="X", children=(StaticChildConfig(url="ldap://h:2170/mds-vo-name=resource,o=grid", name="a b"),)),
+     "children[0].name: expected a name"),
+])
+def test_config_refusals(config: GIISConfig, problem: str) -> None:
+    """Each bad key is refused by validate(), naming the key."""
+    with pytest.raises(ConfigError, match=problem.replace("[", r"\[").replace("]", r"\]")):
+        validate(config)
+
+
+def test_config_suffix_per_layout() -> None:
+    assert GIISConfig(name="x").suffix == "mds-vo-name=x,o=grid"
+    assert validate(GIISConfig(layout="bdii", site_name="CERN-PROD")).suffix == "mds-vo-name=CERN-PROD,o=grid"
+    assert validate(GIISConfig(layout="bdii", level="top")).suffix == "mds-vo-name=local,o=grid"
