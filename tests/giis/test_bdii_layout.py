@@ -3,6 +3,8 @@ checked against BDII's own renaming (tests/giis/bdii_rules.py), both ways."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from gridinfo.config import GIISConfig, StaticChildConfig, validate
@@ -157,3 +159,75 @@ def test_config_suffix_per_layout() -> None:
     assert GIISConfig(name="x").suffix == "mds-vo-name=x,o=grid"
     assert validate(GIISConfig(layout="bdii", site_name="CERN-PROD")).suffix == "mds-vo-name=CERN-PROD,o=grid"
     assert validate(GIISConfig(layout="bdii", level="top")).suffix == "mds-vo-name=local,o=grid"
+
+
+# -- collisions (bad input): refused, with a log line naming both ------------------------------
+
+from typing import Any  # noqa: E402
+
+from twisted.logger import globalLogPublisher  # noqa: E402
+
+from gridinfo.errors import UnwillingToPerform  # noqa: E402
+from gridinfo.ldap.registrar import registration_message  # noqa: E402
+from tests.giis.test_admission import make  # noqa: E402
+
+
+def add(backend: Any, clock: Any, *, host: str = "127.0.0.1", port: int = 2135, suffix: str, peer: str = "127.0.0.1") -> Any:
+    """A registration add at the GIIS's own suffix (mds-vo-name=<SITE>,o=grid in BDII's layout)."""
+    return backend.add(f"Mds-Vo-Op-name=register,{backend.suffix}",
+                       registration_message(host=host, port=port, suffix=suffix, now=clock.seconds(), ttl=600), "", peer)
+
+BDII_SITE = GIISConfig(layout="bdii", site_name="CERN-PROD", children=(
+    StaticChildConfig(url="ldap://192.0.2.10:2170/mds-vo-name=T2,o=grid", name="T2"),
+))
+
+
+@pytest.fixture
+def logged() -> Any:
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+def test_a_static_child_contributes_both_subtrees() -> None:
+    backend, _, _ = make(BDII_SITE)
+    assert sorted(c.suffix for c in backend.children.all()) == ["GLUE2DomainID=T2,o=glue", "mds-vo-name=T2,o=grid"]
+    assert backend.naming_contexts() == ["o=grid", "o=glue", "o=infosys"]
+
+
+def test_two_static_sites_claiming_one_name_keep_the_first(logged: list[dict[str, Any]]) -> None:
+    """The second static child whose subtree lands on the first's is left out; the log names both."""
+    config = replace(BDII_SITE, children=(*BDII_SITE.children,
+                                          StaticChildConfig(url="ldap://192.0.2.11:2170/GLUE2DomainID=T2,o=glue", name="T2b")))
+    backend, _, _ = make(config)
+    assert {c.host for c in backend.children.all()} == {"192.0.2.10"}
+    (line,) = [e for e in logged if "left out" in str(e.get("log_format", ""))]
+    assert "192.0.2.11" in line["url"] and "192.0.2.10" in line["holder"]
+
+
+def test_a_registration_claiming_a_static_sites_domain_is_refused(logged: list[dict[str, Any]]) -> None:
+    """GLUE2DomainID=T2 is the static site's (its o=glue subtree): a registrant may not serve it."""
+    backend, clock, _ = make(BDII_SITE)
+    with pytest.raises(UnwillingToPerform) as e:
+        add(backend, clock, host="192.0.2.66", peer="192.0.2.66", suffix="GLUE2DomainID=T2,o=glue")
+    assert "192.0.2.10" in e.value.message
+    collision = [ev for ev in logged if "suffix collision" in str(ev.get("log_format", ""))]
+    assert "192.0.2.66" in collision[0]["new"] and "192.0.2.10" in collision[0]["holder"]
+    # a base under neither tree is refused too
+    with pytest.raises(UnwillingToPerform, match="neither o=grid nor o=glue"):
+        add(backend, clock, host="192.0.2.67", peer="192.0.2.67", suffix="dc=example,dc=org")
+    assert len(backend.leases) == 0
+
+
+def test_gris_children_share_the_site_root() -> None:
+    """GRIS children (mds-vo-name=local) land on the site's root and never collide."""
+    backend, clock, _ = make(BDII_SITE)
+    add(backend, clock, port=1, suffix="mds-vo-name=local,o=grid")
+    add(backend, clock, port=2, suffix="mds-vo-name=local,o=grid")
+    assert len(backend.leases) == 2
+    live = backend.children.current(clock.seconds())
+    assert sorted(c.suffix for c in live if c.lease is not None) == [
+        "GLUE2GroupID=resource,o=glue", "GLUE2GroupID=resource,o=glue",
+        "mds-vo-name=local,o=grid", "mds-vo-name=local,o=grid",
+    ]
