@@ -219,20 +219,20 @@ class ChildRegistry:
     def collision(self, suffix: str, shared: bool, exclude: tuple[str, int] | None = None) -> str | None:
         """In BDII's layout, the URL of a live child one of whose subtrees lands where one of
         ``suffix``'s would (equal, above or below), or None.  Children landing on a root (GRIS,
-        resource BDIIs) share it and never collide."""
+        resource BDIIs, a GRIS's GLUE2GroupID=resource) share it and never collide."""
         if self.layout is None:
             return None
         mine = []
         for base in self.bases(suffix):
             ns = self.namespace(base)
-            if not ns.collapsed:
+            if not ns.shared:
                 mine.append(ns.mount_key)
         if not mine:
             return None
         for child in self.all():
             if exclude is not None and (child.key[0], child.key[1]) == exclude:
                 continue
-            if child.namespace.collapsed or (shared and child.lease is not None and child.lease.shared):
+            if child.namespace.shared or (shared and child.lease is not None and child.lease.shared):
                 continue
             k = child.namespace.mount_key
             if any(is_descendant_key(k, m) or is_descendant_key(m, k) for m in mine):

@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from gridinfo.directory import ber
+from gridinfo.directory import filters as F
 from gridinfo.directory.query import SearchRequest
 from gridinfo.directory.schema import Schema
 from gridinfo.giis.answers import CachedAnswer, Decision, decide
@@ -162,7 +163,7 @@ class Forwarder:
         d: defer.Deferred[Any] = child.client.search(
             route.base,
             int(route.scope),
-            request.filter,
+            without_classes(request.filter, child.drop_classes),
             attrs,
             size_limit=request.size_limit,
             time_limit=int(math.ceil(child.timeout)),
@@ -274,6 +275,14 @@ class ClassSpeller:
 
 
 _UNSEEN = object()
+
+
+def without_classes(f: Any, classes: frozenset[str]) -> Any:
+    """``f`` narrowed so the child leaves out entries of ``classes`` (BDII layout's
+    drop_objectclasses); the answer is filtered again on arrival (:func:`has_class`)."""
+    if not classes:
+        return f
+    return F.And((f, F.Not(F.Or(tuple(F.Equality("objectClass", c.encode()) for c in sorted(classes))))))
 
 
 def has_class(op: bytes, classes: frozenset[str]) -> bool:

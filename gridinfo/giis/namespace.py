@@ -107,6 +107,9 @@ class ChildNamespace:
         self.mount_key = normaliser.key(self.mount)
         #: True for a GRIS-style child whose suffix entry *is* the GIIS's own entry
         self.collapsed = self.mount_key == self.giis_key
+        #: children of this mount share it (GRIS children on the GIIS entry; in BDII's layout, every
+        #: resource-level child): no child owns it, so none collides there
+        self.shared = self.collapsed
         self._child_len = len(self.child_suffix)
         self._mount_rdns: tuple[RDN, ...] = tuple(self.mount)
         self._mount_text = str(self.mount)
@@ -185,6 +188,7 @@ def mount_point(child_suffix: DN, giis_suffix: DN, normaliser: DNNormaliser) -> 
 GRID = "o=grid"
 GLUE = "o=glue"
 BDII_LEVELS = ("site", "top")
+RESOURCE_GROUP = "GLUE2GroupID=resource,o=glue"  # every resource-level child's o=glue base
 
 
 @dataclass(frozen=True)
@@ -237,8 +241,9 @@ class BDIILayout:
         else:
             raise ValueError(f"{child_suffix!r} is under neither o=grid nor o=glue, the trees of BDII's layout")
         mount = DN(inner + tuple(parse_dn(root)))
-        return ChildNamespace(child_suffix, root, normaliser, mount=mount,
-                              guard=normaliser.key(self.guard(tree)))
+        ns = ChildNamespace(child_suffix, root, normaliser, mount=mount, guard=normaliser.key(self.guard(tree)))
+        ns.shared = ns.collapsed or normaliser.key(DN(suffix)) == normaliser.key(RESOURCE_GROUP)
+        return ns
 
 
 def glue_base_for(base: str, normaliser: DNNormaliser) -> str | None:
