@@ -171,6 +171,14 @@ DEFAULT_POLICY = (
     PolicyRuleConfig(filter="(Mds-Service-hn=*)"),
 )
 
+#: The shipped policy in BDII's layout: resource-level children (a gridinfo GRIS, a resource BDII)
+#: share their suffix, as every resource of a BDII site lands in one place; sites are their own.
+BDII_DEFAULT_POLICY = (
+    PolicyRuleConfig(filter="(Mds-Service-Ldap-suffix=mds-vo-name=local,o=grid)", shared=True),
+    PolicyRuleConfig(filter="(Mds-Service-Ldap-suffix=mds-vo-name=resource,o=grid)", shared=True),
+    PolicyRuleConfig(filter="(Mds-Service-hn=*)"),
+)
+
 
 @dataclass(frozen=True)
 class GIISConfig:
@@ -200,6 +208,13 @@ class GIISConfig:
     site_name: str = ""  # layout bdii, level site: the site's name (BDII's SITE_NAME)
     drop_objectclasses: tuple[str, ...] = ("GLUE2Activity", "GLUE2ApplicationEnvironment")
     source: str = "<defaults>"
+
+    @property
+    def registration_policy(self) -> tuple[PolicyRuleConfig, ...]:
+        """``policy``, or in BDII's layout with the shipped policy, :data:`BDII_DEFAULT_POLICY`."""
+        if self.layout == "bdii" and self.policy == DEFAULT_POLICY:
+            return BDII_DEFAULT_POLICY
+        return self.policy
 
     @property
     def suffix(self) -> str:

@@ -220,7 +220,7 @@ def make_giis_service(config: GIISConfig, reactor: Any) -> service.MultiService:
         for dn in layout.default_entries():
             if tree.lookup(dn) is None:
                 tree.add(tree.build(dn, bdii_entry_attributes(dn), source="gridinfo"))
-    policy = RegistrationPolicy(config.policy, schema, source=config.source)
+    policy = RegistrationPolicy(config.registration_policy, schema, source=config.source)
     backend = GIISBackend(tree, config, reactor, policy=policy, client_factory=client_factory(config, reactor))
     factory = ldap_factory(backend, config, reactor)
     backend.status.server_stats = lambda: connection_attributes(factory.stats, factory.connections)

@@ -231,3 +231,35 @@ def test_gris_children_share_the_site_root() -> None:
         "GLUE2GroupID=resource,o=glue", "GLUE2GroupID=resource,o=glue",
         "mds-vo-name=local,o=grid", "mds-vo-name=local,o=grid",
     ]
+
+
+def test_a_case_only_change_at_the_child_propagates_through_a_mirror() -> None:
+    """A mirror pull that sees a DN respelled (case only) serves the new spelling; dropped classes stay out."""
+    from gridinfo.directory import filters as F
+    from gridinfo.directory.query import SearchRequest
+    from gridinfo.ldap.client import ClientResult, entry_dn
+    from tests.giis.fakes import entry
+
+    config = GIISConfig(layout="bdii", site_name="CERN-PROD", children=(
+        StaticChildConfig(url="ldap://192.0.2.20:2170/GLUE2GroupID=resource,o=glue", mode="mirror"),
+    ))
+    backend, clock, clients = make(config)
+    (child,) = backend.children.all()
+    client = clients.made[("192.0.2.20", 2170)]
+
+    def pull(service_id: str) -> list[str]:
+        backend.pull_mirror(child)
+        client.searches[-1][2].callback(ClientResult(code=0, entries=[
+            entry("GLUE2GroupID=resource,o=glue", objectClass="GLUE2Group", GLUE2GroupID="resource"),
+            entry(f"GLUE2ServiceID={service_id},GLUE2GroupID=resource,o=glue", objectClass="GLUE2Service"),
+            entry("GLUE2ApplicationEnvironmentID=app,GLUE2GroupID=resource,o=glue",
+                  objectClass="GLUE2ApplicationEnvironment"),
+        ]))
+        result = backend.search(SearchRequest("GLUE2GroupID=resource,GLUE2DomainID=CERN-PROD,o=glue", Scope.SUB,
+                                              F.Present("objectClass")))
+        return sorted(entry_dn(op) for op in result.entries)  # type: ignore[union-attr]
+
+    assert pull("srv1") == ["GLUE2GroupID=resource,GLUE2DomainID=CERN-PROD,o=glue",
+                            "GLUE2ServiceID=srv1,GLUE2GroupID=resource,GLUE2DomainID=CERN-PROD,o=glue"]
+    assert pull("SRV1") == ["GLUE2GroupID=resource,GLUE2DomainID=CERN-PROD,o=glue",
+                            "GLUE2ServiceID=SRV1,GLUE2GroupID=resource,GLUE2DomainID=CERN-PROD,o=glue"]

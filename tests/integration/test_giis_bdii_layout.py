@@ -31,7 +31,7 @@ from gridinfo_dev import glue2
 from gridinfo_dev.gendit import format_entry
 from gridinfo_dev.slapd import GLUE_SCHEMAS, SCHEMA_DIR
 from tests.giis.bdii_rules import bdii_glue_base, bdii_rename
-from tests.giis.support import LOOPBACK, Running, ce_ldif, ldapsearch, start_giis
+from tests.giis.support import LOOPBACK, Running, ce_ldif, ldapsearch, register_now, start_giis, start_gris
 from tests.support.slapd import Slapd
 
 SITE = "CERN-PROD"
@@ -201,3 +201,37 @@ class BDIILayoutTests(unittest.TestCase):
         assert stale[ce]["gluecestatestatus"] == [b"Unknown"]
         assert "mds-validto" in stale[endpoint]
         assert "last answer (marked stale)" in result.message
+
+
+class BDIIRegistrationTests(unittest.TestCase):
+    """Registration (MDS2's GRRP, one suffix) in BDII's layout: GRIS -> site -> top."""
+
+    def start(self, server: Running) -> Running:
+        self.addCleanup(server.stop)
+        return server
+
+    @defer.inlineCallbacks
+    def test_registered_gris_and_site(self):
+        top = self.start(start_giis("ignored", layout="bdii", level="top"))
+        site = self.start(start_giis("ignored", layout="bdii", site_name=SITE,
+                                     register=top.url("mds-vo-name=local,o=grid")))
+        a = self.start(start_gris("a", register=site.url(f"mds-vo-name={SITE},o=grid")))
+        b = self.start(start_gris("b", register=site.url(f"mds-vo-name={SITE},o=grid")))
+        for server in (a, b, site):
+            yield register_now(server)
+        out, err, code = yield ldapsearch(site.port, "-b", "o=grid", "(objectClass=GlueCE)", "dn")
+        assert code == 0, err
+        assert dns(out) == {f"GlueCEUniqueID={n}-ce{i}.example.org:2119/jobmanager-pbs-q,mds-vo-name={SITE},o=grid"
+                            for n in "ab" for i in range(2)}
+        # each registrant also has its o=glue companion (these GRISes have no o=glue data: nothing, no error)
+        assert len(site.backend.children.current(reactor.seconds())) == 4
+        out, err, code = yield ldapsearch(site.port, "-b", "o=glue", "dn")
+        assert code == 0, err
+        out, err, code = yield ldapsearch(top.port, "-b", "o=grid", "(objectClass=GlueCE)", "dn")
+        assert code == 0, err
+        assert dns(out) == {
+            f"GlueCEUniqueID={n}-ce{i}.example.org:2119/jobmanager-pbs-q,mds-vo-name={SITE},mds-vo-name=local,o=grid"
+            for n in "ab" for i in range(2)}
+        out, err, code = yield ldapsearch(top.port, "-b", "o=glue", "dn")
+        assert code == 0, err
+        assert f"GLUE2DomainID={SITE},GLUE2GroupID=grid,o=glue" in dns(out)
