@@ -104,6 +104,7 @@ class ChildNamespace:
         self.giis_key = normaliser.key(self.giis_suffix)
         self.mount = mount if mount is not None else mount_point(self.child_suffix, self.giis_suffix, normaliser)
         self.guard = guard
+        self._guard_type = guard.split("=", 1)[0] if guard else ""  # only RDNs of this type can match
         self.mount_key = normaliser.key(self.mount)
         #: True for a GRIS-style child whose suffix entry *is* the GIIS's own entry
         self.collapsed = self.mount_key == self.giis_key
@@ -135,7 +136,9 @@ class ChildNamespace:
                 self._child_text_cache[tail_text] = hit
         if hit != self.child_key:
             return None
-        if self.guard is not None and any(self.normaliser.rdn_key(rdn) == self.guard for rdn in dn[:-1]):
+        if self.guard is not None and any(
+            rdn[0][0].lower() == self._guard_type and self.normaliser.rdn_key(rdn) == self.guard for rdn in dn[:-1]
+        ):
             return None  # our own data come back round (BDII: "skipping recursive entry")
         prefix = dn[: len(dn) - n]
         if not prefix:
