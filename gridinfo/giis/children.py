@@ -216,14 +216,16 @@ class ChildRegistry:
             return [suffix]
         return [suffix, extra]
 
-    def collision(self, suffix: str, shared: bool, exclude: tuple[str, int] | None = None) -> str | None:
+    def collision(
+        self, suffix: str, shared: bool, exclude: tuple[str, int] | None = None, glue_base: str = ""
+    ) -> str | None:
         """In BDII's layout, the URL of a live child one of whose subtrees lands where one of
         ``suffix``'s would (equal, above or below), or None.  Children landing on a root (GRIS,
         resource BDIIs, a GRIS's GLUE2GroupID=resource) share it and never collide."""
         if self.layout is None:
             return None
         mine = []
-        for base in self.bases(suffix):
+        for base in self.bases(suffix, glue_base):
             ns = self.namespace(base)
             if not ns.shared:
                 mine.append(ns.mount_key)
@@ -248,7 +250,7 @@ class ChildRegistry:
         url = LDAPURL.parse(sc.url)
         if not url.base:
             raise ValueError(f"static child {sc.url!r} names no suffix (ldap://host:port/suffix)")
-        holder = self.collision(url.base, False)
+        holder = self.collision(url.base, False, glue_base=sc.glue_base)
         if holder is not None:
             log.error("static child {name} {url} left out: its subtree would land where that of {holder} does",
                       name=sc.name or "-", url=sc.url, holder=holder)
