@@ -84,10 +84,11 @@ class BDIILayoutTests(unittest.TestCase):
         self.addCleanup(server.stop)
         return server
 
-    def site_giis(self) -> Running:
+    def site_giis(self, mode: str = "forward") -> Running:
         return self.start(start_giis("ignored", layout="bdii", site_name=SITE, children=(
-            StaticChildConfig(url=self.gris.url(LOCAL_GRID), name="gris", timeout=5),
-            StaticChildConfig(url=f"{self.slapd.url}{RESOURCE_GRID}", name="resource", timeout=5),
+            StaticChildConfig(url=self.gris.url(LOCAL_GRID), name="gris", timeout=5, mode=mode, period=3600),
+            StaticChildConfig(url=f"{self.slapd.url}{RESOURCE_GRID}", name="resource", timeout=5, mode=mode,
+                              period=3600),
         )))
 
     @defer.inlineCallbacks
@@ -151,6 +152,20 @@ class BDIILayoutTests(unittest.TestCase):
         out, err, code = yield ldapsearch(top.port, "-b", "o=glue", "(GLUE2EndpointHealthState=*)", "GLUE2EndpointHealthState")
         assert code == 0, err
         assert len(dns(out)) == 4  # two endpoints from each resource
+
+    @defer.inlineCallbacks
+    def test_a_mirroring_site_holds_the_same(self):
+        """mode: mirror (BDII's way: pull every period, answer locally) gives the same DNs."""
+        forward = self.site_giis()
+        mirror = self.site_giis("mirror")
+        for child in mirror.backend.children.all():
+            yield mirror.backend.pull_mirror(child)
+            assert child.stats.state == "ok", (child.url, child.stats.last_error)
+        for tree in ("o=grid", "o=glue"):
+            want = yield self.held(forward.port, tree)
+            got = yield self.held(mirror.port, tree)
+            assert got == want, (tree, sorted(got ^ want)[:10])
+            assert len(got) >= 9  # o=grid: 4 own entries and 5 CEs; o=glue: many more
 
     @defer.inlineCallbacks
     def test_stale_data_says_unknown(self):
