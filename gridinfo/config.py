@@ -10,6 +10,7 @@ happens in the CLI, and the result is the same frozen dataclass.
 from __future__ import annotations
 
 import os
+import re
 import types
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -151,6 +152,8 @@ class StaticChildConfig:
     period: float = 120.0
     bind_dn: str = ""
     password: str = ""
+    name: str = ""  # the NAME of a BDII url line (NAME ldap://host:port/base); logs and status
+    glue_base: str = ""  # layout bdii: the child's o=glue base ("": derived, "none": it has none)
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,14 @@ class PolicyRuleConfig:
 #: belongs to its first registrant.  Both rules keep the peer rule (Mds-Service-hn = the peer).
 DEFAULT_POLICY = (
     PolicyRuleConfig(filter="(Mds-Service-Ldap-suffix=mds-vo-name=local,o=grid)", shared=True),
+    PolicyRuleConfig(filter="(Mds-Service-hn=*)"),
+)
+
+#: The shipped policy in BDII's layout: resource-level children (a gridinfo GRIS, a resource BDII)
+#: share their suffix, as every resource of a BDII site lands in one place; sites are their own.
+BDII_DEFAULT_POLICY = (
+    PolicyRuleConfig(filter="(Mds-Service-Ldap-suffix=mds-vo-name=local,o=grid)", shared=True),
+    PolicyRuleConfig(filter="(Mds-Service-Ldap-suffix=mds-vo-name=resource,o=grid)", shared=True),
     PolicyRuleConfig(filter="(Mds-Service-hn=*)"),
 )
 
@@ -194,10 +205,24 @@ class GIISConfig:
     children: tuple[StaticChildConfig, ...] = ()
     register: tuple[RegisterConfig, ...] = ()
     tls: TLSConfig = field(default_factory=TLSConfig)
+    layout: Literal["mds2", "bdii"] = "mds2"
+    level: Literal["site", "top"] = "site"  # layout bdii: a site BDII or a top-level BDII
+    site_name: str = ""  # layout bdii, level site: the site's name (BDII's SITE_NAME)
+    drop_objectclasses: tuple[str, ...] = ("GLUE2Activity", "GLUE2ApplicationEnvironment")
     source: str = "<defaults>"
 
     @property
+    def registration_policy(self) -> tuple[PolicyRuleConfig, ...]:
+        """``policy``, or in BDII's layout with the shipped policy, :data:`BDII_DEFAULT_POLICY`."""
+        if self.layout == "bdii" and self.policy == DEFAULT_POLICY:
+            return BDII_DEFAULT_POLICY
+        return self.policy
+
+    @property
     def suffix(self) -> str:
+        """Where registrations go (``Mds-Vo-Op-name=register,<suffix>``) and the GIIS's own entry."""
+        if self.layout == "bdii":
+            return f"mds-vo-name={self.site_name if self.level == 'site' else 'local'},o=grid"
         return f"mds-vo-name={self.name},o=grid"
 
 
@@ -412,6 +437,15 @@ def check_value(kind: Any, name: str, value: Any, path: str) -> str | None:
         problem = check_ldap_url(value, "ldap://giis.example.org:2135/mds-vo-name=site,o=grid")
     elif kind is StaticChildConfig and name == "url":
         problem = check_ldap_url(value, "ldap://bdii.example.org:2170/mds-vo-name=resource,o=grid")
+    elif kind is StaticChildConfig and name == "glue_base" and value and value.lower() != "none":
+        problem = _check_dn(value) or (
+            None if value.lower().replace(" ", "").endswith("o=glue")
+            else f"expected a base under o=glue such as GLUE2GroupID=resource,o=glue (or none), got {value!r}"
+        )
+    elif kind is StaticChildConfig and name == "name" and value and not re.fullmatch(r"[-.\w]+", value):
+        problem = f"expected a name of letters, digits, _, - and . (as in a BDII url line), got {value!r}"
+    elif kind is GIISConfig and name == "site_name" and value:
+        problem = check_giis_name(value)
     elif kind is GIISConfig and name == "journal" and value and os.path.isdir(value):
         problem = f"expected the path of an SQLite file (created if missing), got the folder {value!r}"
     elif kind is VMConfig and name == "sources":
@@ -438,6 +472,8 @@ def validate(config: Any) -> Any:
                 problems.append(problem)
 
     check(type(config), config, "")
+    if isinstance(config, GIISConfig):
+        problems.extend(_check_bdii_layout(config))
     for i, target in enumerate(getattr(config, "register", ())):
         check(RegisterConfig, target, f"register[{i}].")
     for i, child in enumerate(getattr(config, "children", ())):
@@ -487,6 +523,28 @@ def validate(config: Any) -> Any:
     if problems:
         raise ConfigError("; ".join(problems), source)
     return config
+
+
+def _check_bdii_layout(config: GIISConfig) -> list[str]:
+    """The keys of ``layout: bdii`` (conf/giis.yaml, "BDII layout")."""
+    problems: list[str] = []
+    if config.layout != "bdii":
+        if config.site_name:
+            problems.append("site_name: only meaningful with layout: bdii (MDS2's layout names the GIIS by name:)")
+        return problems
+    if config.level == "site" and not config.site_name:
+        problems.append("site_name: layout: bdii with level: site needs the site's name (BDII's SITE_NAME)")
+    if config.level == "top" and config.site_name:
+        problems.append("site_name: a top-level BDII (level: top) has no site name; remove it")
+    for i, child in enumerate(config.children):
+        base = child.url.split("/", 3)[3] if child.url.count("/") >= 3 else ""
+        flat = base.lower().replace(" ", "")
+        if base and not (flat.endswith("o=grid") or flat.endswith("o=glue")):
+            problems.append(
+                f"children[{i}].url: layout: bdii serves o=grid and o=glue; expected a base under one of them, "
+                f"got {base!r}"
+            )
+    return problems
 
 
 def _secrets(config: Any) -> list[tuple[str, str]]:

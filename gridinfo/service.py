@@ -219,7 +219,16 @@ def make_giis_service(config: GIISConfig, reactor: Any) -> service.MultiService:
     schema = load_schema(config.schema)
     tree = DirectoryTree(schema, indexed=DEFAULT_INDEXED, wallclock=reactor.seconds)
     add_base_entries(tree, config.suffix)
-    policy = RegistrationPolicy(config.policy, schema, source=config.source)
+    if config.layout == "bdii":
+        from gridinfo.giis.children import bdii_layout
+        from gridinfo.giis.namespace import bdii_entry_attributes
+
+        layout = bdii_layout(config)
+        assert layout is not None
+        for dn in layout.default_entries():
+            if tree.lookup(dn) is None:
+                tree.add(tree.build(dn, bdii_entry_attributes(dn), source="gridinfo"))
+    policy = RegistrationPolicy(config.registration_policy, schema, source=config.source)
     backend = GIISBackend(tree, config, reactor, policy=policy, client_factory=client_factory(config, reactor))
     factory = ldap_factory(backend, config, reactor)
     backend.status.server_stats = lambda: connection_attributes(factory.stats, factory.connections)

@@ -168,6 +168,13 @@ class Admission:
                    for lease in self.leases.current(now)]
         holders += [Holder(child.url, child.key[2], False) for child in self.children.static.values()]
         collision = find_collision(registration.suffix_key, shared, self.giis_suffix_key, holders)
+        if collision is None and self.children.layout is not None:
+            try:
+                collision = self.children.collision(registration.suffix, shared,
+                                                    exclude=(registration.host.lower(), registration.port))
+            except ValueError as e:  # a base under neither o=grid nor o=glue
+                log.warn("refused registration of {url}: {error}", url=registration.url, error=str(e))
+                raise UnwillingToPerform(f"registration of {registration.url} refused: {e}") from None
         if collision is None:
             return
         if collision == "the GIIS's own suffix":

@@ -111,7 +111,7 @@ class GIISBackend:
         self.suffix_key = self.normaliser.key(self.suffix)
         self.register_key = self.normaliser.key(f"Mds-Vo-Op-name=register,{self.suffix}")
         self.infosys_key = self.normaliser.key(INFOSYS_DN)
-        self.policy = policy if policy is not None else RegistrationPolicy(config.policy, self.schema)
+        self.policy = policy if policy is not None else RegistrationPolicy(config.registration_policy, self.schema)
         self.leases = LeaseTable(max_registrants=config.max_registrants)
         self.size_limit = config.limits.size_limit
         factory = client_factory or (lambda host, port, **kw: LDAPClient(reactor, host, port, **kw))
@@ -137,6 +137,8 @@ class GIISBackend:
     # -- the Backend contract ------------------------------------------------------------------
 
     def naming_contexts(self) -> list[str]:
+        if self.children.layout is not None:
+            return self.children.layout.suffixes()
         return ["o=grid", INFOSYS_DN]
 
     def compare(self, dn: str, attribute: str, value: bytes) -> bool | defer.Deferred[bool]:

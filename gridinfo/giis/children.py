@@ -16,6 +16,13 @@ reads the lease table and reconciles::
     static child (config)       always a Child; never expires (its answers keep ``keep`` s)
 
 So there is one expiry path, the lease table's: a child disappears exactly when its lease does.
+
+In BDII's layout (``layout: bdii``, see :mod:`gridinfo.giis.namespace`) a child contributes two
+subtrees, its ``o=grid`` base and its ``o=glue`` base.  Each is a :class:`Child` of its own (its
+own namespace, cache, mirror and connection); the o=glue one is the *companion* of the static
+entry or lease that named the o=grid base, and lives and dies with it.  Two children whose
+subtrees would land on the same place (two sites both claiming ``GLUE2DomainID=SITE``) are
+refused: the second static one is left out, a registration is refused, and the log names both.
 """
 
 from __future__ import annotations
@@ -29,11 +36,11 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from gridinfo.config import GIISConfig, StaticChildConfig
-from gridinfo.directory.dn import DNNormaliser
+from gridinfo.directory.dn import DNNormaliser, is_descendant_key
 from gridinfo.directory.tree import DirectoryTree
 from gridinfo.giis.answers import CachedAnswer, expired
 from gridinfo.giis.leases import Lease, LeaseState, LeaseTable
-from gridinfo.giis.namespace import ChildNamespace
+from gridinfo.giis.namespace import BDIILayout, ChildNamespace, glue_base_for
 from gridinfo.ldap.client import LDAPClient, LDAPURL
 
 log = Logger()
@@ -88,6 +95,8 @@ class Child:
         self.mirror: DirectoryTree | None = None
         self.mirror_loop: task.LoopingCall | None = None
         self.mirror_last_success: float | None = None
+        #: objectClasses (lowercased) whose entries are not taken from this child (BDII layout)
+        self.drop_classes: frozenset[str] = frozenset()
 
     @property
     def url(self) -> str:
@@ -138,6 +147,13 @@ class Child:
 ClientFactory = Callable[..., LDAPClient]
 
 
+def bdii_layout(config: GIISConfig) -> BDIILayout | None:
+    """The BDII layout a GIIS config asks for, or None for MDS2's."""
+    if config.layout != "bdii":
+        return None
+    return BDIILayout(config.level, config.site_name)
+
+
 def _rank(child: Child) -> int:
     return child.lease.rank if child.lease is not None else -1
 
@@ -155,7 +171,11 @@ class ChildRegistry:
         default_timeout: float,
         make_mirror: Callable[[], DirectoryTree],
         static: Iterable[StaticChildConfig] = (),
+        layout: BDIILayout | None = None,
+        drop_classes: Iterable[str] = (),
     ):
+        self.layout = layout
+        self.drop_classes = frozenset(c.lower() for c in drop_classes) if layout is not None else frozenset()
         self.leases = leases
         self.giis_suffix = giis_suffix
         self.normaliser = normaliser
@@ -163,6 +183,7 @@ class ChildRegistry:
         self.default_timeout = default_timeout
         self.static: dict[ChildKey, Child] = {}
         self._leased: dict[ChildKey, Child] = {}
+        self._companions: dict[ChildKey, Child] = {}  # lease key -> its o=glue child (BDII layout)
         for sc in static:
             self._add_static(sc, make_mirror)
 
@@ -174,7 +195,51 @@ class ChildRegistry:
         return cls(
             leases, config.suffix, normaliser, client_factory,
             default_timeout=config.default_timeout, make_mirror=make_mirror, static=config.children,
+            layout=bdii_layout(config), drop_classes=config.drop_objectclasses,
         )
+
+    def namespace(self, suffix: str) -> ChildNamespace:
+        """How a child base is mounted (ValueError: not servable in this layout)."""
+        if self.layout is not None:
+            return self.layout.namespace(suffix, self.normaliser)
+        return ChildNamespace(suffix, self.giis_suffix, self.normaliser)
+
+    def bases(self, suffix: str, glue_base: str = "") -> list[str]:
+        """The bases a child named by ``suffix`` is asked for: the one named and, in BDII's layout,
+        its o=glue base (``glue_base``: "" derives it, "none" has none)."""
+        if self.layout is None:
+            return [suffix]
+        if glue_base.lower() == "none":
+            return [suffix]
+        extra = glue_base or glue_base_for(suffix, self.normaliser)
+        if extra is None or self.normaliser.key(extra) == self.normaliser.key(suffix):
+            return [suffix]
+        return [suffix, extra]
+
+    def collision(
+        self, suffix: str, shared: bool, exclude: tuple[str, int] | None = None, glue_base: str = ""
+    ) -> str | None:
+        """In BDII's layout, the URL of a live child one of whose subtrees lands where one of
+        ``suffix``'s would (equal, above or below), or None.  Children landing on a root (GRIS,
+        resource BDIIs, a GRIS's GLUE2GroupID=resource) share it and never collide."""
+        if self.layout is None:
+            return None
+        mine = []
+        for base in self.bases(suffix, glue_base):
+            ns = self.namespace(base)
+            if not ns.shared:
+                mine.append(ns.mount_key)
+        if not mine:
+            return None
+        for child in self.all():
+            if exclude is not None and (child.key[0], child.key[1]) == exclude:
+                continue
+            if child.namespace.shared or (shared and child.lease is not None and child.lease.shared):
+                continue
+            k = child.namespace.mount_key
+            if any(is_descendant_key(k, m) or is_descendant_key(m, k) for m in mine):
+                return child.url
+        return None
 
     def _client(
         self, host: str, port: int, timeout: float, bind_dn: str = "", password: str = "", **tls: bool
@@ -185,15 +250,22 @@ class ChildRegistry:
         url = LDAPURL.parse(sc.url)
         if not url.base:
             raise ValueError(f"static child {sc.url!r} names no suffix (ldap://host:port/suffix)")
-        key = (url.host.lower(), url.port, self.normaliser.key(url.base))
-        child = Child(
-            key, url.host, url.port, url.base, ChildNamespace(url.base, self.giis_suffix, self.normaliser),
-            self._client(url.host, url.port, sc.timeout, sc.bind_dn, sc.password, **({"ldaps": True} if url.ldaps else {})),
-            static=sc, timeout=sc.timeout, cachettl=sc.cachettl,
-        )
-        if sc.mode == "mirror":
-            child.mirror = make_mirror()
-        self.static[key] = child
+        holder = self.collision(url.base, False, glue_base=sc.glue_base)
+        if holder is not None:
+            log.error("static child {name} {url} left out: its subtree would land where that of {holder} does",
+                      name=sc.name or "-", url=sc.url, holder=holder)
+            return
+        for base in self.bases(url.base, sc.glue_base):
+            key = (url.host.lower(), url.port, self.normaliser.key(base))
+            child = Child(
+                key, url.host, url.port, base, self.namespace(base),
+                self._client(url.host, url.port, sc.timeout, sc.bind_dn, sc.password, **({"ldaps": True} if url.ldaps else {})),
+                static=sc, timeout=sc.timeout, cachettl=sc.cachettl,
+            )
+            child.drop_classes = self.drop_classes
+            if sc.mode == "mirror":
+                child.mirror = make_mirror()
+            self.static[key] = child
 
     def is_static(self, key: ChildKey) -> bool:
         return key in self.static
@@ -204,13 +276,26 @@ class ChildRegistry:
         child = self._leased.get(lease.key)
         if child is None:
             child = Child(
-                lease.key, reg.host, reg.port, reg.suffix, ChildNamespace(reg.suffix, self.giis_suffix, self.normaliser),
+                lease.key, reg.host, reg.port, reg.suffix, self.namespace(reg.suffix),
                 self._client(reg.host, reg.port, timeout), lease=lease, timeout=timeout, cachettl=reg.cachettl,
             )
+            child.drop_classes = self.drop_classes
             self._leased[lease.key] = child
-        child.lease = lease
-        child.timeout = timeout
-        child.cachettl = reg.cachettl
+            bases = self.bases(reg.suffix)
+            if len(bases) > 1:
+                glue = bases[1]
+                companion = Child(
+                    (reg.host.lower(), reg.port, self.normaliser.key(glue)), reg.host, reg.port, glue,
+                    self.namespace(glue), self._client(reg.host, reg.port, timeout), lease=lease,
+                    timeout=timeout, cachettl=reg.cachettl,
+                )
+                companion.drop_classes = self.drop_classes
+                self._companions[lease.key] = companion
+        for c in (child, self._companions.get(lease.key)):
+            if c is not None:
+                c.lease = lease
+                c.timeout = timeout
+                c.cachettl = reg.cachettl
         return child
 
     def current(self, now: float) -> list[Child]:
@@ -223,11 +308,16 @@ class ChildRegistry:
                 self._drop(self._leased.pop(key))
         if len(leased) > 1:
             leased.sort(key=_rank)  # stable: within a rank, the first registered comes first
+        if self._companions:
+            leased = [c for child in leased for c in (child, self._companions.get(child.key)) if c is not None]
         return list(self.static.values()) + leased
 
     def _drop(self, child: Child) -> None:
         log.info("dropping child {url}: its lease passed keepto", url=child.url)
         child.close()
+        companion = self._companions.pop(child.key, None)
+        if companion is not None:
+            companion.close()
 
     def sweep(self, now: float) -> int:
         """Purge expired leases (and so their children); trim caches.  Returns children dropped."""
@@ -239,7 +329,7 @@ class ChildRegistry:
 
     def all(self) -> list[Child]:
         """Every child known, without expiring anything (for shutdown)."""
-        return list(self.static.values()) + list(self._leased.values())
+        return list(self.static.values()) + list(self._leased.values()) + list(self._companions.values())
 
     def close(self) -> None:
         for child in self.all():

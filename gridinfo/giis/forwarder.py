@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 
 from gridinfo import ber
 from gridinfo.ber import read_header as _read
+from gridinfo.directory import filters as F
 from gridinfo.directory.query import SearchRequest
 from gridinfo.directory.schema import Schema
 from gridinfo.giis.answers import CachedAnswer, Decision, decide
@@ -48,11 +49,27 @@ class Part:
     mount_key: str = ""  # where the child is mounted in the GIIS namespace (normalised)
 
 
+#: The state attributes a stale entry says ``Unknown`` in (as BDII's site level does with the
+#: cached data of a source that failed): what was true when the child last answered may no
+#: longer be.  Creation times and every other attribute are kept.
+UNKNOWN_WHEN_STALE = frozenset(a.lower() for a in (
+    "GLUE2EndpointHealthState", "GLUE2EndpointHealthStateInfo", "GLUE2EndpointServingState",
+    "GLUE2ComputingShareServingState", "GLUE2StorageShareServingState", "GLUE2ComputingActivityState",
+    "GLUE2ComputingActivityRestartState", "GLUE2ApplicationEnvironmentState",
+    "GlueCEStateStatus", "GlueServiceStatus", "GlueServiceStatusInfo", "GlueSEStatus",
+))
+UNKNOWN = b"Unknown"
+
+
 def mark_stale(op: bytes, expired_at: float) -> bytes:
-    """The entry with ``Mds-validto`` set to ``expired_at`` (in the past): stale data, marked."""
+    """The entry with ``Mds-validto`` set to ``expired_at`` (in the past) and its state attributes
+    (:data:`UNKNOWN_WHEN_STALE`) ``Unknown``: stale data, marked."""
     dn, attrs = decode_entry(op)
     value = format_generalized_time(expired_at).encode()
-    out = [(name, [value] if name.lower() == "mds-validto" else vals) for name, vals in attrs]
+    out = [
+        (name, [value] if (low := name.lower()) == "mds-validto" else [UNKNOWN] if low in UNKNOWN_WHEN_STALE else vals)
+        for name, vals in attrs
+    ]
     if not any(name.lower() == "mds-validto" for name, _ in attrs):
         out.append(("Mds-validto", [value]))
     return ber.search_result_entry(dn.encode(), [ber.partial_attribute(n.encode(), v) for n, v in out])
@@ -147,7 +164,7 @@ class Forwarder:
         d: defer.Deferred[Any] = child.client.search(
             route.base,
             int(route.scope),
-            request.filter,
+            without_classes(request.filter, child.drop_classes),
             attrs,
             size_limit=request.size_limit,
             time_limit=int(math.ceil(child.timeout)),
@@ -261,14 +278,34 @@ class ClassSpeller:
 _UNSEEN = object()
 
 
+def without_classes(f: Any, classes: frozenset[str]) -> Any:
+    """``f`` narrowed so the child leaves out entries of ``classes`` (BDII layout's
+    drop_objectclasses); the answer is filtered again on arrival (:func:`has_class`)."""
+    if not classes:
+        return f
+    return F.And((f, F.Not(F.Or(tuple(F.Equality("objectClass", c.encode()) for c in sorted(classes))))))
+
+
+def has_class(op: bytes, classes: frozenset[str]) -> bool:
+    """The entry has one of ``classes`` (lowercased) among its objectClass values."""
+    _, attrs = decode_entry(op)
+    return any(
+        name.lower() == "objectclass" and any(v.decode("utf-8", "replace").lower() in classes for v in vals)
+        for name, vals in attrs
+    )
+
+
 def rename_into_giis(child: Child, ops: list[bytes], speller: ClassSpeller | None = None) -> list[bytes]:
     """The child's entries under their GIIS names; those outside its suffix, and its suffix
     entry when mounted on the GIIS's own (ours wins), are left out."""
     ns = child.namespace
     out = []
+    drop = child.drop_classes
     for op in ops:
         dn = ns.to_giis(entry_dn(op))
         if dn is None or (ns.collapsed and dn is ns._mount_text):
+            continue
+        if drop and has_class(op, drop):
             continue
         renamed = rename_entry(op, dn)
         out.append(speller.entry(renamed) if speller is not None else renamed)

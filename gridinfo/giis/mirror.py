@@ -58,7 +58,7 @@ def pull_mirror(
 
     def ok(result: ClientResult) -> int:
         now = reactor.seconds()
-        if result.code not in (0, 4):
+        if result.code not in (0, 4, 32):  # 32: the child has no such subtree, so nothing to mirror
             raise LDAPError(f"mirror pull answered {result.code}: {result.message}")
         tree = child.mirror
         assert tree is not None
@@ -69,6 +69,11 @@ def pull_mirror(
             dn, attrs = decode_entry(op)
             giis_dn = ns.to_giis(dn)
             if giis_dn is None:
+                continue
+            if child.drop_classes and any(
+                n.lower() == "objectclass" and any(v.decode("utf-8", "replace").lower() in child.drop_classes for v in vs)
+                for n, vs in attrs
+            ):
                 continue
             if speller is not None:
                 attrs = speller.attributes(attrs) or attrs

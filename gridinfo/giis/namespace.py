@@ -20,6 +20,53 @@ moves into the child's namespace with the same scope; a subtree search from abov
 point becomes a subtree search of the child's suffix; a one-level search from the mount
 point's parent becomes a base search of the child's suffix; anything else does not reach the
 child.
+
+BDII's layout (``layout: bdii``)
+--------------------------------
+A BDII is not one suffix but a fixed resource -> site -> top layout in two trees, GLUE 1.3 under
+``o=grid`` and GLUE 2 under ``o=glue``.  A GIIS in this layout has, per tree, a *root* where its
+children land, and a *guard* RDN: a child's entry with that RDN anywhere above its own name
+(any RDN but the last) is this GIIS's own data come back round and is skipped, as BDII's ldap
+provider skips "recursive entries"::
+
+    level  tree    root                                guard
+    -----  ------  ----------------------------------  ----------------------
+    site   o=grid  mds-vo-name=<SITE>,o=grid           mds-vo-name=<SITE>
+    site   o=glue  GLUE2DomainID=<SITE>,o=glue         GLUE2DomainID=<SITE>
+    top    o=grid  mds-vo-name=local,o=grid            mds-vo-name=local
+    top    o=glue  GLUE2GroupID=grid,o=glue            GLUE2DomainID=grid
+
+A child's base under ``o=grid`` or ``o=glue`` has its last RDN (``o=grid``/``o=glue``) replaced by
+the tree's root, except that ``mds-vo-name=local`` and ``mds-vo-name=resource`` directly under
+``o=grid`` are dropped first (their entries land *on* the root, which is the GIIS's own entry and
+wins).  Each row below is a unit test (tests/giis/test_namespace.py)::
+
+    level  child base (what it serves)          a child DN X,<base> appears as
+    -----  -----------------------------------  --------------------------------------------------
+    site   mds-vo-name=local,o=grid (GRIS)      X,mds-vo-name=<SITE>,o=grid
+    site   mds-vo-name=resource,o=grid (BDII)   X,mds-vo-name=<SITE>,o=grid
+    site   GLUE2GroupID=resource,o=glue         X,GLUE2GroupID=resource,GLUE2DomainID=<SITE>,o=glue
+    site   mds-vo-name=<S2>,o=grid (a site)     X,mds-vo-name=<S2>,mds-vo-name=<SITE>,o=grid
+    site   GLUE2DomainID=<S2>,o=glue (a site)   X,GLUE2DomainID=<S2>,GLUE2DomainID=<SITE>,o=glue
+    top    mds-vo-name=<SITE>,o=grid (a site)   X,mds-vo-name=<SITE>,mds-vo-name=local,o=grid
+    top    GLUE2DomainID=<SITE>,o=glue (site)   X,GLUE2DomainID=<SITE>,GLUE2GroupID=grid,o=glue
+    top    mds-vo-name=resource,o=grid          X,mds-vo-name=local,o=grid
+    top    GLUE2GroupID=resource,o=glue         X,GLUE2GroupID=resource,GLUE2GroupID=grid,o=glue
+    any    a base under neither tree            refused (BDII has no database for it)
+
+A top level's guard ``mds-vo-name=local`` means a GRIS child (``mds-vo-name=local,o=grid``)
+contributes nothing there, as with BDII: a top level's children are sites.
+
+A child contributes up to two subtrees, its ``o=grid`` base and its ``o=glue`` base (one
+:class:`ChildNamespace` each).  Registration and a static child's URL name one base; the other
+is found by :func:`glue_base_for` (BDII's rule, with one addition for gridinfo's GRIS)::
+
+    base named                        o=glue base asked for
+    --------------------------------  ---------------------------------------------
+    mds-vo-name=resource,o=grid       GLUE2GroupID=resource,o=glue   (BDII's rule)
+    mds-vo-name=local,o=grid          GLUE2GroupID=resource,o=glue   (a gridinfo GRIS)
+    mds-vo-name=<S>,...,o=grid        GLUE2DomainID=<S>,o=glue       (BDII's rule)
+    anything under o=glue             none: the base is the o=glue subtree itself
 """
 
 from __future__ import annotations
@@ -43,16 +90,27 @@ class Route:
 class ChildNamespace:
     """The mapping between one child's namespace and its GIIS's, both ways."""
 
-    def __init__(self, child_suffix: str, giis_suffix: str, normaliser: DNNormaliser):
+    def __init__(
+        self, child_suffix: str, giis_suffix: str, normaliser: DNNormaliser, *,
+        mount: DN | None = None, guard: str | None = None,
+    ):
+        """``giis_suffix`` is the GIIS entry a collapsed child lands on; ``mount`` (default: MDS2's
+        :func:`mount_point`) where the child's suffix appears; ``guard`` a normalised RDN whose
+        presence above an entry's own name skips the entry (BDII's recursion guard)."""
         self.normaliser = normaliser
         self.child_suffix = parse_dn(child_suffix)
         self.giis_suffix = parse_dn(giis_suffix)
         self.child_key = normaliser.key(self.child_suffix)
         self.giis_key = normaliser.key(self.giis_suffix)
-        self.mount = mount_point(self.child_suffix, self.giis_suffix, normaliser)
+        self.mount = mount if mount is not None else mount_point(self.child_suffix, self.giis_suffix, normaliser)
+        self.guard = guard
+        self._guard_type = guard.split("=", 1)[0] if guard else ""  # only RDNs of this type can match
         self.mount_key = normaliser.key(self.mount)
         #: True for a GRIS-style child whose suffix entry *is* the GIIS's own entry
         self.collapsed = self.mount_key == self.giis_key
+        #: children of this mount share it (GRIS children on the GIIS entry; in BDII's layout, every
+        #: resource-level child): no child owns it, so none collides there
+        self.shared = self.collapsed
         self._child_len = len(self.child_suffix)
         self._mount_rdns: tuple[RDN, ...] = tuple(self.mount)
         self._mount_text = str(self.mount)
@@ -78,6 +136,10 @@ class ChildNamespace:
                 self._child_text_cache[tail_text] = hit
         if hit != self.child_key:
             return None
+        if self.guard is not None and any(
+            rdn[0][0].lower() == self._guard_type and self.normaliser.rdn_key(rdn) == self.guard for rdn in dn[:-1]
+        ):
+            return None  # our own data come back round (BDII: "skipping recursive entry")
         prefix = dn[: len(dn) - n]
         if not prefix:
             return self._mount_text
@@ -124,3 +186,96 @@ def mount_point(child_suffix: DN, giis_suffix: DN, normaliser: DNNormaliser) -> 
             return DN(tuple(giis_suffix))
         return DN(inner + tuple(giis_suffix))
     return DN(tuple(child_suffix) + tuple(giis_suffix))
+
+
+GRID = "o=grid"
+GLUE = "o=glue"
+BDII_LEVELS = ("site", "top")
+RESOURCE_GROUP = "GLUE2GroupID=resource,o=glue"  # every resource-level child's o=glue base
+
+
+@dataclass(frozen=True)
+class BDIILayout:
+    """A GIIS in BDII's layout: its level and (at a site) the site's name; see the module docstring."""
+
+    level: str  # "site" or "top"
+    site: str = ""  # the site's name (BDII's SITE_NAME); unused at the top level
+
+    @property
+    def grid_root(self) -> str:
+        return f"mds-vo-name={self.site},o=grid" if self.level == "site" else f"mds-vo-name={LOCAL_NAME},o=grid"
+
+    @property
+    def glue_root(self) -> str:
+        return f"GLUE2DomainID={self.site},o=glue" if self.level == "site" else "GLUE2GroupID=grid,o=glue"
+
+    def guard(self, tree: str) -> str:
+        """The guard RDN of a tree (``o=grid`` or ``o=glue``), as written."""
+        name = self.site if self.level == "site" else ("local" if tree == GRID else "grid")
+        return f"mds-vo-name={name}" if tree == GRID else f"GLUE2DomainID={name}"
+
+    def suffixes(self) -> list[str]:
+        """The naming contexts a GIIS in this layout serves."""
+        return [GRID, GLUE, "o=infosys"]
+
+    def default_entries(self) -> list[str]:
+        """The entries the GIIS holds itself: BDII's default LDIF (the same at every level), plus
+        at a site the two roots its children land on."""
+        dns = [GRID, f"mds-vo-name={LOCAL_NAME},o=grid", "mds-vo-name=resource,o=grid",
+               GLUE, "GLUE2GroupID=resource,o=glue", "GLUE2GroupID=grid,o=glue"]
+        if self.level == "site":
+            dns += [self.grid_root, self.glue_root]
+        return dns
+
+    def namespace(self, child_suffix: str, normaliser: DNNormaliser) -> ChildNamespace:
+        """The mapping for a child base; ValueError when the base is under neither tree."""
+        suffix = parse_dn(child_suffix)
+        top = normaliser.key(DN(suffix[-1:])) if suffix else ""
+        if top == normaliser.key(GRID):
+            tree, root = GRID, self.grid_root
+            inner = tuple(suffix[:-1])
+            if len(inner) == 1 and normaliser.key(DN(inner)) in (
+                normaliser.key(f"mds-vo-name={LOCAL_NAME}"), normaliser.key("mds-vo-name=resource")
+            ):
+                inner = ()
+        elif top == normaliser.key(GLUE):
+            tree, root = GLUE, self.glue_root
+            inner = tuple(suffix[:-1])
+        else:
+            raise ValueError(f"{child_suffix!r} is under neither o=grid nor o=glue, the trees of BDII's layout")
+        mount = DN(inner + tuple(parse_dn(root)))
+        ns = ChildNamespace(child_suffix, root, normaliser, mount=mount, guard=normaliser.key(self.guard(tree)))
+        ns.shared = ns.collapsed or normaliser.key(DN(suffix)) == normaliser.key(RESOURCE_GROUP)
+        return ns
+
+
+def glue_base_for(base: str, normaliser: DNNormaliser) -> str | None:
+    """The o=glue base to ask of a child named by ``base`` (see the module docstring); None when
+    ``base`` is itself under o=glue (or under neither tree)."""
+    dn = parse_dn(base)
+    if len(dn) < 2 or normaliser.key(DN(dn[-1:])) != normaliser.key(GRID):
+        return None
+    (attr, value), *_ = dn[-2]
+    if attr.lower() != "mds-vo-name":
+        return None
+    if value.lower() in ("resource", LOCAL_NAME):
+        return "GLUE2GroupID=resource,o=glue"
+    return f"GLUE2DomainID={value},o=glue"
+
+
+def bdii_entry_attributes(dn: str) -> list[tuple[str, list[bytes]]]:
+    """The attributes of one of :meth:`BDIILayout.default_entries` (BDII's default LDIF; at a site,
+    a GLUE2AdminDomain named after the site)."""
+    attr, value = parse_dn(dn)[0][0]
+    v = [value.encode("utf-8")]
+    kind = attr.lower()
+    if kind == "o":
+        return [("objectClass", [b"top", b"organization"]), ("o", v)]
+    if kind == "mds-vo-name":
+        return [("objectClass", [b"top", b"MdsVo"]), ("Mds-Vo-name", v)]
+    if kind == "glue2groupid":
+        return [("objectClass", [b"GLUE2Group"]), ("GLUE2GroupID", v)]
+    if kind == "glue2domainid":
+        return [("objectClass", [b"GLUE2Domain", b"GLUE2AdminDomain"]), ("GLUE2DomainID", v),
+                ("GLUE2EntityName", v)]
+    raise ValueError(f"no default attributes for {dn!r}")
