@@ -14,7 +14,7 @@ from gridinfo.errors import ConfigError
 from gridinfo.giis.forwarder import mark_stale
 from gridinfo.giis.namespace import BDIILayout, Route, glue_base_for
 from gridinfo.ldap.client import decode_entry
-from gridinfo.directory import ber
+from gridinfo import ber
 from tests.giis.bdii_rules import bdii_glue_base, bdii_rename
 
 N = DNNormaliser(None)
