@@ -20,7 +20,7 @@ from dataclasses import replace
 from gridinfo.config import GIISConfig, GRISConfig, read_secret, validate
 from gridinfo.directory.schema import Schema, load_schema
 from gridinfo.directory.tree import DirectoryTree
-from gridinfo.gris.backend import GRISBackend, load_static_ldif
+from gridinfo.gris.backend import GRISBackend, add_glue2_base_entries, glue2_naming_context, load_static_ldif
 from gridinfo.ldap.tree_backend import add_base_entries
 from gridinfo.gris.providers import ProviderManager
 from gridinfo.infosys import connection_attributes
@@ -136,12 +136,20 @@ def server_limits(config: Any) -> ServerLimits:
 
 
 def make_gris_tree(config: GRISConfig, schema: Schema | None = None) -> DirectoryTree:
-    """The GRIS's tree: base entries, then the static LDIF (whose versions win)."""
+    """The GRIS's tree: base entries (o=grid and its suffix; o=glue and its GLUE 2 suffix),
+    then the static LDIF (whose versions win)."""
     schema = schema if schema is not None else load_schema(config.schema)
     tree = DirectoryTree(schema, indexed=DEFAULT_INDEXED + tuple(config.index))
     load_static_ldif(tree, config.ldif)
     add_base_entries(tree, config.suffix)
+    add_glue2_base_entries(tree, config.glue2_suffix)
     return tree
+
+
+def gris_naming_contexts(config: GRISConfig) -> tuple[str, ...]:
+    """What the root DSE lists: o=grid, o=glue (unless GLUE 2 is off) and o=infosys."""
+    glue = glue2_naming_context(config.glue2_suffix)
+    return ("o=grid",) + ((glue,) if glue else ()) + ("o=infosys",)
 
 
 def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree | None = None) -> service.MultiService:
@@ -162,7 +170,7 @@ def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree |
         vm_feed = HypervisorFeed(events.sink)  # runs of `feeds: vm` providers become hypervisor events
     providers = ProviderManager(tree, config, reactor, vm_feed=vm_feed)
     backend = GRISBackend(
-        tree, providers, naming_contexts=("o=grid", "o=infosys"), event_sink=events.sink if events else None
+        tree, providers, naming_contexts=gris_naming_contexts(config), event_sink=events.sink if events else None
     )
     factory = ldap_factory(backend, config, reactor)
     providers.status.server_stats = lambda: connection_attributes(factory.stats, factory.connections)

@@ -137,7 +137,7 @@ def make_definition(path: Path, kind: str, config: GRISConfig) -> ProviderDefini
         name=path.name,
         path=str(path),
         kind=kind,
-        base=s.base or config.suffix,
+        base=default_bases(s.base, config),
         ttl=s.ttl,
         keepto=s.keepto,
         timelimit=s.timelimit,
@@ -150,6 +150,16 @@ def make_definition(path: Path, kind: str, config: GRISConfig) -> ProviderDefini
         feeds=s.feeds,
         interpreter=interpreter_for(path) if kind != "static" else None,
     )
+
+
+def default_bases(base: str | tuple[str, ...] | None, config: GRISConfig) -> str | tuple[str, ...]:
+    """The subtrees a provider owns: its ``base`` (one DN or a list), else the GRIS's o=grid
+    suffix and, unless GLUE 2 is off, its GLUE 2 suffix (so a GIP printing both just works)."""
+    if isinstance(base, str) and base:
+        return base
+    if base:
+        return tuple(b for b in base if b) or config.suffix
+    return (config.suffix, config.glue2_suffix) if config.glue2_suffix else config.suffix
 
 
 @dataclass(frozen=True)
@@ -197,11 +207,11 @@ def check_provider_settings(config: GRISConfig, tree: DirectoryTree) -> None:
     for name, settings in list(config.provider.items()) + [("provider_defaults", config.provider_defaults)]:
         if settings.feeds == "vm" and not config.vm.enabled:
             raise ConfigError(f"provider {name}: feeds: vm needs the vm section enabled (vm.enabled: true)", config.source)
-        if settings.base is not None:
+        for base in (settings.base,) if isinstance(settings.base, str) else (settings.base or ()):
             try:
-                tree.key(settings.base)
+                tree.key(base)
             except LDAPError as e:
-                raise ConfigError(f"provider {name}: base {settings.base!r} is not a DN: {e.message}", config.source)
+                raise ConfigError(f"provider {name}: base {base!r} is not a DN: {e.message}", config.source)
 
 
 class _Waiter:
@@ -249,7 +259,9 @@ class ProviderManager(service.Service):
         check_provider_settings(config, tree)
         self.table = SoftStateTable(tree)
         self.runner = runner if runner is not None else ProviderRunner(
-            reactor, max_concurrent=config.max_concurrent_providers, extra_env={"GRIDINFO_SUFFIX": config.suffix}
+            reactor,
+            max_concurrent=config.max_concurrent_providers,
+            extra_env={"GRIDINFO_SUFFIX": config.suffix, "GRIDINFO_GLUE2_SUFFIX": config.glue2_suffix},
         )
         self.searches = 0
         self.status = StatusPublisher(
@@ -371,7 +383,7 @@ class ProviderManager(service.Service):
                 "provider {provider}: entry {dn} is outside its subtree {base}; dropped",
                 provider=name,
                 dn=dn,
-                base=definition.base,
+                base=definition.base_text,
             )
         observation = None
         if report.ok and definition.feeds == "vm" and self.vm_feed is not None:
