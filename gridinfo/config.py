@@ -102,6 +102,7 @@ class GRISConfig:
     listen: tuple[str, ...] = ("tcp:2135",)
     suffix: str = "mds-vo-name=local,o=grid"
     glue2_suffix: str = "GLUE2GroupID=resource,o=glue"  # GLUE 2.0 entries live below it ("": no GLUE 2)
+    glue2_site_id: str = ""  # GLUE2DomainID of the site: the GRIS's own GLUE2Service names it
     ldif: tuple[str, ...] = ()
     schema: tuple[str, ...] = ()
     credentials: dict[str, str] = field(default_factory=dict)

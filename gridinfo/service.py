@@ -179,14 +179,34 @@ def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree |
     providers.setServiceParent(top)
     if events is not None:
         events.setServiceParent(top)
-    for endpoint in config.listen:
-        ListenerService(endpoint, factory, reactor).setServiceParent(top)
+    listeners = [ListenerService(endpoint, factory, reactor) for endpoint in config.listen]
+    for listener in listeners:
+        listener.setServiceParent(top)
+    providers.glue2.listeners = lambda: _listener_addresses(config, listeners)
     top.backend = backend  # type: ignore[attr-defined]
     top.factory = factory  # type: ignore[attr-defined]
     top.providers = providers  # type: ignore[attr-defined]
     top.events = events  # type: ignore[attr-defined]
     top.registrar = _registrar(config, config.suffix, top, reactor)  # type: ignore[attr-defined]
     return top
+
+
+def _listener_addresses(config: GRISConfig, listeners: list[ListenerService]) -> list[Any]:
+    """The bound listeners as the GRIS's GLUE2Endpoints see them (scheme, host clients use, port)."""
+    import socket
+
+    from gridinfo.gris.glue2 import ListenerAddress
+    from gridinfo.ldap.registrar import listener_host
+
+    out = []
+    for listener in listeners:
+        port = listener.bound_port()
+        if port:
+            host = listener_host([listener.endpoint]) or socket.getfqdn()
+            host = f"[{host}]" if ":" in host else host
+            scheme = "ldaps" if listener.endpoint.startswith("ssl:") else "ldap"
+            out.append(ListenerAddress(scheme, host, port))
+    return out
 
 
 def _registrar(config: Any, suffix: str, top: service.MultiService, reactor: Any) -> Any:

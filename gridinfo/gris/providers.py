@@ -22,6 +22,7 @@ wait for it up to the provider's timelimit, and keeps the ``o=infosys`` status e
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import sys
 from collections.abc import Iterable
@@ -37,6 +38,7 @@ from gridinfo.config import GRISConfig, ProviderConfig
 from gridinfo.directory.query import SearchRequest
 from gridinfo.directory.tree import DirectoryTree
 from gridinfo.errors import ConfigError, LDAPError
+from gridinfo.gris.glue2 import GLUE2SelfPublisher
 from gridinfo.gris.runner import ProviderRunner
 from gridinfo.gris.softstate import (
     ProviderDefinition,
@@ -267,17 +269,26 @@ class ProviderManager(service.Service):
         self.status = StatusPublisher(
             tree, self.table, start_time=reactor.seconds(), server_name=server_name, searches=lambda: self.searches
         )
+        self.glue2 = GLUE2SelfPublisher(
+            tree, self.table, config.glue2_suffix, host=socket.getfqdn(), start_time=reactor.seconds(),
+            site_id=config.glue2_site_id,
+        )
         self._waiters: dict[str, list[_Waiter]] = {}
         self._watchers: dict[str, list[defer.Deferred[None]]] = {}
         self._loops: list[task.LoopingCall] = []
         self.skipped: dict[str, str] = {}
+
+    def publish_status(self, now: float) -> None:
+        """Rebuild the o=infosys status entries and, beside them, the GRIS's own GLUE 2 entries."""
+        self.status.publish(now)
+        self.glue2.publish(now)
 
     # -- service ------------------------------------------------------------------------------
 
     def startService(self) -> None:  # noqa: N802
         super().startService()
         self.rescan()
-        self.status.publish(self.reactor.seconds())
+        self.publish_status(self.reactor.seconds())
         for interval, call in ((self.config.rescan_interval, self.rescan), (self.config.sweep_interval, self.sweep)):
             if interval > 0:
                 loop = task.LoopingCall(call)
@@ -331,7 +342,7 @@ class ProviderManager(service.Service):
                 self.table.retire(name, now)
                 changed = True
         if changed:
-            self.status.publish(now)
+            self.publish_status(now)
 
     # -- time -----------------------------------------------------------------------------------
 
@@ -342,7 +353,7 @@ class ProviderManager(service.Service):
         for name in self.table.due_background(now):
             self.refresh(name)
         if changes:
-            self.status.publish(now)
+            self.publish_status(now)
 
     def expire(self, now: float) -> list[Any]:
         changes = self.table.advance(now)
@@ -380,7 +391,7 @@ class ProviderManager(service.Service):
         report: RunReport = interpret_output(definition, output, self.tree)
         for dn in report.outside:
             log.warn(
-                "provider {provider}: entry {dn} is outside its subtree {base}; dropped",
+                "provider {provider}: entry {dn} is outside {base}; dropped",
                 provider=name,
                 dn=dn,
                 base=definition.base_text,
@@ -416,7 +427,7 @@ class ProviderManager(service.Service):
                 self.vm_feed.deliver(observation)
             except Exception:  # noqa: BLE001 - the provider's own entries are installed already
                 log.failure("provider {provider}: its observations could not be fed to the VM events", provider=name)
-        self.status.publish(now)
+        self.publish_status(now)
         self._wake(name)
 
     def _observe(self, report: RunReport, definition: ProviderDefinition, now: float) -> tuple[RunReport, Any]:
@@ -456,13 +467,13 @@ class ProviderManager(service.Service):
         self.searches += 1
         now = self.reactor.seconds()
         if self.expire(now):
-            self.status.publish(now)
+            self.publish_status(now)
         try:
             base_key = self.tree.key(request.base)
         except LDAPError:
             return None  # the tree answers invalidDNSyntax
         if self.status.is_status_key(base_key) or not base_key:
-            self.status.publish(now)
+            self.publish_status(now)
         names = [n for n in self.table.overlapping(base_key, request.scope) if self.table.wants_refresh(n, now)]
         if not names:
             return None

@@ -91,8 +91,9 @@ class ProviderDefinition:
 
     @property
     def base_text(self) -> str:
-        """The owned subtrees for messages: ``a`` or ``a and b``."""
-        return " and ".join(self.bases)
+        """The owned subtrees for messages: ``its subtree a`` or ``its subtrees a and b``."""
+        bases = self.bases
+        return f"its subtree{'s' if len(bases) > 1 else ''} {' and '.join(bases)}"
 
 
 @dataclass(frozen=True)
@@ -304,7 +305,7 @@ def interpret_output(
     if outside and not entries and not mods:
         more = f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""
         return RunReport(
-            error=f"every entry is outside its subtree {definition.base_text}: {outside[0]}{more}", outside=tuple(outside)
+            error=f"every entry is outside {definition.base_text}: {outside[0]}{more}", outside=tuple(outside)
         )
     return RunReport(entries=tuple(entries.values()), modifications=tuple(mods.values()), outside=tuple(outside))
 
