@@ -151,7 +151,7 @@ def add_glue2_base_entries(tree: DirectoryTree, glue2_suffix: str) -> None:
     if not glue2_suffix:
         return
     if tree.lookup(GLUE2_ROOT_DN) is None:
-        tree.add(tree.build(GLUE2_ROOT_DN, [("objectClass", [b"top", b"organization"]), ("o", [b"glue"])], source="gridinfo"))
+        tree.add(tree.build(GLUE2_ROOT_DN, [("objectClass", [b"organization"]), ("o", [b"glue"])], source="gridinfo"))
     rdns = [part.strip() for part in glue2_suffix.split(",")][:-1]  # the suffix below o=glue, nearest first
     parent = GLUE2_ROOT_DN
     for rdn in reversed(rdns):
@@ -160,7 +160,7 @@ def add_glue2_base_entries(tree: DirectoryTree, glue2_suffix: str) -> None:
         if tree.lookup(dn) is None:
             if attribute.strip().lower() != "glue2groupid":
                 return
-            attrs = [("objectClass", [b"top", b"GLUE2Group"]), ("GLUE2GroupID", [value.strip().encode("utf-8")])]
+            attrs = [("objectClass", [b"GLUE2Group"]), ("GLUE2GroupID", [value.strip().encode("utf-8")])]
             tree.add(tree.build(dn, attrs, source="gridinfo"))
         parent = dn
 

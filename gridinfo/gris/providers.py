@@ -22,7 +22,6 @@ wait for it up to the provider's timelimit, and keeps the ``o=infosys`` status e
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import sys
 from collections.abc import Iterable
@@ -49,6 +48,7 @@ from gridinfo.gris.softstate import (
 )
 from gridinfo.gris.status import StatusPublisher
 from gridinfo.providers_lib import BUNDLED_PROVIDERS
+from gridinfo.providers_lib.host import fqdn
 
 log = Logger()
 
@@ -270,7 +270,7 @@ class ProviderManager(service.Service):
             tree, self.table, start_time=reactor.seconds(), server_name=server_name, searches=lambda: self.searches
         )
         self.glue2 = GLUE2SelfPublisher(
-            tree, self.table, config.glue2_suffix, host=socket.getfqdn(), start_time=reactor.seconds(),
+            tree, self.table, config.glue2_suffix, host=fqdn(), start_time=reactor.seconds(),
             site_id=config.glue2_site_id,
         )
         self._waiters: dict[str, list[_Waiter]] = {}

@@ -348,6 +348,13 @@ def apply_modifications(
     return list(out.values())
 
 
+def is_glue2_entry(attributes: Sequence[tuple[str, Sequence[bytes]]]) -> bool:
+    """An entry of a GLUE 2.0 class (GLUE2Entity's subclasses, GLUE2Group)."""
+    return any(
+        v.lower().startswith(b"glue2") for a, vs in attributes if a.lower() == "objectclass" for v in vs
+    )
+
+
 def _overlaps(provider_base: str, base_key: str, scope: Scope) -> bool:
     """A search of (base, scope) can return entries of the subtree ``provider_base``."""
     if is_descendant_key(base_key, provider_base):
@@ -599,13 +606,16 @@ class SoftStateTable:
                     if not self.check_schema or not self.tree.schema.check_entry(dict(changed)):
                         attrs = changed
         assert r.valid_from is not None and r.valid_to is not None
-        # the validity stamps ride on an auxiliary class, so the entry stays schema-clean
-        full = list(attrs) + [
-            ("objectClass", [b"GridinfoSoftState"]),
-            ("Mds-validfrom", [format_generalized_time(r.valid_from).encode()]),
-            ("Mds-validto", [format_generalized_time(r.valid_to).encode()]),
-            ("GridinfoProviderName", [name.encode("utf-8")]),
-        ]
+        # the validity stamps ride on an auxiliary class, so the entry stays schema-clean; a
+        # GLUE 2 entry carries GLUE 2 classes only (the EGI profile refuses any other class)
+        full = list(attrs)
+        if not is_glue2_entry(attrs):
+            full += [
+                ("objectClass", [b"GridinfoSoftState"]),
+                ("Mds-validfrom", [format_generalized_time(r.valid_from).encode()]),
+                ("Mds-validto", [format_generalized_time(r.valid_to).encode()]),
+                ("GridinfoProviderName", [name.encode("utf-8")]),
+            ]
         entry = self.tree.builder.build(
             pub.dn, [(a, list(v)) for a, v in full], source=f"provider:{name}", valid_to=r.keep_to
         )
