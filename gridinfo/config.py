@@ -77,7 +77,7 @@ class ProviderConfig:
     retry: float | None = None  # seconds between attempts after a failed run
     args: tuple[str, ...] | None = None
     env: dict[str, str] | None = None
-    base: str | None = None  # the subtree it owns (default: the GRIS suffix)
+    base: str | tuple[str, ...] | None = None  # the subtree(s) it owns (default: the GRIS suffix and GLUE 2 suffix)
     refresh: Literal["on-demand", "background"] | None = None
     enabled: bool | None = None
     feeds: Literal["vm"] | None = None  # vm: its GridinfoVM entries become hypervisor events (docs/vm.md)
@@ -103,6 +103,8 @@ class GRISConfig:
 
     listen: tuple[str, ...] = ("tcp:2135",)
     suffix: str = "mds-vo-name=local,o=grid"
+    glue2_suffix: str = "GLUE2GroupID=resource,o=glue"  # GLUE 2.0 entries live below it ("": no GLUE 2)
+    glue2_site_id: str = ""  # GLUE2DomainID of the site: the GRIS's own GLUE2Service names it
     ldif: tuple[str, ...] = ()
     schema: tuple[str, ...] = ()
     credentials: dict[str, str] = field(default_factory=dict)
@@ -226,6 +228,14 @@ class GIISConfig:
         return f"mds-vo-name={self.name},o=grid"
 
 
+def _str_or_list(tp: Any) -> bool:
+    """``str | tuple[str, ...]`` (optionally ``| None``): one string or a list of them."""
+    if get_origin(tp) not in (Union, types.UnionType):
+        return False
+    args = {a for a in get_args(tp) if a is not type(None)}
+    return args == {str, tuple[str, ...]}
+
+
 def _optional(tp: Any) -> Any:
     """``X`` for ``X | None`` (and ``Optional[X]``); None for any other type."""
     if get_origin(tp) in (Union, types.UnionType):
@@ -237,6 +247,8 @@ def _optional(tp: Any) -> Any:
 
 def _describe(tp: Any) -> str:
     origin = get_origin(tp)
+    if _str_or_list(tp):
+        return "a string or a list of strings"
     inner = _optional(tp)
     if inner is not None:
         return _describe(inner)
@@ -263,6 +275,10 @@ def _convert(node: yaml.Node, tp: Any, path: str, source: str) -> Any:
             shown = repr(shown)
         return ConfigError(f"{path}: expected {expected}, got {shown}", source, line)
 
+    if _str_or_list(tp):
+        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null" and type(None) in get_args(tp):
+            return None
+        return _convert(node, tuple[str, ...] if isinstance(node, yaml.SequenceNode) else str, path, source)
     inner = _optional(tp)
     if inner is not None:
         if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
@@ -423,6 +439,12 @@ def _check_dn(text: str) -> str | None:
     return None
 
 
+def _under_o_glue(text: str) -> bool:
+    from gridinfo.directory.dn import is_descendant_key, loose_key
+
+    return is_descendant_key(loose_key(text), loose_key("o=glue"))
+
+
 def check_value(kind: Any, name: str, value: Any, path: str) -> str | None:
     """The problem with one key's value (``path: expected ..., got ...``), or None."""
     problem: str | None = None
@@ -502,10 +524,18 @@ def validate(config: Any) -> Any:
     if isinstance(config, GRISConfig):
         for name, settings in [("provider_defaults", config.provider_defaults),
                                *((f"provider.{n}", p) for n, p in config.provider.items())]:
-            if settings.base:
-                problem = _check_dn(settings.base)
+            bases = (settings.base,) if isinstance(settings.base, str) else (settings.base or ())
+            for i, base in enumerate(bases):
+                problem = _check_dn(base) if base else None
                 if problem:
-                    problems.append(f"{name}.base: {problem}")
+                    where = f"{name}.base" if isinstance(settings.base, str) else f"{name}.base[{i}]"
+                    problems.append(f"{where}: {problem}")
+        if config.glue2_suffix:
+            problem = _check_dn(config.glue2_suffix)
+            if problem is None and not _under_o_glue(config.glue2_suffix):
+                problem = f"expected a DN ending in o=glue (GLUE 2.0's naming context), got {config.glue2_suffix!r}"
+            if problem:
+                problems.append(f"glue2_suffix: {problem}")
         vm = config.vm
         check(VMConfig, vm, "vm.")
         if vm.enabled and not vm.journal:

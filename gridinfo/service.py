@@ -22,7 +22,7 @@ from dataclasses import replace
 from gridinfo.config import GIISConfig, GRISConfig, read_secret, validate
 from gridinfo.directory.schema import Schema, load_schema
 from gridinfo.directory.tree import DirectoryTree
-from gridinfo.gris.backend import GRISBackend, load_static_ldif
+from gridinfo.gris.backend import GRISBackend, add_glue2_base_entries, glue2_naming_context, load_static_ldif
 from gridinfo.ldap.tree_backend import add_base_entries
 from gridinfo.gris.providers import ProviderManager
 from gridinfo.infosys import connection_attributes
@@ -141,7 +141,8 @@ def server_limits(config: Any) -> ServerLimits:
 def make_gris_tree(
     config: GRISConfig, schema: Schema | None = None, *, wallclock: Callable[[], float] = time.time
 ) -> DirectoryTree:
-    """The GRIS's tree: base entries, then the static LDIF (whose versions win).
+    """The GRIS's tree: base entries (o=grid and its suffix; o=glue and its GLUE 2 suffix),
+    then the static LDIF (whose versions win).
 
     ``wallclock`` stamps entries (createTimestamp, modifyTimestamp); daemons pass the reactor's.
     """
@@ -149,7 +150,14 @@ def make_gris_tree(
     tree = DirectoryTree(schema, indexed=DEFAULT_INDEXED + tuple(config.index), wallclock=wallclock)
     load_static_ldif(tree, config.ldif)
     add_base_entries(tree, config.suffix)
+    add_glue2_base_entries(tree, config.glue2_suffix)
     return tree
+
+
+def gris_naming_contexts(config: GRISConfig) -> tuple[str, ...]:
+    """What the root DSE lists: o=grid, o=glue (unless GLUE 2 is off) and o=infosys."""
+    glue = glue2_naming_context(config.glue2_suffix)
+    return ("o=grid",) + ((glue,) if glue else ()) + ("o=infosys",)
 
 
 def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree | None = None) -> service.MultiService:
@@ -170,7 +178,7 @@ def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree |
         vm_feed = HypervisorFeed(events.sink)  # runs of `feeds: vm` providers become hypervisor events
     providers = ProviderManager(tree, config, reactor, vm_feed=vm_feed)
     backend = GRISBackend(
-        tree, providers, naming_contexts=("o=grid", "o=infosys"), event_sink=events.sink if events else None
+        tree, providers, naming_contexts=gris_naming_contexts(config), event_sink=events.sink if events else None
     )
     factory = ldap_factory(backend, config, reactor)
     providers.status.server_stats = lambda: connection_attributes(factory.stats, factory.connections)
@@ -179,14 +187,34 @@ def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree |
     providers.setServiceParent(top)
     if events is not None:
         events.setServiceParent(top)
-    for endpoint in config.listen:
-        ListenerService(endpoint, factory, reactor).setServiceParent(top)
+    listeners = [ListenerService(endpoint, factory, reactor) for endpoint in config.listen]
+    for listener in listeners:
+        listener.setServiceParent(top)
+    providers.glue2.listeners = lambda: _listener_addresses(config, listeners)
     top.backend = backend  # type: ignore[attr-defined]
     top.factory = factory  # type: ignore[attr-defined]
     top.providers = providers  # type: ignore[attr-defined]
     top.events = events  # type: ignore[attr-defined]
     top.registrar = _registrar(config, config.suffix, top, reactor)  # type: ignore[attr-defined]
     return top
+
+
+def _listener_addresses(config: GRISConfig, listeners: list[ListenerService]) -> list[Any]:
+    """The bound listeners as the GRIS's GLUE2Endpoints see them (scheme, host clients use, port)."""
+    import socket
+
+    from gridinfo.gris.glue2 import ListenerAddress
+    from gridinfo.ldap.registrar import listener_host
+
+    out = []
+    for listener in listeners:
+        port = listener.bound_port()
+        if port:
+            host = listener_host([listener.endpoint]) or socket.getfqdn()
+            host = f"[{host}]" if ":" in host else host
+            scheme = "ldaps" if listener.endpoint.startswith("ssl:") else "ldap"
+            out.append(ListenerAddress(scheme, host, port))
+    return out
 
 
 def _registrar(config: Any, suffix: str, top: service.MultiService, reactor: Any) -> Any:

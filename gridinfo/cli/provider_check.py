@@ -43,7 +43,7 @@ def report(out: TextIO, definition: Any, output: Any, result: Any, skip: str | N
     w = out.write
     if not quiet:
         w(f"provider:   {definition.name} ({definition.path})\n")
-        w(f"kind:       {definition.kind}; base {definition.base}\n")
+        w(f"kind:       {definition.kind}; {definition.base_text}\n")
         w(
             f"limits:     timelimit {definition.timelimit:g} s, sizelimit {definition.sizelimit} entries,"
             f" max_output_bytes {definition.max_output_bytes}\n"
@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.base is not None:
             definition = replace(definition, base=args.base)
         tree = DirectoryTree(load_schema(config.schema))
-        tree.key(definition.base)
+        for base in definition.bases:
+            tree.key(base)
     except GridinfoError as e:
         sys.stderr.write(f"gridinfo-provider-check: {e}\n")
         return 2
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     status = {"code": 1}
 
     def run(reactor: Any) -> Any:
-        d = ProviderRunner(reactor, extra_env={"GRIDINFO_SUFFIX": config.suffix}).run_now(definition)
+        d = ProviderRunner(reactor, extra_env={"GRIDINFO_SUFFIX": config.suffix, "GRIDINFO_GLUE2_SUFFIX": config.glue2_suffix}).run_now(definition)
 
         def judged(output: Any) -> None:
             result = interpret_output(definition, output, tree)

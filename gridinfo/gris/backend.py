@@ -131,4 +131,49 @@ def load_static_ldif(tree: DirectoryTree, paths: Iterable[str], limits: LDIFLimi
     return errors
 
 
-__all__ = ["GRISBackend", "ROOT_DN", "TreeBackend", "add_base_entries", "ldif_files", "load_static_ldif", "suffix_attributes"]
+GLUE2_ROOT_DN = "o=glue"
+
+
+def glue2_naming_context(glue2_suffix: str) -> str | None:
+    """``o=glue`` when GLUE 2 is on (a GLUE 2 suffix is set), else None."""
+    return GLUE2_ROOT_DN if glue2_suffix else None
+
+
+def add_glue2_base_entries(tree: DirectoryTree, glue2_suffix: str) -> None:
+    """``o=glue`` and the ``GLUE2GroupID=...`` entries down to the GLUE 2 suffix (BDII's
+    ``GLUE2GroupID=resource,o=glue``), unless an LDIF gives its own version.
+
+    An RDN on the way that is not a ``GLUE2GroupID`` (a site suffix such as
+    ``GLUE2GroupID=resource,GLUE2DomainID=SITE,o=glue``) is not made up: that entry (the
+    site's GLUE2AdminDomain) comes from static LDIF or a provider, and what lies below it
+    waits for it.
+    """
+    if not glue2_suffix:
+        return
+    if tree.lookup(GLUE2_ROOT_DN) is None:
+        tree.add(tree.build(GLUE2_ROOT_DN, [("objectClass", [b"organization"]), ("o", [b"glue"])], source="gridinfo"))
+    rdns = [part.strip() for part in glue2_suffix.split(",")][:-1]  # the suffix below o=glue, nearest first
+    parent = GLUE2_ROOT_DN
+    for rdn in reversed(rdns):
+        dn = f"{rdn},{parent}"
+        attribute, _, value = rdn.partition("=")
+        if tree.lookup(dn) is None:
+            if attribute.strip().lower() != "glue2groupid":
+                return
+            attrs = [("objectClass", [b"GLUE2Group"]), ("GLUE2GroupID", [value.strip().encode("utf-8")])]
+            tree.add(tree.build(dn, attrs, source="gridinfo"))
+        parent = dn
+
+
+__all__ = [
+    "GLUE2_ROOT_DN",
+    "GRISBackend",
+    "ROOT_DN",
+    "TreeBackend",
+    "add_base_entries",
+    "add_glue2_base_entries",
+    "glue2_naming_context",
+    "ldif_files",
+    "load_static_ldif",
+    "suffix_attributes",
+]

@@ -37,6 +37,7 @@ from gridinfo.config import GRISConfig, ProviderConfig
 from gridinfo.directory.query import SearchRequest
 from gridinfo.directory.tree import DirectoryTree
 from gridinfo.errors import ConfigError, LDAPError
+from gridinfo.gris.glue2 import GLUE2SelfPublisher
 from gridinfo.gris.runner import ProviderRunner
 from gridinfo.gris.softstate import (
     ProviderDefinition,
@@ -47,6 +48,7 @@ from gridinfo.gris.softstate import (
 )
 from gridinfo.gris.status import StatusPublisher
 from gridinfo.providers_lib import BUNDLED_PROVIDERS
+from gridinfo.providers_lib.host import fqdn
 
 log = Logger()
 
@@ -137,7 +139,7 @@ def make_definition(path: Path, kind: str, config: GRISConfig) -> ProviderDefini
         name=path.name,
         path=str(path),
         kind=kind,
-        base=s.base or config.suffix,
+        base=default_bases(s.base, config),
         ttl=s.ttl,
         keepto=s.keepto,
         timelimit=s.timelimit,
@@ -150,6 +152,16 @@ def make_definition(path: Path, kind: str, config: GRISConfig) -> ProviderDefini
         feeds=s.feeds,
         interpreter=interpreter_for(path) if kind != "static" else None,
     )
+
+
+def default_bases(base: str | tuple[str, ...] | None, config: GRISConfig) -> str | tuple[str, ...]:
+    """The subtrees a provider owns: its ``base`` (one DN or a list), else the GRIS's o=grid
+    suffix and, unless GLUE 2 is off, its GLUE 2 suffix (so a GIP printing both just works)."""
+    if isinstance(base, str) and base:
+        return base
+    if base:
+        return tuple(b for b in base if b) or config.suffix
+    return (config.suffix, config.glue2_suffix) if config.glue2_suffix else config.suffix
 
 
 @dataclass(frozen=True)
@@ -197,11 +209,11 @@ def check_provider_settings(config: GRISConfig, tree: DirectoryTree) -> None:
     for name, settings in list(config.provider.items()) + [("provider_defaults", config.provider_defaults)]:
         if settings.feeds == "vm" and not config.vm.enabled:
             raise ConfigError(f"provider {name}: feeds: vm needs the vm section enabled (vm.enabled: true)", config.source)
-        if settings.base is not None:
+        for base in (settings.base,) if isinstance(settings.base, str) else (settings.base or ()):
             try:
-                tree.key(settings.base)
+                tree.key(base)
             except LDAPError as e:
-                raise ConfigError(f"provider {name}: base {settings.base!r} is not a DN: {e.message}", config.source)
+                raise ConfigError(f"provider {name}: base {base!r} is not a DN: {e.message}", config.source)
 
 
 class _Waiter:
@@ -249,23 +261,34 @@ class ProviderManager(service.Service):
         check_provider_settings(config, tree)
         self.table = SoftStateTable(tree, stamps=config.soft_state_stamps)
         self.runner = runner if runner is not None else ProviderRunner(
-            reactor, max_concurrent=config.max_concurrent_providers, extra_env={"GRIDINFO_SUFFIX": config.suffix}
+            reactor,
+            max_concurrent=config.max_concurrent_providers,
+            extra_env={"GRIDINFO_SUFFIX": config.suffix, "GRIDINFO_GLUE2_SUFFIX": config.glue2_suffix},
         )
         self.searches = 0
         self.status = StatusPublisher(
             tree, self.table, start_time=reactor.seconds(), server_name=server_name, searches=lambda: self.searches
+        )
+        self.glue2 = GLUE2SelfPublisher(
+            tree, self.table, config.glue2_suffix, host=fqdn(), start_time=reactor.seconds(),
+            site_id=config.glue2_site_id,
         )
         self._waiters: dict[str, list[_Waiter]] = {}
         self._watchers: dict[str, list[defer.Deferred[None]]] = {}
         self._loops: list[task.LoopingCall] = []
         self.skipped: dict[str, str] = {}
 
+    def publish_status(self, now: float) -> None:
+        """Rebuild the o=infosys status entries and, beside them, the GRIS's own GLUE 2 entries."""
+        self.status.publish(now)
+        self.glue2.publish(now)
+
     # -- service ------------------------------------------------------------------------------
 
     def startService(self) -> None:  # noqa: N802
         super().startService()
         self.rescan()
-        self.status.publish(self.reactor.seconds())
+        self.publish_status(self.reactor.seconds())
         for interval, call in ((self.config.rescan_interval, self.rescan), (self.config.sweep_interval, self.sweep)):
             if interval > 0:
                 loop = task.LoopingCall(call)
@@ -319,7 +342,7 @@ class ProviderManager(service.Service):
                 self.table.retire(name, now)
                 changed = True
         if changed:
-            self.status.publish(now)
+            self.publish_status(now)
 
     # -- time -----------------------------------------------------------------------------------
 
@@ -330,7 +353,7 @@ class ProviderManager(service.Service):
         for name in self.table.due_background(now):
             self.refresh(name)
         if changes:
-            self.status.publish(now)
+            self.publish_status(now)
 
     def expire(self, now: float) -> list[Any]:
         changes = self.table.advance(now)
@@ -368,10 +391,10 @@ class ProviderManager(service.Service):
         report: RunReport = interpret_output(definition, output, self.tree)
         for dn in report.outside:
             log.warn(
-                "provider {provider}: entry {dn} is outside its subtree {base}; dropped",
+                "provider {provider}: entry {dn} is outside {base}; dropped",
                 provider=name,
                 dn=dn,
-                base=definition.base,
+                base=definition.base_text,
             )
         observation = None
         if report.ok and definition.feeds == "vm" and self.vm_feed is not None:
@@ -404,7 +427,7 @@ class ProviderManager(service.Service):
                 self.vm_feed.deliver(observation)
             except Exception:  # noqa: BLE001 - the provider's own entries are installed already
                 log.failure("provider {provider}: its observations could not be fed to the VM events", provider=name)
-        self.status.publish(now)
+        self.publish_status(now)
         self._wake(name)
 
     def _observe(self, report: RunReport, definition: ProviderDefinition, now: float) -> tuple[RunReport, Any]:
@@ -444,13 +467,13 @@ class ProviderManager(service.Service):
         self.searches += 1
         now = self.reactor.seconds()
         if self.expire(now):
-            self.status.publish(now)
+            self.publish_status(now)
         try:
             base_key = self.tree.key(request.base)
         except LDAPError:
             return None  # the tree answers invalidDNSyntax
         if self.status.is_status_key(base_key) or not base_key:
-            self.status.publish(now)
+            self.publish_status(now)
         names = [n for n in self.table.overlapping(base_key, request.scope) if self.table.wants_refresh(n, now)]
         if not names:
             return None

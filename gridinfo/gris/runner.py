@@ -53,7 +53,7 @@ def provider_environment(definition: ProviderDefinition, extra: dict[str, str] |
     env = dict(os.environ)
     env.update(extra or {})
     env["GRIDINFO_PROVIDER"] = definition.name
-    env["GRIDINFO_BASE"] = definition.base
+    env["GRIDINFO_BASE"] = definition.bases[0]  # the first subtree it owns (the o=grid suffix by default)
     env.update(dict(definition.env))
     return env
 

@@ -82,7 +82,7 @@ class ProviderDefinition:
     name: str
     path: str
     kind: str = "provider"  # one of KINDS
-    base: str = "mds-vo-name=local,o=grid"  # the subtree it owns
+    base: str | tuple[str, ...] = "mds-vo-name=local,o=grid"  # the subtree (or subtrees) it owns
     ttl: float = 60.0
     keepto: float = 600.0
     timelimit: float = 20.0
@@ -94,6 +94,17 @@ class ProviderDefinition:
     env: tuple[tuple[str, str], ...] = ()
     feeds: str | None = None  # "vm": its runs also feed the VM event sink (gridinfo.vm.feed)
     interpreter: str | None = None  # run as ``interpreter path args`` (gridinfo's Python for ours)
+
+    @property
+    def bases(self) -> tuple[str, ...]:
+        """Every subtree the provider owns (``base`` may name one or several)."""
+        return (self.base,) if isinstance(self.base, str) else tuple(self.base)
+
+    @property
+    def base_text(self) -> str:
+        """The owned subtrees for messages: ``its subtree a`` or ``its subtrees a and b``."""
+        bases = self.bases
+        return f"its subtree{'s' if len(bases) > 1 else ''} {' and '.join(bases)}"
 
 
 @dataclass(frozen=True)
@@ -182,7 +193,7 @@ class ProviderRecord:
     """The soft state and run statistics of one provider."""
 
     definition: ProviderDefinition
-    base_key: str
+    base_keys: tuple[str, ...]
     state: DataState = DataState.NEW
     running: bool = False
     retired: bool = False
@@ -208,6 +219,11 @@ class ProviderRecord:
     @property
     def name(self) -> str:
         return self.definition.name
+
+    @property
+    def base_key(self) -> str:
+        """The first subtree's key (most providers own one)."""
+        return self.base_keys[0]
 
     @property
     def serving(self) -> bool:
@@ -262,7 +278,7 @@ def interpret_output(
     except LDIFError as e:
         return RunReport(error=f"bad LDIF: {e}")
     try:
-        base_key = tree.key(definition.base)
+        base_keys = base_keys_of(definition, tree)
     except LDAPError as e:
         return RunReport(error=f"bad base {definition.base!r}: {e.message}")
     schema = tree.schema
@@ -276,7 +292,7 @@ def interpret_output(
             key = tree.key(rec.dn)
         except LDAPError as e:
             return RunReport(error=f"{source}:{rec.line}: bad DN {rec.dn!r}: {e.message}")
-        if not is_descendant_key(key, base_key):
+        if not any(is_descendant_key(key, b) for b in base_keys):
             outside.append(rec.dn)
             continue
         if plugin:
@@ -300,9 +316,14 @@ def interpret_output(
     if outside and not entries and not mods:
         more = f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""
         return RunReport(
-            error=f"every entry is outside its subtree {definition.base}: {outside[0]}{more}", outside=tuple(outside)
+            error=f"every entry is outside {definition.base_text}: {outside[0]}{more}", outside=tuple(outside)
         )
     return RunReport(entries=tuple(entries.values()), modifications=tuple(mods.values()), outside=tuple(outside))
+
+
+def base_keys_of(definition: ProviderDefinition, tree: DirectoryTree) -> tuple[str, ...]:
+    """The keys of the subtrees a provider owns (raises LDAPError for one that is not a DN)."""
+    return tuple(tree.key(b) for b in definition.bases)
 
 
 def apply_modifications(
@@ -338,6 +359,24 @@ def apply_modifications(
     return list(out.values())
 
 
+def is_glue2_entry(attributes: Sequence[tuple[str, Sequence[bytes]]]) -> bool:
+    """An entry of a GLUE 2.0 class (GLUE2Entity's subclasses, GLUE2Group)."""
+    return any(
+        v.lower().startswith(b"glue2") for a, vs in attributes if a.lower() == "objectclass" for v in vs
+    )
+
+
+def _overlaps(provider_base: str, base_key: str, scope: Scope) -> bool:
+    """A search of (base, scope) can return entries of the subtree ``provider_base``."""
+    if is_descendant_key(base_key, provider_base):
+        return True
+    if scope == Scope.BASE:
+        return False
+    if scope == Scope.ONE:
+        return parent_key(provider_base) == base_key
+    return is_descendant_key(provider_base, base_key)
+
+
 class SoftStateTable:
     """Providers' soft state over one shared directory tree.
 
@@ -362,13 +401,13 @@ class SoftStateTable:
     def define(self, definition: ProviderDefinition) -> ProviderRecord:
         """Add a provider, or update its definition (a rescan); a retired one comes back."""
         record = self.records.get(definition.name)
-        base_key = self.tree.key(definition.base)
+        base_keys = base_keys_of(definition, self.tree)
         if record is None:
-            record = ProviderRecord(definition, base_key)
+            record = ProviderRecord(definition, base_keys)
             self.records[definition.name] = record
         else:
             record.definition = definition
-            record.base_key = base_key
+            record.base_keys = base_keys
             record.retired = False
         return record
 
@@ -388,16 +427,7 @@ class SoftStateTable:
         """Providers whose subtree can hold entries a search of (base, scope) returns."""
         names = []
         for name, r in self.records.items():
-            pb = r.base_key
-            if is_descendant_key(base_key, pb):
-                hit = True
-            elif scope == Scope.BASE:
-                hit = False
-            elif scope == Scope.ONE:
-                hit = parent_key(pb) == base_key
-            else:
-                hit = is_descendant_key(pb, base_key)
-            if hit:
+            if any(_overlaps(pb, base_key, scope) for pb in r.base_keys):
                 names.append(name)
         return names
 
@@ -596,13 +626,17 @@ class SoftStateTable:
                         attrs = changed
         assert r.valid_from is not None and r.valid_to is not None
         validfrom = format_generalized_time(r.valid_from).encode()
-        # the validity stamps ride on an auxiliary class, so the entry stays schema-clean
-        full = list(attrs) + ([
-            ("objectClass", [b"GridinfoSoftState"]),
-            ("Mds-validfrom", [validfrom]),
-            ("Mds-validto", [format_generalized_time(r.valid_to).encode()]),
-            ("GridinfoProviderName", [name.encode("utf-8")]),
-        ] if self.stamps else [])
+        # the validity stamps ride on an auxiliary class, so the entry stays schema-clean; a
+        # GLUE 2 entry carries GLUE 2 classes only (the EGI profile refuses any other class):
+        # a GLUE 2 entity is stamped with GLUE2EntityCreationTime / GLUE2EntityValidity instead
+        full = list(attrs)
+        if self.stamps and not is_glue2_entry(attrs):
+            full += [
+                ("objectClass", [b"GridinfoSoftState"]),
+                ("Mds-validfrom", [validfrom]),
+                ("Mds-validto", [format_generalized_time(r.valid_to).encode()]),
+                ("GridinfoProviderName", [name.encode("utf-8")]),
+            ]
         stamps = FRESHNESS_STAMPS
         if self._is_glue2(attrs):
             given = {a.lower() for a, _ in attrs}

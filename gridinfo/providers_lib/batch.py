@@ -13,6 +13,16 @@ Entries::
     GlueCEUniqueID=<host>/slurm-<partition>,<suffix>                   GlueCE (+ Info, State, Policy)
     GridinfoJobID=<job id>,GlueCEUniqueID=<host>/slurm-<partition>,... GridinfoJob, one per job
 
+and, below the GLUE 2 suffix (none when it is empty), built from the :class:`Queues` model
+alone (so every batch system read into it publishes the same way; layout in
+:mod:`gridinfo.providers_lib.glue2`)::
+
+    GLUE2ServiceID=<host>_ComputingElement,<g2>          GLUE2ComputingService
+      GLUE2EndpointID=<service>_<lrms>,...              GLUE2ComputingEndpoint (+ GLUE2AccessPolicy)
+      GLUE2ManagerID=<service>_Manager,...              GLUE2ComputingManager
+      GLUE2ShareID=<partition>_<service>,...            GLUE2ComputingShare, one per partition
+        GLUE2PolicyID=<share>_mapping,...               GLUE2MappingPolicy (rules: vos / partition_vos)
+
 Missing source (no ``squeue`` on PATH, or no slurm.conf where Slurm looks): logged once, nothing
 published, exit 0.  Configured but failing (controller unreachable, command timed out): exit 1,
 so that the GRIS keeps the last good data and shows the error in the provider's status.
@@ -27,6 +37,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+
+from gridinfo.providers_lib.glue2 import access_policy, computing_service_id, extended_boolean, mapping_policy
 
 from gridinfo.directory.gtime import format_generalized_time
 from gridinfo.providers_lib.host import fqdn
@@ -90,6 +102,15 @@ class BatchConfig:
     publish_jobs: bool = True
     max_jobs: int = 20000  # jobs published at most (the CE counts include all)
     timeout: float = 10.0  # seconds each command may take
+    # GLUE 2.0 (GLUE2ComputingService and what hangs below it)
+    site_id: str | None = None  # GLUE2ServiceAdminDomainForeignKey: the site's GLUE2DomainID (default: ce_host)
+    service_id: str | None = None  # GLUE2ServiceID (default: <ce_host>_ComputingElement)
+    service_type: str = "CE"  # GLUE2ServiceType
+    quality_level: Literal["development", "pre-production", "production", "testing"] = "production"
+    endpoint_url: str = "ssh://{host}:22/"  # GLUE2EndpointURL of the submission endpoint; {host}
+    endpoint_interface: str = "OpenSSH"  # GLUE2EndpointInterfaceName (jobs are submitted on the host)
+    vos: tuple[str, ...] = ()  # GLUE2PolicyRule of every share and of the endpoint, e.g. ["VO:ops"]
+    partition_vos: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per partition, replaces vos
     source: str = "<defaults>"
 
 
@@ -307,7 +328,7 @@ def batch_entries(queues: Queues, config: BatchConfig, suffix: str) -> list[LDIF
         ce.add("GlueCEInfoLRMSVersion", queues.lrms_version)
         ce.add("GlueCEInfoHostName", host)
         ce.add("GlueCEInfoTotalCPUs", part.total_cpus)
-        ce.add("GlueCEStateStatus", SLURM_STATUS.get(part.state.split("_")[0], "Closed"))
+        ce.add("GlueCEStateStatus", partition_status(part))
         ce.add("GlueCEStateRunningJobs", part.running)
         ce.add("GlueCEStateWaitingJobs", part.waiting)
         ce.add("GlueCEStateTotalJobs", part.running + part.waiting)
@@ -339,13 +360,123 @@ def batch_entries(queues: Queues, config: BatchConfig, suffix: str) -> list[LDIF
     return entries
 
 
+#: GLUE 1.3 GlueCEStateStatus -> GLUE 2 ServingState (GLUE2ComputingShareServingState, ...).
+SERVING_STATES = {"Production": "production", "Queueing": "queueing", "Draining": "draining", "Closed": "closed"}
+
+
+def partition_status(part: Partition) -> str:
+    """The partition's GLUE 1.3 status (Production, Queueing, Draining, Closed)."""
+    return SLURM_STATUS.get(part.state.split("_")[0], "Closed")
+
+
+def glue2_batch_entries(queues: Queues, config: BatchConfig, glue2_suffix: str) -> list[LDIFEntry]:
+    """The batch system in GLUE 2.0: service, endpoint, manager, one share per partition."""
+    if not glue2_suffix:
+        return []
+    host = config.ce_host or fqdn()
+    lrms = str(getattr(queues, "lrms_name", None) or "slurm")
+    product = {"slurm": "Slurm"}.get(lrms, lrms)
+    version = queues.lrms_version or "unknown"
+    service_id = config.service_id or computing_service_id(host)
+    service_dn = child_dn("GLUE2ServiceID", service_id, glue2_suffix)
+    endpoint_id = f"{service_id}_{lrms}"
+    endpoint_dn = child_dn("GLUE2EndpointID", endpoint_id, service_dn)
+    manager_id = f"{service_id}_Manager"
+    partitions = [queues.partitions[n] for n in sorted(queues.partitions)]
+    running = sum(1 for j in queues.jobs if j.generic in ("Running", "Scheduled"))
+    waiting = sum(1 for j in queues.jobs if j.generic in ("Waiting", "Submitted"))
+    states = {SERVING_STATES[partition_status(p)] for p in partitions}
+    serving = next((s for s in ("production", "draining", "queueing") if s in states), "closed")
+    all_rules = sorted({r for p in partitions for r in config.partition_vos.get(p.name, config.vos)})
+
+    service = LDIFEntry(service_dn)
+    service.add("objectClass", ["GLUE2Service", "GLUE2ComputingService"])
+    service.add("GLUE2ServiceID", service_id)
+    service.add("GLUE2EntityName", f"{product} on {host}")
+    service.add("GLUE2ServiceType", config.service_type)
+    service.add("GLUE2ServiceQualityLevel", config.quality_level)
+    service.add("GLUE2ServiceCapability", ["executionmanagement.jobexecution"])
+    service.add("GLUE2ServiceComplexity", f"endpointType=1, share={len(partitions)}, resource=1")
+    service.add("GLUE2ServiceAdminDomainForeignKey", config.site_id or host)  # the schema requires one
+    service.add("GLUE2ComputingServiceTotalJobs", running + waiting)
+    service.add("GLUE2ComputingServiceRunningJobs", running)
+    service.add("GLUE2ComputingServiceWaitingJobs", waiting)
+    entries = [service]
+
+    endpoint = LDIFEntry(endpoint_dn)
+    endpoint.add("objectClass", ["GLUE2Endpoint", "GLUE2ComputingEndpoint"])
+    endpoint.add("GLUE2EndpointID", endpoint_id)
+    endpoint.add("GLUE2EntityName", f"{product} submission on {host}")
+    endpoint.add("GLUE2EndpointURL", config.endpoint_url.format(host=host))
+    endpoint.add("GLUE2EndpointCapability", ["executionmanagement.jobexecution"])
+    endpoint.add("GLUE2EndpointInterfaceName", config.endpoint_interface)
+    endpoint.add("GLUE2EndpointImplementationName", product)
+    endpoint.add("GLUE2EndpointImplementationVersion", version)
+    endpoint.add("GLUE2EndpointQualityLevel", config.quality_level)
+    endpoint.add("GLUE2EndpointHealthState", "ok")  # the batch system answered this run
+    endpoint.add("GLUE2EndpointHealthStateInfo", f"{product} answered")
+    endpoint.add("GLUE2EndpointServingState", serving)
+    endpoint.add("GLUE2EndpointServiceForeignKey", service_id)
+    endpoint.add("GLUE2ComputingEndpointComputingServiceForeignKey", service_id)
+    endpoint.add("GLUE2ComputingEndpointTotalJobs", running + waiting)
+    endpoint.add("GLUE2ComputingEndpointRunningJobs", running)
+    endpoint.add("GLUE2ComputingEndpointWaitingJobs", waiting)
+    entries += [endpoint, access_policy(endpoint_id, endpoint_dn, all_rules)]
+
+    cpus = max((p.total_cpus or 0 for p in partitions), default=0)
+    manager = LDIFEntry(child_dn("GLUE2ManagerID", manager_id, service_dn))
+    manager.add("objectClass", ["GLUE2Manager", "GLUE2ComputingManager"])
+    manager.add("GLUE2ManagerID", manager_id)
+    manager.add("GLUE2EntityName", product)
+    manager.add("GLUE2ManagerProductName", lrms)
+    manager.add("GLUE2ManagerProductVersion", version)
+    manager.add("GLUE2ManagerServiceForeignKey", service_id)
+    manager.add("GLUE2ComputingManagerComputingServiceForeignKey", service_id)
+    manager.add("GLUE2ComputingManagerTotalLogicalCPUs", cpus)  # the largest partition's CPUs
+    manager.add("GLUE2ComputingManagerTotalSlots", cpus)
+    used_slots = sum(j.cpus or 0 for j in queues.jobs if j.generic in ("Running", "Scheduled"))
+    manager.add("GLUE2ComputingManagerSlotsUsedByLocalJobs", used_slots)
+    entries.append(manager)
+
+    for part in partitions:
+        share_id = f"{part.name}_{service_id}"
+        share_dn = child_dn("GLUE2ShareID", share_id, service_dn)
+        share = LDIFEntry(share_dn)
+        share.add("objectClass", ["GLUE2Share", "GLUE2ComputingShare"])
+        share.add("GLUE2ShareID", share_id)
+        share.add("GLUE2EntityName", part.name)
+        share.add("GLUE2ShareDescription", f"{product} partition {part.name}")
+        share.add("GLUE2ShareServiceForeignKey", service_id)
+        share.add("GLUE2ShareEndpointForeignKey", endpoint_id)
+        share.add("GLUE2ComputingShareComputingServiceForeignKey", service_id)
+        share.add("GLUE2ComputingShareComputingEndpointForeignKey", endpoint_id)
+        share.add("GLUE2ComputingShareMappingQueue", part.name)
+        share.add("GLUE2ComputingShareServingState", SERVING_STATES[partition_status(part)])
+        wall = part.max_time_minutes * 60 if part.max_time_minutes is not None else None
+        share.add("GLUE2ComputingShareMaxWallTime", wall)
+        share.add("GLUE2ComputingShareMaxMultiSlotWallTime", wall)
+        share.add("GLUE2ComputingShareDefaultWallTime", wall)
+        share.add("GLUE2ComputingShareMaxSlotsPerJob", part.total_cpus or None)
+        share.add("GLUE2ComputingSharePreemption", None if part.preempt is None else extended_boolean(part.preempt))
+        share.add("GLUE2ComputingShareTotalJobs", part.running + part.waiting)
+        share.add("GLUE2ComputingShareRunningJobs", part.running)
+        share.add("GLUE2ComputingShareLocalRunningJobs", part.running)
+        share.add("GLUE2ComputingShareWaitingJobs", part.waiting)
+        share.add("GLUE2ComputingShareLocalWaitingJobs", part.waiting)
+        share.add("GLUE2ComputingShareFreeSlots", part.idle_cpus)
+        used = part.total_cpus - part.idle_cpus if part.total_cpus is not None and part.idle_cpus is not None else None
+        share.add("GLUE2ComputingShareUsedSlots", used)
+        entries += [share, mapping_policy(share_id, share_dn, list(config.partition_vos.get(part.name, config.vos)))]
+    return entries
+
+
 def produce(config: BatchConfig, args: argparse.Namespace, log: logging.Logger) -> str:
     queues = read_slurm(config, log)
     if queues is None:
         return ""
     if len(queues.jobs) > config.max_jobs and config.publish_jobs:
         log.warning("%d jobs, publishing the first %d (max_jobs)", len(queues.jobs), config.max_jobs)
-    return format_entries(batch_entries(queues, config, args.suffix))
+    return format_entries(batch_entries(queues, config, args.suffix) + glue2_batch_entries(queues, config, args.glue2_suffix))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

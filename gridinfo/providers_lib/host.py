@@ -9,6 +9,13 @@ Entries (``<suffix>`` is ``mds-vo-name=local,o=grid`` unless ``$GRIDINFO_SUFFIX`
     GridinfoFSMount=<mount>,GlueSubClusterUniqueID=...       one per file system
     GridinfoIfName=<nic>,GlueSubClusterUniqueID=...          one per network interface
 
+and, below the GLUE 2 suffix (``GLUE2GroupID=resource,o=glue`` unless ``$GRIDINFO_GLUE2_SUFFIX``
+says otherwise; none when it is empty), the same facts in GLUE 2.0 (see
+:mod:`gridinfo.providers_lib.glue2`)::
+
+    GLUE2ResourceID=<fqdn>,<g2>                              GLUE2ExecutionEnvironment
+    GLUE2BenchmarkID=<fqdn>_<type>,GLUE2ResourceID=...       GLUE2Benchmark, one per configured benchmark
+
 Rates (CPU utilisation, interface bytes/errors/drops per second, host throughput) need two
 samples.  Each run saves its counters in ``<state dir>/host-<cluster>.json`` and computes rates
 against the previous run's sample, so a run costs a few milliseconds and each rate is the
@@ -29,12 +36,13 @@ import platform
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from gridinfo.providers_lib.glue2 import BENCHMARK_TYPES, OS_NAMES, PLATFORMS, computing_manager_id, extended_boolean
 from gridinfo.providers_lib.output import LDIFEntry, child_dn, format_entries
 from gridinfo.providers_lib.runtime import run_provider, state_dir
 
@@ -54,6 +62,14 @@ class HostConfig:
     net_parameters: tuple[str, ...] = ("net/ipv4/tcp_*", "net/core/*mem*")  # under /proc/sys
     first_window: float = 0.2  # seconds between two samples when no previous one is usable
     max_sample_age: float = 3600.0  # older previous samples are not used for rates
+    # GLUE 2.0 (GLUE2ExecutionEnvironment)
+    resource_id: str | None = None  # GLUE2ResourceID (default: the host's FQDN)
+    computing_manager_id: str | None = None  # the batch system's GLUE2ManagerID (default: <fqdn>_ComputingElement_Manager)
+    connectivity_in: bool = False  # GLUE2ExecutionEnvironmentConnectivityIn: jobs may be reached from outside
+    connectivity_out: bool = True  # GLUE2ExecutionEnvironmentConnectivityOut: jobs may open outbound connections
+    cpu_scaling_factor: float = 1.0  # GLUE2ExecutionEnvironmentCPUTimeScalingFactor
+    wall_scaling_factor: float = 1.0  # GLUE2ExecutionEnvironmentWallTimeScalingFactor
+    benchmarks: dict[str, float] = field(default_factory=dict)  # GLUE2BenchmarkType -> value, e.g. hep-spec06: 10.5
     source: str = "<defaults>"
 
 
@@ -420,6 +436,88 @@ def _interfaces(config: HostConfig) -> dict[str, tuple[int, int, list[str], bool
     return found
 
 
+def glue2_os() -> tuple[str, str, str]:
+    """(OSFamily, OSName, OSVersion) as GLUE 2 wants them: linux, Debian, 12."""
+    release = read_key_values("/etc/os-release", "=")
+    family = (platform.system() or "linux").lower()
+    ident = release.get("ID", "").lower()
+    name = OS_NAMES.get(ident) or release.get("NAME") or platform.system() or "unknown"
+    version = release.get("VERSION_ID") or platform.release() or "unknown"
+    return family, name, version
+
+
+def cpu_multiplicity(cpu: Processor) -> str:
+    """GLUE2ExecutionEnvironmentCPUMultiplicity from the socket and core counts."""
+    many_cpus = cpu.sockets > 1
+    many_cores = cpu.cores > cpu.sockets
+    return f"{'multicpu' if many_cpus else 'singlecpu'}-{'multicore' if many_cores else 'singlecore'}"
+
+
+def glue2_host_entries(config: HostConfig, glue2_suffix: str) -> list[LDIFEntry]:
+    """This host as a GLUE2ExecutionEnvironment (+ GLUE2Benchmark per configured benchmark)."""
+    if not glue2_suffix:
+        return []
+    hostname = fqdn()
+    resource_id = config.resource_id or hostname
+    manager_id = config.computing_manager_id or computing_manager_id(hostname)
+    cpu = processor()
+    family, os_name, os_version = glue2_os()
+    memory = psutil.virtual_memory()
+    swap = psutil.swap_memory()
+    machine = platform.machine()
+    ee_dn = child_dn("GLUE2ResourceID", resource_id, glue2_suffix)
+    ee = LDIFEntry(ee_dn)
+    ee.add("objectClass", ["GLUE2Resource", "GLUE2ExecutionEnvironment"])
+    ee.add("GLUE2ResourceID", resource_id)
+    ee.add("GLUE2EntityName", hostname)
+    ee.add("GLUE2ResourceManagerForeignKey", manager_id)
+    ee.add("GLUE2ExecutionEnvironmentPlatform", PLATFORMS.get(machine, machine or "unknown"))
+    ee.add("GLUE2ExecutionEnvironmentVirtualMachine", extended_boolean(_virtual_machine()))
+    ee.add("GLUE2ExecutionEnvironmentTotalInstances", 1)
+    ee.add("GLUE2ExecutionEnvironmentPhysicalCPUs", cpu.sockets)
+    ee.add("GLUE2ExecutionEnvironmentLogicalCPUs", cpu.logical)
+    ee.add("GLUE2ExecutionEnvironmentCPUMultiplicity", cpu_multiplicity(cpu))
+    ee.add("GLUE2ExecutionEnvironmentCPUVendor", cpu.vendor)
+    ee.add("GLUE2ExecutionEnvironmentCPUModel", cpu.model)
+    ee.add("GLUE2ExecutionEnvironmentCPUClockSpeed", cpu.clock_mhz)
+    ee.add("GLUE2ExecutionEnvironmentCPUTimeScalingFactor", config.cpu_scaling_factor)
+    ee.add("GLUE2ExecutionEnvironmentWallTimeScalingFactor", config.wall_scaling_factor)
+    ee.add("GLUE2ExecutionEnvironmentMainMemorySize", memory.total // MB)
+    ee.add("GLUE2ExecutionEnvironmentVirtualMemorySize", (memory.total + swap.total) // MB)
+    ee.add("GLUE2ExecutionEnvironmentOSFamily", family)
+    ee.add("GLUE2ExecutionEnvironmentOSName", os_name)
+    ee.add("GLUE2ExecutionEnvironmentOSVersion", os_version)
+    ee.add("GLUE2ExecutionEnvironmentConnectivityIn", extended_boolean(config.connectivity_in))
+    ee.add("GLUE2ExecutionEnvironmentConnectivityOut", extended_boolean(config.connectivity_out))
+    ee.add("GLUE2ExecutionEnvironmentComputingManagerForeignKey", manager_id)
+    entries = [ee]
+    for kind in sorted(config.benchmarks):
+        benchmark_id = f"{resource_id}_{kind}"
+        bench = LDIFEntry(child_dn("GLUE2BenchmarkID", benchmark_id, ee_dn))
+        bench.add("objectClass", ["GLUE2Benchmark"])
+        bench.add("GLUE2BenchmarkID", benchmark_id)
+        bench.add("GLUE2BenchmarkType", kind)
+        bench.add("GLUE2BenchmarkValue", float(config.benchmarks[kind]))
+        bench.add("GLUE2BenchmarkExecutionEnvironmentForeignKey", resource_id)
+        bench.add("GLUE2BenchmarkComputingManagerForeignKey", manager_id)
+        entries.append(bench)
+    return entries
+
+
+def _virtual_machine() -> bool | None:
+    """True on a hypervisor's guest (the CPU flags say so), None when /proc/cpuinfo is unreadable."""
+    flags = read_key_values("/proc/cpuinfo", ":").get("flags")
+    return None if flags is None else "hypervisor" in flags.split()
+
+
+def check_benchmarks(config: HostConfig) -> str | None:
+    """The problem with the configured benchmark types, or None."""
+    unknown = sorted(set(config.benchmarks) - set(BENCHMARK_TYPES))
+    if unknown:
+        return f"{config.source}: benchmarks: unknown GLUE2BenchmarkType {', '.join(unknown)} (known: {', '.join(BENCHMARK_TYPES)})"
+    return None
+
+
 def produce(config: HostConfig, args: argparse.Namespace, log: logging.Logger) -> str:
     """One run: sample, compare with the previous sample, format the entries."""
     cluster = config.cluster_id or fqdn()
@@ -429,7 +527,11 @@ def produce(config: HostConfig, args: argparse.Namespace, log: logging.Logger) -
     except OSError as e:
         log.warning("no state folder (%s); rates not published", e)
         rates = None
-    return format_entries(host_entries(config, args.suffix, rates))
+    problem = check_benchmarks(config)
+    if problem:
+        log.error("%s; no GLUE2Benchmark published", problem)
+        config = replace(config, benchmarks={})
+    return format_entries(host_entries(config, args.suffix, rates) + glue2_host_entries(config, args.glue2_suffix))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,8 @@
 """What every bundled provider needs around its own logic.
 
-- The suffix its DNs end with: ``$GRIDINFO_SUFFIX``, else ``mds-vo-name=local,o=grid``.
+- The suffix its DNs end with: ``$GRIDINFO_SUFFIX``, else ``mds-vo-name=local,o=grid``; and the
+  GLUE 2.0 suffix its GLUE 2 DNs end with: ``$GRIDINFO_GLUE2_SUFFIX``, else
+  ``GLUE2GroupID=resource,o=glue`` (BDII's resource level; set but empty: publish no GLUE 2).
 - Its config: a YAML file named by ``--config`` or ``$GRIDINFO_PROVIDER_CONFIG``, validated into
   the provider's frozen dataclass by :func:`gridinfo.config.load_config` (an unknown key or a bad
   value names the file and the line); no file means the defaults.
@@ -30,6 +32,8 @@ SUFFIX_ENV = "GRIDINFO_SUFFIX"
 CONFIG_ENV = "GRIDINFO_PROVIDER_CONFIG"
 STATE_ENV = "GRIDINFO_STATE_DIR"
 DEFAULT_SUFFIX = "mds-vo-name=local,o=grid"
+GLUE2_SUFFIX_ENV = "GRIDINFO_GLUE2_SUFFIX"
+DEFAULT_GLUE2_SUFFIX = "GLUE2GroupID=resource,o=glue"
 
 #: Exit status of a provider whose config file is wrong (the GRIS shows the run as failed).
 EXIT_CONFIG = 2
@@ -43,6 +47,14 @@ def suffix(environ: dict[str, str] | None = None) -> str:
     return env.get(SUFFIX_ENV, "").strip() or DEFAULT_SUFFIX
 
 
+def glue2_suffix(environ: dict[str, str] | None = None) -> str:
+    """The suffix of the provider's GLUE 2.0 DNs; "" when the GRIS publishes no GLUE 2."""
+    env = os.environ if environ is None else environ
+    if GLUE2_SUFFIX_ENV in env:
+        return env[GLUE2_SUFFIX_ENV].strip()
+    return DEFAULT_GLUE2_SUFFIX
+
+
 def default_state_dir() -> Path:
     """``/var/tmp/gridinfo-<uid>/``: per user, survives reboots less often than /tmp does."""
     return Path(tempfile.gettempdir() if not os.path.isdir("/var/tmp") else "/var/tmp") / f"gridinfo-{os.getuid()}"
@@ -54,6 +66,10 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--config", help=f"YAML config file (default: ${CONFIG_ENV}, else built-in defaults)")
     parser.add_argument("--state-dir", help=f"folder for state kept between runs (default: ${STATE_ENV}, else {default_state_dir()})")
     parser.add_argument("--suffix", help=f"suffix of the DNs (default: ${SUFFIX_ENV}, else {DEFAULT_SUFFIX})")
+    parser.add_argument(
+        "--glue2-suffix",
+        help=f"suffix of the GLUE 2.0 DNs, '' for none (default: ${GLUE2_SUFFIX_ENV}, else {DEFAULT_GLUE2_SUFFIX})",
+    )
     return parser
 
 
@@ -203,6 +219,7 @@ def run_provider(
         log.error("%s", e)
         return EXIT_CONFIG
     args.suffix = args.suffix or suffix()
+    args.glue2_suffix = glue2_suffix() if args.glue2_suffix is None else args.glue2_suffix.strip()
     started = time.monotonic()
     try:
         text = produce(config, args, log)

@@ -37,7 +37,7 @@ def test_bundled_providers_are_found_from_the_package_and_marked() -> None:
     """`bundled_providers: true` adds the package's own folder; each of its scripts runs with our Python."""
     assert scan_folders(GRISConfig()).definitions == {}
     found = scan_folders(GRISConfig(bundled_providers=True)).definitions
-    assert set(found) == {"batch", "host", "hypervisor", "network"}
+    assert set(found) == {"batch", "host", "hypervisor", "network", "site"}
     for definition in found.values():
         assert Path(definition.path).parent == BUNDLED_PROVIDERS
         assert definition.interpreter == sys.executable

@@ -267,7 +267,8 @@ def test_status_entries(world):
     assert s["gridinfoprovidername"] == [b"p"]
     server = {k: list(v) for k, v in world.tree.lookup("cn=gris,o=infosys").attributes.items()}
     assert server["gridinfoprovidercount"] == [b"1"]
-    assert server["gridinfototalentries"] == [b"4"]  # o=grid, the suffix, two sites
+    # o=grid, the suffix, two sites; o=glue, GLUE2GroupID=resource, the GRIS's own GLUE2Service
+    assert server["gridinfototalentries"] == [b"7"]
     for dn in ("GridinfoProviderName=p,o=infosys", "cn=gris,o=infosys"):
         entry = world.tree.lookup(dn)
         assert world.tree.schema.check_entry({entry.names[k]: v for k, v in entry.attributes.items()}) == []

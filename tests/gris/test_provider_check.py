@@ -21,7 +21,7 @@ def test_a_provider_whose_every_entry_is_dropped_fails_with_the_reason() -> None
     assert "OK" not in run.stdout
     verdict = run.stdout.strip().splitlines()[-1]
     assert verdict == (
-        "FAILED: every entry is outside its subtree mds-vo-name=local,o=grid: "
+        "FAILED: every entry is outside its subtrees mds-vo-name=local,o=grid and GLUE2GroupID=resource,o=glue: "
         "GlueSiteUniqueID=lost,mds-vo-name=elsewhere,o=grid (and 1 more)"
     )
 

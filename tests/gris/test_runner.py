@@ -161,6 +161,31 @@ class HostileProviders(unittest.TestCase):
         self.assert_failed_keeping_good("schema violation")
 
     @defer.inlineCallbacks
+    def test_glue2_schema_violations_name_dn_attribute_and_rule(self):
+        """GLUE 2 entries breaking the schema fail the run like GLUE 1.3 ones (the last good data
+        stays, nothing of the bad run is served); the status names the first offender's DN,
+        attribute and rule, and the log has one line per further offender, each with all three."""
+        result = yield self.good_then("glue2-bad")
+        self.assertEqual(len(result.entries), 2)
+        self.assertIsNone(self.tree.lookup("GLUE2LocationID=fine,GLUE2GroupID=resource,o=glue"))
+        self.assert_failed_keeping_good("schema violation")
+        g = "GLUE2GroupID=resource,o=glue"
+        last_error = self.status()["gridinfoproviderlasterror"][0].decode()
+        self.assertIn(f"GLUE2ShareID=s1,{g}: attribute 'GLUE2ComputingShareRunningJobs' value 'many' is not valid", last_error)
+        self.assertIn("integerMatch", last_error)
+        self.assertIn("(and 3 more)", last_error)
+        lines = [e["violation"] for e in self.logged(provider="p") if "violation" in e]
+        self.assertEqual(
+            lines,
+            [
+                f"GLUE2ShareID=s2,{g}: attribute 'GLUE2ComputingShareServingState' is SINGLE-VALUE but has 2 values",
+                f"GLUE2ShareID=s3,{g}: attribute 'GLUE2EndpointURL' is not allowed by the entry's objectClasses",
+                f"GLUE2ShareID=s4,{g}: missing attribute 'GLUE2ComputingShareServingState' required by objectClass "
+                "'GLUE2ComputingShare'",
+            ],
+        )
+
+    @defer.inlineCallbacks
     def test_slow_but_in_time(self):
         """A slow provider within its timelimit is waited for; its output is served."""
         result = yield self.good_then("slow")

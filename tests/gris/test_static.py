@@ -20,4 +20,4 @@ def test_ldif_version_of_base_entries_wins(tmp_path):
     tree = make_gris_tree(GRISConfig(ldif=(str(tmp_path),)))
     assert tree.lookup("o=grid").get("description") == [b"our own root"]
     assert tree.lookup("mds-vo-name=local,o=grid").get("mds-validto") == [b"20300101000000Z"]
-    assert len(tree) == 2
+    assert len(tree) == 4  # and o=glue, GLUE2GroupID=resource,o=glue (GLUE 2's base entries)

@@ -336,9 +336,13 @@ GLUE2_COMPARES: list[tuple[str, str, str]] = [
 
 @pytest.fixture(scope="module")
 def glue2_servers(tmp_path_factory):
-    ldif = glue2.write_ldif(tmp_path_factory.mktemp("diff-glue2") / "glue2.ldif", N_GLUE2)
+    folder = tmp_path_factory.mktemp("diff-glue2")
+    ldif = glue2.write_ldif(folder / "glue2.ldif", N_GLUE2)
+    # slapd holds only the LDIF: without GLUE 2 of its own, the GRIS adds no GLUE2Service of itself
+    (folder / "gris.yaml").write_text('glue2_suffix: ""\n')
     schemas = (*GLUE_SCHEMAS, SCHEMA_DIR / "GLUE20.schema")
-    with Slapd(ldif=ldif, suffixes=("o=glue",), schemas=schemas) as slapd, GrisProcess(["--ldif", str(ldif)]) as gris:
+    gris_args = ["--config", str(folder / "gris.yaml"), "--ldif", str(ldif)]
+    with Slapd(ldif=ldif, suffixes=("o=glue",), schemas=schemas) as slapd, GrisProcess(gris_args) as gris:
         yield {
             "slapd": ldap3.Connection(ldap3.Server("127.0.0.1", port=slapd.port, get_info=ldap3.NONE), auto_bind=True, check_names=False),
             "gridinfo": ldap3.Connection(ldap3.Server("127.0.0.1", port=gris.port, get_info=ldap3.NONE), auto_bind=True, check_names=False),
@@ -370,7 +374,9 @@ def test_same_glue2_compare_as_slapd(glue2_servers, case):
 def test_gris_with_debians_glue20_answers_the_same(glue2_servers, tmp_path):
     """A GRIS started with --schema /etc/ldap/schema/GLUE20.schema (a BDII host's file) answers as slapd."""
     ldif = glue2.write_ldif(tmp_path / "glue2.ldif", N_GLUE2)
-    with GrisProcess(["--ldif", str(ldif), "--schema", str(SCHEMA_DIR / "GLUE20.schema")]) as gris:
+    (tmp_path / "gris.yaml").write_text('glue2_suffix: ""\n')
+    args = ["--config", str(tmp_path / "gris.yaml"), "--ldif", str(ldif), "--schema", str(SCHEMA_DIR / "GLUE20.schema")]
+    with GrisProcess(args) as gris:
         conn = ldap3.Connection(ldap3.Server("127.0.0.1", port=gris.port, get_info=ldap3.NONE), auto_bind=True, check_names=False)
         for case in GLUE2_BATTERY[5:12]:
             assert run(conn, *case[:4], case[4]) == run(glue2_servers["slapd"], *case[:4], case[4]), case[2][:80]

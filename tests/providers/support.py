@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROVIDERS = ROOT / "providers"
 DATA = Path(__file__).resolve().parent / "data"
 SUFFIX = "mds-vo-name=local,o=grid"
+GLUE2_SUFFIX = "GLUE2GroupID=resource,o=glue"
 
 
 @dataclass
@@ -57,8 +58,11 @@ class Run:
         return [e for e in self.entries if object_class.lower() in e.classes()]
 
 
-def parse_and_check(text: str, source: str = "<provider>", suffix: str = SUFFIX) -> list[Published]:
-    """Parse LDIF ``text``; assert every entry satisfies gridinfo's schema and ends with ``suffix``."""
+def parse_and_check(
+    text: str, source: str = "<provider>", suffix: str = SUFFIX, glue2_suffix: str = GLUE2_SUFFIX
+) -> list[Published]:
+    """Parse LDIF ``text``; assert every entry satisfies gridinfo's schema and ends with ``suffix``
+    (or, for GLUE 2 entries, with ``glue2_suffix``)."""
     schema = default_schema()
     published = []
     for record in parse_ldif(text, source):
@@ -67,7 +71,8 @@ def parse_and_check(text: str, source: str = "<provider>", suffix: str = SUFFIX)
             attrs.setdefault(name, []).extend(values)
         problems = schema.check_entry(attrs)
         assert not problems, f"{record.dn}: {problems}"
-        assert record.dn.lower().endswith("," + suffix.lower()), record.dn
+        ends = [suffix] + ([glue2_suffix] if glue2_suffix else [])
+        assert any(record.dn.lower().endswith("," + e.lower()) for e in ends), record.dn
         published.append(
             Published(record.dn, {k.lower(): [v.decode("utf-8") for v in vs] for k, vs in attrs.items()})
         )
@@ -87,5 +92,6 @@ def run_provider(
     )
     seconds = time.monotonic() - started
     suffix = full_env.get("GRIDINFO_SUFFIX") or SUFFIX
-    entries = parse_and_check(done.stdout, name, suffix) if done.returncode == 0 else []
+    glue2 = full_env.get("GRIDINFO_GLUE2_SUFFIX", GLUE2_SUFFIX)
+    entries = parse_and_check(done.stdout, name, suffix, glue2) if done.returncode == 0 else []
     return Run(done.returncode, entries, done.stderr, seconds)

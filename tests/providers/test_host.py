@@ -139,9 +139,15 @@ def test_rates_refuse_unusable_samples() -> None:
 
 
 def test_suffix_from_environment(tmp_path: Path) -> None:
-    """$GRIDINFO_SUFFIX moves every DN under another naming context."""
-    run = run_provider("host", ["--state-dir", str(tmp_path)], env={"GRIDINFO_SUFFIX": "mds-vo-name=site1,o=grid"})
-    assert run.entries and all(e.dn.endswith(",mds-vo-name=site1,o=grid") for e in run.entries)
+    """$GRIDINFO_SUFFIX moves every GLUE 1.3 DN under another naming context, $GRIDINFO_GLUE2_SUFFIX
+    every GLUE 2 DN; an empty $GRIDINFO_GLUE2_SUFFIX means no GLUE 2 at all."""
+    env = {"GRIDINFO_SUFFIX": "mds-vo-name=site1,o=grid", "GRIDINFO_GLUE2_SUFFIX": "GLUE2GroupID=site1,o=glue"}
+    run = run_provider("host", ["--state-dir", str(tmp_path)], env=env)
+    glue2 = [e for e in run.entries if e.dn.endswith(",GLUE2GroupID=site1,o=glue")]
+    assert [e.dn for e in glue2] == [f"GLUE2ResourceID={run.by_class('GLUE2ExecutionEnvironment')[0].one('GLUE2ResourceID')},GLUE2GroupID=site1,o=glue"]
+    assert all(e.dn.endswith(",mds-vo-name=site1,o=grid") for e in run.entries if e not in glue2)
+    off = run_provider("host", ["--state-dir", str(tmp_path), "--glue2-suffix", ""])
+    assert off.entries and not off.by_class("GLUE2Entity") and not off.by_class("GLUE2ExecutionEnvironment")
 
 
 def test_bad_config_names_file_and_line(tmp_path: Path) -> None:
