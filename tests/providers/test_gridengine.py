@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -249,3 +250,29 @@ def test_gris_publishes_gridengine(gridengine: GridEngine, tmp_path: Path) -> No
     assert ces["long"].one("GlueCEStateWaitingJobs") == "1" and ces["long"].one("GlueCEStateFreeCPUs") == "1"
     assert ces["short"].one("GlueCEStateFreeCPUs") == "2" and ces["short"].one("GlueCEInfoLRMSType") == "sge"
     assert set(jobs) == {waiting} and jobs[waiting].one("GridinfoJobState") == "hqw"
+
+
+def test_shipped_config_is_the_defaults() -> None:
+    """conf/providers/batch.yaml documents every key with its default value."""
+    from gridinfo.providers_lib.runtime import load_provider_config
+
+    shipped = load_provider_config(str(PROVIDERS.parent / "conf" / "providers" / "batch.yaml"), BatchConfig)
+    assert replace(shipped, source="<defaults>") == BatchConfig()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("system: lsf\n", "system: expected one of"),
+        ("sge_qmaster_port: 70000\n", "sge_qmaster_port: expected a TCP port (1-65535), got 70000"),
+        ("sge_qmaster_port: 0\n", "sge_qmaster_port: expected a TCP port"),
+        ("ce_id_format: '{host}/{queue}'\n", "ce_id_format: expected a format using only {host}, {lrms} and {partition}"),
+    ],
+)
+def test_bad_config_is_refused(tmp_path: Path, text: str, expected: str) -> None:
+    """A bad value stops the provider with exit 2 and a message naming the file, line and key; nothing is published."""
+    config = tmp_path / "batch.yaml"
+    config.write_text("timeout: 5\n" + text)
+    run = run_provider("batch", ["--config", str(config)])
+    assert run.returncode == 2 and run.entries == []
+    assert expected in run.stderr and f"{config}" in run.stderr and ":2" in run.stderr
