@@ -3,11 +3,13 @@
 Read with two commands whose machine-readable output Grid Engine documents and keeps stable
 (checked against Debian's gridengine 8.1.9, "Son of Grid Engine"):
 
-- ``qstat -f -xml -u '*' -s a -r -g d`` with ``TZ=UTC``: every queue instance (``queue@host``:
-  slots used/reserved/total, state letters) with its running jobs, then the pending jobs, one
-  ``job_list`` per array task, with the queues each job asked for (``hard_req_queue``).  One
-  command, so the counts and the jobs come from the same moment.  Its times are local time
-  without a zone, hence ``TZ=UTC``.
+- ``qstat -f -xml -u '*' -s a -r`` with ``TZ=UTC``: every queue instance (``queue@host``:
+  slots used/reserved/total, state letters) with its running jobs (one ``job_list`` per running
+  array task), then the pending jobs with the queues each asked for (``hard_req_queue``); the
+  pending tasks of an array job come as one ``job_list`` per state with a task list
+  (``3-499:1,501-1000:1``), which is expanded here (``-g d`` would print a million elements for
+  a million-task array).  One command, so the counts and the jobs come from the same moment.
+  Its times are local time without a zone, hence ``TZ=UTC``.
 - ``qconf -sq '*'``: the configuration of every cluster queue (``qname``, ``slots``, ``h_rt``,
   ``subordinate_list``...), blocks of ``name value`` lines.
 
@@ -123,9 +125,9 @@ class QueueConf:
 
 @dataclass
 class GEJob:
-    """One ``job_list`` of ``qstat -xml -g d`` (one array task when the job is an array)."""
+    """One ``job_list`` of ``qstat -xml``: a job, a running array task, or pending array tasks."""
 
-    id: str
+    id: str  # the job number
     owner: str
     state: str
     queue: str | None  # the cluster queue it runs in, for a started job
@@ -133,6 +135,7 @@ class GEJob:
     submit: int | None
     start: int | None
     slots: int | None
+    tasks: str = ""  # array task ids: a running task's number, or a pending list such as 1-9:2,15
 
 
 def parse_ge_duration(text: str) -> int | None:
@@ -224,10 +227,8 @@ def parse_queue_conf(text: str) -> dict[str, QueueConf]:
 
 
 def _job(element: ET.Element, queue: str | None) -> GEJob:
-    number = element.findtext("JB_job_number", "").strip()
-    task = (element.findtext("tasks") or "").strip()
     return GEJob(
-        id=f"{number}.{task}" if task else number,
+        id=element.findtext("JB_job_number", "").strip(),
         owner=element.findtext("JB_owner", "").strip(),
         state=element.findtext("state", "").strip(),
         queue=queue,
@@ -235,11 +236,12 @@ def _job(element: ET.Element, queue: str | None) -> GEJob:
         submit=parse_ge_time(element.findtext("JB_submission_time")),
         start=parse_ge_time(element.findtext("JAT_start_time")),
         slots=_int(element.findtext("slots")),
+        tasks=(element.findtext("tasks") or "").strip(),
     )
 
 
 def parse_qstat_full(text: str) -> tuple[list[QueueInstance], list[GEJob]]:
-    """``qstat -f -xml -u '*' -s a -r -g d``: the queue instances and every job.
+    """``qstat -f -xml -u '*' -s a -r``: the queue instances and every job.
 
     Raises ValueError on output that is not qstat's XML.
     """
@@ -269,6 +271,25 @@ def parse_qstat_full(text: str) -> tuple[list[QueueInstance], list[GEJob]]:
     return instances, jobs
 
 
+_TASK_RANGE = re.compile(r"(\d+)(?:-(\d+)(?::(\d+))?)?")
+
+
+def task_ranges(tasks: str) -> list[range]:
+    """An array job's task list (``5``, ``3-499:1,501-1000:1``, ``1-9:2``) as ranges.
+
+    Raises ValueError on anything else.
+    """
+    found = []
+    for item in tasks.split(","):
+        m = _TASK_RANGE.fullmatch(item.strip())
+        if not m:
+            raise ValueError(f"task list {tasks!r} is not n, n-m or n-m:step items")
+        first = int(m.group(1))
+        last = int(m.group(2)) if m.group(2) else first
+        found.append(range(first, last + 1, max(int(m.group(3) or 1), 1)))
+    return found
+
+
 def job_queues(job: GEJob, names: list[str]) -> list[str]:
     """The cluster queues a job runs in, or may run in: its own, else those it asked for, else all."""
     if job.queue:
@@ -280,9 +301,17 @@ def job_queues(job: GEJob, names: list[str]) -> list[str]:
 
 
 def build_queues(
-    version: str | None, confs: dict[str, QueueConf], instances: list[QueueInstance], jobs: list[GEJob]
+    version: str | None,
+    confs: dict[str, QueueConf],
+    instances: list[QueueInstance],
+    jobs: list[GEJob],
+    max_jobs: int | None = None,
 ) -> Queues:
-    """The neutral model from the parsed outputs: one Partition per cluster queue."""
+    """The neutral model from the parsed outputs: one Partition per cluster queue.
+
+    Array tasks become jobs ``<job>.<task>``.  The queues' counts include every task; at most
+    ``max_jobs`` jobs are listed in ``Queues.jobs`` (the ones the provider may publish).
+    """
     from gridinfo.providers_lib.batch import Job, Partition, Queues
 
     names = sorted(set(confs) | {qi.queue for qi in instances})
@@ -308,25 +337,31 @@ def build_queues(
     for ge_job in jobs:
         generic = generic_state(ge_job.state)
         in_queues = job_queues(ge_job, names)
-        queues.jobs.append(
-            Job(
-                id=ge_job.id,
-                partitions=in_queues,
-                owner=ge_job.owner,
-                state=ge_job.state,
-                generic=generic,
-                submit=ge_job.submit,
-                start=ge_job.start,
-                cpus=ge_job.slots,
-                reason="",
-            )
-        )
+        ranges = task_ranges(ge_job.tasks) if ge_job.tasks else []
+        count = sum(len(r) for r in ranges) if ranges else 1
         for name in in_queues:
             part = queues.partitions[name]
             if generic in ("Running", "Scheduled"):
-                part.running += 1
+                part.running += count
             elif generic in ("Waiting", "Submitted"):
-                part.waiting += 1
+                part.waiting += count
+        ids = (f"{ge_job.id}.{task}" for r in ranges for task in r) if ranges else iter([ge_job.id])
+        for job_id in ids:
+            if max_jobs is not None and len(queues.jobs) >= max_jobs:
+                break
+            queues.jobs.append(
+                Job(
+                    id=job_id,
+                    partitions=in_queues,
+                    owner=ge_job.owner,
+                    state=ge_job.state,
+                    generic=generic,
+                    submit=ge_job.submit,
+                    start=ge_job.start,
+                    cpus=ge_job.slots,
+                    reason="",
+                )
+            )
     return queues
 
 
@@ -361,7 +396,7 @@ def read_gridengine(config: BatchConfig, log: logging.Logger) -> Queues | None:
     if config.sge_qmaster_port:
         env["SGE_QMASTER_PORT"] = str(config.sge_qmaster_port)
     try:
-        full = run_command(["qstat", "-f", "-xml", "-u", "*", "-s", "a", "-r", "-g", "d"], config.timeout, env=env).stdout
+        full = run_command(["qstat", "-f", "-xml", "-u", "*", "-s", "a", "-r"], config.timeout, env=env).stdout
         conf = run_command(["qconf", "-sq", "*"], config.timeout, env=env, check=False)
     except CommandMissing as e:
         log.warning("Grid Engine's %s is not installed: nothing to publish", e)
@@ -371,14 +406,19 @@ def read_gridengine(config: BatchConfig, log: logging.Logger) -> Queues | None:
     if conf.returncode != 0 and "No cluster queue" not in conf.stdout + conf.stderr:
         detail = (conf.stderr.strip() or conf.stdout.strip()).splitlines()[-1:] or [""]
         raise SourceFailed(f"Grid Engine did not answer: qconf exited with status {conf.returncode}: {detail[0][:200]}")
-    try:
-        instances, jobs = parse_qstat_full(full)
-    except ValueError as e:
-        raise SourceFailed(f"Grid Engine: {e}") from None
     version = None
     try:
         first = run_command(["qstat", "-help"], config.timeout, env=env, check=False).stdout.split()
         version = first[1] if len(first) > 1 and first[0] in ("SGE", "OGS/GE", "GE") else None
     except (CommandMissing, CommandFailed):
         pass
-    return build_queues(version, parse_queue_conf(conf.stdout if conf.returncode == 0 else ""), instances, jobs)
+    try:
+        instances, jobs = parse_qstat_full(full)
+        queues = build_queues(version, parse_queue_conf(conf.stdout if conf.returncode == 0 else ""), instances, jobs,
+                              config.max_jobs if config.publish_jobs else 0)
+        total = sum(sum(len(r) for r in task_ranges(j.tasks)) if j.tasks else 1 for j in jobs)
+    except ValueError as e:
+        raise SourceFailed(f"Grid Engine: {e}") from None
+    if config.publish_jobs and total > config.max_jobs:
+        log.warning("%d jobs, publishing the first %d (max_jobs)", total, config.max_jobs)
+    return queues

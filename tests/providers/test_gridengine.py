@@ -1,15 +1,19 @@
 """The batch provider on Grid Engine: parsers on captured qstat/qconf output, a real Grid Engine.
 
 The files in data/gridengine were captured from Debian's gridengine 8.1.9 (the fixture's set-up,
-queues short and long) with ``TZ=UTC qstat -f -xml -u '*' -s a -r -g d``, ``qstat -g c -xml``
-and ``qconf -sq '*'``:
+queues short and long) with ``TZ=UTC qstat -f -xml -u '*' -s a -r``, ``qstat -g c -xml`` and
+``qconf -sq '*'`` (the first two sets with ``-g d`` added, which lists pending array tasks one by
+one; they hold no pending task list, so the output is the same without it):
 
 - ``*-subordinated``: short had ``subordinate_list long=1``, so with a job running in short the
   long instance was suspended (S); job 2 suspended by qmod -sj (s); 4 held (hqw); 8 asking
   h_rt beyond short's limit (qw forever);
 - ``*-errors``: short disabled (qmod -d, state d), long with ``slots 1,[localhost=2]`` and
   ``h_rt 7200`` running two tasks of array job 10 (the third waits), job 9 in error (Eqw: its
-  working directory does not exist).
+  working directory does not exist);
+- ``*-arrays``: array job 16 (1-1000) in long, two tasks running, tasks 500 and 700 held (qhold),
+  so its pending tasks are ``3-499:1,501-699:1,701-1000:1`` (qw) and ``500,700`` (hqw); array
+  job 17 (1-9:2) in short with tasks 1 and 3 running; job 18 held.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from gridinfo.providers_lib.batch import BatchConfig, batch_entries
+from gridinfo.providers_lib.batch import BatchConfig, Queues, batch_entries
 from gridinfo.providers_lib.gridengine import (
     build_queues,
     generic_state,
@@ -33,6 +37,7 @@ from gridinfo.providers_lib.gridengine import (
     parse_qstat_full,
     parse_queue_conf,
     parse_subordinates,
+    task_ranges,
 )
 from tests.providers.support import DATA, PROVIDERS, SUFFIX, parse_and_check, run_provider
 from tests.support.gridengine import GridEngine, gridengine, wait_for  # noqa: F401  (gridengine: fixture)
@@ -41,7 +46,7 @@ from tests.support.ports import free_port
 GE_DATA = DATA / "gridengine"
 
 
-def _sample(tag: str):  # type: ignore[no-untyped-def]
+def _sample(tag: str) -> Queues:
     instances, jobs = parse_qstat_full((GE_DATA / f"qstat-f-{tag}.xml").read_text())
     confs = parse_queue_conf((GE_DATA / f"qconf-sq-{tag}.txt").read_text())
     return build_queues("8.1.9", confs, instances, jobs)
@@ -124,6 +129,31 @@ def test_captured_output_errors_and_arrays() -> None:
     assert f"GridinfoJobID=10.3,GlueCEUniqueID=ce.example.org/sge-long,{SUFFIX}" in entries
 
 
+def test_captured_output_pending_task_lists() -> None:
+    """Pending array tasks listed as ranges count one by one and become jobs <job>.<task>; max_jobs bounds the list."""
+    instances, jobs = parse_qstat_full((GE_DATA / "qstat-f-arrays.xml").read_text())
+    confs = parse_queue_conf((GE_DATA / "qconf-sq-arrays.txt").read_text())
+    queues = build_queues("8.1.9", confs, instances, jobs)
+    short, long = queues.partitions["short"], queues.partitions["long"]
+    assert (long.running, long.waiting) == (2, 998)
+    assert (short.running, short.waiting) == (2, 4)  # 17.5, 17.7, 17.9 and the held job 18
+    ids = [j.id for j in queues.jobs]
+    assert len(ids) == 1006 and len(set(ids)) == 1006
+    assert ids[:4] == ["16.1", "16.2", "17.1", "17.3"] and "16.499" in ids and "16.500" in ids and "17.9" in ids
+    held = {j.id for j in queues.jobs if j.state == "hqw"}
+    assert held == {"16.500", "16.700", "18"}
+    summary = _cluster_summary((GE_DATA / "qstat-gc-arrays.xml").read_text())
+    assert {n: (p.total_cpus, p.idle_cpus) for n, p in queues.partitions.items()} == {
+        n: (s["total"], s["available"]) for n, s in summary.items()
+    }
+    capped = build_queues("8.1.9", confs, instances, jobs, max_jobs=10)
+    assert len(capped.jobs) == 10 and (capped.partitions["long"].waiting, capped.partitions["short"].waiting) == (998, 4)
+    assert [r for r in task_ranges("3-499:1,501-699:1,701-1000:1")] == [range(3, 500), range(501, 700), range(701, 1001)]
+    assert task_ranges("5-9:2") == [range(5, 10, 2)] and task_ranges("500,700") == [range(500, 501), range(700, 701)]
+    with pytest.raises(ValueError, match="task list"):
+        task_ranges("1-x")
+
+
 def test_job_queue_requests() -> None:
     """A pending job belongs to the queues it asked for (patterns, queue@host), or to every queue."""
     from gridinfo.providers_lib.gridengine import GEJob
@@ -180,6 +210,21 @@ def test_real_gridengine_queues_and_jobs(gridengine: GridEngine, tmp_path: Path)
     summary = _cluster_summary(gridengine.run("qstat", "-g", "c", "-xml"))
     assert summary["short"]["available"] == 1 and summary["long"]["available"] == 0
     gridengine.clear()
+
+
+def test_real_array_and_max_jobs(gridengine: GridEngine, tmp_path: Path) -> None:
+    """A 50-task array with max_jobs 5: the CE counts all 50 tasks, 5 jobs are published, a warning says so."""
+    gridengine.clear()
+    array = gridengine.submit("-h", "-q", "long", "-t", "1-50").split(".")[0]
+    config = tmp_path / "batch.yaml"
+    config.write_text(gridengine.config_yaml() + "max_jobs: 5\n")
+    run = run_provider("batch", ["--config", str(config)])
+    gridengine.clear()
+    assert run.returncode == 0, run.stderr
+    ces = {e.one("GlueCEName"): e for e in run.by_class("GlueCE")}
+    assert ces["long"].one("GlueCEStateWaitingJobs") == "50" and ces["short"].one("GlueCEStateWaitingJobs") == "0"
+    assert [e.one("GridinfoJobID") for e in run.by_class("GridinfoJob")] == [f"{array}.{t}" for t in range(1, 6)]
+    assert run.stderr.count("50 jobs, publishing the first 5 (max_jobs)") == 1
 
 
 def test_qmaster_down_exits_1(gridengine: GridEngine, tmp_path: Path) -> None:
