@@ -34,12 +34,9 @@ import re
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from gridinfo.providers_lib.batch import BatchConfig, Job, Partition, Queues
 from gridinfo.providers_lib.runtime import CommandFailed, CommandMissing, SourceFailed, find_command, run_command
-
-if TYPE_CHECKING:
-    from gridinfo.providers_lib.batch import BatchConfig, Queues
 
 # Theory of operation: a Grid Engine job's state is a string of letters (qstat(1)):
 #   d deletion   E error   h hold   r running   R restarted   s suspended   S queue suspended
@@ -312,8 +309,6 @@ def build_queues(
     Array tasks become jobs ``<job>.<task>``.  The queues' counts include every task; at most
     ``max_jobs`` jobs are listed in ``Queues.jobs`` (the ones the provider may publish).
     """
-    from gridinfo.providers_lib.batch import Job, Partition, Queues
-
     names = sorted(set(confs) | {qi.queue for qi in instances})
     subordinated = {s for conf in confs.values() for s in conf.subordinates}
     queues = Queues(version, system="sge")

@@ -251,6 +251,16 @@ def test_gridengine_not_here(tmp_path: Path) -> None:
     assert run.stderr.count("qstat is not installed") == 1
 
 
+def test_auto_finds_neither(tmp_path: Path) -> None:
+    """system: auto with no slurm.conf and no Grid Engine cell: one line names what is missing for each, exit 0."""
+    config = tmp_path / "batch.yaml"
+    config.write_text(f"slurm_conf: {tmp_path / 'absent.conf'}\nsge_root: {tmp_path}\nsge_cell: nocell\n")
+    run = run_provider("batch", ["--config", str(config)])
+    assert run.returncode == 0 and run.entries == []
+    [line] = [line for line in run.stderr.splitlines() if "WARNING" in line or "no batch system" in line]
+    assert "no batch system here (Slurm:" in line and "has no cell" in line
+
+
 def test_auto_picks_gridengine(gridengine: GridEngine, tmp_path: Path) -> None:
     """system: auto, no Slurm configured, a Grid Engine cell here: Grid Engine's queues are published."""
     config = tmp_path / "batch.yaml"
