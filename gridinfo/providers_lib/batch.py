@@ -18,8 +18,9 @@ key ``system`` chooses (``auto``: Slurm when it is configured here, else Grid En
 cell here).  Its CEs are ``GlueCEUniqueID=<host>/sge-<queue>``.
 
 Missing source (no ``squeue`` on PATH, or no slurm.conf where Slurm looks; for Grid Engine no
-``qstat`` or no cell): logged once, nothing published, exit 0.  Configured but failing (controller unreachable, command timed out): exit 1,
-so that the GRIS keeps the last good data and shows the error in the provider's status.
+``qstat`` or no cell): logged once, nothing published, exit 0.  Configured but failing
+(controller or qmaster unreachable, command timed out): exit 1, so that the GRIS keeps the last
+good data and shows the error in the provider's status.
 """
 
 from __future__ import annotations
