@@ -1,7 +1,8 @@
 """Grid Engine for the ``batch`` provider: cluster queues and jobs into batch.py's ``Queues`` model.
 
 Read with two commands whose machine-readable output Grid Engine documents and keeps stable
-(checked against Debian's gridengine 8.1.9, "Son of Grid Engine"):
+(checked against Debian's gridengine 8.1.9, "Son of Grid Engine"), plus ``qstat -help``, whose
+first line gives the version (``SGE 8.1.9``):
 
 - ``qstat -f -xml -u '*' -s a -r`` with ``TZ=UTC``: every queue instance (``queue@host``:
   slots used/reserved/total, state letters) with its running jobs (one ``job_list`` per running
@@ -78,10 +79,10 @@ def generic_state(letters: str) -> str:
 # A cluster queue's state, in the model's words (batch.py's Partition.state, Slurm's partition
 # states, which batch.py maps to GlueCEStateStatus):
 #
-#   instances of the queue                       state     GlueCEStateStatus
-#   at least one open (no letter of the set below)   UP        Production
-#   some, none open (all disabled, suspended, ...)   DOWN      Queueing  (qsub still takes jobs)
-#   none (hostlist NONE)                             INACTIVE  Closed
+#   instances of the queue                            state     GlueCEStateStatus
+#   at least one open (no letter of the set below)    UP        Production
+#   some, none open (all disabled, suspended, ...)    DOWN      Queueing  (qsub still takes jobs)
+#   none (hostlist NONE)                              INACTIVE  Closed    (qsub refuses the queue)
 
 #: Queue instance state letters under which an instance starts no new job: disabled (d),
 #: calendar disabled (D), error (E), suspended (s), subordinate suspended (S), calendar suspended
