@@ -9,16 +9,16 @@ TEST_STAMP := $(VENV)/.test-stamp
 
 # Debian packages the tests use: OpenLDAP's clients and server (interop, differential and GIIS
 # child tests), Debian's GLUE schema files (we must load them), libvirt's headers to build the
-# libvirt Python bindings (hypervisor provider, test:/// driver), a real Slurm (batch provider),
-# the network provider's probes, and OpenLDAP's and Cyrus SASL's headers to build python-ldap
-# (a TLS interop client in tests/integration/test_tls.py), and EGI's BDII (slapd config, schema and
-# bdii-update: the real BDII of tests/integration/test_real_bdii.py).
+# libvirt Python bindings (hypervisor provider, test:/// driver), a real Slurm and a real Grid
+# Engine (batch provider), the network provider's probes, OpenLDAP's and Cyrus SASL's headers to
+# build python-ldap (a TLS interop client in tests/integration/test_tls.py), and EGI's BDII (slapd
+# config, schema and bdii-update: the real BDII of tests/integration/test_real_bdii.py).
 TEST_DEBS := ldap-utils slapd glue-schema libvirt-dev pkg-config slurm-wlm iputils-ping traceroute iperf3 \
-             libldap2-dev libsasl2-dev bdii
+             libldap2-dev libsasl2-dev bdii gridengine-master gridengine-exec gridengine-client
 TEST_FILES := /usr/bin/ldapsearch /usr/sbin/slapd /etc/ldap/schema/Glue-CORE.schema \
               /usr/include/libvirt/libvirt.h /usr/bin/pkg-config /usr/sbin/slurmctld \
               /usr/bin/ping /usr/bin/traceroute /usr/bin/iperf3 /usr/include/ldap.h /usr/include/sasl/sasl.h \
-              /usr/sbin/bdii-update
+              /usr/sbin/bdii-update /usr/sbin/sge_qmaster /usr/sbin/sge_execd /usr/bin/qstat
 
 .PHONY: run test venv test-deps bench clean
 
@@ -42,6 +42,7 @@ test-deps:
 	@missing=0; for f in $(TEST_FILES); do [ -e $$f ] || missing=1; done; \
 	if [ $$missing = 1 ]; then \
 	  echo "installing Debian packages: $(TEST_DEBS)"; \
+	  echo "gridengine-client shared/gridenginemaster string $$(hostname)" | debconf-set-selections; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_DEBS); \
 	fi
 

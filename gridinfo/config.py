@@ -470,6 +470,13 @@ def check_value(kind: Any, name: str, value: Any, path: str) -> str | None:
         problem = check_giis_name(value)
     elif kind is GIISConfig and name == "journal" and value and os.path.isdir(value):
         problem = f"expected the path of an SQLite file (created if missing), got the folder {value!r}"
+    elif name == "sge_qmaster_port" and value is not None and not 0 < value < 65536:
+        problem = f"expected a TCP port (1-65535), got {value}"
+    elif name == "ce_id_format" and isinstance(value, str):
+        try:
+            value.format(host="h", lrms="l", partition="p")
+        except (KeyError, IndexError, ValueError) as e:
+            problem = f"expected a format using only {{host}}, {{lrms}} and {{partition}}, got {value!r} ({e!r})"
     elif kind is VMConfig and name == "sources":
         for dn, source in value.items():
             if source not in VM_SOURCES:

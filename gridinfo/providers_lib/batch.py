@@ -23,9 +23,15 @@ alone (so every batch system read into it publishes the same way; layout in
       GLUE2ShareID=<partition>_<service>,...            GLUE2ComputingShare, one per partition
         GLUE2PolicyID=<share>_mapping,...               GLUE2MappingPolicy (rules: vos / partition_vos)
 
-Missing source (no ``squeue`` on PATH, or no slurm.conf where Slurm looks): logged once, nothing
-published, exit 0.  Configured but failing (controller unreachable, command timed out): exit 1,
-so that the GRIS keeps the last good data and shows the error in the provider's status.
+
+Grid Engine is read by :mod:`gridinfo.providers_lib.gridengine` into the same model; the config
+key ``system`` chooses (``auto``: Slurm when it is configured here, else Grid Engine when it has a
+cell here).  Its CEs are ``GlueCEUniqueID=<host>/sge-<queue>``.
+
+Missing source (no ``squeue`` on PATH, or no slurm.conf where Slurm looks; for Grid Engine no
+``qstat`` or no cell): logged once, nothing published, exit 0.  Configured but failing
+(controller or qmaster unreachable, command timed out): exit 1, so that the GRIS keeps the last
+good data and shows the error in the provider's status.
 """
 
 from __future__ import annotations
@@ -86,6 +92,9 @@ SLURM_GENERIC: dict[str, str] = {
 #: A DOWN partition still queues jobs but starts none; DRAIN takes no new jobs; INACTIVE neither.
 SLURM_STATUS: dict[str, str] = {"UP": "Production", "DOWN": "Queueing", "DRAIN": "Draining", "INACTIVE": "Closed"}
 
+#: GlueCEInfoLRMSType -> GlueCEImplementationName (Grid Engine names itself SGE in qstat -help).
+LRMS_NAMES: dict[str, str] = {"slurm": "Slurm", "sge": "SGE"}
+
 SQUEUE_FORMAT = "%i|%P|%u|%T|%V|%S|%C|%r"
 SINFO_FORMAT = "%R|%C"
 
@@ -94,11 +103,14 @@ SINFO_FORMAT = "%R|%C"
 class BatchConfig:
     """Config keys of the batch provider (all optional)."""
 
-    system: Literal["auto", "slurm"] = "auto"
+    system: Literal["auto", "slurm", "gridengine"] = "auto"
     ce_host: str | None = None  # host part of GlueCEUniqueID (default: this host's FQDN)
-    ce_id_format: str = "{host}/slurm-{partition}"  # GlueCEUniqueID; {host} and {partition}
+    ce_id_format: str = "{host}/{lrms}-{partition}"  # GlueCEUniqueID; {host}, {lrms}, {partition}
     cluster_id: str | None = None  # GlueCEHostingCluster (default: this host's FQDN)
     slurm_conf: str | None = None  # passed as SLURM_CONF to the commands (default: Slurm's own)
+    sge_root: str | None = None  # SGE_ROOT (default: $SGE_ROOT, else /var/lib/gridengine)
+    sge_cell: str | None = None  # SGE_CELL (default: $SGE_CELL, else default)
+    sge_qmaster_port: int | None = None  # SGE_QMASTER_PORT (default: $SGE_QMASTER_PORT, else sge_qmaster in /etc/services)
     publish_jobs: bool = True
     max_jobs: int = 20000  # jobs published at most (the CE counts include all)
     timeout: float = 10.0  # seconds each command may take
@@ -116,8 +128,10 @@ class BatchConfig:
 
 @dataclass
 class Partition:
+    """One queue (a Slurm partition, a Grid Engine cluster queue)."""
+
     name: str
-    state: str
+    state: str  # UP, DOWN, DRAIN or INACTIVE (Slurm's words; SLURM_STATUS maps them to GLUE)
     total_cpus: int | None = None
     idle_cpus: int | None = None
     max_time_minutes: int | None = None
@@ -146,6 +160,7 @@ class Queues:
     lrms_version: str | None
     partitions: dict[str, Partition] = field(default_factory=dict)
     jobs: list[Job] = field(default_factory=list)
+    system: str = "slurm"  # GlueCEInfoLRMSType: slurm or sge (LRMS_NAMES)
 
 
 def parse_slurm_duration(text: str) -> int | None:
@@ -314,7 +329,7 @@ def batch_entries(queues: Queues, config: BatchConfig, suffix: str) -> list[LDIF
     ce_dns: dict[str, str] = {}
     for name in sorted(queues.partitions):
         part = queues.partitions[name]
-        ce_id = config.ce_id_format.format(host=host, partition=name)
+        ce_id = config.ce_id_format.format(host=host, lrms=queues.system, partition=name)
         dn = child_dn("GlueCEUniqueID", ce_id, suffix)
         ce_dns[name] = dn
         ce = LDIFEntry(dn)
@@ -322,9 +337,9 @@ def batch_entries(queues: Queues, config: BatchConfig, suffix: str) -> list[LDIF
         ce.add("GlueCEUniqueID", ce_id)
         ce.add("GlueCEName", name)
         ce.add("GlueCEHostingCluster", cluster)
-        ce.add("GlueCEImplementationName", "Slurm")
+        ce.add("GlueCEImplementationName", LRMS_NAMES.get(queues.system, queues.system))
         ce.add("GlueCEImplementationVersion", queues.lrms_version)
-        ce.add("GlueCEInfoLRMSType", "slurm")
+        ce.add("GlueCEInfoLRMSType", queues.system)
         ce.add("GlueCEInfoLRMSVersion", queues.lrms_version)
         ce.add("GlueCEInfoHostName", host)
         ce.add("GlueCEInfoTotalCPUs", part.total_cpus)
@@ -374,8 +389,8 @@ def glue2_batch_entries(queues: Queues, config: BatchConfig, glue2_suffix: str) 
     if not glue2_suffix:
         return []
     host = config.ce_host or fqdn()
-    lrms = str(getattr(queues, "lrms_name", None) or "slurm")
-    product = {"slurm": "Slurm"}.get(lrms, lrms)
+    lrms = queues.system
+    product = LRMS_NAMES.get(lrms, lrms)
     version = queues.lrms_version or "unknown"
     service_id = config.service_id or computing_service_id(host)
     service_dn = child_dn("GLUE2ServiceID", service_id, glue2_suffix)
@@ -470,8 +485,25 @@ def glue2_batch_entries(queues: Queues, config: BatchConfig, glue2_suffix: str) 
     return entries
 
 
+def read_queues(config: BatchConfig, log: logging.Logger) -> Queues | None:
+    """The configured batch system's queues (``system``; auto: Slurm if configured, else Grid Engine)."""
+    from gridinfo.providers_lib import gridengine
+
+    if config.system == "slurm":
+        return read_slurm(config, log)
+    if config.system == "gridengine":
+        return gridengine.read_gridengine(config, log)
+    if find_command("squeue") is not None and slurm_config_file(config) is not None:
+        return read_slurm(config, log)
+    if gridengine.gridengine_configured(config) is None:
+        return gridengine.read_gridengine(config, log)
+    slurm_why = "squeue is not installed" if find_command("squeue") is None else "no slurm.conf"
+    log.warning("no batch system here (Slurm: %s; %s): nothing to publish", slurm_why, gridengine.gridengine_configured(config))
+    return None
+
+
 def produce(config: BatchConfig, args: argparse.Namespace, log: logging.Logger) -> str:
-    queues = read_slurm(config, log)
+    queues = read_queues(config, log)
     if queues is None:
         return ""
     if len(queues.jobs) > config.max_jobs and config.publish_jobs:

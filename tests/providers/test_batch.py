@@ -97,7 +97,7 @@ def test_durations() -> None:
 def test_slurm_not_configured(tmp_path: Path) -> None:
     """Slurm present but not configured (or absent): says so, publishes nothing, exits 0."""
     config = tmp_path / "batch.yaml"
-    config.write_text(f"slurm_conf: {tmp_path / 'absent.conf'}\n")
+    config.write_text(f"system: slurm\nslurm_conf: {tmp_path / 'absent.conf'}\n")
     run = run_provider("batch", ["--config", str(config)])
     assert run.returncode == 0 and run.entries == []
     assert "not configured" in run.stderr or "not installed" in run.stderr
