@@ -137,14 +137,15 @@ def test_ldapsearch_sync_ro_gets_the_tree_and_a_resumed_search_only_what_changed
 
 
 def test_ldapsearch_sync_rp_prints_a_provider_change_while_it_waits_and_cancel_ends_it(site: Site) -> None:
-    """``-E sync=rp/rid=001/3``: refresh, persist, the provider's change printed; after 3 entries it sends Cancel."""
+    """``-E sync=rp/rid=001/1``: refresh, persist, the provider's change printed; after one change it sends Cancel."""
     proc = subprocess.Popen(
-        ["ldapsearch", "-x", "-o", "ldif-wrap=no", "-H", site.url, "-b", "o=grid", "-E", "sync=rp/rid=001/3", CE_FILTER,
+        ["ldapsearch", "-x", "-o", "ldif-wrap=no", "-H", site.url, "-b", "o=grid", "-E", "sync=rp/rid=001/1", CE_FILTER,
          "GlueCEStateFreeCPUs"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
     assert proc.stdout is not None
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)  # type: ignore[union-attr]
+    reader.start()
     seen: list[str] = []
 
     def read_until(text: str) -> None:
@@ -159,8 +160,11 @@ def test_ldapsearch_sync_rp_prints_a_provider_change_while_it_waits_and_cancel_e
         read_until("refresh done, switching to persist stage")
         site.set({"ce1": 42, "ce2": 2})
         read_until("GlueCEStateFreeCPUs: 42")
-        assert proc.wait(timeout=DEADLINE) == 0  # the third entry: ldapsearch cancels, we answer
-        out = "".join(seen) + proc.stdout.read()
+        assert proc.wait(timeout=DEADLINE) == 0  # one change in persist: ldapsearch cancels, we answer
+        reader.join(timeout=DEADLINE)
+        while not lines.empty():
+            seen.append(lines.get())
+        out = "".join(seen)
         assert "result: 118 Cancelled" in out and "extended result response" in out
     finally:
         if proc.poll() is None:
