@@ -136,7 +136,7 @@ def _same_content(old: Entry, new: Entry, stamps: Collection[str]) -> bool:
     """Same DN spelling and the same values, freshness stamps aside (names' case aside)."""
     if old.dn != new.dn:
         return False
-    if old.values == new.values and list(old.shape.names) == list(new.shape.names):
+    if old.values == new.values and (old.shape is new.shape or list(old.shape.names) == list(new.shape.names)):
         return True
     a = {k: v for k, v in zip(old.shape.names, old.values) if k not in stamps}
     b = {k: v for k, v in zip(new.shape.names, new.values) if k not in stamps}
@@ -176,7 +176,7 @@ class DirectoryTree:
         self.slice_seconds = slice_seconds
         self.builder = EntryBuilder(schema)
         self.normaliser: DNNormaliser = self.builder.dn_normaliser
-        self.compiler = FilterCompiler(schema, operational=self._filter_values)
+        self.compiler = FilterCompiler(schema, operational=self._filter_values, operational_keys=FILTERABLE)
         self.clock = clock
         self.wallclock = wallclock
         self.meta: dict[str, tuple[int, int]] = {}  # key -> (create CSN, modify CSN)
