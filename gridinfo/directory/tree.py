@@ -582,7 +582,8 @@ class DirectoryTree:
 
         An unknown attribute is undefinedAttributeType (17) and an assertion value its
         equality rule rejects is invalidAttributeSyntax (21), both before the entry is looked
-        up; then noSuchObject (32), inappropriateMatching (18), noSuchAttribute (16).
+        up; then noSuchObject (32), inappropriateMatching (18), noSuchAttribute (16).  Operational
+        attributes compare with the tree's values; entryDN is unwillingToPerform (53), as in slapd.
         """
         from gridinfo.errors import InappropriateMatching, InvalidAttributeSyntax, LDAPError, UndefinedAttributeType
 
@@ -602,6 +603,14 @@ class DirectoryTree:
             return pred(entry) is True
         if m.equality is None:
             raise InappropriateMatching(f"attribute {attribute!r} has no equality matching rule")
+        if m.key == "entrydn":
+            from gridinfo.errors import UnwillingToPerform
+
+            raise UnwillingToPerform("compare of entryDN is not supported (as in slapd); search with (entryDN=...)")
+        if m.key in FILTERABLE:  # entryUUID, hasSubordinates...: the tree's values, not the entry's
+            if not self.operational_values(entry, m.key):
+                raise LDAPError(f"entry has no attribute {attribute!r}", code=ResultCode.NO_SUCH_ATTRIBUTE)
+            return self.compiler.compile(F.Equality(attribute, value))(entry) is True
         if not any(entry.has(k) for k in self.compiler.subtype_keys(m.key)):
             raise LDAPError(f"entry has no attribute {attribute!r}", code=ResultCode.NO_SUCH_ATTRIBUTE)
         pred = self.compiler.compile(F.Equality(attribute, value))
