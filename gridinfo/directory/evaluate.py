@@ -16,7 +16,7 @@ Filters that name no such attribute never reach the hook.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from gridinfo.directory import filters as F
@@ -73,15 +73,35 @@ class _Virtual:
 class FilterCompiler:
     """Compiles filters for one schema; caches attribute facts (subtypes, matching)."""
 
-    def __init__(self, schema: Schema, *, operational: OperationalHook | None = None):
+    def __init__(
+        self,
+        schema: Schema,
+        *,
+        operational: OperationalHook | None = None,
+        operational_keys: Collection[str] = (),
+    ):
+        """``operational`` reads the attributes whose canonical keys are ``operational_keys``."""
         self.schema = schema
-        self.operational = operational
+        self.operational = operational if operational_keys else None
+        self._operational_keys = frozenset(operational_keys)
+        self._operational_names: frozenset[str] | None = None
         self._subtypes: dict[str, tuple[str, ...]] | None = None
 
     def _operational_reader(self, description: str) -> tuple[str, Callable[[Entry], list[bytes]]] | None:
         if self.operational is None:
             return None
+        names = self._operational_names
+        if names is None:
+            found = set()
+            for at in self.schema.attribute_types():
+                m = self.schema.matching(at.oid)
+                if m is not None and m.key in self._operational_keys:
+                    found.add(at.oid)
+                    found.update(n.lower() for n in at.names)
+            names = self._operational_names = frozenset(found)
         base, sep, _ = description.partition(";")
+        if base.lower() not in names:  # a plain attribute: one set lookup, no schema lookup
+            return None
         m = self.schema.matching(base)
         if m is None or sep:
             return None
@@ -185,8 +205,15 @@ class FilterCompiler:
         """
         groups: dict[tuple[str, ...], list[F.Equality]] = {}
         preds: list[Predicate] = []
+        plain: dict[str, bool] = {}  # attribute description -> not operational (asked once per OR)
         for term in terms:
-            if isinstance(term, F.Equality) and self._operational_reader(term.attribute) is None:
+            if isinstance(term, F.Equality):
+                is_plain = plain.get(term.attribute)
+                if is_plain is None:
+                    is_plain = plain[term.attribute] = self._operational_reader(term.attribute) is None
+            else:
+                is_plain = False
+            if is_plain:
                 m, keys = self._resolve(term.attribute)
                 if m is not None and m.equality is not None:
                     groups.setdefault(("objectclass",) if m.key == "objectclass" else keys, []).append(term)

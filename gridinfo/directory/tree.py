@@ -160,7 +160,7 @@ def _same_content(old: Entry, new: Entry, stamps: Collection[str]) -> bool:
     """Same DN spelling and the same values, freshness stamps aside (names' case aside)."""
     if old.dn != new.dn:
         return False
-    if old.values == new.values and list(old.shape.names) == list(new.shape.names):
+    if old.values == new.values and (old.shape is new.shape or list(old.shape.names) == list(new.shape.names)):
         return True
     a = {k: v for k, v in zip(old.shape.names, old.values) if k not in stamps}
     b = {k: v for k, v in zip(new.shape.names, new.values) if k not in stamps}
@@ -211,7 +211,7 @@ class DirectoryTree:
         self.slice_seconds = slice_seconds
         self.builder = EntryBuilder(schema)
         self.normaliser: DNNormaliser = self.builder.dn_normaliser
-        self.compiler = FilterCompiler(schema, operational=self._filter_values)
+        self.compiler = FilterCompiler(schema, operational=self._filter_values, operational_keys=FILTERABLE)
         self.clock = clock
         self.wallclock = wallclock
         self.meta: dict[str, tuple[int, int]] = {}  # key -> (create CSN, modify CSN)
@@ -666,7 +666,8 @@ class DirectoryTree:
 
         An unknown attribute is undefinedAttributeType (17) and an assertion value its
         equality rule rejects is invalidAttributeSyntax (21), both before the entry is looked
-        up; then noSuchObject (32), inappropriateMatching (18), noSuchAttribute (16).
+        up; then noSuchObject (32), inappropriateMatching (18), noSuchAttribute (16).  Operational
+        attributes compare with the tree's values; entryDN is unwillingToPerform (53), as in slapd.
         """
         from gridinfo.errors import InappropriateMatching, InvalidAttributeSyntax, LDAPError, UndefinedAttributeType
 
@@ -686,6 +687,14 @@ class DirectoryTree:
             return pred(entry) is True
         if m.equality is None:
             raise InappropriateMatching(f"attribute {attribute!r} has no equality matching rule")
+        if m.key == "entrydn":
+            from gridinfo.errors import UnwillingToPerform
+
+            raise UnwillingToPerform("compare of entryDN is not supported (as in slapd); search with (entryDN=...)")
+        if m.key in FILTERABLE:  # entryUUID, hasSubordinates...: the tree's values, not the entry's
+            if not self.operational_values(entry, m.key):
+                raise LDAPError(f"entry has no attribute {attribute!r}", code=ResultCode.NO_SUCH_ATTRIBUTE)
+            return self.compiler.compile(F.Equality(attribute, value))(entry) is True
         if not any(entry.has(k) for k in self.compiler.subtype_keys(m.key)):
             raise LDAPError(f"entry has no attribute {attribute!r}", code=ResultCode.NO_SUCH_ATTRIBUTE)
         pred = self.compiler.compile(F.Equality(attribute, value))

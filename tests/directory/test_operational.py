@@ -274,3 +274,24 @@ def test_operational_attributes_are_never_indexed():
     put(tree, "o=grid", ("objectClass", "organization"), ("o", "grid"))
     assert not tree.eq_indexes
     assert matches(tree, f"(entryUUID={entry_uuid(tree.key('o=grid'))})") == ["o=grid"]
+
+
+def test_compare_on_operational_attributes():
+    """Compare reads the tree's values: TRUE/FALSE, noSuchAttribute (16) when the entry has none."""
+    from gridinfo.errors import LDAPError, ResultCode
+
+    tree = base_tree(Wall())
+    assert tree.compare(SITE, "hasSubordinates", b"FALSE") is True
+    assert tree.compare("o=grid", "hasSubordinates", b"FALSE") is False
+    assert tree.compare(SITE, "entryUUID", entry_uuid(tree.key(SITE)).upper().encode()) is True
+    assert tree.compare(SITE, "modifyTimestamp", b"20261201000000Z") is True
+    assert tree.compare(SITE, "structuralObjectClass", b"GlueSite") is True
+    with pytest.raises(LDAPError) as e:
+        tree.compare(SITE, "creatorsName", b"cn=x")
+    assert e.value.code == ResultCode.NO_SUCH_ATTRIBUTE
+    with pytest.raises(LDAPError) as e:
+        tree.compare(SITE, "entryDN", SITE.encode())
+    assert e.value.code == ResultCode.UNWILLING_TO_PERFORM  # as slapd answers
+    with pytest.raises(LDAPError) as e:
+        tree.compare(SITE, "entryUUID", b"not-a-uuid")
+    assert e.value.code == ResultCode.INVALID_ATTRIBUTE_SYNTAX

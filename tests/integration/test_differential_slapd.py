@@ -254,6 +254,14 @@ COMPARES: list[tuple[str, str, str]] = [
     (f"GlueCEUniqueID=nothing,{SITE1}", "GlueCEName", "x"),
     (f"GlueCEUniqueID=nothing,{SITE1}", "GlueCEStateFreeCPUs", "abc"),  # syntax checked first
     (CE, "objectClass", "GlueTop"),
+    # operational attributes
+    (CE, "hasSubordinates", "TRUE"),
+    (SITE1, "hasSubordinates", "TRUE"),
+    (CE, "structuralObjectClass", "GlueCE"),
+    (CE, "entryDN", CE),
+    (CE, "entryUUID", "00000000-0000-0000-0000-000000000000"),
+    (CE, "entryUUID", "not-a-uuid"),
+    (CE, "modifyTimestamp", "20000101000000Z"),
 ]
 
 
