@@ -6,7 +6,7 @@ Every module that puts LDAP on the wire or takes it off uses this one: the direc
 each entry here once when it enters the tree, the server (:mod:`gridinfo.ldap.wire`) decodes
 requests with :func:`read_header`/:func:`expect`, the client (:mod:`gridinfo.ldap.client`) and
 the GIIS forwarder walk the answers of children with the same readers, and the load generator
-frames responses with :func:`read_pdu_header`.
+frames responses with :func:`read_pdu_header` and :func:`read_header`.
 
 Only definite lengths are produced and accepted (RFC 4511, section 5.1).  Inside a message a
 length field has at most 4 octets (no LDAP element can be larger than the PDU limit anyway); the
@@ -15,8 +15,9 @@ header of a whole PDU may have up to 8, so that the PDU size limit can name the 
 The readers take ``(data, pos, end)``, where ``end`` is the end of the enclosing element, and
 check every length against it.  Anything wrong raises :class:`gridinfo.errors.ProtocolError`
 saying what and at which offset; the client turns that into its peer's fault
-(``PeerProtocolError``).  Both the common short-form length and the long form are handled
-inline in :func:`read_header`, the hot path of every decoded element.
+(``PeerProtocolError``).  The length octets are decoded in :func:`read_header` (every element)
+and :func:`read_pdu_header` (a PDU header, which may be incomplete), both inline: they are the
+hot path of every decoded message; their checks and diagnostics are one helper's.
 """
 
 from __future__ import annotations
@@ -180,35 +181,12 @@ def ldap_result(tag: int, code: int, matched_dn: bytes = b"", message: bytes = b
 # ---------------------------------------------------------------------------------------------
 
 
-def read_length(
-    data: bytes | bytearray, pos: int, end: int, what: str, max_octets: int = MAX_LENGTH_OCTETS
-) -> tuple[int, int] | None:
-    """The definite length whose first octet is ``data[pos]``: ``(length, position after it)``.
-
-    Returns None when ``data[:end]`` ends inside the length field.  Raises ProtocolError for
-    the indefinite form and for length fields longer than ``max_octets``.
-    """
-    if pos >= end:
-        return None
-    first = data[pos]
-    if first < 0x80:
-        return first, pos + 1
-    if first == 0x80:
-        raise ProtocolError(f"indefinite length in {what} at offset {pos - 1} (RFC 4511, section 5.1)")
-    octets = first & 0x7F
-    if octets > max_octets:
-        raise ProtocolError(f"length field of {octets} octets in {what} at offset {pos - 1}")
-    if pos + 1 + octets > end:
-        return None
-    return int.from_bytes(data[pos + 1 : pos + 1 + octets], "big"), pos + 1 + octets
-
-
 def read_pdu_header(buf: bytes | bytearray, pos: int, end: int) -> tuple[int, int] | None:
     """Where the LDAPMessage starting at ``buf[pos]`` ends: ``(header_length, content_length)``.
 
-    Returns None while the header itself is incomplete.  Raises ProtocolError for anything
-    that is not the start of an LDAPMessage: another outer tag, the indefinite form, a length
-    field longer than 8 octets.
+    Returns None while the header itself is incomplete (framing waits for more bytes).  Raises
+    ProtocolError for anything that is not the start of an LDAPMessage: another outer tag, the
+    indefinite form, a length field longer than 8 octets.
     """
     if end - pos < 2:
         return None
@@ -218,10 +196,22 @@ def read_pdu_header(buf: bytes | bytearray, pos: int, end: int) -> tuple[int, in
     first = buf[pos + 1]
     if first < 0x80:
         return 2, first
-    length = read_length(buf, pos + 1, end, "LDAPMessage", MAX_PDU_LENGTH_OCTETS)
-    if length is None:
+    octets = first & 0x7F
+    if octets > MAX_PDU_LENGTH_OCTETS or first == 0x80:
+        _length_octets(first, "LDAPMessage", pos, MAX_PDU_LENGTH_OCTETS)  # raises the precise error
+    if end - pos < 2 + octets:
         return None
-    return length[1] - pos, length[0]
+    return 2 + octets, int.from_bytes(buf[pos + 2 : pos + 2 + octets], "big")
+
+
+def _length_octets(first: int, what: str, pos: int, limit: int) -> int:
+    """How many octets follow the long-form length octet ``first`` of the element at ``pos``."""
+    if first == 0x80:
+        raise ProtocolError(f"indefinite length in {what} at offset {pos} (RFC 4511, section 5.1)")
+    octets = first & 0x7F
+    if octets > limit:
+        raise ProtocolError(f"length field of {octets} octets in {what} at offset {pos}")
+    return octets
 
 
 def _truncated(what: str, pos: int) -> ProtocolError:
@@ -232,6 +222,7 @@ def read_header(data: bytes | bytearray, pos: int, end: int, what: str = "BER el
     """Read a tag and a definite length; returns ``(tag, content_start, content_end)``.
 
     The element must fit within ``end``; ProtocolError names ``what`` and the offset if not.
+    The long form is decoded inline (it is every element over 127 bytes: entries, messages).
     """
     if pos + 2 > end:
         raise _truncated(what, pos)
@@ -239,10 +230,13 @@ def read_header(data: bytes | bytearray, pos: int, end: int, what: str = "BER el
     n = data[pos + 1]
     start = pos + 2
     if n >= 0x80:
-        length = read_length(data, pos + 1, end, what)
-        if length is None:
+        octets = n & 0x7F
+        if octets > MAX_LENGTH_OCTETS or n == 0x80:
+            _length_octets(n, what, pos, MAX_LENGTH_OCTETS)  # raises the precise error
+        if start + octets > end:
             raise _truncated(what, pos)
-        n, start = length
+        n = int.from_bytes(data[start : start + octets], "big")
+        start += octets
     stop = start + n
     if stop > end:
         raise ProtocolError(f"{what} at offset {pos} claims {n} bytes but only {end - start} remain")

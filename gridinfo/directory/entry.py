@@ -159,19 +159,6 @@ class Entry:
             ends.append(pos)
         self._ends = array("I", ends)
 
-    def _span(self, key: str) -> tuple[int, int] | None:
-        i = self.shape.index.get(key)
-        if i is None:
-            return None
-        ends = self._ends
-        return ends[i], ends[i + 1]
-
-    def encoded_attribute(self, key: str) -> bytes:
-        span = self._span(key)
-        if span is None:
-            raise KeyError(key)
-        return self.encoded[span[0] : span[1]]
-
     def encode_selected(self, keys: Iterable[str], types_only: bool = False, extra: Sequence[bytes] = ()) -> bytes:
         """The SearchResultEntry with only the attributes in ``keys`` (those it has)."""
         index = self.shape.index

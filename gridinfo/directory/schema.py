@@ -836,11 +836,6 @@ class Schema:
             return _canonical(at.names, at.oid)
         return text
 
-    def canonical_class(self, name_or_oid: str) -> str:
-        """The canonical key of an object class (lowercased input when the class is unknown)."""
-        oc = self.object_class(name_or_oid)
-        return name_or_oid.strip().lower() if oc is None else _canonical(oc.names, oc.oid)
-
     # ---- class hierarchy
 
     def superclasses(self, name: str) -> tuple[str, ...]:

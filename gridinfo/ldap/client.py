@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlsplit
 
-from twisted.internet import defer, error as internet_error
+from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import (
     IAddress,
@@ -57,7 +57,6 @@ log = Logger()
 
 DEFAULT_PORT = 389
 DEFAULT_LDAPS_PORT = 636
-MDS_PORT = 2135
 START_TLS_OID = "1.3.6.1.4.1.1466.20037"
 
 
@@ -675,10 +674,6 @@ class LDAPClient:
     def add(self, dn: str, attributes: Iterable[tuple[str, Sequence[bytes]]], *, timeout: float = 30.0) -> defer.Deferred[ClientResult]:
         """Add an entry; the result's code says whether it was accepted."""
         return self._send(add_request(dn, attributes), timeout)
-
-
-def is_connect_error(failure: Failure) -> bool:
-    return failure.check(ConnectFailed, internet_error.ConnectError) is not None
 
 
 def _endpoint_for(reactor: IReactorTCP, host: str, port: int, timeout: float) -> IStreamClientEndpoint:

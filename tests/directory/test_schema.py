@@ -386,7 +386,6 @@ def test_object_class_values_match_by_name_or_oid():
     assert equality(schema.object_class("GlueCE").oid.encode()) == key
     assert equality(b"MdsVo") == equality(b"Mds") == "mds"
     assert equality(b"unknownClass") == "unknownclass"
-    assert schema.canonical_class("MDSVO") == "mds"
 
 
 def test_superclasses_for_the_object_class_index():

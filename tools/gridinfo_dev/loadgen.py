@@ -175,10 +175,7 @@ def next_message(buf: bytes | bytearray, pos: int) -> tuple[int, int, int] | Non
         op_tag = buf[op_pos]
         code = -1
         if op_tag in _RESULT_OPS:
-            op_len = ber.read_length(buf, op_pos + 1, end, "protocolOp")
-            if op_len is None:
-                raise LoadGenError(f"truncated protocolOp at offset {op_pos}")
-            enum_pos = op_len[1]
+            _, enum_pos, _ = ber.read_header(buf, op_pos, end, "protocolOp")
             if buf[enum_pos] == ber.ENUMERATED and buf[enum_pos + 1] == 1:
                 code = buf[enum_pos + 2]
     except ProtocolError as e:
