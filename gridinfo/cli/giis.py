@@ -31,6 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="register with this parent, e.g. ldap://top.example.org:2135/mds-vo-name=top,o=grid (repeatable; added)",
     )
     p.add_argument("--child", action="append", metavar="LDAP-URL", help="a static child (repeatable; added)")
+    p.add_argument(
+        "--http",
+        action="append",
+        metavar="ENDPOINT",
+        help="serve the web view, JSON API and /metrics here, e.g. tcp:8080 (loopback unless an interface "
+        "is named; repeatable; replaces the config's http:)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     return p
 
@@ -45,6 +52,8 @@ def make_config(args: argparse.Namespace) -> GIISConfig:
         changes["name"] = args.name
     if args.listen:
         changes["listen"] = tuple(args.listen)
+    if args.http:
+        changes["http"] = tuple(args.http)
     if args.register:
         changes["register"] = config.register + tuple(RegisterConfig(url=u) for u in args.register)
     if args.child:

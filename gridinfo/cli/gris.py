@@ -34,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LDAP-URL",
         help="register with this GIIS, e.g. ldap://giis:2135/mds-vo-name=site,o=grid (repeatable; added)",
     )
+    p.add_argument(
+        "--http",
+        action="append",
+        metavar="ENDPOINT",
+        help="serve the web view, JSON API and /metrics here, e.g. tcp:8080 (loopback unless an interface "
+        "is named; repeatable; replaces the config's http:)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     return p
 
@@ -43,6 +50,8 @@ def make_config(args: argparse.Namespace) -> GRISConfig:
     changes: dict[str, object] = {}
     if args.listen:
         changes["listen"] = tuple(args.listen)
+    if args.http:
+        changes["http"] = tuple(args.http)
     if args.ldif:
         changes["ldif"] = config.ldif + tuple(args.ldif)
     if args.schema:
