@@ -100,7 +100,7 @@ def add_web_service(top: service.MultiService, parts: WebParts | None, kind: str
                                            live=parts.live, sampler=parts.sampler))
     parts.app = WebApp(kind, suffix, reader, reactor, history=parts.history, live=parts.live,
                        registry=parts.registry, history_attributes=web.history_attributes)
-    site = server.Site(Root(parts.app))
+    site = _QuietSite(Root(parts.app))
     site.displayTracebacks = False
     site.noisy = False
     parts.sampler.setServiceParent(top)
@@ -110,6 +110,13 @@ def add_web_service(top: service.MultiService, parts: WebParts | None, kind: str
         parts.listeners.append(svc)
         svc.setServiceParent(top)
     _Stopper(parts).setServiceParent(top)
+
+
+class _QuietSite(server.Site):
+    """No access log: open pages poll and listen, and the daemon's log is for LDAP and providers."""
+
+    def log(self, request: Any) -> None:
+        pass
 
 
 class _Stopper(service.Service):
