@@ -13,10 +13,11 @@ TEST_STAMP := $(VENV)/.test-stamp
 # the network provider's probes, and OpenLDAP's and Cyrus SASL's headers to build python-ldap
 # (a TLS interop client in tests/integration/test_tls.py).
 TEST_DEBS := ldap-utils slapd glue-schema libvirt-dev pkg-config slurm-wlm iputils-ping traceroute iperf3 \
-             libldap2-dev libsasl2-dev
+             libldap2-dev libsasl2-dev chromium chromium-driver
 TEST_FILES := /usr/bin/ldapsearch /usr/sbin/slapd /etc/ldap/schema/Glue-CORE.schema \
               /usr/include/libvirt/libvirt.h /usr/bin/pkg-config /usr/sbin/slurmctld \
-              /usr/bin/ping /usr/bin/traceroute /usr/bin/iperf3 /usr/include/ldap.h /usr/include/sasl/sasl.h
+              /usr/bin/ping /usr/bin/traceroute /usr/bin/iperf3 /usr/include/ldap.h /usr/include/sasl/sasl.h \
+              /usr/bin/chromium /usr/bin/chromedriver
 
 .PHONY: run test venv test-deps bench clean
 

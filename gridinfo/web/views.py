@@ -161,12 +161,13 @@ def queues(entries: Iterable[Entry]) -> dict[str, Any]:
         sites[sid]["schema"].append("GLUE2" if a.has_class("GLUE2AdminDomain") else "GLUE 1.3")
         key = dn.lower()
         by_dn[key] = sid
-        up = ancestors(dn)
-        if up:
-            by_container.setdefault(up[0], sid)
-    rows = []
+        above = ancestors(dn)
+        if above:
+            by_container.setdefault(above[0], sid)
+    rows: list[dict[str, Any]] = []
     for dn, attrs in entries:
         a = Attrs(attrs)
+        row: dict[str, Any]
         if a.has_class("GlueCE"):
             total = a.number("GlueCEInfoTotalCPUs")
             free = a.number("GlueCEStateFreeCPUs")
@@ -224,7 +225,8 @@ def _state_times(values: list[str]) -> list[dict[str, Any]]:
 
 
 def vms_and_jobs(entries: Iterable[Entry], now: float) -> dict[str, Any]:
-    vms, jobs = [], []
+    vms: list[dict[str, Any]] = []
+    jobs: list[dict[str, Any]] = []
     for dn, attrs in entries:
         a = Attrs(attrs)
         if a.has_class("GridinfoVM"):
@@ -250,7 +252,7 @@ def vms_and_jobs(entries: Iterable[Entry], now: float) -> dict[str, Any]:
 
 
 def events(entries: Iterable[Entry]) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for dn, attrs in entries:
         a = Attrs(attrs)
         out.append({
@@ -266,7 +268,7 @@ def events(entries: Iterable[Entry]) -> list[dict[str, Any]]:
 
 
 def paths(entries: Iterable[Entry]) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for dn, attrs in entries:
         a = Attrs(attrs)
         if not a.has_class("GridinfoNetworkPath"):
