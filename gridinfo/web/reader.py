@@ -21,6 +21,9 @@ from gridinfo.ldap.client import decode_entry
 
 Attributes = dict[str, list[str]]
 
+#: entries decoded per reactor turn (about a millisecond's work)
+DECODE_SLICE = 200
+
 
 @dataclass
 class Answer:
@@ -67,6 +70,38 @@ class BackendReader:
         size_limit: int = 0,
     ) -> defer.Deferred[Answer]:
         """Raises nothing: a bad filter, an unknown base, any LDAPError is the Deferred's failure."""
+        return self.search_encoded(base, scope, filter_text, attributes, size_limit=size_limit).addCallback(
+            self._decode)
+
+    def _decode(self, result: SearchResult) -> Any:
+        """Decoded ``DECODE_SLICE`` entries per reactor turn: a large answer never holds up LDAP clients."""
+        ops = result.entries
+        answer = Answer([], int(result.code), result.message)
+        if len(ops) <= DECODE_SLICE:
+            answer.entries = [decode(op) for op in ops]
+            return answer
+        done: defer.Deferred[Answer] = defer.Deferred()
+
+        def step(start: int) -> None:
+            answer.entries.extend(decode(op) for op in ops[start:start + DECODE_SLICE])
+            if start + DECODE_SLICE >= len(ops):
+                done.callback(answer)
+            else:
+                self.reactor.callLater(0, step, start + DECODE_SLICE)
+
+        step(0)
+        return done
+
+    def search_encoded(
+        self,
+        base: str,
+        scope: Scope = Scope.SUB,
+        filter_text: str = "(objectClass=*)",
+        attributes: tuple[str, ...] = (),
+        *,
+        size_limit: int = 0,
+    ) -> defer.Deferred[SearchResult]:
+        """The finished SearchResult, entries still encoded (SearchResultEntry protocol ops)."""
         try:
             request = SearchRequest(
                 base, scope, parse_filter(filter_text), attributes,
@@ -80,8 +115,8 @@ class BackendReader:
 
     def _finish(self, result: SearchResult) -> Any:
         if result.cursor is None:
-            return self._answer(result)
-        done: defer.Deferred[Answer] = defer.Deferred()
+            return self._checked(result)
+        done: defer.Deferred[SearchResult] = defer.Deferred()
         cursor = result.cursor
 
         def step() -> None:
@@ -92,7 +127,10 @@ class BackendReader:
                 return
             if finished:
                 result.cursor = None
-                done.callback(self._answer(result))
+                try:
+                    done.callback(self._checked(result))
+                except LDAPError:
+                    done.errback()
             else:
                 self.reactor.callLater(0, step)
 
@@ -100,11 +138,11 @@ class BackendReader:
         return done
 
     @staticmethod
-    def _answer(result: SearchResult) -> Answer:
+    def _checked(result: SearchResult) -> SearchResult:
         if result.code not in (ResultCode.SUCCESS, ResultCode.SIZE_LIMIT_EXCEEDED, ResultCode.TIME_LIMIT_EXCEEDED):
             try:
                 code = ResultCode(result.code)
             except ValueError:
                 code = ResultCode.OTHER
             raise LDAPError(result.message or code.name, result.matched_dn, code=code)
-        return Answer([decode(op) for op in result.entries], int(result.code), result.message)
+        return result

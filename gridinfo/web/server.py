@@ -167,10 +167,11 @@ class WebApp:
 
     def api_queues(self, args: dict[str, str]) -> Any:
         flt = "(|(objectClass=GlueSite)(objectClass=GlueCE)(objectClass=GLUE2AdminDomain)(objectClass=GLUE2ComputingShare))"
-        return self.search_all(flt).addCallback(lambda r: {**views.queues(r[0]), "partial": r[1]})
+        return self.search_all(flt, views.QUEUE_ATTRIBUTES).addCallback(
+            lambda r: {**views.queues(r[0]), "partial": r[1]})
 
     def api_vms(self, args: dict[str, str]) -> Any:
-        return self.search_all("(|(objectClass=GridinfoVM)(objectClass=GridinfoJob))").addCallback(
+        return self.search_all("(|(objectClass=GridinfoVM)(objectClass=GridinfoJob))", views.VM_ATTRIBUTES).addCallback(
             lambda r: {**views.vms_and_jobs(r[0], self.reactor.seconds()), "partial": r[1]})
 
     def api_vm(self, args: dict[str, str]) -> Any:
@@ -193,7 +194,7 @@ class WebApp:
         return d.addCallback(found).addErrback(_not_found, dn)
 
     def api_paths(self, args: dict[str, str]) -> Any:
-        return self.search_all("(objectClass=GridinfoNetworkPath)").addCallback(
+        return self.search_all("(objectClass=GridinfoNetworkPath)", views.PATH_ATTRIBUTES).addCallback(
             lambda r: {"paths": views.paths(r[0]), "partial": r[1]})
 
     def api_entry(self, args: dict[str, str]) -> Any:

@@ -6,10 +6,10 @@ shown as missing (``None``), never as zero.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from gridinfo.directory.dn import parse_dn
 from gridinfo.directory.gtime import parse_generalized_time
 from gridinfo.errors import LDAPError
 
@@ -48,13 +48,14 @@ def to_number(text: str) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
 
 
+_RDN_SEPARATOR = re.compile(r"(?<!\\),")
+
+
 def ancestors(dn: str) -> list[str]:
-    """The DNs above ``dn``, nearest first, compared by a lower-cased key."""
-    try:
-        parsed = parse_dn(dn)
-    except LDAPError:
-        return []
-    return [str(type(parsed)(parsed[i:])).lower() for i in range(1, len(parsed))]
+    """The DNs above ``dn``, nearest first, lower-cased (split at unescaped commas: used only to
+    find the site entry above a queue, whose DN the same server wrote the same way)."""
+    parts = _RDN_SEPARATOR.split(dn.lower())
+    return [",".join(p.strip() for p in parts[i:]) for i in range(1, len(parts))]
 
 
 def gtime(text: str) -> float | None:
@@ -134,6 +135,27 @@ def hierarchy(
 # -- sites and queues ----------------------------------------------------------------------------
 
 
+#: what each page reads (searches ask for these only: less to encode and decode)
+QUEUE_ATTRIBUTES = (
+    "objectClass", "GlueSiteName", "GlueSiteUniqueID", "GLUE2DomainID", "GlueCEUniqueID", "GlueCEName",
+    "GlueCEInfoTotalCPUs", "GlueCEStateFreeCPUs", "GlueCEStateRunningJobs", "GlueCEStateWaitingJobs",
+    "GlueCEStateStatus", "GLUE2ShareID", "GLUE2ComputingShareMappingQueue", "GLUE2EntityName",
+    "GLUE2ComputingShareFreeSlots", "GLUE2ComputingShareUsedSlots", "GLUE2ComputingShareRunningJobs",
+    "GLUE2ComputingShareWaitingJobs", "GLUE2ComputingShareServingState",
+)
+VM_ATTRIBUTES = (
+    "objectClass", "GridinfoVMID", "GridinfoVMName", "GridinfoVMState", "GridinfoJobGenericState", "GridinfoVMOwner",
+    "GridinfoVMHostName", "GridinfoVMPhysicalHost", "GridinfoVMUptime", "GridinfoVMJob", "GridinfoVMStateTime",
+    "GridinfoVMLastEvent", "GridinfoJobID", "GridinfoJobState", "GridinfoJobOwner", "GridinfoJobQueue",
+    "GridinfoJobVM", "GridinfoJobStateTime",
+)
+PATH_ATTRIBUTES = (
+    "objectClass", "GridinfoPathID", "GridinfoPathSource", "GridinfoPathDestination", "GridinfoPathMethod",
+    "GridinfoPathRTTMin", "GridinfoPathRTTAvg", "GridinfoPathRTTMax", "GridinfoPathLoss", "GridinfoPathProbes",
+    "GridinfoPathHops", "GridinfoPathThroughput", "GridinfoPathMeasured", "GridinfoPathError",
+)
+
+
 def _load(total: float | None, free: float | None) -> float | None:
     if not total or free is None:
         return None
@@ -159,8 +181,7 @@ def queues(entries: Iterable[Entry]) -> dict[str, Any]:
         sites.setdefault(sid, {"id": sid, "name": name, "dn": dn, "schema": [], "queues": 0,
                                "total": 0.0, "free": 0.0, "running": 0, "waiting": 0})
         sites[sid]["schema"].append("GLUE2" if a.has_class("GLUE2AdminDomain") else "GLUE 1.3")
-        key = dn.lower()
-        by_dn[key] = sid
+        by_dn[",".join(p.strip() for p in _RDN_SEPARATOR.split(dn.lower()))] = sid
         above = ancestors(dn)
         if above:
             by_container.setdefault(above[0], sid)
@@ -194,7 +215,7 @@ def queues(entries: Iterable[Entry]) -> dict[str, Any]:
         row["dn"] = dn
         row["load"] = _load(total, free)
         site = ""
-        for up in [dn.lower(), *ancestors(dn)]:
+        for up in ancestors(dn):
             site = by_dn.get(up) or by_container.get(up) or ""
             if site:
                 break

@@ -11,7 +11,6 @@ from twisted.internet import defer, task
 
 from gridinfo.web import views
 from gridinfo.web.live import PollingChanges
-from gridinfo.web.reader import Answer
 from gridinfo.web.wiring import http_endpoint
 
 
@@ -64,8 +63,10 @@ class Reader:
     def naming_contexts(self) -> list[str]:
         return ["o=grid"]
 
-    def search(self, base: str, *a: Any, **kw: Any) -> defer.Deferred[Answer]:
-        return defer.succeed(Answer([("cn=x,o=grid", {"cn": ["x"], "v": [self.value]})]))
+    def search_encoded(self, base: str, *a: Any, **kw: Any) -> defer.Deferred[Any]:
+        from gridinfo.directory.query import SearchResult
+
+        return defer.succeed(SearchResult(entries=[b"cn=x,o=grid v=" + self.value.encode()]))
 
 
 def test_live_changes_poll_only_while_someone_listens_and_tell_each_change() -> None:
