@@ -65,8 +65,10 @@ class WebApp:
 
     def __init__(self, kind: str, suffix: str, reader: BackendReader, reactor: Any, *,
                  history: HistoryStore | None = None, live: Any = None, registry: CollectorRegistry | None = None,
-                 history_attributes: tuple[str, ...] = ()):
+                 history_attributes: tuple[str, ...] = (), mount: Any = None):
+        """``mount(child_suffix)``: where a GIIS shows a child's entries (its mount point)."""
         self.kind = kind
+        self.mount = mount
         self.suffix = suffix
         self.reader = reader
         self.reactor = reactor
@@ -161,6 +163,11 @@ class WebApp:
             providers = [e for e in status.entries if views.Attrs(e[1]).has_class("GridinfoProviderStatus")]
             node = views.hierarchy(self.kind, self.suffix, server, children, providers, self.reactor.seconds(),
                                    own.message)
+            for child in node["children"]:
+                try:
+                    child["mount"] = self.mount(child["suffix"]) if self.mount else child["suffix"]
+                except LDAPError:
+                    child["mount"] = None
             return node
 
         return d.addCallback(build)

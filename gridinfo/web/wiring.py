@@ -98,8 +98,16 @@ def add_web_service(top: service.MultiService, parts: WebParts | None, kind: str
     parts.live = PollingChanges(reader, reactor, interval=web.live_interval)
     parts.registry.register(StateCollector(kind, backend, factory, reactor, providers=providers,
                                            live=parts.live, sampler=parts.sampler))
+    mount = None
+    if kind == "giis":
+        from gridinfo.directory.dn import parse_dn
+        from gridinfo.giis.namespace import mount_point
+
+        def mount(child_suffix: str) -> str:
+            return str(mount_point(parse_dn(child_suffix), parse_dn(suffix), backend.normaliser))
+
     parts.app = WebApp(kind, suffix, reader, reactor, history=parts.history, live=parts.live,
-                       registry=parts.registry, history_attributes=web.history_attributes)
+                       registry=parts.registry, history_attributes=web.history_attributes, mount=mount)
     site = _QuietSite(Root(parts.app))
     site.displayTracebacks = False
     site.noisy = False

@@ -33,6 +33,8 @@ def test_giis_hierarchy_lists_the_registered_gris(hierarchy: Hierarchy) -> None:
     (c,) = node["children"]
     assert c["suffix"] == SUFFIX and c["lease"] == "VALID" and c["port"] == hierarchy.gris.port
     assert 0 < c["lease_left"] <= 60 and not c["stale"]
+    assert c["mount"] == "mds-vo-name=site,o=grid"  # a GRIS's entries appear in place of the GIIS's suffix
+    assert get_json(hierarchy.giis_url + "/api/entry?dn=" + quote(c["mount"]))[0] == 200  # the click-through
 
 
 def test_gris_hierarchy_lists_its_provider(hierarchy: Hierarchy) -> None:

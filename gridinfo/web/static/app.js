@@ -114,7 +114,8 @@ const renderers = {
     const kids = $("#children");
     if (node.children.length || node.kind === "giis") {
       fillTable(kids, [
-        ["child", (c) => browseLink(c.suffix, c.url), (c) => c.url],
+        ["child", (c) => (c.mount ? browseLink(c.mount, c.url) : c.url), (c) => c.url],
+        ["shown at", (c) => c.mount || ""],
         ["state", (c) => el("span", { class: c.healthy ? "ok" : "bad" }, c.state), (c) => c.state],
         ["lease", (c) => el("span", { class: c.stale ? "bad" : "" }, c.lease + (c.stale ? " (stale)" : "")), (c) => c.lease],
         ["lease left", (c) => age(c.lease_left), (c) => c.lease_left, true],
