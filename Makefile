@@ -14,11 +14,12 @@ TEST_STAMP := $(VENV)/.test-stamp
 # build python-ldap (a TLS interop client in tests/integration/test_tls.py), and EGI's BDII (slapd
 # config, schema and bdii-update: the real BDII of tests/integration/test_real_bdii.py).
 TEST_DEBS := ldap-utils slapd glue-schema libvirt-dev pkg-config slurm-wlm iputils-ping traceroute iperf3 \
-             libldap2-dev libsasl2-dev bdii gridengine-master gridengine-exec gridengine-client
+             libldap2-dev libsasl2-dev bdii gridengine-master gridengine-exec gridengine-client chromium chromium-driver
 TEST_FILES := /usr/bin/ldapsearch /usr/sbin/slapd /etc/ldap/schema/Glue-CORE.schema \
               /usr/include/libvirt/libvirt.h /usr/bin/pkg-config /usr/sbin/slurmctld \
               /usr/bin/ping /usr/bin/traceroute /usr/bin/iperf3 /usr/include/ldap.h /usr/include/sasl/sasl.h \
-              /usr/sbin/bdii-update /usr/sbin/sge_qmaster /usr/sbin/sge_execd /usr/bin/qstat
+              /usr/sbin/bdii-update /usr/sbin/sge_qmaster /usr/sbin/sge_execd /usr/bin/qstat \
+              /usr/bin/chromium /usr/bin/chromedriver
 
 .PHONY: run test venv test-deps bench clean
 

@@ -97,6 +97,35 @@ class VMConfig:
     publish_events: bool = True  # publish each event under ou=events too
 
 
+#: Numeric attributes the web view's history store samples by default (free CPUs, running and
+#: waiting jobs in GLUE 1.3 and GLUE 2, host load, path RTT and loss).
+DEFAULT_HISTORY_ATTRIBUTES = (
+    "GlueCEStateFreeCPUs",
+    "GlueCEStateRunningJobs",
+    "GlueCEStateWaitingJobs",
+    "GlueCEStateTotalJobs",
+    "GLUE2ComputingShareFreeSlots",
+    "GLUE2ComputingShareRunningJobs",
+    "GLUE2ComputingShareWaitingJobs",
+    "GridinfoHostLoad1",
+    "GlueHostProcessorLoadLast1Min",
+    "GridinfoPathRTTAvg",
+    "GridinfoPathLoss",
+)
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The web view, JSON API and /metrics served on the ``http:`` endpoints (docs/web.md)."""
+
+    bind_dn: str = ""  # the identity its searches carry ("": anonymous); must be in credentials
+    history: str = ""  # SQLite history file (relative: to the config file's folder; "": in memory)
+    history_attributes: tuple[str, ...] = DEFAULT_HISTORY_ATTRIBUTES
+    history_max_bytes: int = 64 << 20  # the file's bound: oldest rows go first past it
+    sample_interval: float = 60.0  # seconds between checks of the tree for changed values (0: none)
+    live_interval: float = 5.0  # seconds between checks for the live view (server-sent events)
+
+
 @dataclass(frozen=True)
 class GRISConfig:
     """Everything a GRIS needs; see conf/gris.yaml for each key's meaning."""
@@ -122,6 +151,8 @@ class GRISConfig:
     register: tuple[RegisterConfig, ...] = ()
     vm: VMConfig = field(default_factory=VMConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
+    http: tuple[str, ...] = ()  # web view endpoints (off by default; loopback unless an interface is named)
+    web: WebConfig = field(default_factory=WebConfig)
     source: str = "<defaults>"
 
 
@@ -211,6 +242,8 @@ class GIISConfig:
     level: Literal["site", "top"] = "site"  # layout bdii: a site BDII or a top-level BDII
     site_name: str = ""  # layout bdii, level site: the site's name (BDII's SITE_NAME)
     drop_objectclasses: tuple[str, ...] = ("GLUE2Activity", "GLUE2ApplicationEnvironment")
+    http: tuple[str, ...] = ()  # web view endpoints (off by default; loopback unless an interface is named)
+    web: WebConfig = field(default_factory=WebConfig)
     source: str = "<defaults>"
 
     @property
@@ -450,11 +483,17 @@ def check_value(kind: Any, name: str, value: Any, path: str) -> str | None:
     problem: str | None = None
     if kind is GIISConfig and name == "name":
         problem = check_giis_name(value)
-    elif name == "listen" and kind in (GRISConfig, GIISConfig):
+    elif name in ("listen", "http") and kind in (GRISConfig, GIISConfig):
         for i, endpoint in enumerate(value):
             problem = check_endpoint(endpoint)
             if problem:
                 return f"{path}[{i}]: {problem}"
+    elif kind is WebConfig and name == "history" and value and os.path.isdir(value):
+        problem = f"expected the path of an SQLite file (created if missing), got the folder {value!r}"
+    elif kind is WebConfig and name == "history_max_bytes" and value < (1 << 20):
+        problem = f"expected at least 1048576 bytes (1 MiB), got {value}"
+    elif kind is WebConfig and name == "live_interval" and value < 0.5:
+        problem = f"expected at least 0.5 seconds, got {value}"
     elif kind is RegisterConfig and name == "url":
         problem = check_ldap_url(value, "ldap://giis.example.org:2135/mds-vo-name=site,o=grid")
     elif kind is StaticChildConfig and name == "url":
@@ -528,6 +567,19 @@ def validate(config: Any) -> Any:
         problem = _check_filter(rule.filter)
         if problem:
             problems.append(f"policy[{i}].filter: {problem}")
+    web = getattr(config, "web", None)
+    if web is not None:
+        check(WebConfig, web, "web.")
+        known = {dse_key(dn) for dn in getattr(config, "credentials", {})}
+        if web.bind_dn and dse_key(web.bind_dn) not in known:
+            problems.append(f"web.bind_dn: expected a DN listed in credentials, got {web.bind_dn!r}")
+        if not problems and web.history_attributes != DEFAULT_HISTORY_ATTRIBUTES:  # the defaults are known
+            from gridinfo.directory.schema import load_schema
+
+            schema = load_schema(getattr(config, "schema", ()))
+            for i, attr in enumerate(web.history_attributes):
+                if schema.matching(attr) is None:
+                    problems.append(f"web.history_attributes[{i}]: expected an attribute type the schema defines, got {attr!r}")
     if isinstance(config, GRISConfig):
         for name, settings in [("provider_defaults", config.provider_defaults),
                                *((f"provider.{n}", p) for n, p in config.provider.items())]:
@@ -582,6 +634,11 @@ def _check_bdii_layout(config: GIISConfig) -> list[str]:
                 f"got {base!r}"
             )
     return problems
+def dse_key(dn: str) -> str:
+    """A DN compared as the LDAP server compares bind DNs."""
+    from gridinfo.ldap.dse import normalise_dn
+
+    return normalise_dn(dn)
 
 
 def _secrets(config: Any) -> list[tuple[str, str]]:
@@ -681,4 +738,7 @@ def resolve_paths(config: Any, base: Path) -> Any:
     vm = getattr(config, "vm", None)
     if vm is not None and vm.journal and not os.path.isabs(vm.journal):
         changes["vm"] = replace(vm, journal=str(base / vm.journal))
+    web = getattr(config, "web", None)
+    if web is not None and web.history and not os.path.isabs(web.history):
+        changes["web"] = replace(web, history=str(base / web.history))
     return replace(config, **changes) if changes else config

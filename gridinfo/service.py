@@ -180,7 +180,10 @@ def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree |
     backend = GRISBackend(
         tree, providers, naming_contexts=gris_naming_contexts(config), event_sink=events.sink if events else None
     )
-    factory = ldap_factory(backend, config, reactor)
+    from gridinfo.web.wiring import add_web_service, instrument
+
+    served, web = instrument(backend, config)  # the web view's operation counters (http: only)
+    factory = ldap_factory(served, config, reactor)
     providers.status.server_stats = lambda: connection_attributes(factory.stats, factory.connections)
     top = service.MultiService()
     top.setName("gris")
@@ -191,6 +194,7 @@ def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree |
     for listener in listeners:
         listener.setServiceParent(top)
     providers.glue2.listeners = lambda: _listener_addresses(config, listeners)
+    add_web_service(top, web, "gris", config.suffix, config, backend, factory, reactor, providers=providers)
     top.backend = backend  # type: ignore[attr-defined]
     top.factory = factory  # type: ignore[attr-defined]
     top.providers = providers  # type: ignore[attr-defined]
@@ -223,7 +227,7 @@ def _registrar(config: Any, suffix: str, top: service.MultiService, reactor: Any
 
     if not getattr(config, "register", ()):
         return None
-    listeners = [s for s in top if isinstance(s, ListenerService)]
+    listeners = [s for s in top if type(s) is ListenerService]  # LDAP listeners (not the web view's)
     targets = [replace(t, password=read_secret(t.password)) for t in config.register]
     registrar = Registrar(
         reactor,
@@ -258,13 +262,17 @@ def make_giis_service(config: GIISConfig, reactor: Any) -> service.MultiService:
                 tree.add(tree.build(dn, bdii_entry_attributes(dn), source="gridinfo"))
     policy = RegistrationPolicy(config.registration_policy, schema, source=config.source)
     backend = GIISBackend(tree, config, reactor, policy=policy, client_factory=client_factory(config, reactor))
-    factory = ldap_factory(backend, config, reactor)
+    from gridinfo.web.wiring import add_web_service, instrument
+
+    served, web = instrument(backend, config)  # the web view's operation counters (http: only)
+    factory = ldap_factory(served, config, reactor)
     backend.status.server_stats = lambda: connection_attributes(factory.stats, factory.connections)
     top = service.MultiService()
     top.setName("giis")
     GIISMaintenance(backend, config.sweep_interval).setServiceParent(top)
     for endpoint in config.listen:
         ListenerService(endpoint, factory, reactor).setServiceParent(top)
+    add_web_service(top, web, "giis", config.suffix, config, backend, factory, reactor)
     top.backend = backend  # type: ignore[attr-defined]
     top.factory = factory  # type: ignore[attr-defined]
     top.registrar = _registrar(config, config.suffix, top, reactor)  # type: ignore[attr-defined]

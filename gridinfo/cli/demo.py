@@ -4,7 +4,8 @@ A small hierarchy in one process: a GIIS ``mds-vo-name=site,o=grid`` on 127.0.0.
 ``conf/giis.yaml``) with two GRIS registered under it on the next two loopback ports, both from
 ``conf/gris.yaml``: the first runs the bundled providers in ``providers/`` (unless the config
 names its own folders), the second publishes the static example LDIF.  Prints the
-``ldapsearch`` and ``giis-tree`` lines to try.
+``ldapsearch`` and ``giis-tree`` lines to try, and the URL of the GIIS's web view
+(127.0.0.1:8135, ``GRIDINFO_DEMO_HTTP_PORT``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 HOST = "127.0.0.1"
 PORT = int(os.environ.get("GRIDINFO_DEMO_PORT", "2135"))
+HTTP_PORT = int(os.environ.get("GRIDINFO_DEMO_HTTP_PORT", "8135"))
 
 
 def main() -> int:
@@ -37,6 +39,7 @@ def main() -> int:
         giis_config = replace(
             load_config(top_dir / "conf" / "giis.yaml", GIISConfig), name="site", listen=(f"tcp:{PORT}:interface={HOST}",),
             journal=str(top_dir / ".venv" / "demo-giis-registrations.sqlite"),
+            http=(f"tcp:{HTTP_PORT}:interface={HOST}",),  # the web view (docs/web.md)
         )
         base_config = load_config(conf, GRISConfig)
         config = replace(base_config, listen=(f"tcp:{PORT + 1}:interface={HOST}",), ldif=(), register=register)
@@ -70,7 +73,10 @@ def main() -> int:
             "    ldapsearch -x -H ldap://%s:%d -b o=infosys          (child status)\n"
             "    ldapsearch -x -H ldap://%s:%d -b mds-vo-name=local,o=grid   (one GRIS directly)\n"
             "    .venv/bin/giis-tree --count %s\n\n"
-            % (HOST, PORT, PORT + 1, PORT + 2, HOST, PORT, HOST, PORT, HOST, PORT, HOST, PORT + 1, giis_url)
+            "The GIIS's web view (hierarchy, queues, browser, history; JSON under /api/, Prometheus\n"
+            "metrics at /metrics) is at http://%s:%d/\n\n"
+            % (HOST, PORT, PORT + 1, PORT + 2, HOST, PORT, HOST, PORT, HOST, PORT, HOST, PORT + 1, giis_url,
+               HOST, HTTP_PORT)
         )
         sys.stdout.flush()
 

@@ -40,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="static children from a BDII site-urls.conf/top-urls.conf (repeatable; added)",
     )
+    p.add_argument(
+        "--http",
+        action="append",
+        metavar="ENDPOINT",
+        help="serve the web view, JSON API and /metrics here, e.g. tcp:8080 (loopback unless an interface "
+        "is named; repeatable; replaces the config's http:)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
     return p
 
@@ -54,6 +61,8 @@ def make_config(args: argparse.Namespace) -> GIISConfig:
         changes["name"] = args.name
     if args.listen:
         changes["listen"] = tuple(args.listen)
+    if args.http:
+        changes["http"] = tuple(args.http)
     if args.register:
         changes["register"] = config.register + tuple(RegisterConfig(url=u) for u in args.register)
     if args.child:

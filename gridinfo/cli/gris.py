@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve an existing BDII's folders and port as it did, e.g. /etc/bdii/bdii.conf (docs/bdii.md)",
     )
     p.add_argument(
+        "--http",
+        action="append",
+        metavar="ENDPOINT",
+        help="serve the web view, JSON API and /metrics here, e.g. tcp:8080 (loopback unless an interface "
+        "is named; repeatable; replaces the config's http:)",
+    )
+    p.add_argument(
         "--log-level",
         choices=["debug", "info", "warn", "error"],
         help="default info (with --bdii-config: from BDII_LOG_LEVEL)",
@@ -59,6 +66,8 @@ def make_config(args: argparse.Namespace) -> GRISConfig:
     changes: dict[str, object] = {}
     if args.listen:
         changes["listen"] = tuple(args.listen)
+    if args.http:
+        changes["http"] = tuple(args.http)
     if args.ldif:
         changes["ldif"] = config.ldif + tuple(args.ldif)
     if args.schema:

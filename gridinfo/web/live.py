@@ -1,0 +1,117 @@
+"""Telling open pages that the directory changed: one small interface, fed by polling for now.
+
+:class:`ChangeSource` is what the web server needs: ``subscribe(callback)`` (called with a
+token string on each change; returns an ``unsubscribe``), ``token`` (the current one) and
+``subscribers``.  :class:`PollingChanges` implements it by checking a digest of the directory
+every ``interval`` seconds while at least one page listens (nobody listening: no work at all).
+A change stream (the change streams issue) can feed the same interface by calling
+:meth:`PollingChanges.changed` or by implementing the three members itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from gridinfo.directory.query import Scope
+
+log = Logger()
+
+
+class ChangeSource(Protocol):
+    token: str
+
+    @property
+    def subscribers(self) -> int: ...
+
+    def subscribe(self, callback: Callable[[str], None]) -> Callable[[], None]: ...
+
+
+class PollingChanges:
+    """Digest of every entry the reader sees (outside o=infosys), checked while anyone listens."""
+
+    def __init__(self, reader: Any, reactor: Any, *, interval: float = 5.0):
+        self.reader = reader
+        self.reactor = reactor
+        self.interval = interval
+        self.token = "0"
+        self.checks = 0
+        self._digest: bytes | None = None
+        self._callbacks: dict[int, Callable[[str], None]] = {}
+        self._next = 0
+        self._loop: task.LoopingCall | None = None
+        self._busy = False
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._callbacks)
+
+    def subscribe(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        self._next += 1
+        handle = self._next
+        self._callbacks[handle] = callback
+        if self._loop is None:
+            self._loop = task.LoopingCall(self.check)
+            self._loop.clock = self.reactor
+            self._loop.start(self.interval, now=True)
+
+        def unsubscribe() -> None:
+            self._callbacks.pop(handle, None)
+            if not self._callbacks and self._loop is not None:
+                if self._loop.running:
+                    self._loop.stop()
+                self._loop = None
+
+        return unsubscribe
+
+    def stop(self) -> None:
+        self._callbacks.clear()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+
+    def changed(self) -> None:
+        """Something changed (a change stream may call this): a new token to every subscriber."""
+        self.token = str(int(self.token) + 1)
+        for callback in list(self._callbacks.values()):
+            try:
+                callback(self.token)
+            except Exception:
+                log.failure("web live update: a subscriber failed")
+
+    def check(self) -> defer.Deferred[bool]:
+        if self._busy:
+            return defer.succeed(False)
+        self._busy = True
+        self.checks += 1
+        bases = [b for b in self.reader.naming_contexts() if b.lower() != "o=infosys"]
+        d = defer.gatherResults(
+            [self.reader.search_encoded(b, Scope.SUB).addErrback(lambda _: None) for b in bases]
+        )
+
+        def compare(answers: list[Any]) -> bool:
+            # the encoded entries, not decoded ones: a check of a large tree stays cheap
+            h = hashlib.blake2b(digest_size=16)
+            for answer in answers:
+                if answer is None:
+                    h.update(b"\0error")
+                    continue
+                for op in answer.entries:
+                    h.update(op)
+            digest = h.digest()
+            first = self._digest is None
+            moved = not first and digest != self._digest
+            self._digest = digest
+            if moved:
+                self.changed()
+            return moved
+
+        def finished(result: Any) -> Any:
+            self._busy = False
+            return result
+
+        return d.addCallback(compare).addBoth(finished)

@@ -1,0 +1,235 @@
+"""``/metrics``: Prometheus text format over a per-service ``CollectorRegistry``.
+
+Two kinds of figures:
+
+* counted as they happen, at the backend boundary (:class:`InstrumentedBackend` wraps the
+  backend the LDAP factory serves): searches, compares and adds by result code, and their
+  latency histograms.  Binds, abandons and extended operations never reach the backend: failed
+  binds are counted by the listener (``gridinfo_ldap_failed_binds_total``); per-operation
+  counts of those need a server hook (the operator logs landing).  The web view's own searches
+  go to the unwrapped backend and are not counted as LDAP operations.
+* read when scraped (:class:`StateCollector`): entries, open connections and the listener's
+  counters, provider runs, failures and last durations, soft state by state (GRIS);
+  registrations by status, child state, latency, entries and late answers (GIIS); live-view
+  subscribers and history samples.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter as PromCounter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from twisted.internet import defer
+
+from gridinfo.directory.query import SearchResult
+from gridinfo.errors import LDAPError, ResultCode
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def _code_name(code: int) -> str:
+    try:
+        return ResultCode(code).name.lower()
+    except ValueError:
+        return str(code)
+
+
+class OperationMetrics:
+    """The operation counters and histograms of one daemon, registered in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.operations = PromCounter(
+            "gridinfo_ldap_operations", "LDAP operations answered by the backend, by type and result code",
+            ["operation", "result"], registry=registry,
+        )
+        self.latency = Histogram(
+            "gridinfo_ldap_operation_seconds", "Time from the backend call to the final result, by operation type",
+            ["operation"], buckets=LATENCY_BUCKETS, registry=registry,
+        )
+
+    def record(self, operation: str, code: int, started: float) -> None:
+        self.operations.labels(operation, _code_name(code)).inc()
+        self.latency.labels(operation).observe(time.perf_counter() - started)
+
+
+class _TimedCursor:
+    """A sliced search's continuation that records the search when its last slice ran."""
+
+    __slots__ = ("inner", "result", "metrics", "started")
+
+    def __init__(self, inner: Any, result: SearchResult, metrics: OperationMetrics, started: float):
+        self.inner, self.result, self.metrics, self.started = inner, result, metrics, started
+
+    def run(self) -> bool:
+        try:
+            finished = bool(self.inner.run())
+        except Exception:
+            self.metrics.record("search", ResultCode.OTHER, self.started)
+            raise
+        if finished:
+            self.metrics.record("search", self.result.code, self.started)
+        return finished
+
+    def cancel(self) -> None:
+        self.metrics.operations.labels("search", "abandoned").inc()
+        self.inner.cancel()
+
+
+class InstrumentedBackend:
+    """The same backend, counting what the LDAP server asks of it; everything else passes through."""
+
+    def __init__(self, backend: Any, metrics: OperationMetrics):
+        self._backend = backend
+        self._metrics = metrics
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    @property
+    def schema(self) -> Any:
+        return self._backend.schema
+
+    def naming_contexts(self) -> list[str]:
+        return list(self._backend.naming_contexts())
+
+    def _call(self, operation: str, call: Callable[[], Any], code_of: Callable[[Any], int]) -> Any:
+        metrics = self._metrics
+        started = time.perf_counter()
+        try:
+            value = call()
+        except LDAPError as e:
+            metrics.record(operation, e.code, started)
+            raise
+        except Exception:
+            metrics.record(operation, ResultCode.OTHER, started)
+            raise
+        if isinstance(value, defer.Deferred):
+            def ok(v: Any) -> Any:
+                if not (isinstance(v, SearchResult) and v.cursor is not None and self._wrap(v, started)):
+                    metrics.record(operation, code_of(v), started)
+                return v
+
+            def failed(f: Any) -> Any:
+                metrics.record(operation, getattr(f.value, "code", ResultCode.OTHER), started)
+                return f
+
+            return value.addCallbacks(ok, failed)
+        if isinstance(value, SearchResult) and value.cursor is not None and self._wrap(value, started):
+            return value
+        metrics.record(operation, code_of(value), started)
+        return value
+
+    def _wrap(self, result: SearchResult, started: float) -> bool:
+        result.cursor = _TimedCursor(result.cursor, result, self._metrics, started)
+        return True
+
+    def search(self, request: Any) -> Any:
+        return self._call("search", lambda: self._backend.search(request), lambda r: int(getattr(r, "code", 0)))
+
+    def compare(self, dn: str, attribute: str, value: bytes) -> Any:
+        return self._call(
+            "compare", lambda: self._backend.compare(dn, attribute, value),
+            lambda matched: ResultCode.COMPARE_TRUE if matched else ResultCode.COMPARE_FALSE,
+        )
+
+    def add(self, dn: str, attributes: Any, bind_dn: str, peer: str | None = None) -> Any:
+        return self._call("add", lambda: self._backend.add(dn, attributes, bind_dn, peer=peer), lambda _: 0)
+
+
+class StateCollector(Collector):
+    """Figures read from the daemon's objects when scraped (nothing is kept between scrapes)."""
+
+    def __init__(self, kind: str, backend: Any, factory: Any, reactor: Any, *,
+                 providers: Any = None, live: Any = None, sampler: Any = None):
+        self.kind = kind
+        self.backend = backend
+        self.factory = factory
+        self.reactor = reactor
+        self.providers = providers
+        self.live = live
+        self.sampler = sampler
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # collected at scrape time only: no names are checked at registration
+
+    def collect(self) -> Iterable[Metric]:
+        g = GaugeMetricFamily
+        tree = self.backend.tree
+        yield g("gridinfo_entries", "Entries held in the daemon's own tree (a GIIS: its own, not its children's)",
+                value=len(tree))
+        yield g("gridinfo_ldap_connections", "Open LDAP connections", value=self.factory.connections)
+        stats = self.factory.stats
+        for key, help_text in (("failed_binds", "Binds refused (bad DN or password)"),
+                               ("refused_connections", "Connections refused at the limits"),
+                               ("aborted_connections", "Connections closed by the server for misbehaving")):
+            yield CounterMetricFamily(f"gridinfo_ldap_{key}", help_text, value=stats.get(key, 0))
+        if self.providers is not None:
+            yield from self._providers()
+        if self.kind == "giis":
+            yield from self._children()
+        if self.live is not None:
+            yield g("gridinfo_web_live_subscribers", "Pages listening for live updates", value=self.live.subscribers)
+        if self.sampler is not None:
+            yield CounterMetricFamily("gridinfo_web_history_samples", "Values written to the history store",
+                                      value=self.sampler.samples_written)
+
+    def _providers(self) -> Iterable[Metric]:
+        records = list(self.providers.table.records.values())
+        runs = CounterMetricFamily("gridinfo_provider_runs", "Runs of each information provider", labels=["provider"])
+        fails = CounterMetricFamily("gridinfo_provider_failures", "Failed runs of each provider", labels=["provider"])
+        dur = GaugeMetricFamily("gridinfo_provider_last_duration_seconds", "Duration of each provider's last run",
+                                labels=["provider"])
+        ents = GaugeMetricFamily("gridinfo_provider_entries", "Entries of each provider's last good run",
+                                 labels=["provider"])
+        for r in records:
+            runs.add_metric([r.name], r.runs)
+            fails.add_metric([r.name], r.failures)
+            ents.add_metric([r.name], r.last_entries)
+            if r.last_run is not None:
+                dur.add_metric([r.name], r.last_duration)
+        yield from (runs, fails, dur, ents)
+        by_state = Counter(r.state.value for r in records)
+        soft = GaugeMetricFamily("gridinfo_softstate_providers", "Providers by the state of their data",
+                                 labels=["state"])
+        for state in ("never", "fresh", "stale", "gone"):
+            soft.add_metric([state], by_state.get(state, 0))
+        yield soft
+        yield CounterMetricFamily("gridinfo_gris_searches", "Searches that reached the provider manager",
+                                  value=getattr(self.providers, "searches", 0))
+
+    def _children(self) -> Iterable[Metric]:
+        now = self.reactor.seconds()
+        children = list(self.backend.children.all())
+        regs = Counter("STATIC" if c.lease is None else c.lease_state(now).value for c in children)
+        fam = GaugeMetricFamily("gridinfo_giis_registrations", "Children by registration status", labels=["status"])
+        for status in ("VALID", "INVALID", "STATIC"):
+            fam.add_metric([status], regs.get(status, 0))
+        yield fam
+        states = Counter(c.stats.state for c in children)
+        fam = GaugeMetricFamily("gridinfo_giis_children", "Children by health", labels=["state"])
+        for state in ("new", "ok", "slow", "unreachable", "invalid"):
+            fam.add_metric([state], states.get(state, 0))
+        yield fam
+        lat = GaugeMetricFamily("gridinfo_giis_child_latency_seconds", "Each child's last answer time", labels=["child"])
+        up = GaugeMetricFamily("gridinfo_giis_child_up", "1 when the child's last contact succeeded", labels=["child"])
+        ents = GaugeMetricFamily("gridinfo_giis_child_entries", "Entries of each child's last answer", labels=["child"])
+        late = CounterMetricFamily("gridinfo_giis_child_late_answers", "Answers that came after the child's timeout",
+                                   labels=["child"])
+        misses = CounterMetricFamily("gridinfo_giis_child_cache_misses", "Searches forwarded to each child",
+                                     labels=["child"])
+        for c in children:
+            s = c.stats
+            if s.latency is not None:
+                lat.add_metric([c.url], s.latency)
+            up.add_metric([c.url], 1 if s.state == "ok" else 0)
+            ents.add_metric([c.url], s.entries)
+            late.add_metric([c.url], s.late_answers)
+            misses.add_metric([c.url], s.cache_misses)
+        yield from (lat, up, ents, late, misses)
+        yield CounterMetricFamily("gridinfo_giis_cycles", "Registration cycles detected",
+                                  value=self.backend.status.cycles)

@@ -1,0 +1,137 @@
+"""Adding the web view to a daemon's MultiService (called by :mod:`gridinfo.service`).
+
+Two steps, because the LDAP factory sits between them: :func:`instrument` wraps the backend the
+factory serves (operation counters), :func:`add_web_service` adds the HTTP listeners, the
+history sampler and the live-update source once the factory exists.  With no ``http:``
+endpoints neither does anything, and the LDAP path is untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from twisted.application import service
+from twisted.logger import Logger
+from twisted.web import server
+
+log = Logger()
+
+
+def http_endpoint(endpoint: str) -> str:
+    """Loopback unless configured otherwise: a ``tcp:``/``tcp6:`` endpoint naming no interface
+    gets ``interface=127.0.0.1`` (``::1`` for tcp6); a bare port number means ``tcp:PORT``."""
+    if endpoint.isdigit():
+        endpoint = f"tcp:{endpoint}"
+    kind, _, rest = endpoint.partition(":")
+    if kind in ("tcp", "tcp6") and "interface=" not in rest:
+        return f"{endpoint}:interface={'127.0.0.1' if kind == 'tcp' else chr(92) + ':' + chr(92) + ':1'}"
+    return endpoint
+
+
+class WebParts:
+    """What the wiring keeps between its two steps (and what tests reach through ``top.web``)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        from gridinfo.web.metrics import OperationMetrics
+
+        self.operations = OperationMetrics(self.registry)
+        self.app: Any = None
+        self.sampler: Any = None
+        self.live: Any = None
+        self.history: Any = None
+        self.listeners: list[Any] = []
+
+    def urls(self) -> list[str]:
+        out = []
+        for listener in self.listeners:
+            if listener.port is not None:
+                address = listener.port.getHost()
+                host = getattr(address, "host", "127.0.0.1")
+                host = f"[{host}]" if ":" in host else host
+                out.append(f"http://{host}:{address.port}/")
+        return out
+
+
+def instrument(backend: Any, config: Any) -> tuple[Any, WebParts | None]:
+    """(the backend for the LDAP factory, the web parts) — the backend itself when http is off."""
+    if not config.http:
+        return backend, None
+    from gridinfo.web.metrics import InstrumentedBackend
+
+    parts = WebParts()
+    return InstrumentedBackend(backend, parts.operations), parts
+
+
+def _listener_class() -> Any:
+    from gridinfo.service import ListenerService
+
+    class WebListener(ListenerService):
+        def _listening(self, port: Any) -> None:
+            self.port = port
+            address = port.getHost()
+            host = getattr(address, "host", "?")
+            log.info("web view on http://{host}:{port}/ ({endpoint})",
+                     host=f"[{host}]" if ":" in host else host, port=getattr(address, "port", 0),
+                     endpoint=self.endpoint)
+
+    return WebListener
+
+
+def add_web_service(top: service.MultiService, parts: WebParts | None, kind: str, suffix: str, config: Any,
+                    backend: Any, factory: Any, reactor: Any, *, providers: Any = None) -> None:
+    """The HTTP listeners, sampler and live source under ``top``; ``top.web`` is the parts (or None)."""
+    top.web = parts  # type: ignore[attr-defined]
+    if parts is None:
+        return
+    from gridinfo.web.history import HistoryStore, Sampler
+    from gridinfo.web.live import PollingChanges
+    from gridinfo.web.metrics import StateCollector
+    from gridinfo.web.reader import BackendReader
+    from gridinfo.web.server import Root, WebApp
+
+    web = config.web
+    reader = BackendReader(backend, reactor, bind_dn=web.bind_dn)
+    parts.history = HistoryStore(web.history or ":memory:", max_bytes=web.history_max_bytes)
+    parts.sampler = Sampler(parts.history, reader, web.history_attributes, reactor, interval=web.sample_interval)
+    parts.live = PollingChanges(reader, reactor, interval=web.live_interval)
+    parts.registry.register(StateCollector(kind, backend, factory, reactor, providers=providers,
+                                           live=parts.live, sampler=parts.sampler))
+    mount = None
+    if kind == "giis":
+        from gridinfo.directory.dn import parse_dn
+        from gridinfo.giis.namespace import mount_point
+
+        def mount(child_suffix: str) -> str:
+            return str(mount_point(parse_dn(child_suffix), parse_dn(suffix), backend.normaliser))
+
+    parts.app = WebApp(kind, suffix, reader, reactor, history=parts.history, live=parts.live,
+                       registry=parts.registry, history_attributes=web.history_attributes, mount=mount)
+    site = _QuietSite(Root(parts.app))
+    site.displayTracebacks = False
+    site.noisy = False
+    parts.sampler.setServiceParent(top)
+    listener = _listener_class()
+    for endpoint in config.http:
+        svc = listener(http_endpoint(endpoint), site, reactor)
+        parts.listeners.append(svc)
+        svc.setServiceParent(top)
+    _Stopper(parts).setServiceParent(top)
+
+
+class _QuietSite(server.Site):
+    """No access log: open pages poll and listen, and the daemon's log is for LDAP and providers."""
+
+    def log(self, request: Any) -> None:
+        pass
+
+
+class _Stopper(service.Service):
+    def __init__(self, parts: WebParts):
+        self.parts = parts
+
+    def stopService(self) -> Any:
+        super().stopService()
+        self.parts.live.stop()
+        return None

@@ -1,0 +1,162 @@
+"""The JSON API and /metrics over real HTTP, against a real giis with a real gris under it."""
+
+from __future__ import annotations
+
+import subprocess
+from urllib.parse import quote, urlencode
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.web.conftest import get, get_json, until
+from tests.web.hierarchy import CE_DN, SUFFIX, Hierarchy
+
+GIIS_CE_DN = CE_DN.replace(SUFFIX, "mds-vo-name=site,o=grid")  # the GIIS serves its children in its namespace
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    _, _, body = get(url + "/metrics")
+    total = 0.0
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def test_giis_hierarchy_lists_the_registered_gris(hierarchy: Hierarchy) -> None:
+    def child() -> object:
+        status, node = get_json(hierarchy.giis_url + "/api/hierarchy")
+        assert status == 200
+        return node["children"] and node
+    node = until(child, "the GRIS registered under the GIIS")
+    assert node["kind"] == "giis" and node["suffix"] == "mds-vo-name=site,o=grid"
+    (c,) = node["children"]
+    assert c["suffix"] == SUFFIX and c["lease"] == "VALID" and c["port"] == hierarchy.gris.port
+    assert 0 < c["lease_left"] <= 60 and not c["stale"]
+    assert c["mount"] == "mds-vo-name=site,o=grid"  # a GRIS's entries appear in place of the GIIS's suffix
+    assert get_json(hierarchy.giis_url + "/api/entry?dn=" + quote(c["mount"]))[0] == 200  # the click-through
+
+
+def test_gris_hierarchy_lists_its_provider(hierarchy: Hierarchy) -> None:
+    def ran() -> object:
+        node = get_json(hierarchy.gris_url + "/api/hierarchy")[1]
+        return [p for p in node["providers"] if p["name"] == "queue" and p["runs"]]
+    (p,) = until(ran, "the queue provider ran")
+    assert p["failures"] == 0 and p["last_error"] == ""
+
+
+def test_queues_through_the_giis(hierarchy: Hierarchy) -> None:
+    def live_queue() -> object:
+        data = get_json(hierarchy.giis_url + "/api/queues")[1]
+        return [q for q in data["queues"] if q["dn"] == GIIS_CE_DN] and data
+    data = until(live_queue, "the provider's CE through the GIIS")
+    names = {q["name"] for q in data["queues"]}
+    assert {"short", "long", "live"} <= names
+    (site,) = [s for s in data["sites"] if s["id"] == "EXAMPLE-SITE"]
+    assert site["queues"] == 3  # the two static CEs and the provider's, all under the site's container
+    (live,) = [q for q in data["queues"] if q["dn"] == GIIS_CE_DN]
+    assert live["total"] == 64 and live["waiting"] == 7 and live["site"] == "EXAMPLE-SITE"
+
+
+def test_vms_jobs_and_paths(hierarchy: Hierarchy) -> None:
+    data = until(lambda: get_json(hierarchy.giis_url + "/api/vms")[1]["vms"], "the VM through the GIIS")
+    (vm,) = data
+    assert (vm["state"], vm["owner"], vm["physical_host"], vm["uptime"], vm["jobs"]) == (
+        "Running", "alice", "node07.test.org", 3600, ["job-77"])
+    assert [s["state"] for s in vm["history"]] == ["Pending", "Running"]
+    status, one = get_json(hierarchy.giis_url + "/api/vm?dn=" + quote(vm["dn"]))
+    assert status == 200 and one["entry"]["id"] == "vm-test-1" and one["events"] == []
+    (path,) = get_json(hierarchy.giis_url + "/api/paths")[1]["paths"]
+    assert path["rtt_avg"] == 200 and path["hops"] == 1
+
+
+def test_entry_children_and_foreign_key_links(hierarchy: Hierarchy) -> None:
+    until(lambda: get_json(hierarchy.gris_url + "/api/entry?dn=" + quote(CE_DN))[0] == 200, "the CE")
+    status, entry = get_json(hierarchy.gris_url + "/api/entry?dn=" + quote(CE_DN))
+    fk = [a for a in entry["attributes"] if a["name"] == "GlueForeignKey"][0]["values"][0]
+    assert fk == {"value": "GlueClusterUniqueID=ce.example.org", "link": "(GlueClusterUniqueID=ce.example.org)"}
+    assert "GlueCEStateFreeCPUs" in entry["history"]
+    status, top = get_json(hierarchy.gris_url + "/api/entry?dn=" + quote(SUFFIX))
+    assert status == 200 and CE_DN in top["children"]
+    status, found = get_json(hierarchy.gris_url + "/api/search?" + urlencode(
+        {"base": SUFFIX, "filter": fk["link"], "scope": "sub"}))
+    assert status == 200 and [e["dn"] for e in found["entries"]] == [f"GlueClusterUniqueID=ce.example.org,{SUFFIX}"]
+
+
+def test_bad_parameters_get_400_with_a_message_and_unknown_dns_404(hierarchy: Hierarchy) -> None:
+    url = hierarchy.giis_url
+    cases = {
+        # what each bad input does: the status and the start of the message
+        "/api/search?scope=deep": (400, "scope: expected one of base, one, sub"),
+        "/api/search?limit=0": (400, "limit: expected an integer from 1 to 10000"),
+        "/api/search?limit=ten": (400, "limit: expected an integer"),
+        "/api/search?filter=(cn=x": (400, "PROTOCOL_ERROR (2): bad search filter"),
+        "/api/entry?dn=not-a-dn": (400, "INVALID_DN_SYNTAX (34)"),
+        "/api/entry?dn=o=nowhere": (404, "no entry 'o=nowhere'"),
+        "/api/entry?dn=" + quote("GlueCEUniqueID=gone," + SUFFIX): (404, "no entry"),
+        "/api/vm": (400, "dn: a value is required"),
+        "/api/vm?dn=" + quote(GIIS_CE_DN): (404, "'" + GIIS_CE_DN + "' is neither"),
+        "/api/history?dn=o=grid": (400, "attribute: a value is required"),
+        "/api/history?dn=o=grid&attribute=GlueCEName": (400, "attribute: 'GlueCEName' is not sampled"),
+        "/api/history?dn=o=grid&attribute=GlueCEStateFreeCPUs&range=decade": (400, "range: expected one of hour"),
+        "/api/nothing": (404, "no such API path"),
+        "/nothing": (404, "no such page"),
+    }
+    for path, (code, message) in cases.items():
+        status, body = get_json(url + path)
+        assert (path, status) == (path, code)
+        assert body["error"].startswith(message), (path, body)
+
+
+def test_read_only_and_self_contained(hierarchy: Hierarchy) -> None:
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+                          hierarchy.giis_url + "/api/search"], capture_output=True, text=True, check=True)
+    assert out.stdout == "405"
+    status, headers, body = get(hierarchy.giis_url + "/queues")
+    assert status == 200 and "default-src 'self'" in headers["Content-Security-Policy"]
+    assert b"http://" not in body and b"https://" not in body  # nothing loaded from elsewhere
+    for asset in ("/static/app.js", "/static/style.css", "/static/favicon.svg"):
+        assert get(hierarchy.giis_url + asset)[0] == 200
+
+
+def test_listens_on_loopback_only(hierarchy: Hierarchy) -> None:
+    assert hierarchy.giis_url.startswith("http://127.0.0.1:")
+    assert hierarchy.gris_url.startswith("http://127.0.0.1:")
+
+
+def test_metrics_parse_and_counters_move_with_ldap_traffic(hierarchy: Hierarchy) -> None:
+    url = hierarchy.gris_url
+    before = metric(url, "gridinfo_ldap_operations_total", operation="search", result="success")
+    hist_before = metric(url, "gridinfo_ldap_operation_seconds_count", operation="search")
+    for _ in range(3):
+        subprocess.run(["ldapsearch", "-x", "-LLL", "-H", hierarchy.gris.url, "-b", SUFFIX, "-s", "base", "1.1"],
+                       check=True, capture_output=True)
+    subprocess.run(["ldapsearch", "-x", "-LLL", "-H", hierarchy.gris.url, "-b", "o=nowhere", "1.1"],
+                   capture_output=True)
+    after = metric(url, "gridinfo_ldap_operations_total", operation="search", result="success")
+    assert after - before >= 3  # the GIIS may forward searches too: at least ours
+    assert metric(url, "gridinfo_ldap_operation_seconds_count", operation="search") - hist_before >= 4
+    assert metric(url, "gridinfo_ldap_operations_total", operation="search", result="no_such_object") >= 1
+    assert metric(url, "gridinfo_provider_runs_total", provider="queue") >= 1
+    assert metric(url, "gridinfo_entries") > 10
+    assert sum(metric(url, "gridinfo_softstate_providers", state=s) for s in ("never", "fresh", "stale", "gone")) == 1
+    giis = hierarchy.giis_url
+    until(lambda: metric(giis, "gridinfo_giis_registrations", status="VALID") == 1, "one VALID registration")
+    child = f"ldap://127.0.0.1:{hierarchy.gris.port}/{SUFFIX}"
+    until(lambda: metric(giis, "gridinfo_giis_child_up", child=child) == 1, "the child answered")
+    assert metric(giis, "gridinfo_giis_child_latency_seconds", child=child) > 0
+
+
+def test_history_records_a_provider_change(hierarchy: Hierarchy) -> None:
+    hierarchy.set_free_cpus(23)
+    url = hierarchy.gris_url
+    q = urlencode({"dn": CE_DN, "attribute": "GlueCEStateFreeCPUs", "range": "hour"})
+
+    def has_23() -> object:
+        status, data = get_json(url + "/api/history?" + q)
+        assert status == 200
+        return [v for _, v in data["points"]].count(23.0) and data
+    data = until(has_23, "the new value in the history")
+    assert data["points"] and all(isinstance(t, float) for t, _ in data["points"])
+    series = get_json(url + "/api/history/series")[1]["series"]
+    assert any(s["dn"] == CE_DN and s["attribute"] == "GlueCEStateFreeCPUs" for s in series)

@@ -1,0 +1,110 @@
+"""Pure parts of the web view: page rows from entries, foreign-key links, loopback endpoints,
+the live-update source on a Clock, command-line flags and the YAML keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet import defer, task
+
+from gridinfo.web import views
+from gridinfo.web.live import PollingChanges
+from gridinfo.web.wiring import http_endpoint
+
+
+def test_glue2_shares_and_domains_become_queue_and_site_rows() -> None:
+    site = "GLUE2DomainID=SITE-B,o=glue"
+    share = f"GLUE2ShareID=s1,GLUE2ServiceID=svc,GLUE2GroupID=resource,{site}"
+    rows = views.queues([
+        (site, {"objectClass": ["GLUE2AdminDomain"], "GLUE2DomainID": ["SITE-B"]}),
+        (share, {"objectClass": ["GLUE2ComputingShare"], "GLUE2ShareID": ["s1"],
+                 "GLUE2ComputingShareMappingQueue": ["grid"], "GLUE2ComputingShareFreeSlots": ["25"],
+                 "GLUE2ComputingShareUsedSlots": ["75"], "GLUE2ComputingShareRunningJobs": ["75"],
+                 "GLUE2ComputingShareWaitingJobs": ["oops"], "GLUE2ComputingShareServingState": ["production"]}),
+    ])
+    (q,) = rows["queues"]
+    assert (q["site"], q["name"], q["total"], q["free"], q["load"], q["state"]) == ("SITE-B", "grid", 100, 25, 0.75, "production")
+    assert q["waiting"] is None  # not a number: missing, never zero
+    (s,) = rows["sites"]
+    assert (s["queues"], s["total"], s["running"], s["waiting"]) == (1, 100, 75, 0)
+
+
+@pytest.mark.parametrize("attribute,value,expected", [
+    ("GlueForeignKey", "GlueClusterUniqueID=ce.example.org", "(GlueClusterUniqueID=ce.example.org)"),
+    ("GlueChunkKey", "GlueSEUniqueID=se(1)", "(GlueSEUniqueID=se\\281\\29)"),
+    ("GLUE2ShareServiceForeignKey", "svc*", "(GLUE2ServiceID=svc\\2a)"),
+    ("GLUE2ComputingShareExecutionEnvironmentForeignKey", "ee1", "(GLUE2ResourceID=ee1)"),
+    ("GLUE2EndpointServiceForeignKey", "svc", "(GLUE2ServiceID=svc)"),
+    ("GridinfoJobVM", "vm-1", "(GridinfoVMID=vm-1)"),
+    ("GlueForeignKey", "no equals sign", None),
+    ("GlueCEName", "short", None),
+])
+def test_foreign_keys_become_search_links(attribute: str, value: str, expected: str | None) -> None:
+    assert views.link_filter(attribute, value) == expected
+
+
+@pytest.mark.parametrize("given,served", [
+    ("tcp:8080", "tcp:8080:interface=127.0.0.1"),
+    ("8080", "tcp:8080:interface=127.0.0.1"),
+    ("tcp6:8080", "tcp6:8080:interface=\\:\\:1"),
+    ("tcp:8080:interface=0.0.0.0", "tcp:8080:interface=0.0.0.0"),  # configured otherwise
+    ("unix:/run/gridinfo/web.sock", "unix:/run/gridinfo/web.sock"),
+])
+def test_http_endpoints_are_loopback_unless_an_interface_is_named(given: str, served: str) -> None:
+    assert http_endpoint(given) == served
+
+
+class Reader:
+    def __init__(self) -> None:
+        self.value = "1"
+
+    def naming_contexts(self) -> list[str]:
+        return ["o=grid"]
+
+    def search_encoded(self, base: str, *a: Any, **kw: Any) -> defer.Deferred[Any]:
+        from gridinfo.directory.query import SearchResult
+
+        return defer.succeed(SearchResult(entries=[b"cn=x,o=grid v=" + self.value.encode()]))
+
+
+def test_live_changes_poll_only_while_someone_listens_and_tell_each_change() -> None:
+    clock = task.Clock()
+    reader = Reader()
+    live = PollingChanges(reader, clock, interval=5)
+    assert live.checks == 0 and live.subscribers == 0
+    seen: list[str] = []
+    unsubscribe = live.subscribe(seen.append)
+    assert live.checks == 1 and seen == []  # the first check only learns the digest
+    clock.advance(5)
+    assert seen == []  # nothing changed
+    reader.value = "2"
+    clock.advance(5)
+    assert seen == ["1"] and live.token == "1"
+    unsubscribe()
+    reader.value = "3"
+    clock.advance(50)
+    assert live.checks == 3 and seen == ["1"]  # nobody listens: no more checks
+    live.changed()  # a change stream can feed the same interface
+    assert live.token == "2"
+
+
+def test_http_flag_and_yaml_keys(tmp_path: Path) -> None:
+    from gridinfo.cli import giis, gris
+    from gridinfo.config import GRISConfig, load_config
+    from gridinfo.errors import ConfigError
+
+    args = gris.build_parser().parse_args(["--http", "tcp:8080", "--http", "tcp:8081"])
+    assert gris.make_config(args).http == ("tcp:8080", "tcp:8081")
+    assert giis.make_config(giis.build_parser().parse_args(["--http", "tcp:9"])).http == ("tcp:9",)
+    conf = tmp_path / "gris.yaml"
+    conf.write_text("http: [tcp:8080]\nweb:\n  history: web/history.sqlite\n  sample_interval: 30\n")
+    config = load_config(conf, GRISConfig)
+    assert config.http == ("tcp:8080",) and config.web.history == str(tmp_path / "web" / "history.sqlite")
+    conf.write_text("web:\n  sample_interval: 30\n  colour: blue\n")
+    with pytest.raises(ConfigError, match=r"gris.yaml:3: unknown key web.colour"):
+        load_config(conf, GRISConfig)
+    conf.write_text("http: tcp:8080\n")  # a scalar where a list is meant
+    with pytest.raises(ConfigError, match=r"gris.yaml:1: http: expected a list of a string"):
+        load_config(conf, GRISConfig)
