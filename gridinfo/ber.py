@@ -17,7 +17,7 @@ check every length against it.  Anything wrong raises :class:`gridinfo.errors.Pr
 saying what and at which offset; the client turns that into its peer's fault
 (``PeerProtocolError``).  The length octets are decoded in :func:`read_header` (every element)
 and :func:`read_pdu_header` (a PDU header, which may be incomplete), both inline: they are the
-hot path of every decoded message; their checks and diagnostics are one helper's.
+hot path of every decoded message; their diagnostics are one helper's.
 """
 
 from __future__ import annotations
@@ -198,20 +198,17 @@ def read_pdu_header(buf: bytes | bytearray, pos: int, end: int) -> tuple[int, in
         return 2, first
     octets = first & 0x7F
     if octets > MAX_PDU_LENGTH_OCTETS or first == 0x80:
-        _length_octets(first, "LDAPMessage", pos, MAX_PDU_LENGTH_OCTETS)  # raises the precise error
+        raise _length_field_error(first, "LDAPMessage", pos)
     if end - pos < 2 + octets:
         return None
     return 2 + octets, int.from_bytes(buf[pos + 2 : pos + 2 + octets], "big")
 
 
-def _length_octets(first: int, what: str, pos: int, limit: int) -> int:
-    """How many octets follow the long-form length octet ``first`` of the element at ``pos``."""
+def _length_field_error(first: int, what: str, pos: int) -> ProtocolError:
+    """What is wrong with the refused long-form length octet ``first`` of the element at ``pos``."""
     if first == 0x80:
-        raise ProtocolError(f"indefinite length in {what} at offset {pos} (RFC 4511, section 5.1)")
-    octets = first & 0x7F
-    if octets > limit:
-        raise ProtocolError(f"length field of {octets} octets in {what} at offset {pos}")
-    return octets
+        return ProtocolError(f"indefinite length in {what} at offset {pos} (RFC 4511, section 5.1)")
+    return ProtocolError(f"length field of {first & 0x7F} octets in {what} at offset {pos}")
 
 
 def _truncated(what: str, pos: int) -> ProtocolError:
@@ -232,7 +229,7 @@ def read_header(data: bytes | bytearray, pos: int, end: int, what: str = "BER el
     if n >= 0x80:
         octets = n & 0x7F
         if octets > MAX_LENGTH_OCTETS or n == 0x80:
-            _length_octets(n, what, pos, MAX_LENGTH_OCTETS)  # raises the precise error
+            raise _length_field_error(n, what, pos)
         if start + octets > end:
             raise _truncated(what, pos)
         n = int.from_bytes(data[start : start + octets], "big")
