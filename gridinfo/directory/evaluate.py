@@ -211,11 +211,11 @@ class FilterCompiler:
                 is_plain = plain.get(term.attribute)
                 if is_plain is None:
                     is_plain = plain[term.attribute] = self._operational_reader(term.attribute) is None
-            if isinstance(term, F.Equality) and is_plain:
-                m, keys = self._resolve(term.attribute)
-                if m is not None and m.equality is not None:
-                    groups.setdefault(("objectclass",) if m.key == "objectclass" else keys, []).append(term)
-                    continue
+                if is_plain:
+                    m, keys = self._resolve(term.attribute)
+                    if m is not None and m.equality is not None:
+                        groups.setdefault(("objectclass",) if m.key == "objectclass" else keys, []).append(term)
+                        continue
             preds.append(self.compile(term))
         for keys, equalities in groups.items():
             if len(equalities) < _GROUP_AT_LEAST:
