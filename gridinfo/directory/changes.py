@@ -10,7 +10,7 @@ here, once per change and subscription.
 Theory of operation
 -------------------
 A change is ``(old, new)``: the entry before and after (``None`` when it did not exist / no
-longer exists), with the change's CSN and the entry's UUID.  What a subscriber must hear
+longer exists), with the change's CSN (the entry's UUID follows from its DN key).  What a subscriber must hear
 depends on whether it could see the entry before and after, i.e. whether the entry lay in the
 subscription's scope and matched its filter::
 
@@ -79,7 +79,6 @@ class Change:
     old: Entry | None
     new: Entry | None
     csn: int  # the tree's CSN of the change (an integer that orders changes; see tree.py)
-    uuid: bytes  # the entry's entryUUID, 16 bytes
 
     @property
     def dn(self) -> str:
@@ -90,7 +89,7 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """What one subscriber is sent for one DN: the kind, the entry, and its ids.
+    """What one subscriber is sent for one DN: the kind, the entry, and its CSN.
 
     ``entry`` is the new entry for ADD and MODIFY, and for DELETE the entry as it last was
     (RFC 4533 sends only its DN and UUID; a persistent search sends the entry); ``gone`` is
@@ -102,7 +101,6 @@ class Notice:
     key: str
     dn: str
     entry: Entry
-    uuid: bytes
     csn: int
     gone: bool = False
 
@@ -177,10 +175,10 @@ class Subscription:
             return
         if kind is ChangeKind.DELETE:
             assert change.old is not None
-            notice = Notice(kind, change.key, change.dn, change.old, change.uuid, change.csn, change.new is None)
+            notice = Notice(kind, change.key, change.dn, change.old, change.csn, change.new is None)
         else:
             assert change.new is not None
-            notice = Notice(kind, change.key, change.dn, change.new, change.uuid, change.csn)
+            notice = Notice(kind, change.key, change.dn, change.new, change.csn)
         self.pending[change.key] = notice
         if was_empty and self.on_ready is not None:
             self.on_ready()
@@ -251,6 +249,6 @@ class ChangeLog:
             newest.pop(change.key, None)
             newest[change.key] = change
         return (
-            Change(c.key, first_old[c.key], c.new, c.csn, c.uuid)
+            Change(c.key, first_old[c.key], c.new, c.csn)
             for c in newest.values()  # insertion order: by each DN's newest change
         )

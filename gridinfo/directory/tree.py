@@ -290,7 +290,7 @@ class DirectoryTree:
         self.entries[key] = entry
         self._index(entry)
         if changed:
-            self.changelog.record(Change(key, old, entry, csn, entry_uuid_bytes(key)))
+            self.changelog.record(Change(key, old, entry, csn))
         return old
 
     def remove(self, key: str) -> Entry | None:
@@ -318,7 +318,7 @@ class DirectoryTree:
             else:
                 sizes[k] = n
             k = parent_key(k)
-        self.changelog.record(Change(key, old, None, csn, entry_uuid_bytes(key)))
+        self.changelog.record(Change(key, old, None, csn))
         return old
 
     def touch(self, key: str) -> None:

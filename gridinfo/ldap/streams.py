@@ -216,7 +216,7 @@ class ChangeStream:
                 parts.append(ber.ldap_message(mid, encode(notice.entry), controls))
                 continue
             cookie = sync.format_cookie(subscription.csn, self.rid) if i == last and not subscription.pending else None
-            control = sync.sync_state(int(notice.kind), notice.uuid, cookie)
+            control = sync.sync_state(int(notice.kind), entry_uuid_bytes(notice.key), cookie)
             op = _dn_only(notice.entry) if notice.kind is ChangeKind.DELETE else encode(notice.entry)
             parts.append(ber.ldap_message(mid, op, sync.controls(control)))
         if parts:
