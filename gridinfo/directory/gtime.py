@@ -116,3 +116,12 @@ def format_generalized_time(seconds: float, *, millis: bool = False) -> str:
         whole, ms = whole + 1, 0
     text = time.strftime("%Y%m%d%H%M%S", time.gmtime(whole))
     return f"{text}.{ms:03d}Z" if ms else f"{text}Z"
+
+
+def format_glue2_datetime(seconds: float) -> str:
+    """The GLUE 2 DateTime of ``seconds`` (UTC, whole seconds): ``2026-12-02T01:40:00Z``.
+
+    GLUE 2's LDAP rendering keeps times such as ``GLUE2EntityCreationTime`` as strings in this
+    ISO 8601 form (what the EGI profile checks), not as GeneralizedTime.
+    """
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(seconds // 1)))

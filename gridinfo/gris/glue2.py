@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import gridinfo
 from gridinfo.directory.dn import escape_value as _escape
-from gridinfo.directory.gtime import format_generalized_time
+from gridinfo.directory.gtime import format_glue2_datetime
 from gridinfo.directory.tree import DirectoryTree
 from gridinfo.gris.softstate import SoftStateTable
 
@@ -39,11 +39,6 @@ class ListenerAddress:
     host: str
     port: int
 
-
-def _iso(seconds: float) -> str:
-    """GLUE 2 DateTime (what the profile checks): 2026-12-02T01:40:00Z."""
-    t = format_generalized_time(seconds)  # 20261202014000Z
-    return f"{t[0:4]}-{t[4:6]}-{t[6:8]}T{t[8:10]}:{t[10:12]}:{t[12:14]}Z"
 
 
 def health(table: SoftStateTable) -> tuple[str, str]:
@@ -124,7 +119,7 @@ class GLUE2SelfPublisher:
                         ("GLUE2EndpointHealthState", v(state)),
                         ("GLUE2EndpointHealthStateInfo", v(info)),
                         ("GLUE2EndpointServingState", v("production")),
-                        ("GLUE2EndpointStartTime", v(_iso(self.start_time))),
+                        ("GLUE2EndpointStartTime", v(format_glue2_datetime(self.start_time))),
                         ("GLUE2EndpointServiceForeignKey", v(self.service_id)),
                     ],
                 )

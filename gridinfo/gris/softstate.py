@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gridinfo.directory.dn import is_descendant_key, parent_key
-from gridinfo.directory.gtime import format_generalized_time
+from gridinfo.directory.gtime import format_generalized_time, format_glue2_datetime
 from gridinfo.directory.ldif import LDIFLimitExceeded, LDIFLimits, Modification, parse_ldif
 from gridinfo.directory.query import Scope
 from gridinfo.directory.tree import FRESHNESS_STAMPS, SOFTSTATE_STAMPS
@@ -641,7 +641,7 @@ class SoftStateTable:
         if self._is_glue2(attrs):
             given = {a.lower() for a, _ in attrs}
             if "glue2entitycreationtime" not in given:
-                full.append(("GLUE2EntityCreationTime", [validfrom]))
+                full.append(("GLUE2EntityCreationTime", [format_glue2_datetime(r.valid_from).encode()]))
                 stamps = SOFTSTATE_STAMPS
             if "glue2entityvalidity" not in given:
                 full.append(("GLUE2EntityValidity", [str(int(r.definition.ttl)).encode()]))

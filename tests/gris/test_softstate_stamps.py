@@ -68,10 +68,11 @@ def test_glue2_entities_get_creation_time_and_validity_of_their_run():
     table, wall = setup(ttl=300.0)
     run(table, wall, T0, service())
     v = values(table, SERVICE_DN, "GLUE2EntityCreationTime", "GLUE2EntityValidity", "Mds-validfrom", "Mds-validto")
-    assert v["GLUE2EntityCreationTime"] == [b"20261201000000Z"] == v["Mds-validfrom"]
+    # creation + validity is the end of the soft-state TTL: the time of the run, and the ttl
+    assert v["GLUE2EntityCreationTime"] == [b"2026-12-01T00:00:00Z"]  # GLUE 2's DateTime form
     assert v["GLUE2EntityValidity"] == [b"300"]
-    # creation + validity is Mds-validto, the soft-state TTL
-    assert v["Mds-validto"] == [format_generalized_time(T0 + 300).encode()]
+    # a GLUE 2 entry carries GLUE 2 classes only (the EGI profile): no GridinfoSoftState stamps
+    assert v["Mds-validfrom"] == v["Mds-validto"] == []
     e = table.tree.lookup(SERVICE_DN)
     assert table.tree.schema.check_entry({e.names[k]: e.get(k) for k in e.names}) == []
 
@@ -96,8 +97,8 @@ def test_refresh_with_same_content_keeps_modify_timestamp_and_csn():
     first = values(table, SERVICE_DN, "modifyTimestamp", "entryCSN", "createTimestamp", "entryUUID")
     run(table, wall, T0 + 600, service())  # same output, ten minutes later
     again = values(table, SERVICE_DN, "modifyTimestamp", "entryCSN", "createTimestamp", "entryUUID",
-                   "GLUE2EntityCreationTime", "Mds-validfrom")
-    assert again["GLUE2EntityCreationTime"] == [b"20261201001000Z"] == again["Mds-validfrom"]
+                   "GLUE2EntityCreationTime")
+    assert again["GLUE2EntityCreationTime"] == [b"2026-12-01T00:10:00Z"]  # the new run's time: not content
     assert {k: again[k] for k in first} == first
     assert first["modifyTimestamp"] == [b"20261201000000Z"]
 
