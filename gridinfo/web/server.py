@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import resource, server
 
 from gridinfo.directory.query import Scope
@@ -300,10 +301,17 @@ def _not_found(failure: Any, dn: str) -> Any:
 class Root(resource.Resource):
     isLeaf = True
 
-    def __init__(self, app: WebApp):
+    def __init__(self, app: WebApp, *, cache_seconds: float = 0.0):
+        """``cache_seconds``: an API answer is reused this long, and identical requests made while
+        one is being answered share it, so many open pages refreshing on the same change cost
+        the directory one search each."""
         super().__init__()
         self.app = app
         self.pages = {path: (name, title) for path, name, title in PAGES}
+        self.cache_seconds = cache_seconds
+        self._cache: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, bytes]] = {}
+        self._inflight: dict[tuple[str, tuple[tuple[str, str], ...]], list[defer.Deferred[bytes]]] = {}
+        self.cache_hits = 0
 
     def render(self, request: Any) -> Any:
         request.setHeader(b"X-Content-Type-Options", b"nosniff")
@@ -346,14 +354,48 @@ class Root(resource.Resource):
             return self._api(request, "/api/" if path in ("/api", "/api/") else path, args)
         return self._json(request, {"error": f"no such page {path!r}"}, 404)
 
+    def _answer(self, path: str, args: dict[str, str]) -> defer.Deferred[bytes]:
+        """The JSON body of an API answer or its failure; kept for ``cache_seconds``."""
+        if not self.cache_seconds:
+            return self.app.api(path, args).addCallback(_encode)
+        now = self.app.reactor.seconds()
+        key = (path, tuple(sorted(args.items())))
+        kept = self._cache.get(key)
+        if kept is not None and now - kept[0] < self.cache_seconds:
+            self.cache_hits += 1
+            return defer.succeed(kept[1])
+        waiter: defer.Deferred[bytes] = defer.Deferred()
+        waiting = self._inflight.get(key)
+        if waiting is not None:  # the same question is being answered: share its answer
+            self.cache_hits += 1
+            waiting.append(waiter)
+            return waiter
+        waiting = self._inflight[key] = [waiter]
+        for old in [k for k, (t, _) in self._cache.items() if now - t >= self.cache_seconds]:
+            del self._cache[old]
+
+        def settled(result: Any) -> None:
+            del self._inflight[key]
+            if isinstance(result, bytes):
+                self._cache[key] = (now, result)  # failures are not kept
+            for w in waiting:
+                if isinstance(result, Failure):
+                    w.errback(result)
+                else:
+                    w.callback(result)
+
+        self.app.api(path, args).addCallback(_encode).addBoth(settled)
+        return waiter
+
     def _api(self, request: Any, path: str, args: dict[str, str]) -> Any:
-        d = self.app.api(path, args)
+        d = self._answer(path, args)
         finished = [False]
         request.notifyFinish().addErrback(lambda _: finished.__setitem__(0, True))
 
-        def ok(data: Any) -> None:
+        def ok(body: bytes) -> None:
             if not finished[0]:
-                request.write(self._json(request, data, 200))
+                self._json(request, None, 200)
+                request.write(body)
                 request.finish()
 
         def failed(failure: Any) -> None:
@@ -370,7 +412,7 @@ class Root(resource.Resource):
             request.write(body)
             request.finish()
 
-        d.addCallbacks(ok, failed)
+        d.addCallbacks(ok, failed).addErrback(lambda f: None)  # a failure is answered, and kept by no one
         return server.NOT_DONE_YET
 
     def _events(self, request: Any) -> Any:
@@ -393,7 +435,11 @@ class Root(resource.Resource):
         request.setResponseCode(status)
         request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
         request.setHeader(b"Cache-Control", b"no-store")
-        return json.dumps(data, indent=None, separators=(",", ":")).encode("utf-8")
+        return _encode(data)
+
+
+def _encode(data: Any) -> bytes:
+    return json.dumps(data, indent=None, separators=(",", ":")).encode("utf-8")
 
 
 def page_url(path: str, **params: str) -> str:

@@ -38,6 +38,7 @@ class WebParts:
 
         self.operations = OperationMetrics(self.registry)
         self.app: Any = None
+        self.root: Any = None
         self.sampler: Any = None
         self.live: Any = None
         self.history: Any = None
@@ -108,7 +109,8 @@ def add_web_service(top: service.MultiService, parts: WebParts | None, kind: str
 
     parts.app = WebApp(kind, suffix, reader, reactor, history=parts.history, live=parts.live,
                        registry=parts.registry, history_attributes=web.history_attributes, mount=mount)
-    site = _QuietSite(Root(parts.app))
+    parts.root = Root(parts.app, cache_seconds=min(web.live_interval, 5.0))
+    site = _QuietSite(parts.root)
     site.displayTracebacks = False
     site.noisy = False
     parts.sampler.setServiceParent(top)

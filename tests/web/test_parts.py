@@ -108,3 +108,48 @@ def test_http_flag_and_yaml_keys(tmp_path: Path) -> None:
     conf.write_text("http: tcp:8080\n")  # a scalar where a list is meant
     with pytest.raises(ConfigError, match=r"gris.yaml:1: http: expected a list of a string"):
         load_config(conf, GRISConfig)
+
+
+def test_open_pages_asking_the_same_share_one_search_until_the_answer_ages() -> None:
+    """Identical API requests within ``cache_seconds`` (on the injected clock) cost one search;
+    a failure is not kept."""
+    from prometheus_client import CollectorRegistry
+
+    from gridinfo.config import GRISConfig
+    from gridinfo.ldap.tree_backend import TreeBackend
+    from gridinfo.service import make_gris_tree
+    from gridinfo.web.metrics import InstrumentedBackend, OperationMetrics
+    from gridinfo.web.reader import BackendReader
+    from gridinfo.web.server import Root, WebApp
+
+    repo = Path(__file__).resolve().parents[2]
+    clock = task.Clock()
+    metrics = OperationMetrics(CollectorRegistry())
+    backend = InstrumentedBackend(TreeBackend(make_gris_tree(GRISConfig(ldif=(str(repo / "conf" / "ldif"),)))), metrics)
+    app = WebApp("gris", "mds-vo-name=local,o=grid", BackendReader(backend, clock), clock)
+    root = Root(app, cache_seconds=5)
+
+    def searches() -> float:
+        return sum(s.value for f in metrics.operations.collect() for s in f.samples if s.name.endswith("_total"))
+
+    answers: list[bytes] = []
+    root._answer("/api/queues", {}).addCallback(answers.append)
+    root._answer("/api/queues", {}).addCallback(answers.append)  # while the first is answered
+    for _ in range(20):
+        clock.advance(0)  # the sliced searches' later turns
+    assert len(answers) == 2 and answers[0] == answers[1] and b"EXAMPLE-SITE" in answers[0]
+    assert searches() == 1
+    clock.advance(4)
+    root._answer("/api/queues", {}).addCallback(answers.append)
+    assert searches() == 1 and root.cache_hits == 2
+    clock.advance(1)  # 5 s old: asked again
+    root._answer("/api/queues", {}).addCallback(answers.append)
+    for _ in range(20):
+        clock.advance(0)
+    assert searches() == 2 and len(answers) == 4
+    failures: list[Any] = []
+    for _ in range(2):
+        root._answer("/api/entry", {"dn": "o=nowhere"}).addErrback(failures.append)
+        for _ in range(5):
+            clock.advance(0)
+    assert [f.value.status for f in failures] == [404, 404] and searches() == 6  # base + children, twice
