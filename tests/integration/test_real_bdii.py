@@ -356,3 +356,77 @@ def test_debian_bdii_update_as_shipped_loads_nothing_into_slapd() -> None:
         assert "unrecognized option" in log
         assert bdii.search("o=grid", "dn") == ""
         assert bdii.update_stats() == {}
+
+
+def giis_config(folder: Path, level: str, children: list[tuple[str, str]]) -> Path:
+    """A GIIS in BDII's layout pulling ``children`` (NAME, URL), as site-urls.conf / top-urls.conf lines do."""
+    lines = ["layout: bdii", f"level: {level}"]
+    if level == "site":
+        lines.append(f"site_name: {SITE}")
+    lines.append("children:")
+    lines += [f'  - {{name: {name}, url: "{url}"}}' for name, url in children]
+    path = folder / f"giis-{level}.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def wait_for_entries(url: str, bases: tuple[str, ...], want: set[str], log: str = "") -> dict[str, dict[str, set[str]]]:
+    """Poll (bounded) until the server at ``url`` holds every DN of ``want`` below ``bases``."""
+    deadline = time.monotonic() + 120
+    while True:
+        found: dict[str, dict[str, set[str]]] = {}
+        for base in bases:
+            found |= entries(url, base)
+        if want <= set(found) or time.monotonic() > deadline:
+            assert want <= set(found), f"missing: {sorted(want - set(found))[:5]}\n{log}"
+            return found
+        time.sleep(0.5)
+
+
+def top_dn(dn: str) -> str:
+    """Where a top BDII puts an entry of a site source named SITE (BDII's top-level renaming)."""
+    if dn.endswith(f"mds-vo-name={SITE.lower()},o=grid"):
+        return dn[: -len("o=grid")] + "mds-vo-name=local,o=grid"
+    assert dn.endswith(f"glue2domainid={SITE.lower()},o=glue"), dn
+    return dn[: -len("o=glue")] + "glue2groupid=grid,o=glue"
+
+
+def test_a_real_top_bdii_aggregates_a_gridinfo_site_giis(gris: GrisProcess, site_bdii: RealBDII,
+                                                         tmp_path: Path) -> None:
+    """GRIS -> gridinfo site GIIS (``layout: bdii``) -> real top BDII: the top holds the GIIS's site
+    entries at top-level DNs, and the same GLUE 1.3 and GLUE 2 DNs a real site BDII in the GIIS's
+    place gives it (the site BDII's own default and domain entries aside)."""
+    config = giis_config(tmp_path, "site", [("GRIS", f"{gris.url}/mds-vo-name=resource,o=grid")])
+    with GrisProcess(["--config", str(config)], module="gridinfo.cli.giis") as giis:
+        site_bases = (f"mds-vo-name={SITE},o=grid", f"GLUE2DomainID={SITE},o=glue")
+        # the GIIS holds the same renamed GRIS entries as the real site BDII does
+        real_site = {dn for base in site_bases for dn in entries(site_bdii.url, base)}
+        at_giis = wait_for_entries(giis.url, site_bases, set(), giis.log)
+        assert {dn for dn in real_site if "glueceuniqueid=" in dn or "glue2serviceid=" in dn} <= set(at_giis)
+        with RealBDII(level="top", urls=[(SITE, f"{giis.url}/mds-vo-name={SITE},o=grid")]) as top:
+            top.wait_for_update()
+            assert top.write_errors() == [], top.logs()
+            at_top = entries(top.url, "o=grid") | entries(top.url, "o=glue")
+        expected = {top_dn(dn): attrs for dn, attrs in at_giis.items()
+                    if dn.endswith("o=glue") or {c.lower() for c in attrs.get("objectclass", set())} & GLUE13_TOP_CLASSES}
+        assert f"glueceuniqueid=ce.example.org:8443/cream-slurm-short,mds-vo-name={SITE.lower()},mds-vo-name=local,o=grid" in expected
+        for dn, attrs in expected.items():
+            assert at_top.get(dn) == attrs, f"{dn}\n{top.logs()[-2000:]}"
+
+
+def test_a_gridinfo_top_giis_over_a_real_site_bdii_holds_what_a_real_top_bdii_holds(site_bdii: RealBDII,
+                                                                                   tmp_path: Path) -> None:
+    """Real site BDII -> gridinfo top GIIS (``layout: bdii``, ``level: top``): the same DNs and
+    attributes as a real top BDII pulling the same site."""
+    url = f"{site_bdii.url}/mds-vo-name={SITE},o=grid"
+    with RealBDII(level="top", urls=[(SITE, url)]) as top:
+        top.wait_for_update()
+        theirs = {dn: a for dn, a in (entries(top.url, "o=grid") | entries(top.url, "o=glue")).items()
+                  if f"mds-vo-name={SITE.lower()}," in dn or f"glue2domainid={SITE.lower()}," in dn
+                  or dn.startswith(f"mds-vo-name={SITE.lower()},") or dn.startswith(f"glue2domainid={SITE.lower()},")}
+    assert theirs
+    config = giis_config(tmp_path, "top", [(SITE, url)])
+    with GrisProcess(["--config", str(config)], module="gridinfo.cli.giis") as giis:
+        ours = wait_for_entries(giis.url, ("o=grid", "o=glue"), set(theirs), giis.log)
+    for dn, attrs in theirs.items():
+        assert ours[dn] == attrs, dn
