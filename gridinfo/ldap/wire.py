@@ -572,12 +572,18 @@ def decode_message(data: bytes, pos: int = 0, end: int | None = None) -> Message
     return Message(message_id, op, controls)
 
 
+def _value_sequence(value: bytes | None, what: str) -> tuple[bytes, int, int]:
+    """A control's or extended request's value, which must be one SEQUENCE: (value, start, end)."""
+    if value is None:
+        raise ProtocolError(f"{what} missing: sent without a value")
+    s, e = _expect(value, 0, len(value), SEQUENCE, what)
+    _no_trailing(e, len(value), what)
+    return value, s, e
+
+
 def decode_paged_control(value: bytes | None) -> tuple[int, bytes]:
     """The ``(size, cookie)`` of a paged results control value (RFC 2696)."""
-    if value is None:
-        raise ProtocolError("paged results control without a value")
-    s, e = _expect(value, 0, len(value), SEQUENCE, "paged results control value")
-    _no_trailing(e, len(value), "paged results control value")
+    value, s, e = _value_sequence(value, "paged results control value")
     size, p = _int(value, s, e, "paged results size", INTEGER, 0, _MAX_INT)
     cookie, p = _octets(value, p, e, "paged results cookie")
     _no_trailing(p, e, "paged results control value")
@@ -587,10 +593,7 @@ def decode_paged_control(value: bytes | None) -> tuple[int, bytes]:
 def decode_sync_request(value: bytes | None) -> SyncRequest:
     """A Sync Request control value (RFC 4533 section 2.2): mode, cookie, reloadHint."""
     what = "sync request control value"
-    if value is None:
-        raise ProtocolError(f"{what} missing")
-    s, e = _expect(value, 0, len(value), SEQUENCE, what)
-    _no_trailing(e, len(value), what)
+    value, s, e = _value_sequence(value, what)
     mode, p = _int(value, s, e, "sync request mode", ENUMERATED, 0, 3)
     if mode not in (sync.REFRESH_ONLY, sync.REFRESH_AND_PERSIST):
         raise ProtocolError(f"sync request mode {mode} is not refreshOnly (1) or refreshAndPersist (3)")
@@ -607,10 +610,7 @@ def decode_sync_request(value: bytes | None) -> SyncRequest:
 def decode_persistent_search(value: bytes | None) -> PersistentSearch:
     """A persistent search control value: changeTypes, changesOnly, returnECs."""
     what = "persistent search control value"
-    if value is None:
-        raise ProtocolError(f"{what} missing")
-    s, e = _expect(value, 0, len(value), SEQUENCE, what)
-    _no_trailing(e, len(value), what)
+    value, s, e = _value_sequence(value, what)
     types, p = _int(value, s, e, "persistent search changeTypes", INTEGER, 1, 15)
     changes_only, p = _bool(value, p, e, "persistent search changesOnly")
     return_ecs, p = _bool(value, p, e, "persistent search returnECs")
@@ -621,10 +621,7 @@ def decode_persistent_search(value: bytes | None) -> PersistentSearch:
 def decode_cancel(value: bytes | None) -> int:
     """The cancelID of a Cancel extended request value (RFC 3909)."""
     what = "cancel request value"
-    if value is None:
-        raise ProtocolError(f"{what} missing")
-    s, e = _expect(value, 0, len(value), SEQUENCE, what)
-    _no_trailing(e, len(value), what)
+    value, s, e = _value_sequence(value, what)
     target, p = _int(value, s, e, "cancelID", INTEGER, 0, _MAX_INT)
     _no_trailing(p, e, what)
     return target
