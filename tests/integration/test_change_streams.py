@@ -20,6 +20,7 @@ import pytest
 from ldap3 import ASYNC_STREAM, Connection, Server
 
 from gridinfo.directory.ldif import parse_ldif
+from gridinfo_dev.daemon import wait_for
 from tests.support.gris import GrisProcess
 from tests.support.ports import LOOPBACK
 from tests.support.slapd import GLUE_SCHEMAS, Slapd
@@ -87,20 +88,12 @@ def provider_runs(url: str) -> int:
     return int(line.split(": ", 1)[1])
 
 
-def wait_for(what: str, check: Callable[[], bool], deadline: float = DEADLINE) -> None:
-    end = time.monotonic() + deadline
-    while not check():
-        if time.monotonic() > end:
-            raise AssertionError(f"not within {deadline:g} s: {what}")
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
     s = Site(tmp_path)
     with GrisProcess(["--config", str(s.config)]) as gris:
         s.gris = gris
-        wait_for("the provider's first run", lambda: free_cpus(gris.url) == {"ce1": "1", "ce2": "2"})
+        wait_for("the provider's first run", lambda: free_cpus(gris.url) == {"ce1": "1", "ce2": "2"}, DEADLINE)
         yield s
 
 

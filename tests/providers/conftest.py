@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 import os
 import shutil
 import signal
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from gridinfo_dev.daemon import wait_for  # noqa: F401  (re-exported for the provider tests)
 
 from tests.support.ports import free_ports
 
@@ -29,19 +32,6 @@ class Slurm:
     def run(self, *argv: str) -> str:
         env = {**os.environ, "SLURM_CONF": str(self.conf)}
         return subprocess.run(argv, env=env, capture_output=True, text=True, check=True, timeout=20).stdout
-
-
-def wait_for(what: str, check: Callable[[], bool], deadline: float = 30.0) -> None:
-    """Poll an external daemon until ``check`` holds (it answers over its own RPC; no clock to drive)."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        try:
-            if check():
-                return
-        except (subprocess.SubprocessError, OSError):
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(what)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ run.  The Debian-configured cell (/var/lib/gridengine/default) is left alone.
 
 from __future__ import annotations
 
+
 import os
 import re
 import shutil
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from gridinfo_dev.daemon import wait_for  # noqa: F401  (re-exported for the provider tests)
 
 from tests.support.ports import free_ports
 
@@ -94,19 +97,6 @@ class GridEngine:
     def config_yaml(self) -> str:
         """The batch provider's config keys that point it at this cell."""
         return f"system: gridengine\nsge_root: {self.root}\nsge_cell: {self.cell}\nsge_qmaster_port: {self.qmaster_port}\n"
-
-
-def wait_for(what: str, check: Callable[[], bool], deadline: float = 60.0) -> None:
-    """Poll the daemons until ``check`` holds (they answer over their own protocol; no clock to drive)."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        try:
-            if check():
-                return
-        except (subprocess.SubprocessError, OSError):
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(what)
 
 
 def _write_cell(root: Path, spool: Path, env: dict[str, str]) -> str:

@@ -1,10 +1,11 @@
-"""Waiting for a gridinfo daemon (``gris``, ``giis``) started as a subprocess."""
+"""Waiting for real processes: a gridinfo daemon started as a subprocess, or any external daemon."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from gridinfo_dev.loadgen import LoadGenError
@@ -27,3 +28,22 @@ def wait_for_listening(log: Path, proc: subprocess.Popen[bytes], timeout: float)
             raise LoadGenError(f"exited with status {proc.returncode} before listening")
         time.sleep(0.02)
     raise TimeoutError(f"no 'listening on' line within {timeout} s")
+
+
+def wait_for(what: str, check: Callable[[], bool], deadline: float = 60.0, interval: float = 0.2) -> None:
+    """Poll a real process until ``check`` holds, for at most ``deadline`` seconds (TimeoutError).
+
+    For what the tests cannot drive with a clock of their own: another process answering over
+    its own protocol (slurmctld, sge_qmaster, a gris running its providers).  A check that
+    fails with a subprocess or OS error counts as "not yet".
+    """
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            if check():
+                return
+        except (subprocess.SubprocessError, OSError):
+            pass
+        if time.monotonic() >= end:
+            raise TimeoutError(f"not within {deadline:g} s: {what}")
+        time.sleep(interval)
