@@ -117,7 +117,7 @@ class GIISBackend:
         factory = client_factory or (lambda host, port, **kw: LDAPClient(reactor, host, port, **kw))
         self.children = ChildRegistry.from_config(
             config, self.leases, self.normaliser, factory,
-            make_mirror=lambda: DirectoryTree(self.schema, indexed=("objectClass",)),
+            make_mirror=lambda: DirectoryTree(self.schema, indexed=("objectClass",), wallclock=reactor.seconds),
         )
         self.marker = MARKER_PREFIX + (giis_id or uuid.uuid4().hex[:12])
         self.forwarder = Forwarder(
