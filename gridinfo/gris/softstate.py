@@ -145,6 +145,7 @@ class RunReport:
     modifications: tuple[tuple[str, str, tuple[Modification, ...]], ...] = ()  # (key, dn, mods)
     outside: tuple[str, ...] = ()  # DNs dropped: outside the provider's base
     violations: tuple[str, ...] = ()  # schema violations, "dn: problem"
+    refused: tuple[str, ...] = ()  # keys of the entries refused for breaking the schema
 
     @property
     def ok(self) -> bool:
@@ -253,8 +254,11 @@ def interpret_output(
 
     Entries outside the provider's base are dropped (listed in ``outside``); when that leaves
     nothing of a run that printed entries, the run fails (the provider publishes under the wrong
-    suffix: serving nothing as a success would hide it).  Schema violations, bad LDIF and too
-    many entries make the run fail.
+    suffix: serving nothing as a success would hide it).  An entry that breaks the schema is
+    refused on its own (listed in ``violations`` with its DN, attribute and rule, its key in
+    ``refused``; soft state keeps that entry's last good version), as slapd refuses one add and
+    takes the others; a run whose every entry was refused fails.  Bad LDIF and too many entries
+    make the run fail.
     """
     name = definition.name
     if output.spawn_error is not None:
@@ -286,6 +290,7 @@ def interpret_output(
     mods: dict[str, tuple[str, str, tuple[Modification, ...]]] = {}
     outside: list[str] = []
     violations: list[str] = []
+    refused: list[str] = []
     plugin = definition.kind == "plugin"
     for rec in records:
         try:
@@ -306,19 +311,27 @@ def interpret_output(
         attrs = tuple((a, v) for a, v in rec.attributes if a.lower() not in VALIDITY_ATTRIBUTES)
         if check_schema:
             problems = schema.check_entry(dict(attrs))
-            violations.extend(f"{rec.dn}: {p}" for p in problems)
+            if problems:
+                violations.extend(f"{rec.dn}: {p}" for p in problems)
+                refused.append(key)
+                entries.pop(key, None)
+                continue
         entries[key] = PublishedEntry(rec.dn, key, attrs)
-    if violations:
+    if violations and not entries and not mods:
         more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
         return RunReport(
-            error=f"schema violation: {violations[0]}{more}", outside=tuple(outside), violations=tuple(violations)
+            error=f"schema violation: {violations[0]}{more}", outside=tuple(outside), violations=tuple(violations),
+            refused=tuple(refused),
         )
     if outside and not entries and not mods:
         more = f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""
         return RunReport(
             error=f"every entry is outside {definition.base_text}: {outside[0]}{more}", outside=tuple(outside)
         )
-    return RunReport(entries=tuple(entries.values()), modifications=tuple(mods.values()), outside=tuple(outside))
+    return RunReport(
+        entries=tuple(entries.values()), modifications=tuple(mods.values()), outside=tuple(outside),
+        violations=tuple(violations), refused=tuple(refused),
+    )
 
 
 def base_keys_of(definition: ProviderDefinition, tree: DirectoryTree) -> tuple[str, ...]:
@@ -482,6 +495,11 @@ class SoftStateTable:
         r.retry_at = None
         r.last_error = ""
         r.last_stderr = ""
+        if report.refused:
+            more = f" (and {len(report.violations) - 1} more)" if len(report.violations) > 1 else ""
+            r.last_error = (
+                f"{len(report.refused)} entries refused, breaking the schema: {report.violations[0]}{more}"
+            )
         new_state, action = TRANSITIONS[(r.state, Event.SUCCESS)]
         assert action is Action.INSTALL
         d = r.definition
@@ -493,9 +511,13 @@ class SoftStateTable:
             warnings = self._install_plugin(r, {key: mods for key, _, mods in report.modifications})
             self.failed_modifies += len(warnings)
             return warnings
-        warnings = self._install(r, {e.key: e for e in report.entries})
-        self.failed_adds += len(warnings)
-        return warnings
+        new = {e.key: e for e in report.entries}
+        for key in report.refused:  # a refused entry keeps its last good version, if it had one
+            if key in r.published:
+                new[key] = r.published[key]
+        warnings = self._install(r, new)
+        self.failed_adds += len(warnings) + len(report.refused)
+        return [f"schema violation, entry refused: {v}" for v in report.violations] + warnings
 
     def fail(self, name: str, now: float, error: str, output: RunOutput) -> None:
         """Record a failed run: nothing served changes; the next attempt waits ``retry``."""

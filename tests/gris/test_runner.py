@@ -153,37 +153,48 @@ class HostileProviders(unittest.TestCase):
         self.assertEqual(len(warned), 1)
 
     @defer.inlineCallbacks
-    def test_schema_violation(self):
-        """An entry that breaks the schema fails the whole run."""
-        result = yield self.good_then("badschema")
-        self.assertEqual(len(result.entries), 2)
-        self.assertFalse(self.served("fine"))
-        self.assert_failed_keeping_good("schema violation")
+    def test_an_entry_breaking_the_schema_is_refused_alone_and_the_rest_of_the_run_served(self):
+        """As slapd refuses one add and takes the others: the good entry of the run is served, the
+        broken one is refused (named with its DN in the status and the log), the run is not a failure."""
+        yield self.good_then("badschema")
+        self.assertTrue(self.served("fine"))
+        self.assertFalse(self.served("broken"))
+        self.assertFalse(self.served("good"))  # replaced by the new run, as any good run replaces
+        status = self.status()
+        self.assertEqual(status["gridinfoproviderfailures"], [b"0"])
+        self.assertEqual(status["gridinfoproviderstate"], [b"fresh"])
+        last_error = status["gridinfoproviderlasterror"][0].decode()
+        self.assertIn(f"1 entries refused, breaking the schema: GlueSiteUniqueID=broken,{SUFFIX}", last_error)
+        warned = [e["warning"] for e in self.logged(provider="p") if "warning" in e]
+        self.assertTrue(warned and all(w.startswith(f"schema violation, entry refused: GlueSiteUniqueID=broken,{SUFFIX}: ")
+                                       for w in warned), warned)
 
     @defer.inlineCallbacks
     def test_glue2_schema_violations_name_dn_attribute_and_rule(self):
-        """GLUE 2 entries breaking the schema fail the run like GLUE 1.3 ones (the last good data
-        stays, nothing of the bad run is served); the status names the first offender's DN,
-        attribute and rule, and the log has one line per further offender, each with all three."""
-        result = yield self.good_then("glue2-bad")
-        self.assertEqual(len(result.entries), 2)
-        self.assertIsNone(self.tree.lookup("GLUE2LocationID=fine,GLUE2GroupID=resource,o=glue"))
-        self.assert_failed_keeping_good("schema violation")
+        """GLUE 2 entries breaking the schema are refused one by one like GLUE 1.3 ones, the good
+        entry of the run is served; the status names the first offender's DN, attribute and rule,
+        and the log has one line per offender, each with all three."""
+        yield self.good_then("glue2-bad")
         g = "GLUE2GroupID=resource,o=glue"
-        last_error = self.status()["gridinfoproviderlasterror"][0].decode()
+        self.assertIsNotNone(self.tree.lookup(f"GLUE2LocationID=fine,{g}"))
+        for share in ("s1", "s2", "s3", "s4"):
+            self.assertIsNone(self.tree.lookup(f"GLUE2ShareID={share},{g}"))
+        status = self.status()
+        self.assertEqual(status["gridinfoproviderfailures"], [b"0"])
+        last_error = status["gridinfoproviderlasterror"][0].decode()
+        self.assertIn("4 entries refused", last_error)
         self.assertIn(f"GLUE2ShareID=s1,{g}: attribute 'GLUE2ComputingShareRunningJobs' value 'many' is not valid", last_error)
         self.assertIn("integerMatch", last_error)
         self.assertIn("(and 3 more)", last_error)
-        lines = [e["violation"] for e in self.logged(provider="p") if "violation" in e]
-        self.assertEqual(
-            lines,
-            [
-                f"GLUE2ShareID=s2,{g}: attribute 'GLUE2ComputingShareServingState' is SINGLE-VALUE but has 2 values",
-                f"GLUE2ShareID=s3,{g}: attribute 'GLUE2EndpointURL' is not allowed by the entry's objectClasses",
-                f"GLUE2ShareID=s4,{g}: missing attribute 'GLUE2ComputingShareServingState' required by objectClass "
-                "'GLUE2ComputingShare'",
-            ],
-        )
+        lines = [e["warning"].removeprefix("schema violation, entry refused: ")
+                 for e in self.logged(provider="p") if "warning" in e]
+        self.assertEqual(lines[1:], [
+            f"GLUE2ShareID=s2,{g}: attribute 'GLUE2ComputingShareServingState' is SINGLE-VALUE but has 2 values",
+            f"GLUE2ShareID=s3,{g}: attribute 'GLUE2EndpointURL' is not allowed by the entry's objectClasses",
+            f"GLUE2ShareID=s4,{g}: missing attribute 'GLUE2ComputingShareServingState' required by objectClass "
+            "'GLUE2ComputingShare'",
+        ])
+        self.assertTrue(lines[0].startswith(f"GLUE2ShareID=s1,{g}: "))
 
     @defer.inlineCallbacks
     def test_slow_but_in_time(self):

@@ -213,6 +213,34 @@ def test_schema_violations_are_listed(tree):
     assert all(v.startswith(f"GlueSiteUniqueID=a,{SUFFIX}: ") for v in report.violations)
 
 
+def test_an_entry_breaking_the_schema_is_refused_and_the_others_kept(tree):
+    """One bad entry among good ones: the run is good, the bad entry is refused by key."""
+    ldif = site("a") + "\n" + site("b", "GlueSchemaVersionMajor: one\n")
+    report = interpret_output(definition(), RunOutput(stdout=ldif.encode()), tree)
+    assert report.ok
+    assert [e.dn for e in report.entries] == [f"GlueSiteUniqueID=a,{SUFFIX}"]
+    assert report.refused == (tree.key(f"GlueSiteUniqueID=b,{SUFFIX}"),)
+    assert report.violations[0].startswith(f"GlueSiteUniqueID=b,{SUFFIX}: ")
+
+
+def test_a_refused_entry_keeps_its_last_good_version(tree):
+    """Good, then broken: the served entry stays the good one; it is counted as a failed add."""
+    table = SoftStateTable(tree)
+    d = definition()
+    table.define(d)
+    good = site("a") + "\n" + site("b", "GlueSiteName: before\n")
+    bad = site("a") + "\n" + site("b", "GlueSchemaVersionMajor: one\n")
+    for now, ldif in ((1000.0, good), (1100.0, bad)):
+        assert table.start(d.name, now)
+        output = RunOutput(stdout=ldif.encode(), started=now, ended=now)
+        warnings = table.succeed(d.name, now, interpret_output(d, output, tree), output)
+    kept = tree.lookup(f"GlueSiteUniqueID=b,{SUFFIX}")
+    assert kept is not None and kept.get("gluesitename") == [b"before"]
+    assert warnings and warnings[0].startswith("schema violation, entry refused: GlueSiteUniqueID=b,")
+    assert table.failed_adds == 1
+    assert "1 entries refused" in table.records[d.name].last_error
+
+
 def test_plugins_modify_provider_entries_while_they_live(tree):
     """A plugin's modify-LDIF is applied over the providers' entries, and undone when it goes."""
     table = SoftStateTable(tree)
