@@ -34,12 +34,14 @@ ServerStats = Callable[[], list[tuple[str, list[bytes]]]]
 
 
 def connection_attributes(stats: Mapping[str, int], connections: int) -> list[tuple[str, list[bytes]]]:
-    """What a server's LDAP listener has seen: open connections, failed binds, refusals, aborts."""
+    """What a server's LDAP listener has seen: open connections, failed binds, refusals, aborts,
+    and the change streams open now."""
     return [
         ("GridinfoConnections", [str(connections).encode()]),
         ("GridinfoFailedBinds", [str(stats.get("failed_binds", 0)).encode()]),
         ("GridinfoRefusedConnections", [str(stats.get("refused_connections", 0)).encode()]),
         ("GridinfoAbortedConnections", [str(stats.get("aborted_connections", 0)).encode()]),
+        ("GridinfoChangeStreams", [str(stats.get("change_streams", 0)).encode()]),
     ]
 
 

@@ -184,8 +184,9 @@ class LDAPServerFactory(ServerFactory):
         self.bind_throttle = FailureThrottle(
             limits.bind_failure_delay, limits.bind_failure_max_delay, limits.bind_failure_forget
         )
-        #: Counters published under o=infosys: failed binds, refused connections, aborted ones.
-        self.stats = {"failed_binds": 0, "refused_connections": 0, "aborted_connections": 0}
+        #: Counters published under o=infosys: failed binds, refused and aborted connections, and the
+        #: change streams open now (a gauge).
+        self.stats = {"failed_binds": 0, "refused_connections": 0, "aborted_connections": 0, "change_streams": 0}
         #: change streams (sync, persistent search) are served when the backend can give a view
         self.streams = callable(getattr(backend, "sync_view", None))
         self._root_dse: tuple[tuple[str, ...], dse.DSEEntry] | None = None
@@ -743,6 +744,7 @@ class LDAPServerProtocol(Protocol):
         done.addErrback(lambda f: f.trap(defer.CancelledError))  # Abandon, or the connection went
 
         def finished(s: ChangeStream) -> None:
+            self.server.stats["change_streams"] -= 1
             streams.pop(message_id, None)
             if self._pending.get(message_id) is done:
                 del self._pending[message_id]
@@ -761,6 +763,7 @@ class LDAPServerProtocol(Protocol):
         )
         streams[message_id] = stream
         self._pending[message_id] = done
+        self.server.stats["change_streams"] += 1
         stream.pump()
 
     def _answer_dse(

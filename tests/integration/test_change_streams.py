@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import socket
 import subprocess
 import threading
 import time
@@ -19,7 +20,10 @@ from pathlib import Path
 import pytest
 from ldap3 import ASYNC_STREAM, Connection, Server
 
+from gridinfo import ber
 from gridinfo.directory.ldif import parse_ldif
+from gridinfo.ldap import sync
+from gridinfo_dev import loadgen
 from gridinfo_dev.daemon import wait_for
 from tests.support.gris import GrisProcess
 from tests.support.ports import LOOPBACK
@@ -217,3 +221,36 @@ def test_a_stock_slapd_syncrepl_consumer_replicates_the_gris_and_follows_it(site
         wait_for("the first copy", lambda: free_cpus(replica.url) == {"ce1": "1", "ce2": "2"})
         site.set({"ce1": 11, "ce3": 3})
         wait_for("the changes at the replica", lambda: free_cpus(replica.url) == {"ce1": "11", "ce3": "3"})
+
+
+def gris_status(url: str) -> dict[str, str]:
+    out = subprocess.run(["ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-H", url, "-b", "o=infosys",
+                          "(objectClass=GridinfoServerStatus)", "GridinfoChangeStreams", "GridinfoConnections"],
+                         capture_output=True, text=True, timeout=30)
+    return dict(line.split(": ", 1) for line in out.stdout.splitlines() if ": " in line and not line.startswith("dn"))
+
+
+def test_ten_thousand_subscriptions_opened_and_dropped_leave_no_leak(tmp_path: Path) -> None:
+    """100 connections x 100 ``refreshAndPersist`` searches, then every socket closed, twice: the
+    open-streams gauge goes back to 0 and the second round leaves RSS where the first left it."""
+    config = tmp_path / "gris.yaml"
+    config.write_text("limits:\n  max_outstanding_ops: 128\n")
+    value = ber.sequence([ber.integer(sync.REFRESH_AND_PERSIST, tag=ber.ENUMERATED)])
+    controls = sync.controls(sync.control(sync.SYNC_REQUEST_OID, value, critical=True))
+    batch = b"".join(loadgen.search_request(i + 1, "o=grid", loadgen.SCOPE_SUB, "(objectClass=GlueCE)", controls=controls)
+                     for i in range(100))
+    with GrisProcess(["--config", str(config), "--ldif", str(REPO / "conf" / "ldif")]) as gris:
+        assert gris.proc is not None
+        rss: list[int] = []
+        for _ in range(2):
+            sockets = []
+            for _ in range(100):
+                s = socket.create_connection((LOOPBACK, gris.port))
+                s.sendall(batch)
+                sockets.append(s)
+            wait_for("10,000 streams open", lambda: gris_status(gris.url).get("GridinfoChangeStreams") == "10000", DEADLINE)
+            for s in sockets:
+                s.close()
+            wait_for("every stream gone", lambda: gris_status(gris.url).get("GridinfoChangeStreams") == "0", DEADLINE)
+            rss.append(loadgen.process_rss_bytes(gris.proc.pid))
+        assert rss[1] - rss[0] < 8 << 20, [r >> 20 for r in rss]  # MiB: the second round keeps nothing

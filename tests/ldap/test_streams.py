@@ -306,6 +306,27 @@ class PersistTests(StreamTestCase):
         [again] = self.read(client)
         self.assertEqual(again.code, 119)  # noSuchOperation
 
+    def test_ten_thousand_streams_opened_and_dropped_leave_nothing_behind(self) -> None:
+        """Subscriptions, pending operations and the open-streams gauge all go back to zero."""
+        clients = [self.client(max_outstanding_ops=100)]
+        clients += [Client(self.factory, port=40001 + i) for i in range(99)]
+        for client in clients:
+            for _ in range(100):
+                self.search(client, sync_control(sync.REFRESH_AND_PERSIST))
+        self.assertEqual(len(self.tree.changelog.subscriptions), 10_000)
+        self.assertEqual(self.factory.stats["change_streams"], 10_000)
+        for i, client in enumerate(clients):
+            if i % 2:
+                client.protocol.connectionLost()
+            else:
+                for mid in list(client.protocol._change_streams):
+                    client.send(L.LDAPAbandonRequest(id=mid))
+        self.assertEqual(self.tree.changelog.subscriptions, set())
+        self.assertEqual(self.factory.stats["change_streams"], 0)
+        self.assertTrue(all(not c.protocol._pending and not c.protocol._change_streams for c in clients))
+        self.ce("ce0", 9)
+        self.clock.advance(0)  # nothing left to wake
+
     def test_abandon_and_a_lost_connection_unsubscribe(self) -> None:
         client = self.client()
         mid, _ = self.search(client, sync_control(sync.REFRESH_AND_PERSIST))

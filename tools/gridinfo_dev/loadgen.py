@@ -120,8 +120,9 @@ def search_request(
     size_limit: int = 0,
     time_limit: int = 0,
     types_only: bool = False,
+    controls: bytes = b"",
 ) -> bytes:
-    """Encode a complete LDAPMessage carrying a SearchRequest."""
+    """Encode a complete LDAPMessage carrying a SearchRequest (``controls``: an encoded [0] Controls)."""
     op = ber.tlv(
         ber.APP_SEARCH_REQUEST,
         ber.octet_string(base.encode("utf-8"))
@@ -133,7 +134,7 @@ def search_request(
         + encode_filter(filter_text)
         + ber.sequence(ber.octet_string(a.encode()) for a in attributes),
     )
-    return ber.ldap_message(message_id, op)
+    return ber.ldap_message(message_id, op, controls)
 
 
 def unbind_request(message_id: int) -> bytes:
