@@ -151,6 +151,7 @@ class GRISConfig:
     register: tuple[RegisterConfig, ...] = ()
     vm: VMConfig = field(default_factory=VMConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
+    stats_log: Literal["off", "text", "json"] = "off"  # one line per LDAP operation (slapd's stats shape)
     http: tuple[str, ...] = ()  # web view endpoints (off by default; loopback unless an interface is named)
     web: WebConfig = field(default_factory=WebConfig)
     source: str = "<defaults>"
@@ -238,6 +239,7 @@ class GIISConfig:
     children: tuple[StaticChildConfig, ...] = ()
     register: tuple[RegisterConfig, ...] = ()
     tls: TLSConfig = field(default_factory=TLSConfig)
+    stats_log: Literal["off", "text", "json"] = "off"  # one line per LDAP operation (slapd's stats shape)
     layout: Literal["mds2", "bdii"] = "mds2"
     level: Literal["site", "top"] = "site"  # layout bdii: a site BDII or a top-level BDII
     site_name: str = ""  # layout bdii, level site: the site's name (BDII's SITE_NAME)

@@ -26,6 +26,7 @@ from gridinfo.gris.backend import GRISBackend, add_glue2_base_entries, glue2_nam
 from gridinfo.ldap.tree_backend import add_base_entries
 from gridinfo.gris.providers import ProviderManager
 from gridinfo.infosys import connection_attributes
+from gridinfo.ldap.oplog import OperationLog
 from gridinfo.ldap.server import LDAPServerFactory, ServerLimits
 
 log = Logger()
@@ -97,6 +98,7 @@ def ldap_factory(backend: Any, config: Any, reactor: Any) -> LDAPServerFactory:
         tls_context=context,
         allow_plain_passwords=tls.allow_plain_passwords,
         client_certificates=tls.client_certificates != "none",
+        oplog=OperationLog(config.stats_log) if config.stats_log != "off" else None,
     )
 
 

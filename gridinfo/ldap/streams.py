@@ -98,6 +98,8 @@ class ChangeStream:
         self.sync_request = sync_request
         self.psearch = psearch
         self.done = False
+        #: the result code the search ended with (None while open, or when stopped unanswered)
+        self.end_code: int | None = None
         self._queue: deque[tuple[int, Entry]] = deque()  # (state or -1 for a plain entry, entry)
         self._end_of_refresh: bytes | None = None  # the message that ends the refresh phase
         self._call: IDelayedCall | None = None
@@ -168,6 +170,7 @@ class ChangeStream:
                 end, self._end_of_refresh = self._end_of_refresh, None
                 self._write(end)
                 if self.subscription is None:  # refreshOnly: the Sync Done ended the search
+                    self.end_code = 0
                     self._finish()
             elif self.subscription is not None and self.subscription.overflowed:
                 log.warn(
@@ -230,6 +233,7 @@ class ChangeStream:
             return
         done = ber.ldap_result(ber.APP_SEARCH_RESULT_DONE, code, b"", message.encode("utf-8"))
         self._write(ber.ldap_message(self.message_id, done))
+        self.end_code = code
         self._finish()
 
     def stop(self) -> None:
