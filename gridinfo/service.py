@@ -81,8 +81,9 @@ class ListenerService(service.Service):
         return None
 
 
-def ldap_factory(backend: Any, config: Any, reactor: Any) -> LDAPServerFactory:
-    """The LDAP server factory of a daemon: its backend, limits, bind credentials and TLS."""
+def ldap_factory(backend: Any, config: Any, reactor: Any, *, observers: tuple[Any, ...] = ()) -> LDAPServerFactory:
+    """The LDAP server factory of a daemon: its backend, limits, bind credentials, TLS, and who
+    watches its operations (the operator log of ``stats_log``, and ``observers``)."""
     tls = config.tls
     context = None
     if tls.configured:
@@ -98,7 +99,7 @@ def ldap_factory(backend: Any, config: Any, reactor: Any) -> LDAPServerFactory:
         tls_context=context,
         allow_plain_passwords=tls.allow_plain_passwords,
         client_certificates=tls.client_certificates != "none",
-        oplog=OperationLog(config.stats_log) if config.stats_log != "off" else None,
+        observers=((OperationLog(config.stats_log),) if config.stats_log != "off" else ()) + observers,
     )
 
 
@@ -182,10 +183,10 @@ def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree |
     backend = GRISBackend(
         tree, providers, naming_contexts=gris_naming_contexts(config), event_sink=events.sink if events else None
     )
-    from gridinfo.web.wiring import add_web_service, instrument
+    from gridinfo.web.wiring import add_web_service, web_parts
 
-    served, web = instrument(backend, config)  # the web view's operation counters (http: only)
-    factory = ldap_factory(served, config, reactor)
+    web = web_parts(config)  # http: only; its operation metrics watch the LDAP server
+    factory = ldap_factory(backend, config, reactor, observers=(web.operations,) if web else ())
     providers.status.server_stats = lambda: connection_attributes(factory.stats, factory.connections)
     top = service.MultiService()
     top.setName("gris")
@@ -264,10 +265,10 @@ def make_giis_service(config: GIISConfig, reactor: Any) -> service.MultiService:
                 tree.add(tree.build(dn, bdii_entry_attributes(dn), source="gridinfo"))
     policy = RegistrationPolicy(config.registration_policy, schema, source=config.source)
     backend = GIISBackend(tree, config, reactor, policy=policy, client_factory=client_factory(config, reactor))
-    from gridinfo.web.wiring import add_web_service, instrument
+    from gridinfo.web.wiring import add_web_service, web_parts
 
-    served, web = instrument(backend, config)  # the web view's operation counters (http: only)
-    factory = ldap_factory(served, config, reactor)
+    web = web_parts(config)  # http: only; its operation metrics watch the LDAP server
+    factory = ldap_factory(backend, config, reactor, observers=(web.operations,) if web else ())
     backend.status.server_stats = lambda: connection_attributes(factory.stats, factory.connections)
     top = service.MultiService()
     top.setName("giis")

@@ -22,7 +22,7 @@ info.  Off by default: a busy server writes two lines per search.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.logger import Logger
 
@@ -32,7 +32,24 @@ from gridinfo.ldap import wire
 log = Logger(namespace="gridinfo.stats")
 
 FORMATS = ("off", "text", "json")
-FIRST_CONNECTION = 1000
+
+
+class OperationObserver(Protocol):
+    """What the LDAP server tells whoever watches its operations (the operator log, the metrics).
+
+    ``conn`` numbers connections from 1000; ``op_number`` counts a connection's requests from 0;
+    ``etime`` is seconds from the request to its result; ``entries`` is set for search results.
+    """
+
+    def accepted(self, conn: int, peer: str) -> None: ...
+
+    def closed(self, conn: int) -> None: ...
+
+    def request(self, conn: int, op_number: int, op: Any) -> None: ...
+
+    def result(
+        self, conn: int, op_number: int, tag: int, code: int, etime: float, message: str = "", entries: int | None = None
+    ) -> None: ...
 
 
 def _q(text: str) -> str:
@@ -69,18 +86,12 @@ def describe(op: Any) -> list[tuple[str, dict[str, Any]]]:
 
 
 class OperationLog:
-    """Writes the lines; one per server factory, shared by its connections."""
+    """An :class:`OperationObserver` writing the lines; one per server factory."""
 
     def __init__(self, fmt: str = "text") -> None:
         if fmt not in FORMATS[1:]:
             raise ValueError(f"stats_log must be one of {', '.join(FORMATS)}, not {fmt!r}")
         self.json = fmt == "json"
-        self._next = FIRST_CONNECTION
-
-    def next_connection(self) -> int:
-        n = self._next
-        self._next += 1
-        return n
 
     def _emit(self, text: str, data: dict[str, Any]) -> None:
         if self.json:

@@ -71,7 +71,9 @@ failed simple binds slow down later binds of the same DN or address
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+import itertools
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +91,7 @@ from gridinfo.directory.query import Scope, SearchRequest, SearchResult
 from gridinfo.directory.schema import Schema
 from gridinfo.errors import InvalidCredentials, LDAPError, ProtocolError, ResultCode
 from gridinfo.ldap import dse, passwords, sync, tls, wire
-from gridinfo.ldap.oplog import OperationLog
+from gridinfo.ldap.oplog import OperationObserver
 from gridinfo.ldap.streams import CANCELED, ChangeStream
 from gridinfo.ldap.throttle import FailureThrottle
 
@@ -134,6 +136,11 @@ class ServerLimits:
     stream_buffer_entries: int = 10_000  # undelivered DNs per change stream before it must refresh
 
 
+def factory_connection_number(factory: LDAPServerFactory) -> int:
+    """The next connection number (conn= in the operator log), shared by the factory's observers."""
+    return next(factory.connection_numbers)
+
+
 def _smaller_limit(client: float, server: float) -> float:
     """The tighter of two limits where 0 means unlimited."""
     if not client:
@@ -167,13 +174,15 @@ class LDAPServerFactory(ServerFactory):
         tls_context: CertificateOptions | None = None,
         allow_plain_passwords: bool = False,
         client_certificates: bool = False,
-        oplog: OperationLog | None = None,
+        observers: Sequence[OperationObserver] = (),
     ) -> None:
         """``tls_context`` (a Twisted TLS context factory) enables StartTLS; with it, simple
         binds with a password need TLS unless ``allow_plain_passwords``.  ``client_certificates``
         says the context asks for them (SASL EXTERNAL is then advertised)."""
         self.backend = backend
-        self.oplog = oplog  # one line per operation, slapd's stats shape (None: off)
+        #: told of every connection, request and result (the operator log, the metrics); usually none
+        self.observers = tuple(observers)
+        self.connection_numbers = itertools.count(1000)  # conn=, as slapd numbers its connections
         self.tls_context = tls_context
         self.plain_passwords = tls_context is None or allow_plain_passwords
         self.client_certificates = client_certificates and tls_context is not None
@@ -276,8 +285,8 @@ class LDAPServerProtocol(Protocol):
         self._paused = False  # the transport's send buffer is full
         self._reading_paused = False  # we stopped reading from the client
         self._change_streams: dict[int, ChangeStream] = {}  # message ID -> sync / persistent search
-        self._oplog = factory.oplog
-        self._conn = 0  # the connection's number in the operation log
+        self._observers = factory.observers
+        self._conn = 0  # the connection's number (the operator log's conn=)
         self._op_count = 0
         self._ops: dict[int, tuple[int, float, int]] = {}  # message ID -> (op number, start, entries)
         self._handlers: dict[type, Callable[[int, Any, tuple[wire.Control, ...]], None]] = {
@@ -313,9 +322,10 @@ class LDAPServerProtocol(Protocol):
         by_address[self._host] = by_address.get(self._host, 0) + 1
         self._counted = True
         log.info("LDAP connection from {peer}", peer=self._peer)
-        if self._oplog is not None:
-            self._conn = self._oplog.next_connection()
-            self._oplog.accepted(self._conn, self._peer)
+        if self._observers:
+            self._conn = factory_connection_number(server)
+            for observer in self._observers:
+                observer.accepted(self._conn, self._peer)
         transport: Any = self.transport
         self.tls = tls.under_tls(transport)
         if limits.send_buffer_bytes and hasattr(transport, "bufferSize"):
@@ -344,8 +354,8 @@ class LDAPServerProtocol(Protocol):
                 server.connections_by_address.pop(self._host, None)
             self._counted = False
             log.info("LDAP connection from {peer} closed", peer=self._peer)
-            if self._oplog is not None:
-                self._oplog.closed(self._conn)
+            for observer in self._observers:
+                observer.closed(self._conn)
         for name in ("_idle_call", "_request_call", "_abort_call"):
             call = getattr(self, name)
             if call is not None and call.active():
@@ -557,7 +567,7 @@ class LDAPServerProtocol(Protocol):
 
     def _dispatch(self, message: wire.Message) -> None:
         op = message.op
-        if self._oplog is not None:
+        if self._observers:
             self._log_request(message.message_id, op)
         try:
             self._handlers[type(op)](message.message_id, op, message.controls)
@@ -568,21 +578,21 @@ class LDAPServerProtocol(Protocol):
                 self._result(message.message_id, tag, ResultCode.OTHER, "internal error")
 
     def _log_request(self, message_id: int, op: Any) -> None:
-        assert self._oplog is not None
         number = self._op_count
         self._op_count += 1
         if not isinstance(op, (wire.UnbindOp, wire.AbandonOp)):  # those have no result
-            self._ops[message_id] = (number, self.server.reactor.seconds(), 0)
-        self._oplog.request(self._conn, number, op)
+            self._ops[message_id] = (number, time.perf_counter(), 0)
+        for observer in self._observers:
+            observer.request(self._conn, number, op)
 
     def _log_result(self, message_id: int, tag: int, code: int, message: str, search: bool = False) -> None:
-        assert self._oplog is not None
         pending = self._ops.pop(message_id, None)
         if pending is None:
             return
         number, started, entries = pending
-        etime = self.server.reactor.seconds() - started
-        self._oplog.result(self._conn, number, tag, code, etime, message, entries if search else None)
+        etime = time.perf_counter() - started
+        for observer in self._observers:
+            observer.result(self._conn, number, tag, code, etime, message, entries if search else None)
 
     # -- writing results --------------------------------------------------------------------------
 
@@ -600,7 +610,7 @@ class LDAPServerProtocol(Protocol):
             return
         op = ber.ldap_result(tag, code, matched_dn.encode("utf-8"), message.encode("utf-8"), extra)
         self.transport.write(ber.ldap_message(message_id, op, controls))  # type: ignore[union-attr]
-        if self._oplog is not None:
+        if self._observers:
             self._log_result(message_id, tag, code, message, search=tag == ber.APP_SEARCH_RESULT_DONE)
 
     def _fail(self, message_id: int, tag: int, failure: Failure | BaseException, what: str) -> None:
@@ -778,7 +788,7 @@ class LDAPServerProtocol(Protocol):
 
         def finished(s: ChangeStream) -> None:
             self.server.stats["change_streams"] -= 1
-            if self._oplog is not None:
+            if self._observers:
                 if s.end_code is None:
                     self._ops.pop(message_id, None)  # abandoned or cut: no result was sent
                 else:
@@ -976,7 +986,7 @@ class LDAPServerProtocol(Protocol):
             append(headers[n] if n < 128 else b"\x30" + ber.encode_length(n))
             append(id_element)
             append(entry)
-        if self._oplog is not None:
+        if self._observers:
             pending = self._ops.get(message_id)
             if pending is not None:
                 self._ops[message_id] = (pending[0], pending[1], pending[2] + stop - start)
@@ -998,7 +1008,7 @@ class LDAPServerProtocol(Protocol):
             done_op = ber.ldap_result(ber.APP_SEARCH_RESULT_DONE, code, matched.encode("utf-8"), message.encode("utf-8"))
             append(ber.ldap_message(message_id, done_op, controls))
         self.transport.write(b"".join(parts))  # type: ignore[union-attr]
-        if self._oplog is not None:
+        if self._observers:
             self._log_result(message_id, ber.APP_SEARCH_RESULT_DONE, code, message, search=True)
 
     # -- Bind, Unbind, Abandon --------------------------------------------------------------------

@@ -2,12 +2,11 @@
 
 Two kinds of figures:
 
-* counted as they happen, at the backend boundary (:class:`InstrumentedBackend` wraps the
-  backend the LDAP factory serves): searches, compares and adds by result code, and their
-  latency histograms.  Binds, abandons and extended operations never reach the backend: failed
-  binds are counted by the listener (``gridinfo_ldap_failed_binds_total``); per-operation
-  counts of those need a server hook (the operator logs landing).  The web view's own searches
-  go to the unwrapped backend and are not counted as LDAP operations.
+* counted as they happen: :class:`OperationMetrics` is one of the LDAP server's operation
+  observers (as the operator log is), so every operation it answers (bind, search, compare,
+  add, extended, and the refused writes) counts by type and result code, with its latency;
+  abandons count when asked.  The web view's own searches call the backend directly and are not
+  counted as LDAP operations.
 * read when scraped (:class:`StateCollector`): entries, open connections and the listener's
   counters, provider runs, failures and last durations, soft state by state (GRIS);
   registrations by status, child state, latency, entries and late answers (GIIS); live-view
@@ -16,18 +15,24 @@ Two kinds of figures:
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter as PromCounter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from twisted.internet import defer
 
-from gridinfo.directory.query import SearchResult
-from gridinfo.errors import LDAPError, ResultCode
+from gridinfo import ber
+from gridinfo.errors import ResultCode
+from gridinfo.ldap import wire
+
+#: response tag -> the operation's label
+OPERATIONS = {
+    ber.APP_BIND_RESPONSE: "bind", ber.APP_SEARCH_RESULT_DONE: "search", ber.APP_COMPARE_RESPONSE: "compare",
+    ber.APP_ADD_RESPONSE: "add", ber.APP_MODIFY_RESPONSE: "modify", ber.APP_DEL_RESPONSE: "delete",
+    ber.APP_MODIFY_DN_RESPONSE: "modrdn", ber.APP_EXTENDED_RESPONSE: "extended",
+}
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -44,101 +49,32 @@ class OperationMetrics:
 
     def __init__(self, registry: CollectorRegistry):
         self.operations = PromCounter(
-            "gridinfo_ldap_operations", "LDAP operations answered by the backend, by type and result code",
+            "gridinfo_ldap_operations", "LDAP operations answered, by type and result code",
             ["operation", "result"], registry=registry,
         )
         self.latency = Histogram(
-            "gridinfo_ldap_operation_seconds", "Time from the backend call to the final result, by operation type",
+            "gridinfo_ldap_operation_seconds", "Time from the request to its result, by operation type",
             ["operation"], buckets=LATENCY_BUCKETS, registry=registry,
         )
 
-    def record(self, operation: str, code: int, started: float) -> None:
+    # an OperationObserver of the LDAP server (gridinfo.ldap.oplog): every operation it answers
+
+    def accepted(self, conn: int, peer: str) -> None:
+        pass
+
+    def closed(self, conn: int) -> None:
+        pass
+
+    def request(self, conn: int, op_number: int, op: Any) -> None:
+        if isinstance(op, wire.AbandonOp):  # answered by nothing: counted when asked
+            self.operations.labels("abandon", "none").inc()
+
+    def result(
+        self, conn: int, op_number: int, tag: int, code: int, etime: float, message: str = "", entries: int | None = None
+    ) -> None:
+        operation = OPERATIONS.get(tag, str(tag))
         self.operations.labels(operation, _code_name(code)).inc()
-        self.latency.labels(operation).observe(time.perf_counter() - started)
-
-
-class _TimedCursor:
-    """A sliced search's continuation that records the search when its last slice ran."""
-
-    __slots__ = ("inner", "result", "metrics", "started")
-
-    def __init__(self, inner: Any, result: SearchResult, metrics: OperationMetrics, started: float):
-        self.inner, self.result, self.metrics, self.started = inner, result, metrics, started
-
-    def run(self) -> bool:
-        try:
-            finished = bool(self.inner.run())
-        except Exception:
-            self.metrics.record("search", ResultCode.OTHER, self.started)
-            raise
-        if finished:
-            self.metrics.record("search", self.result.code, self.started)
-        return finished
-
-    def cancel(self) -> None:
-        self.metrics.operations.labels("search", "abandoned").inc()
-        self.inner.cancel()
-
-
-class InstrumentedBackend:
-    """The same backend, counting what the LDAP server asks of it; everything else passes through."""
-
-    def __init__(self, backend: Any, metrics: OperationMetrics):
-        self._backend = backend
-        self._metrics = metrics
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._backend, name)
-
-    @property
-    def schema(self) -> Any:
-        return self._backend.schema
-
-    def naming_contexts(self) -> list[str]:
-        return list(self._backend.naming_contexts())
-
-    def _call(self, operation: str, call: Callable[[], Any], code_of: Callable[[Any], int]) -> Any:
-        metrics = self._metrics
-        started = time.perf_counter()
-        try:
-            value = call()
-        except LDAPError as e:
-            metrics.record(operation, e.code, started)
-            raise
-        except Exception:
-            metrics.record(operation, ResultCode.OTHER, started)
-            raise
-        if isinstance(value, defer.Deferred):
-            def ok(v: Any) -> Any:
-                if not (isinstance(v, SearchResult) and v.cursor is not None and self._wrap(v, started)):
-                    metrics.record(operation, code_of(v), started)
-                return v
-
-            def failed(f: Any) -> Any:
-                metrics.record(operation, getattr(f.value, "code", ResultCode.OTHER), started)
-                return f
-
-            return value.addCallbacks(ok, failed)
-        if isinstance(value, SearchResult) and value.cursor is not None and self._wrap(value, started):
-            return value
-        metrics.record(operation, code_of(value), started)
-        return value
-
-    def _wrap(self, result: SearchResult, started: float) -> bool:
-        result.cursor = _TimedCursor(result.cursor, result, self._metrics, started)
-        return True
-
-    def search(self, request: Any) -> Any:
-        return self._call("search", lambda: self._backend.search(request), lambda r: int(getattr(r, "code", 0)))
-
-    def compare(self, dn: str, attribute: str, value: bytes) -> Any:
-        return self._call(
-            "compare", lambda: self._backend.compare(dn, attribute, value),
-            lambda matched: ResultCode.COMPARE_TRUE if matched else ResultCode.COMPARE_FALSE,
-        )
-
-    def add(self, dn: str, attributes: Any, bind_dn: str, peer: str | None = None) -> Any:
-        return self._call("add", lambda: self._backend.add(dn, attributes, bind_dn, peer=peer), lambda _: 0)
+        self.latency.labels(operation).observe(etime)
 
 
 class StateCollector(Collector):

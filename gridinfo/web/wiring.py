@@ -55,14 +55,9 @@ class WebParts:
         return out
 
 
-def instrument(backend: Any, config: Any) -> tuple[Any, WebParts | None]:
-    """(the backend for the LDAP factory, the web parts) — the backend itself when http is off."""
-    if not config.http:
-        return backend, None
-    from gridinfo.web.metrics import InstrumentedBackend
-
-    parts = WebParts()
-    return InstrumentedBackend(backend, parts.operations), parts
+def web_parts(config: Any) -> WebParts | None:
+    """The web view's parts when ``http:`` is configured; their ``operations`` watch the LDAP server."""
+    return WebParts() if config.http else None
 
 
 def _listener_class() -> Any:

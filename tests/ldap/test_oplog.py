@@ -26,7 +26,7 @@ class OperationLogTests(SynchronousTestCase):
         self.clock = task.Clock()
         factory = LDAPServerFactory(
             DictBackend(sample_entries()), reactor=self.clock, limits=ServerLimits(), vendor_version="9.9",
-            credentials={"cn=admin,o=grid": "secret"}, oplog=OperationLog(fmt) if fmt else None,
+            credentials={"cn=admin,o=grid": "secret"}, observers=(OperationLog(fmt),) if fmt else (),
         )
         self.lines: list[str] = []
         with capturedLogs() as events:

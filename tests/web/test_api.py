@@ -127,6 +127,7 @@ def test_listens_on_loopback_only(hierarchy: Hierarchy) -> None:
 def test_metrics_parse_and_counters_move_with_ldap_traffic(hierarchy: Hierarchy) -> None:
     url = hierarchy.gris_url
     before = metric(url, "gridinfo_ldap_operations_total", operation="search", result="success")
+    binds_before = metric(url, "gridinfo_ldap_operations_total", operation="bind", result="success")
     hist_before = metric(url, "gridinfo_ldap_operation_seconds_count", operation="search")
     for _ in range(3):
         subprocess.run(["ldapsearch", "-x", "-LLL", "-H", hierarchy.gris.url, "-b", SUFFIX, "-s", "base", "1.1"],
@@ -137,6 +138,8 @@ def test_metrics_parse_and_counters_move_with_ldap_traffic(hierarchy: Hierarchy)
     assert after - before >= 3  # the GIIS may forward searches too: at least ours
     assert metric(url, "gridinfo_ldap_operation_seconds_count", operation="search") - hist_before >= 4
     assert metric(url, "gridinfo_ldap_operations_total", operation="search", result="no_such_object") >= 1
+    # every operation the server answers counts, not only what reaches the backend: ldapsearch binds
+    assert metric(url, "gridinfo_ldap_operations_total", operation="bind", result="success") - binds_before >= 4
     assert metric(url, "gridinfo_provider_runs_total", provider="queue") >= 1
     assert metric(url, "gridinfo_entries") > 10
     assert sum(metric(url, "gridinfo_softstate_providers", state=s) for s in ("never", "fresh", "stale", "gone")) == 1
