@@ -63,7 +63,7 @@ def test_real_slurm_queues_and_jobs(slurm: Slurm, tmp_path: Path) -> None:
     assert run.seconds < 10  # well inside the default timelimit (20 s); speed itself is measured in docs/providers.md
 
 
-def test_documented_outputs() -> None:
+def test_slurms_documented_outputs_give_the_right_glue_figures() -> None:
     """scontrol/sinfo/squeue outputs in Slurm's documented formats give the right GLUE figures."""
     partitions = parse_partitions((DATA / "scontrol-partitions.txt").read_text())
     jobs = parse_squeue((DATA / "squeue.txt").read_text())
@@ -83,7 +83,7 @@ def test_documented_outputs() -> None:
     assert by_id["1001"].one("GridinfoJobStartTime") == "20231114221500Z"  # 1700000100
 
 
-def test_durations() -> None:
+def test_slurm_minutes_round_up_and_unlimited_is_none() -> None:
     """Slurm's time limits in minutes (partial minutes round up), unlimited as None."""
     assert parse_slurm_duration("01:00:00") == 60
     assert parse_slurm_duration("3-00:00:00") == 4320
@@ -94,7 +94,7 @@ def test_durations() -> None:
     assert parse_slurm_duration("UNLIMITED") is None
 
 
-def test_slurm_not_configured(tmp_path: Path) -> None:
+def test_slurm_absent_or_unconfigured_says_so_publishes_nothing_exits_0(tmp_path: Path) -> None:
     """Slurm present but not configured (or absent): says so, publishes nothing, exits 0."""
     config = tmp_path / "batch.yaml"
     config.write_text(f"system: slurm\nslurm_conf: {tmp_path / 'absent.conf'}\n")

@@ -60,7 +60,7 @@ def _cluster_summary(text: str) -> dict[str, dict[str, int]]:
     }
 
 
-def test_job_state_table() -> None:
+def test_each_grid_engine_state_maps_to_the_generic_state_of_the_table() -> None:
     """Each Grid Engine state string gets the generic state of the theory-of-operation table."""
     assert {s: generic_state(s) for s in ("qw", "hqw", "hRwq", "Eqw", "r", "t", "Rr", "Rt", "s", "S", "T", "Rs",
                                           "dr", "dt", "dRr", "dqw", "dhqw", "z", "", "X")} == {
@@ -72,7 +72,7 @@ def test_job_state_table() -> None:
     }
 
 
-def test_limits_and_times() -> None:
+def test_queue_limits_round_up_to_minutes_and_qstat_times_are_unix_seconds() -> None:
     """queue_conf(5) limits in minutes (seconds rounded up); qstat's UTC times as Unix seconds."""
     assert parse_ge_duration("01:00:00") == 60
     assert parse_ge_duration("00:50:00") == 50
@@ -89,7 +89,7 @@ def test_limits_and_times() -> None:
     assert parse_subordinates("slots=4(a:1:sr,b:2)") == ["a", "b"]
 
 
-def test_captured_output_subordinated() -> None:
+def test_a_suspended_instance_takes_no_job_and_suspended_or_held_jobs_wait() -> None:
     """A suspended instance takes no job (Queueing, no free CPU); suspended and held jobs wait."""
     queues = _sample("subordinated")
     assert queues.system == "sge" and queues.lrms_version == "8.1.9"
@@ -154,7 +154,7 @@ def test_captured_output_pending_task_lists() -> None:
         task_ranges("1-x")
 
 
-def test_job_queue_requests() -> None:
+def test_a_pending_job_belongs_to_the_queues_it_asked_for_or_every_queue() -> None:
     """A pending job belongs to the queues it asked for (patterns, queue@host), or to every queue."""
     from gridinfo.providers_lib.gridengine import GEJob
 
@@ -237,7 +237,7 @@ def test_qmaster_down_exits_1(gridengine: GridEngine, tmp_path: Path) -> None:
     assert "Grid Engine did not answer" in run.stderr and "qstat exited with status 1" in run.stderr
 
 
-def test_gridengine_not_here(tmp_path: Path) -> None:
+def test_no_grid_engine_cell_or_qstat_says_so_publishes_nothing_exits_0(tmp_path: Path) -> None:
     """No cell, or no qstat on PATH: says so once, publishes nothing, exits 0."""
     config = tmp_path / "batch.yaml"
     config.write_text(f"system: gridengine\nsge_root: {tmp_path}\nsge_cell: nocell\n")
@@ -251,7 +251,7 @@ def test_gridengine_not_here(tmp_path: Path) -> None:
     assert run.stderr.count("qstat is not installed") == 1
 
 
-def test_auto_finds_neither(tmp_path: Path) -> None:
+def test_system_auto_with_neither_batch_system_names_what_is_missing_exits_0(tmp_path: Path) -> None:
     """system: auto with no slurm.conf and no Grid Engine cell: one line names what is missing for each, exit 0."""
     config = tmp_path / "batch.yaml"
     config.write_text(f"slurm_conf: {tmp_path / 'absent.conf'}\nsge_root: {tmp_path}\nsge_cell: nocell\n")
@@ -261,7 +261,7 @@ def test_auto_finds_neither(tmp_path: Path) -> None:
     assert "no batch system here (Slurm:" in line and "has no cell" in line
 
 
-def test_auto_picks_gridengine(gridengine: GridEngine, tmp_path: Path) -> None:
+def test_system_auto_without_slurm_publishes_the_grid_engine_queues(gridengine: GridEngine, tmp_path: Path) -> None:
     """system: auto, no Slurm configured, a Grid Engine cell here: Grid Engine's queues are published."""
     config = tmp_path / "batch.yaml"
     config.write_text(gridengine.config_yaml().replace("system: gridengine", "system: auto")
@@ -271,7 +271,7 @@ def test_auto_picks_gridengine(gridengine: GridEngine, tmp_path: Path) -> None:
     assert {e.one("GlueCEInfoLRMSType") for e in run.by_class("GlueCE")} == {"sge"}
 
 
-def test_gris_publishes_gridengine(gridengine: GridEngine, tmp_path: Path) -> None:
+def test_a_gris_running_the_batch_provider_on_grid_engine_answers_ldapsearch(gridengine: GridEngine, tmp_path: Path) -> None:
     """A GRIS running the batch provider on Grid Engine answers ldapsearch over loopback with its CEs and jobs."""
     gridengine.clear()
     waiting = gridengine.submit("-h", "-q", "long", "--", "true")
