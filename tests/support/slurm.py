@@ -1,4 +1,4 @@
-"""Fixtures of the providers' tests: a real single-node Slurm, shared by the tests that need one."""
+"""A real single-node Slurm for the tests that need one (the `slurm` fixture: tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gridinfo_dev.daemon import wait_for  # noqa: F401  (re-exported for the provider tests)
+from gridinfo_dev.daemon import wait_for  # noqa: F401  (re-exported for the Slurm tests)
 
 from tests.support.ports import free_ports
 
