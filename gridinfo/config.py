@@ -1,5 +1,10 @@
 """Configuration: YAML files validated into frozen dataclasses, in one place.
 
+Why one module: the dataclasses, the YAML reader that checks each value's type against them (naming
+file and line), and the one :func:`validate` are the three views of the same keys and change
+together whenever a key is added; keeping them side by side is what keeps conf/*.yaml, the types
+and the checks in step.
+
 Every daemon reads one YAML file (``conf/gris.yaml``, ``conf/giis.yaml``).  The file is parsed
 with ``yaml.safe_load`` semantics but through the node tree, so that every error names the
 file, the line, the key and what was expected: an unknown key, a value of the wrong type, a

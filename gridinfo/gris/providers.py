@@ -1,5 +1,8 @@
 """Provider folders, provider definitions, and the service that keeps their soft state.
 
+Why one module: folder scanning and merged settings produce the definitions that
+:class:`ProviderManager` reruns on every rescan, and nothing else uses them.
+
 Discovery follows BDII's folders: every executable in a providers folder is a provider (prints
 complete LDIF), every ``*.ldif`` file there is published as it is, and every executable in a
 plugins folder prints ``changetype: modify`` LDIF applied to the providers' entries.  Dotfiles,
