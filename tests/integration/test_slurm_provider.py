@@ -12,6 +12,7 @@ from tests.support.slurm import Slurm, wait_for
 def test_real_slurm_queues_and_jobs(slurm: Slurm, tmp_path: Path) -> None:
     """Partitions become GlueCEs with the job counts, free CPUs and limits Slurm reports, and each
     job (running, pending for resources, held) becomes a GridinfoJob under its CE."""
+    slurm.clear()  # the session's Slurm: other tests leave held jobs behind
     running = slurm.run("sbatch", "--parsable", "-p", "debug", "-n", "2", "-o", "/dev/null", "--wrap", "sleep 120").strip()
     pending = slurm.run("sbatch", "--parsable", "-p", "debug", "-n", "1", "-o", "/dev/null", "--wrap", "sleep 120").strip()
     held = slurm.run("sbatch", "--parsable", "--hold", "-p", "long", "-n", "1", "-o", "/dev/null", "--wrap", "true").strip()

@@ -33,6 +33,11 @@ class Slurm:
         env = {**os.environ, "SLURM_CONF": str(self.conf)}
         return subprocess.run(argv, env=env, capture_output=True, text=True, check=True, timeout=20).stdout
 
+    def clear(self) -> None:
+        """Cancel every job and wait until squeue lists none (a test that counts jobs starts from an empty cluster)."""
+        self.run("scancel", "--user", "root")
+        wait_for("no jobs left", lambda: self.run("squeue", "-h") == "")
+
 
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slurm]:
