@@ -1,5 +1,10 @@
 """Configuration: YAML files validated into frozen dataclasses, in one place.
 
+Why one module: the dataclasses, the YAML reader that checks each value's type against them (naming
+file and line), and the one :func:`validate` are the three views of the same keys and change
+together whenever a key is added; keeping them side by side is what keeps conf/*.yaml, the types
+and the checks in step.
+
 Every daemon reads one YAML file (``conf/gris.yaml``, ``conf/giis.yaml``).  The file is parsed
 with ``yaml.safe_load`` semantics but through the node tree, so that every error names the
 file, the line, the key and what was expected: an unknown key, a value of the wrong type, a
@@ -66,7 +71,7 @@ class ProviderConfig:
 
     The same shape serves ``provider_defaults`` (site-wide) and each ``provider.<name>`` entry;
     a provider's value is its own, else the site default, else the built-in default
-    (``gridinfo.gris.providers.BUILTIN_PROVIDER_DEFAULTS``).
+    (:data:`BUILTIN_PROVIDER_DEFAULTS`, the one place those are written).
     """
 
     ttl: float | None = None  # seconds its output is fresh (MDS cachetime)
@@ -81,6 +86,24 @@ class ProviderConfig:
     refresh: Literal["on-demand", "background"] | None = None
     enabled: bool | None = None
     feeds: Literal["vm"] | None = None  # vm: its GridinfoVM entries become hypervisor events (docs/vm.md)
+
+
+#: What a provider gets for a setting neither its own entry nor ``provider_defaults`` sets.  The one
+#: place these are written: gridinfo.gris.providers reads them from here, and conf/gris.yaml's
+#: provider_defaults section documents the same values (a test in tests/config keeps them equal).
+BUILTIN_PROVIDER_DEFAULTS = ProviderConfig(
+    ttl=60.0,
+    keepto=600.0,
+    timelimit=20.0,
+    sizelimit=10_000,
+    max_output_bytes=16 << 20,
+    retry=30.0,
+    args=(),
+    env={},
+    base=None,  # the GRIS suffix (and GLUE 2 suffix)
+    refresh="on-demand",
+    enabled=True,
+)
 
 
 @dataclass(frozen=True)
@@ -601,9 +624,10 @@ def validate(config: Any) -> Any:
         check(VMConfig, vm, "vm.")
         if vm.enabled and not vm.journal:
             problems.append("vm.journal: a file path is needed when vm.enabled is true")
-        for name, settings in config.provider.items():
+        for name, settings in [("provider_defaults", config.provider_defaults),
+                               *((f"provider.{n}", p) for n, p in config.provider.items())]:
             if settings.feeds == "vm" and not vm.enabled:
-                problems.append(f"provider.{name}.feeds: vm needs the vm section enabled (vm.enabled: true)")
+                problems.append(f"{name}.feeds: vm needs the vm section enabled (vm.enabled: true)")
         if config.index and not problems:
             from gridinfo.directory.schema import load_schema
 

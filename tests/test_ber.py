@@ -20,7 +20,8 @@ def test_encoded_lengths_read_back(n: int) -> None:
 
 
 @given(st.binary(max_size=300), st.sampled_from([ber.OCTET_STRING, ber.SEQUENCE, ber.APP_SEARCH_RESULT_ENTRY]))
-def test_tlv_reads_back(value: bytes, tag: int) -> None:
+def test_any_tlv_element_reads_back_its_tag_and_value(value: bytes, tag: int) -> None:
+    """Any TLV element the encoder writes reads back as its tag and value, spanning the whole element."""
     element = ber.tlv(tag, value)
     got, start, stop = ber.read_header(element, 0, len(element))
     assert (got, element[start:stop], stop) == (tag, value, len(element))

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 TARGETS = ["gridinfo", "tools/gridinfo_dev", "tools/bench", "tools/bench-giis", "tools/bench-events", "tools/gendit", "tools/fuzz", "tools/glue2-schema", "tools/bench-web"]
 
 
-def test_mypy_clean():
+def test_mypy_reports_no_issues_in_gridinfo_and_the_dev_tools():
     """`mypy gridinfo` and the dev tools report no issues (house style: type hints throughout, mypy clean)."""
     out = subprocess.run(
         [sys.executable, "-m", "mypy", "--scripts-are-modules", *TARGETS],

@@ -1,5 +1,8 @@
 """Compiling filters against a schema into predicates over entries.
 
+Why one module: it is one compiler (:class:`FilterCompiler`) and the matching helpers only it
+calls.
+
 A compiled filter is a function ``Entry -> True | False | None``; ``None`` is RFC 4511's
 Undefined (unknown attribute, no matching rule for the operation, an assertion value that is
 not valid for the attribute's syntax).  Only ``True`` selects an entry.  Compilation resolves

@@ -1,5 +1,9 @@
 """LDIF (RFC 2849) reader and writer.
 
+Why one module: the reader and the writer are one format's two directions and share its rules
+(attribute names, base64 and folding, record shapes), so a change to one is checked against the
+other in the same file.
+
 Provider output, static ``*.ldif`` files and BDII-style plugins all reach gridinfo as LDIF, so
 this is the one place where text from outside becomes records.  The reader is strict about
 syntax (every error names the source and the physical line), bounded (record, line and input

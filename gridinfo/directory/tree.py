@@ -1,5 +1,9 @@
 """The directory tree: entries by canonical DN key, a children index, equality indexes.
 
+Why one module: :class:`DirectoryTree` is one data structure whose indexes (children, equality,
+objectClass), CSNs and change log must be updated together on every add, modify and remove; its
+helpers here are the CSN and timestamp formats it stamps entries with.
+
 Theory of operation
 -------------------
 Entries are immutable and keyed by the canonical key of their DN (see :mod:`.dn`).  The tree

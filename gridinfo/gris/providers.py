@@ -1,5 +1,8 @@
 """Provider folders, provider definitions, and the service that keeps their soft state.
 
+Why one module: folder scanning and merged settings produce the definitions that
+:class:`ProviderManager` reruns on every rescan, and nothing else uses them.
+
 Discovery follows BDII's folders: every executable in a providers folder is a provider (prints
 complete LDIF), every ``*.ldif`` file there is published as it is, and every executable in a
 plugins folder prints ``changetype: modify`` LDIF applied to the providers' entries.  Dotfiles,
@@ -10,7 +13,9 @@ ones, so an installed gridinfo finds them.  A script carrying the marker line
 ``# gridinfo: python-provider`` in its first lines (every bundled provider does) is run with
 the GRIS's own Python interpreter rather than the one its ``#!`` line finds on PATH, so it can
 import gridinfo and its dependencies however the daemon was started.  A provider's settings are its own ``provider.<name>`` config entry,
-else ``provider_defaults``, else :data:`BUILTIN_PROVIDER_DEFAULTS`.
+else ``provider_defaults``, else :data:`gridinfo.config.BUILTIN_PROVIDER_DEFAULTS` (the one place
+the built-in values are written; the config, including each provider's ``base`` and ``feeds``, is
+checked by :func:`gridinfo.config.validate` before a GRIS is built).
 
 :class:`ProviderManager` is the Twisted service around the pure
 :class:`~gridinfo.gris.softstate.SoftStateTable`: it rescans the folders on a timer (a script
@@ -33,10 +38,10 @@ from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from gridinfo.config import GRISConfig, ProviderConfig
+from gridinfo.config import BUILTIN_PROVIDER_DEFAULTS, GRISConfig, ProviderConfig
 from gridinfo.directory.query import SearchRequest
 from gridinfo.directory.tree import DirectoryTree
-from gridinfo.errors import ConfigError, LDAPError
+from gridinfo.errors import LDAPError
 from gridinfo.gris.glue2 import GLUE2SelfPublisher
 from gridinfo.gris.runner import ProviderRunner
 from gridinfo.gris.softstate import (
@@ -51,20 +56,6 @@ from gridinfo.providers_lib import BUNDLED_PROVIDERS
 from gridinfo.providers_lib.host import fqdn
 
 log = Logger()
-
-BUILTIN_PROVIDER_DEFAULTS = ProviderConfig(
-    ttl=60.0,
-    keepto=600.0,
-    timelimit=20.0,
-    sizelimit=10_000,
-    max_output_bytes=16 << 20,
-    retry=30.0,
-    args=(),
-    env={},
-    base=None,  # the GRIS suffix
-    refresh="on-demand",
-    enabled=True,
-)
 
 _SKIPPED_SUFFIXES = ("~", ".bak", ".orig", ".rej", ".swp", ".rpmsave", ".rpmnew", ".rpmorig", ".dpkg-old",
                      ".dpkg-new", ".dpkg-dist", ".disabled")
@@ -204,18 +195,6 @@ def scan_folders(config: GRISConfig) -> ScanResult:
     return ScanResult(definitions, skipped)
 
 
-def check_provider_settings(config: GRISConfig, tree: DirectoryTree) -> None:
-    """Config errors that YAML types cannot catch: a ``base`` that is not a DN, ``feeds: vm`` without vm."""
-    for name, settings in list(config.provider.items()) + [("provider_defaults", config.provider_defaults)]:
-        if settings.feeds == "vm" and not config.vm.enabled:
-            raise ConfigError(f"provider {name}: feeds: vm needs the vm section enabled (vm.enabled: true)", config.source)
-        for base in (settings.base,) if isinstance(settings.base, str) else (settings.base or ()):
-            try:
-                tree.key(base)
-            except LDAPError as e:
-                raise ConfigError(f"provider {name}: base {base!r} is not a DN: {e.message}", config.source)
-
-
 class _Waiter:
     """One search waiting for some providers' runs, or its deadline, whichever comes first."""
 
@@ -258,7 +237,6 @@ class ProviderManager(service.Service):
         self.vm_feed = vm_feed
         self.config = config
         self.reactor = reactor
-        check_provider_settings(config, tree)
         self.table = SoftStateTable(tree, stamps=config.soft_state_stamps)
         self.runner = runner if runner is not None else ProviderRunner(
             reactor,

@@ -1,5 +1,8 @@
 """Soft state: which provider owns which entries, and for how long they are served.
 
+Why one module: the data types, the output interpreter and :class:`SoftStateTable` form one pure
+state machine (no reactor) that is tested as a whole with an injected ``now``.
+
 Pure core: no ``twisted.internet``; every method that depends on time takes ``now`` (seconds
 since the epoch, from the caller's clock).  The process runner (:mod:`gridinfo.gris.runner`)
 produces a :class:`RunOutput`; :func:`interpret_output` turns it into a :class:`RunReport`

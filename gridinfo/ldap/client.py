@@ -1,5 +1,8 @@
 """A small downstream LDAP client: forwarding searches to children and sending registrations.
 
+Why one module: the request encoders, the URL type and the client protocol form one small client
+that the GIIS and the registrar use as a whole.
+
 Theory of operation
 -------------------
 One :class:`LDAPClient` per remote server keeps at most one TCP connection and multiplexes

@@ -1,5 +1,10 @@
 """The LDAP server protocol: framing, limits, dispatch to a backend, results on the wire.
 
+Why one module: nearly all of it is :class:`LDAPServerProtocol`, one connection's state machine
+(bind identity, TLS, pending operations, paged sessions, idle timer, limits) that every operation
+handler reads and changes; splitting search from bind and extended handling would spread one
+object's state over two files.
+
 Theory of operation
 -------------------
 A connection accumulates bytes; for each complete LDAPMessage the framing checks the outer tag

@@ -1,5 +1,8 @@
 """Decoding LDAP requests off the wire: framing, a fast strict decoder, plain request objects.
 
+Why one module: the framing, the strict decoder and the request objects it yields are one decoder,
+read in the order a PDU is; nothing uses one part without the others.
+
 Theory of operation
 -------------------
 The server accumulates bytes and asks :func:`read_pdu_header` where the next LDAPMessage ends

@@ -1,5 +1,9 @@
 """The ``batch`` provider: a batch system's queues as GLUE CEs and its jobs as GridinfoJob entries.
 
+Why one module: it is one provider's Slurm reader and the GLUE 1.3 and GLUE 2 entry builders that
+the Grid Engine reader (:mod:`.gridengine`) also feeds; the readers are already split by batch
+system.
+
 Slurm is read with three commands whose output formats Slurm documents and keeps stable:
 
 - ``scontrol show partition -o``: one line per partition, ``Key=Value`` tokens (state, CPUs,

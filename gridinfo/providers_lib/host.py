@@ -1,5 +1,8 @@
 """The ``host`` provider: what this machine is and how busy it is, read through psutil.
 
+Why one module: it is one provider, from the sampled figures to the entries it prints; each part
+(sampling, /proc readers, entry builders) exists only for this output.
+
 Entries (``<suffix>`` is ``mds-vo-name=local,o=grid`` unless ``$GRIDINFO_SUFFIX`` says otherwise;
 ``<fqdn>`` is the host's fully qualified name unless the config names the cluster)::
 

@@ -1,5 +1,9 @@
 """The events subtree of a GRIS: LDAP adds in, VM, job and relation entries out.
 
+Why one module: the publisher, the event sink and the service that wires them are one path from an
+LDAP add to published entries, with the sink's order of steps (validate, check, fold, journal,
+publish) written in one place.
+
 An LDAP add of a ``GridinfoEvent`` entry one level below ``ou=events,<suffix>`` is an event.
 For each one the sink, in this order: reads and validates it (:mod:`gridinfo.vm.events`),
 checks who may log it (:mod:`gridinfo.vm.acl`), folds it into the state

@@ -119,7 +119,7 @@ def test_configs_built_in_code_are_validated_too() -> None:
 
 def test_the_documented_provider_defaults_are_the_built_in_ones() -> None:
     """conf/gris.yaml's provider_defaults section says what a GRIS does without it."""
-    from gridinfo.gris.providers import BUILTIN_PROVIDER_DEFAULTS
+    from gridinfo.config import BUILTIN_PROVIDER_DEFAULTS
 
     documented = load_config(CONF / "gris.yaml", GRISConfig).provider_defaults
     for name in ("ttl", "keepto", "timelimit", "sizelimit", "max_output_bytes", "retry", "args", "env", "refresh"):
@@ -135,6 +135,16 @@ def test_a_bad_policy_filter_and_a_bad_provider_base_are_refused_at_start(tmp_pa
     gris = write(tmp_path, "provider:\n  host: {base: 'not a dn'}\n")
     with pytest.raises(ConfigError, match=r"provider\.host\.base: expected a DN"):
         validate(load_config(gris, GRISConfig))
+
+
+def test_feeds_vm_without_the_vm_section_is_refused_for_site_defaults_and_for_one_provider() -> None:
+    """``feeds: vm`` needs vm.enabled, whether a provider entry or provider_defaults sets it; the key is named."""
+    from gridinfo.config import ProviderConfig
+
+    with pytest.raises(ConfigError, match=r"provider_defaults\.feeds: vm needs the vm section enabled"):
+        validate(GRISConfig(provider_defaults=ProviderConfig(feeds="vm")))
+    with pytest.raises(ConfigError, match=r"provider\.hv\.feeds: vm needs the vm section enabled"):
+        validate(GRISConfig(provider={"hv": ProviderConfig(feeds="vm")}))
 
 
 def test_registration_policy_keys_and_the_journal_are_checked(tmp_path: Path) -> None:

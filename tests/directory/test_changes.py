@@ -75,7 +75,7 @@ def test_a_subscriber_hears_what_its_scope_and_filter_let_it_see(old_free, new_f
     ("pending", "new", "after"),
     [(A, M, A), (A, D, None), (M, M, M), (M, D, D), (D, A, M), (D, D, D), (A, A, A), (D, M, M), (M, A, M)],
 )
-def test_the_coalescing_table(pending, new, after) -> None:
+def test_coalescing_a_pending_change_with_a_new_one_follows_the_table(pending, new, after) -> None:
     """The second table, as a function."""
     assert merge(pending, new) is after
 
@@ -155,7 +155,10 @@ def test_the_log_offers_each_change_to_every_subscription_and_keeps_the_context_
     assert len(a.drain(10)) == 1 and b.drain(10) == []
 
 
-def test_csns_must_increase() -> None:
+def test_a_change_whose_csn_is_not_after_the_last_is_refused() -> None:
+
+
+    """A change whose CSN is not after the log's last one is refused (ValueError "not after")."""
     log = ChangeLog()
     log.record(change(2, None, ce("ce1", 1)))
     with pytest.raises(ValueError, match="not after"):

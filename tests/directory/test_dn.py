@@ -28,7 +28,7 @@ def test_mds_style_spaces_and_case():
         ("", []),
     ],
 )
-def test_parse_escapes(text, expected):
+def test_every_rfc4514_escape_form_decodes_to_the_meant_value(text, expected):
     """Every RFC 4514 escape form decodes to the value the user meant."""
     assert [list(rdn) for rdn in parse_dn(text)] == expected
 

@@ -32,7 +32,7 @@ from gridinfo.errors import ProtocolError
         ("(2.5.4.3=x)", F.Equality("2.5.4.3", b"x")),
     ],
 )
-def test_parse(text, expected):
+def test_each_filter_kind_parses_from_its_rfc4515_text(text, expected):
     """Each RFC 4511 filter kind parses from its RFC 4515 text."""
     assert F.parse_filter(text) == expected
 
@@ -45,7 +45,7 @@ def test_bad_filters_are_protocol_errors(bad):
     assert "filter" in err.value.message
 
 
-def test_nesting_is_bounded():
+def test_absurd_filter_nesting_is_refused_before_the_stack_runs_out():
     """Absurd nesting is refused instead of exhausting the stack."""
     text = "(!" * 500 + "(cn=x)" + ")" * 500
     with pytest.raises(ProtocolError):
@@ -80,6 +80,6 @@ filters = st.recursive(
 
 
 @given(filters)
-def test_text_round_trip(f):
+def test_a_filter_written_as_text_parses_back_to_the_same_filter(f):
     """filter_to_string and parse_filter are inverses (filters go to children as text)."""
     assert F.parse_filter(F.filter_to_string(f)) == f

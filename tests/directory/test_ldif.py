@@ -211,7 +211,7 @@ def test_crlf_cut_between_blocks_of_a_stream():
     assert list(iter_ldif(blocks)) == parse_ldif(crlf.replace(b"\r\n", b"\n"))
 
 
-def test_version_line():
+def test_a_version_line_may_open_the_file_with_or_without_a_blank_line():
     """`version: 1` may open the file, followed by a blank line or directly by a record."""
     assert [r.line for r in parse_ldif(b"version: 1\n\ndn: cn=a\nx: 1\n")] == [3]
     assert [r.line for r in parse_ldif(b"# c\nversion: 1\ndn: cn=a\nx: 1\n")] == [3]
@@ -302,7 +302,7 @@ newsuperior: ou=elsewhere,o=grid
 """
 
 
-def test_change_records():
+def test_add_modify_delete_modrdn_and_moddn_records_parse_with_their_controls():
     """add, modify (all four operations), delete, modrdn and moddn records with controls."""
     add, modify, delete, modrdn, moddn = parse_ldif(CHANGES)
     assert add == LDIFRecord(
@@ -409,7 +409,7 @@ def test_bad_attribute_description_names_the_line(name):
     assert err.message == f"invalid attribute description '{name.decode()}'"
 
 
-def test_record_without_attributes():
+def test_a_content_record_with_only_a_dn_is_refused():
     """A content record with only a dn is refused."""
     err = error_of(b"dn: cn=a\nx: 1\n\ndn: cn=b\n# nothing\n\ndn: cn=c\nx: 1\n")
     assert (err.line, err.message) == (4, "entry has no attributes")
@@ -509,7 +509,7 @@ def test_line_limit_stops_an_endless_line():
     assert (info.value.line, info.value.message) == (5, "line longer than 50000 bytes")
 
 
-def test_record_count_limit():
+def test_max_records_bounds_the_entries_one_source_may_publish():
     """max_records bounds how many entries one source may publish."""
     text = b"dn: cn=a\nx: 1\n\n" * 5
     assert len(parse_ldif(text, limits=LDIFLimits(max_records=5))) == 5

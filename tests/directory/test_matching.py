@@ -114,7 +114,7 @@ def test_leap_day_is_a_valid_time():
     assert normalise("generalizedTimeMatch", b"20230229000000Z") is None
 
 
-def test_boolean():
+def test_booleans_are_true_or_false_and_lowercase_still_matches():
     """TRUE/FALSE; providers writing lowercase still match."""
     assert normalise("booleanMatch", b"TRUE") is True
     assert normalise("booleanMatch", b"false") is False
@@ -150,14 +150,14 @@ def test_object_identifier_and_octet_string():
     assert normalise("objectIdentifierFirstComponentMatch", b"( 2.5.4.3 NAME 'cn' )") == "2.5.4.3"
 
 
-def test_approx_uses_equality():
+def test_approx_match_behaves_as_equality_without_an_approximate_rule():
     """Without an approximate rule, ~= behaves as = (OpenLDAP's behaviour)."""
     rule = get_rule("caseIgnoreMatch")
     assert approx_normaliser(rule) is rule.normalise
     assert approx_normaliser(None) is None
 
 
-def test_syntax_validation():
+def test_ia5_values_must_be_ascii_and_directory_strings_nonempty_utf8():
     """check_entry relies on these: IA5 is ASCII, directory strings are non-empty UTF-8."""
     ia5 = "1.3.6.1.4.1.1466.115.121.1.26"
     assert syntax_valid(ia5, b"plain")

@@ -215,7 +215,10 @@ def test_touch_moves_modify_timestamp_whatever_the_content():
     assert read(tree, SITE, "modifyTimestamp")["modifyTimestamp"] == [b"20261201000030Z"]
 
 
-def test_change_counters():
+def test_change_counters_count_adds_modifies_and_deletes_but_not_rewrites():
+
+
+    """tree.changes counts new, modified and deleted entries; republishing the same content counts nothing."""
     wall = Wall()
     tree = base_tree(wall)
     assert tree.changes == [3, 0, 0]

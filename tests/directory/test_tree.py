@@ -116,7 +116,7 @@ def test_requested_attributes_any_case():
     assert decode(r.entries[0])[1] == {}
 
 
-def test_types_only():
+def test_types_only_search_returns_attribute_names_without_values():
     """typesOnly returns attribute names without values."""
     tree = make_tree()
     r = search(tree, base=f"GlueSiteUniqueID=site1,{SUFFIX}", scope=Scope.BASE, types_only=True)
@@ -137,7 +137,7 @@ def test_operational_attributes_only_on_request():
     assert "GlueSiteName" in both
 
 
-def test_scopes():
+def test_base_one_and_sub_scopes_select_the_base_its_children_and_its_subtree():
     """base, one and sub scopes select exactly the base, its children, and its subtree."""
     tree = make_tree(3)
     site = f"GlueSiteUniqueID=site1,{SUFFIX}"
@@ -156,7 +156,7 @@ def test_no_such_base_reports_matched_dn():
     assert tree.key(err.value.matched_dn) == tree.key(SUFFIX)
 
 
-def test_objectclass_matches_superclasses():
+def test_an_objectclass_filter_also_matches_entries_of_its_subclasses():
     """objectClass=GlueCETop finds GlueCE entries (OpenLDAP matches superclasses too)."""
     tree = make_tree(4)
     assert len(search(tree, flt="(objectClass=gluecetop)").entries) == 4
@@ -202,7 +202,7 @@ def test_replace_and_remove_keep_indexes_right():
     assert tree.subtree_sizes[tree.key("o=grid")] == len(tree)
 
 
-def test_compare():
+def test_compare_answers_by_the_attributes_equality_rule():
     """compare answers true/false by the attribute's equality rule."""
     tree = make_tree(2)
     ce = f"GlueCEUniqueID=ce1.example.org:8443/cream-pbs-q1,GlueSiteUniqueID=site1,{SUFFIX}"

@@ -162,7 +162,7 @@ def test_a_bound_maker_renews_from_another_address() -> None:
         check_owner("u", owner, Registrant("cn=other,o=grid", "192.0.2.9"))
 
 
-def test_pure_rules() -> None:
+def test_the_overlap_rule_and_the_address_classes_follow_their_tables() -> None:
     """The overlap rule and the address classes, as tables."""
     assert find_collision("o=grid", False, "mds-vo-name=site,o=grid", []) == "the GIIS's own suffix"
     assert find_collision("mds-vo-name=local,o=grid", True, "mds-vo-name=site,o=grid",

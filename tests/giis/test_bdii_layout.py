@@ -45,7 +45,7 @@ ROWS = [
 
 
 @pytest.mark.parametrize("layout,base,child_dn,giis_dn", ROWS, ids=[f"{r[0].level}:{r[1]}" for r in ROWS])
-def test_row(layout: BDIILayout, base: str, child_dn: str, giis_dn: str) -> None:
+def test_each_layout_row_renames_up_to_the_giis_and_back_down(layout: BDIILayout, base: str, child_dn: str, giis_dn: str) -> None:
     """Up (child -> GIIS) as the table says and as BDII renames; down (GIIS -> child) back again."""
     ns = layout.namespace(base, N)
     assert ns.to_giis(child_dn) == giis_dn
@@ -78,7 +78,7 @@ def test_recursion_guard_skips_our_own_data() -> None:
     assert TOP.namespace("mds-vo-name=local,o=grid", N).to_giis(gris) is None
 
 
-def test_routes_down() -> None:
+def test_searches_at_the_giis_reach_a_childs_subtree_in_its_namespace() -> None:
     """Searches at the GIIS reach a child's subtree in the child's namespace."""
     res = SITE.namespace("GLUE2GroupID=resource,o=glue", N)
     assert res.route("o=glue", Scope.SUB) == Route("GLUE2GroupID=resource,o=glue", Scope.SUB)
@@ -107,13 +107,14 @@ def test_a_base_under_neither_tree_is_refused() -> None:
     ("mds-vo-name=local,o=grid", "GLUE2GroupID=resource,o=glue"),  # gridinfo's GRIS (not BDII's rule)
     ("GLUE2DomainID=T2,o=glue", None),
 ])
-def test_glue_base(base: str, glue: str | None) -> None:
+def test_each_o_grid_base_maps_to_its_glue2_base_or_none(base: str, glue: str | None) -> None:
+    """Each o=grid base maps to the GLUE 2 base BDII gives it (gridinfo's own GRIS suffix to GLUE2GroupID=resource); an o=glue base to None."""
     assert glue_base_for(base, N) == glue
     if glue is not None and "local" not in base:
         assert N.key(bdii_glue_base(base)) == N.key(glue)
 
 
-def test_defaults_per_level() -> None:
+def test_every_level_ships_a_default_ldif_and_a_site_adds_two_roots() -> None:
     """BDII ships one default LDIF for every level; a site adds the two roots its children land on."""
     assert TOP.default_entries() == ["o=grid", "mds-vo-name=local,o=grid", "mds-vo-name=resource,o=grid",
                                      "o=glue", "GLUE2GroupID=resource,o=glue", "GLUE2GroupID=grid,o=glue"]
@@ -149,7 +150,7 @@ def test_stale_entries_say_unknown() -> None:
     (GIISConfig(layout="bdii", site_name="X", children=(StaticChildConfig(url="ldap://h:2170/mds-vo-name=resource,o=grid", name="a b"),)),
      "children[0].name: expected a name"),
 ])
-def test_config_refusals(config: GIISConfig, problem: str) -> None:
+def test_each_bad_layout_key_is_refused_by_validate_naming_the_key(config: GIISConfig, problem: str) -> None:
     """Each bad key is refused by validate(), naming the key."""
     with pytest.raises(ConfigError, match=problem.replace("[", r"\[").replace("]", r"\]")):
         validate(config)

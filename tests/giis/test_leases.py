@@ -61,7 +61,7 @@ def test_generalized_time_round_trip_and_variants() -> None:
         parse_generalized_time("20231399000000Z")
 
 
-def test_parse_mds2_message() -> None:
+def test_an_mds2_registration_message_parses_into_host_port_suffix_and_times() -> None:
     """An MDS2 grid-info-soft-register message parses into host, port, suffix and lease times."""
     reg = parse(message(T0), T0)
     assert (reg.host, reg.port, reg.suffix) == ("ce01.example.org", 2135, "Mds-Vo-name=local, o=Grid")
@@ -71,7 +71,7 @@ def test_parse_mds2_message() -> None:
     assert reg.url == "ldap://ce01.example.org:2135/Mds-Vo-name=local, o=Grid"
 
 
-def test_optional_attributes_default() -> None:
+def test_lease_attributes_are_optional_and_keepto_defaults_to_validto() -> None:
     """cachettl, timeout, sizelimit and keepto are optional; keepto defaults to validto."""
     reg = parse(
         message(T0, Mds_Service_Ldap_cachettl=None, Mds_Service_Ldap_timeout=None, Mds_keepto=None), T0

@@ -252,7 +252,7 @@ def test_dropped_in_and_removed_providers_are_noticed(world):
     assert world.tree.lookup("GridinfoProviderName=p,o=infosys") is None
 
 
-def test_status_entries(world):
+def test_status_entries_show_each_providers_runs_state_and_the_gris_totals(world):
     """o=infosys shows each provider's runs, entries, exit status, state, and the GRIS totals."""
     world.search()
     world.runner.finish(stdout=site("a") + b"\n" + site("b"))

@@ -116,14 +116,14 @@ class HostileProviders(unittest.TestCase):
         self.assertTrue(self.logged(provider="p", line="hangs: about to hang"))  # its stderr, tagged
 
     @defer.inlineCallbacks
-    def test_garbage(self):
+    def test_garbage_output_fails_the_run_and_keeps_the_last_good_data(self):
         """Garbage on stdout fails the run; the last good data stays."""
         result = yield self.good_then("garbage")
         self.assertEqual(len(result.entries), 2)
         self.assert_failed_keeping_good("bad LDIF")
 
     @defer.inlineCallbacks
-    def test_hundred_megabytes(self):
+    def test_output_past_max_output_bytes_kills_the_provider_and_keeps_nothing(self):
         """100 MB of output is cut at max_output_bytes: the provider is killed, nothing is kept."""
         result = yield self.good_then("huge")
         self.assertEqual(len(result.entries), 2)
@@ -211,7 +211,7 @@ class Runner(unittest.TestCase):
     timeout = 30
 
     @defer.inlineCallbacks
-    def test_concurrency_limit(self):
+    def test_no_more_than_max_concurrent_providers_run_at_once(self):
         """No more than max_concurrent providers run at once; the rest wait for a slot."""
         runner = ProviderRunner(reactor, max_concurrent=2)
         config = GRISConfig(provider_defaults=ProviderConfig(env={"FIXTURE_DELAY": "0.3"}))
@@ -238,7 +238,7 @@ class Runner(unittest.TestCase):
         self.assertEqual(output.stdout, f"echoer|{SUFFIX}|y|a b\n".encode())
 
     @defer.inlineCallbacks
-    def test_missing_program(self):
+    def test_a_provider_that_cannot_be_executed_fails_with_a_reason(self):
         """A provider that cannot be executed fails with a reason, it does not crash the GRIS."""
         definition = make_definition(Path("/nonexistent/provider"), "provider", GRISConfig())
         output = yield ProviderRunner(reactor).run(definition)

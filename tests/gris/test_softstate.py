@@ -198,7 +198,7 @@ def test_outside_entries_are_dropped_not_fatal(tree):
         (RunOutput(stdout=f"dn: {SUFFIX}\nchangetype: delete\n".encode()), "changetype delete"),
     ],
 )
-def test_failing_runs(tree, output, error):
+def test_each_kind_of_run_failure_fails_the_whole_run(tree, output, error):
     """Each kind of failure (bad LDIF, exit status, timeout, size, schema) fails the whole run."""
     report = interpret_output(definition(sizelimit=2), output, tree)
     assert not report.ok
@@ -271,7 +271,7 @@ def test_plugin_output_must_be_modify_records(tree):
     assert not report.ok and "changetype: modify" in report.error
 
 
-def test_apply_modifications():
+def test_ldif_modify_adds_deletes_replaces_and_increments_values():
     """LDIF modify semantics: add, delete (values or all), replace, increment."""
     attrs = [("cn", [b"a"]), ("n", [b"5"]), ("x", [b"1", b"2"])]
     out = apply_modifications(

@@ -160,7 +160,7 @@ def assert_same_answer(servers, case) -> dict:
     return want
 
 
-def test_battery_size():
+def test_the_differential_battery_has_at_least_fifty_searches():
     """The battery is at least 50 searches, as promised."""
     assert len(BATTERY) >= 50
 

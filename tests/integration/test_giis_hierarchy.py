@@ -48,7 +48,7 @@ class HierarchyTests(unittest.TestCase):
         ]
 
     @defer.inlineCallbacks
-    def test_plain_ldapadd_registration(self):
+    def test_a_registration_made_with_plain_ldapadd_works(self):
         """A registration made with OpenLDAP's ldapadd (as grid-info-soft-register did) works."""
         site = self.start(start_giis("site"))
         gris = self.start(start_gris("a"))
@@ -83,7 +83,7 @@ class HierarchyTests(unittest.TestCase):
         assert code == 19 and b"in the past" in err, err
 
     @defer.inlineCallbacks
-    def test_three_level_hierarchy(self):
+    def test_a_three_level_hierarchy_appends_names_at_each_level(self):
         """GRIS -> site GIIS -> top GIIS: names are appended at each level; ldapsearch and ldap3 agree."""
         top = self.start(start_giis("top"))
         site = self.start(start_giis("site", register=top.url("mds-vo-name=top,o=grid")))

@@ -35,7 +35,7 @@ def ldapsearch(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ldapsearch", "-x", "-LLL", "-H", url, *args], capture_output=True, text=True, timeout=30)
 
 
-def test_ldapsearch_suffix(gris):
+def test_ldapsearch_of_the_suffix_lists_the_sites_entries(gris):
     """`ldapsearch -x -H ldap://... -b mds-vo-name=local,o=grid` lists the site's entries."""
     out = ldapsearch(gris.url, "-b", "mds-vo-name=local,o=grid")
     assert out.returncode == 0, out.stderr
@@ -43,7 +43,7 @@ def test_ldapsearch_suffix(gris):
     assert out.stdout.count("\ndn: ") + out.stdout.startswith("dn: ") == 8  # suffix + 5 site + 2 from broken.ldif
 
 
-def test_ldapsearch_integer_filter(gris):
+def test_an_ordering_filter_on_an_integer_attribute_compares_as_integers(gris):
     """`(GlueCEStateFreeCPUs>=10)` compares as integers: 12 matches, 9 does not."""
     out = ldapsearch(gris.url, "-b", "o=grid", "(GlueCEStateFreeCPUs>=10)", "GlueCEUniqueID")
     assert out.returncode == 0, out.stderr

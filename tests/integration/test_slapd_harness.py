@@ -40,7 +40,7 @@ def test_generate_yields_exactly_n_entries() -> None:
         assert sum(1 for _ in gendit.generate(n)) == n
 
 
-def test_generate_is_deterministic(tmp_path: Path) -> None:
+def test_the_same_size_and_seed_generate_identical_ldif(tmp_path: Path) -> None:
     """The same size and seed give byte-identical LDIF; another seed gives other values."""
     a = gendit.write_ldif(tmp_path / "a.ldif", 600, seed=3)
     b = gendit.write_ldif(tmp_path / "b.ldif", 600, seed=3)
@@ -50,7 +50,7 @@ def test_generate_is_deterministic(tmp_path: Path) -> None:
     assert gendit.dns(600, seed=3) == gendit.dns(600, seed=4)  # the shape depends on n only
 
 
-def test_generated_tree_shape() -> None:
+def test_the_generated_tree_has_parents_first_unique_dns_and_the_promised_mix() -> None:
     """Parents come before children, DNs are unique, ~10% of entries are GlueCE, ~250 per site."""
     n = 10_000
     seen: set[str] = set()

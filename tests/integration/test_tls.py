@@ -77,7 +77,7 @@ def openldap(tool: str, pki: PKI, *args: str, client_cert: bool = False) -> subp
     return subprocess.run([tool, *args], capture_output=True, text=True, timeout=30, env=env)
 
 
-def test_ldapsearch_start_tls(tls_gris: TLSGris) -> None:
+def test_ldapsearch_with_required_starttls_verifies_the_server_and_searches(tls_gris: TLSGris) -> None:
     """`ldapsearch -ZZ` (StartTLS required, server certificate verified against the CA
     named by LDAPTLS_CACERT) searches the GRIS; the root DSE advertises StartTLS."""
     out = openldap("ldapsearch", tls_gris.pki, "-x", "-ZZ", "-LLL", "-H", tls_gris.url, "-b", "", "-s", "base",
@@ -90,7 +90,7 @@ def test_ldapsearch_start_tls(tls_gris: TLSGris) -> None:
     assert "now under TLS" in tls_gris.gris.log
 
 
-def test_ldapsearch_ldaps(tls_gris: TLSGris) -> None:
+def test_an_ssl_listener_serves_ldaps_from_the_first_byte(tls_gris: TLSGris) -> None:
     """An `ssl:` listener endpoint serves ldaps:// (TLS from the first byte)."""
     out = openldap("ldapsearch", tls_gris.pki, "-x", "-LLL", "-H", tls_gris.ldaps_url, "-b", "o=grid", "dn")
     assert out.returncode == 0, out.stderr
@@ -236,7 +236,7 @@ def test_sasl_external_with_a_client_certificate(tls_gris: TLSGris) -> None:
     assert out.stdout.strip() == f"dn:{CLIENT_SUBJECT}"
 
 
-def test_ldap3_sasl_external(tls_gris: TLSGris) -> None:
+def test_ldap3_with_a_client_certificate_binds_with_sasl_external(tls_gris: TLSGris) -> None:
     """ldap3 with a client certificate in Tls(...) and sasl_mechanism=EXTERNAL after
     StartTLS binds as the certificate's subject; without a certificate the bind is refused
     with inappropriateAuthentication (48)."""

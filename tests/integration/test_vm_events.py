@@ -90,7 +90,7 @@ def test_a_life_cycle_logged_out_of_order_by_three_sources(gris: GrisProcess, tm
     assert len(history) == 5
 
 
-def test_refusals_over_ldap(gris: GrisProcess) -> None:
+def test_ldapadd_as_the_wrong_source_or_owner_is_refused_with_the_reason(gris: GrisProcess) -> None:
     """ldapadd as the wrong source or owner gets insufficientAccessRights with the reason."""
     assert ldapadd(gris.url, "cn=cloud,o=grid", Event.make("Register", "cloud", 1, T0, vm_id="vm-1",
                                                             attributes={"owner": "bob"})).returncode == 0

@@ -47,7 +47,7 @@ def ldapsearch(port: int, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @needs_ldapsearch
-def test_ldapsearch_root_dse(port: int) -> None:
+def test_ldapsearch_of_the_root_dse_shows_what_the_server_supports(port: int) -> None:
     """`ldapsearch -b "" -s base +` shows what the server supports."""
     result = ldapsearch(port, "-b", "", "-s", "base", "+")
     assert result.returncode == 0, result.stderr
@@ -57,7 +57,7 @@ def test_ldapsearch_root_dse(port: int) -> None:
 
 
 @needs_ldapsearch
-def test_ldapsearch_subschema(port: int) -> None:
+def test_ldapsearch_of_the_subschema_entry_lists_the_schema(port: int) -> None:
     """`ldapsearch -b cn=subschema -s base +` lists the schema."""
     result = ldapsearch(port, "-b", "cn=subschema", "-s", "base", "+")
     assert result.returncode == 0, result.stderr
@@ -66,7 +66,7 @@ def test_ldapsearch_subschema(port: int) -> None:
 
 
 @needs_ldapsearch
-def test_ldapsearch_search(port: int) -> None:
+def test_ldapsearch_subtree_search_with_filter_and_attributes_returns_the_entries(port: int) -> None:
     """A plain subtree search with a filter and an attribute list."""
     result = ldapsearch(port, "-b", "mds-vo-name=local,o=grid", "(objectClass=GlueCE)", "GlueCEName")
     assert result.returncode == 0, result.stderr
@@ -76,7 +76,7 @@ def test_ldapsearch_search(port: int) -> None:
 
 
 @needs_ldapsearch
-def test_ldapsearch_paged(port: int) -> None:
+def test_ldapsearch_paged_results_come_two_at_a_time(port: int) -> None:
     """`-E pr=2/noprompt` pages through the results, two at a time."""
     result = ldapsearch(port, "-b", "mds-vo-name=local,o=grid", "-E", "pr=2/noprompt", "(objectClass=GlueCE)", "1.1")
     assert result.returncode == 0, result.stderr
@@ -85,7 +85,7 @@ def test_ldapsearch_paged(port: int) -> None:
 
 
 @needs_ldapsearch
-def test_ldapsearch_size_limits(port: int) -> None:
+def test_client_and_server_size_limits_stop_with_size_limit_exceeded(port: int) -> None:
     """`-z 2` stops at two entries with sizeLimitExceeded; the server's own cap (6) also holds."""
     result = ldapsearch(port, "-b", "o=grid", "-z", "2")
     assert result.returncode == 4

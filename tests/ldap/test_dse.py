@@ -23,7 +23,7 @@ def _root() -> dse.DSEEntry:
     return dse.build_root_dse(["o=grid", "mds-vo-name=local,o=grid"], "1.2.3")
 
 
-def test_root_dse_selection() -> None:
+def test_root_dse_attribute_selection_follows_star_plus_names_and_1_1() -> None:
     """'*' or nothing gives user attributes, '+' operational ones, names pick case-insensitively, 1.1 none."""
     root = _root()
     assert _decode(root.encode([])) == ("", {"objectClass": [b"top"]})
@@ -41,12 +41,12 @@ def test_root_dse_selection() -> None:
     assert _decode(root.encode(["1.1"]))[1] == {}
 
 
-def test_types_only() -> None:
+def test_types_only_on_the_dse_returns_names_without_values() -> None:
     """typesOnly returns attribute names with no values."""
     assert _decode(_root().encode(["supportedControl"], types_only=True))[1] == {"supportedControl": []}
 
 
-def test_filters_on_dse() -> None:
+def test_the_usual_discovery_filters_match_the_dse_and_others_do_not() -> None:
     """The usual discovery filters match the DSE; others do not."""
     root = _root()
     assert root.matches(F.Present("objectclass"))
@@ -59,7 +59,7 @@ def test_filters_on_dse() -> None:
     assert not root.matches(F.Extensible(None, "objectClass", b"top"))
 
 
-def test_subschema_from_schema() -> None:
+def test_the_subschema_subentry_carries_the_schemas_definitions() -> None:
     """The subschema subentry carries the schema's definitions and is a subschema object."""
     schema = FixtureSchema()
     subschema = dse.build_subschema(schema)
@@ -74,7 +74,7 @@ def test_subschema_from_schema() -> None:
     )
 
 
-def test_dn_normalisation() -> None:
+def test_dse_dns_compare_without_case_or_spaces_around_separators() -> None:
     """DNs compare without case and without spaces around separators."""
     assert dse.normalise_dn(" CN=Admin , O = Grid ") == "cn=admin,o=grid"
     assert dse.is_subschema_dn("CN = SubSchema")

@@ -125,7 +125,7 @@ class BindTests(ServerTestCase):
         (response,) = client.responses()
         return response.value
 
-    def test_anonymous_bind(self) -> None:
+    def test_an_anonymous_bind_succeeds_in_v3_and_v2(self) -> None:
         """ldapsearch -x (anonymous, v3 or v2) binds successfully."""
         client = self.client()
         self.assertEqual(self.bind(client, "", b"").resultCode, 0)
@@ -205,7 +205,7 @@ class BindTests(ServerTestCase):
         self.assertEqual(self.bind(client, "", b"", version=4).resultCode, ResultCode.PROTOCOL_ERROR)
         self.assertFalse(client.closed)
 
-    def test_who_am_i(self) -> None:
+    def test_who_am_i_reports_the_bound_dn_or_empty_when_anonymous(self) -> None:
         """The Who am I? extended operation reports the bound DN (empty when anonymous)."""
         client = self.client()
         client.send(L.LDAPExtendedRequest(requestName=WHO_AM_I))
@@ -215,7 +215,7 @@ class BindTests(ServerTestCase):
         client.send(L.LDAPExtendedRequest(requestName=WHO_AM_I))
         self.assertEqual(client.responses()[0].value.response, b"dn:cn=admin,o=grid")
 
-    def test_unknown_extended_operation(self) -> None:
+    def test_an_unsupported_extended_operation_is_answered_protocol_error(self) -> None:
         """An unsupported extended operation (Password Modify here) is answered protocolError, not
         dropped.  (StartTLS without TLS configured: tests/ldap/test_tls.py.)"""
         client = self.client()
@@ -227,7 +227,7 @@ class BindTests(ServerTestCase):
 
 
 class SearchTests(ServerTestCase):
-    def test_root_dse(self) -> None:
+    def test_the_root_dse_lists_contexts_version_controls_extensions_and_vendor(self) -> None:
         """The root DSE lists naming contexts, version, controls, extensions and the vendor."""
         client = self.client()
         entry, done = client.search(base="", scope=0, attributes=["+"])
@@ -257,7 +257,7 @@ class SearchTests(ServerTestCase):
         self.assertEqual(done.value.resultCode, 0)
         self.assertEqual(self.backend.requests, [])
 
-    def test_subschema(self) -> None:
+    def test_the_subschema_entry_publishes_schema_syntaxes_and_matching_rules(self) -> None:
         """cn=Subschema publishes the backend schema's definitions plus syntaxes and matching rules."""
         client = self.client()
         entry, done = client.search(
@@ -347,7 +347,7 @@ class SearchTests(ServerTestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertEqual(len(client.search()), 8)
 
-    def test_unknown_critical_control(self) -> None:
+    def test_an_unknown_critical_control_fails_and_a_noncritical_one_is_ignored(self) -> None:
         """An unknown critical control fails the operation; an unknown non-critical one is ignored."""
         client = self.client()
         (done,) = client.search(controls=[("1.2.3.4", True, None)])
@@ -429,7 +429,7 @@ class OtherOperationsTests(ServerTestCase):
         (response,) = client.responses()
         return response.value
 
-    def test_compare(self) -> None:
+    def test_compare_answers_true_false_or_the_backends_error(self) -> None:
         """Compare answers compareTrue / compareFalse, or the backend's error."""
         client = self.client()
         self.assertEqual(self.compare(client, "o=grid", "o", "GRID").resultCode, ResultCode.COMPARE_TRUE)
@@ -452,7 +452,7 @@ class OtherOperationsTests(ServerTestCase):
         self.assertEqual(response.value.resultCode, ResultCode.UNWILLING_TO_PERFORM)
         self.assertEqual(response.value.errorMessage, b"this GRIS does not accept registrations")
 
-    def test_writes_are_refused(self) -> None:
+    def test_modify_delete_and_moddn_are_refused_with_a_reason(self) -> None:
         """Modify, delete and modDN are refused with a reason; a backend may word it."""
         client = self.client()
         ops = [
@@ -472,7 +472,7 @@ class OtherOperationsTests(ServerTestCase):
         client.send(L.LDAPDelRequest(entry="o=grid"))
         self.assertEqual(client.responses()[0].value.errorMessage, b"a GIIS only accepts registrations")
 
-    def test_unbind_closes(self) -> None:
+    def test_unbind_closes_the_connection_and_later_bytes_are_ignored(self) -> None:
         """Unbind closes the connection; anything after it is ignored."""
         client = self.client()
         client.send(L.LDAPUnbindRequest())
@@ -482,7 +482,7 @@ class OtherOperationsTests(ServerTestCase):
 
 
 class DeferredBackendTests(ServerTestCase):
-    def test_deferred_search(self) -> None:
+    def test_a_backend_answering_later_gets_its_answer_written_on_arrival(self) -> None:
         """A backend answering later (a GIIS forwarding) gets its answer written when it arrives."""
         client = self.client(DictBackend(sample_entries(), deferred=True))
         self.assertEqual(client.search(), [])
@@ -502,7 +502,7 @@ class DeferredBackendTests(ServerTestCase):
         client.search()
         self.assertEqual(len(self.backend.waiting), 1)
 
-    def test_abandon_pending_search(self) -> None:
+    def test_an_abandoned_search_is_never_answered_even_if_the_backend_answers_later(self) -> None:
         """An abandoned search is never answered, even if the backend answers later."""
         client = self.client(DictBackend(sample_entries(), deferred=True))
         client.search()
@@ -510,7 +510,7 @@ class DeferredBackendTests(ServerTestCase):
         self.backend.release()
         self.assertEqual(client.responses(), [])
 
-    def test_deferred_failures(self) -> None:
+    def test_a_failed_deferred_gives_its_ldap_code_or_other(self) -> None:
         """A Deferred failing with an LDAPError gives that code; with anything else, 'other'."""
         from gridinfo.errors import TimeLimitExceeded
 
@@ -552,7 +552,7 @@ class LimitsTests(ServerTestCase):
         self.assertTrue(client.closed)
         return message.value
 
-    def test_idle_timeout(self) -> None:
+    def test_an_idle_connection_is_disconnected_after_idle_timeout_and_activity_resets_it(self) -> None:
         """An idle connection gets a Notice of Disconnection after idle_timeout; activity resets it."""
         client = self.client(idle_timeout=300)
         self.clock.advance(200)
@@ -574,14 +574,14 @@ class LimitsTests(ServerTestCase):
         self.clock.advance(10)
         self.notice(client)
 
-    def test_no_idle_timeout(self) -> None:
+    def test_idle_timeout_zero_never_disconnects(self) -> None:
         """idle_timeout 0 means connections never time out."""
         client = self.client(idle_timeout=0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.clock.advance(10**6)
         self.assertFalse(client.closed)
 
-    def test_connection_limit(self) -> None:
+    def test_a_client_over_max_connections_gets_busy_and_a_freed_slot_is_reused(self) -> None:
         """Over max_connections a client gets a busy Notice of Disconnection; a freed slot is reused."""
         factory = self.make(max_connections=1)
         first = Client(factory, 1)
@@ -594,7 +594,7 @@ class LimitsTests(ServerTestCase):
         self.assertEqual(len(third.search()), 8)
         self.assertEqual(factory.connections, 1)
 
-    def test_oversized_pdu(self) -> None:
+    def test_a_pdu_announced_over_max_pdu_bytes_is_refused_before_its_body(self) -> None:
         """A PDU announced over max_pdu_bytes is refused before its body arrives."""
         client = self.client()
         with capturedLogs() as events:

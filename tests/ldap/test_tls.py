@@ -250,7 +250,7 @@ class SASLExternalTests(TLSServerCase):
 
 
 class StoredPasswordTests(TLSServerCase):
-    def test_ssha_credentials(self) -> None:
+    def test_ssha_hashed_credentials_bind_with_the_right_password_only(self) -> None:
         """credentials may hold {SSHA} hashes (slappasswd's format): the right password binds,
         a wrong one gets invalidCredentials."""
         from gridinfo.ldap.passwords import ssha
@@ -261,7 +261,7 @@ class StoredPasswordTests(TLSServerCase):
         self.assertEqual(client.bind("cn=hashed,o=grid", b"pa55").resultCode, ResultCode.SUCCESS)
         self.assertEqual(client.bind("cn=hashed,o=grid", b"pa56").resultCode, ResultCode.INVALID_CREDENTIALS)
 
-    def test_ssha_matches_slappasswd(self) -> None:
+    def test_a_hash_made_by_slappasswd_is_understood(self) -> None:
         """A hash made by OpenLDAP's slappasswd is understood."""
         import subprocess
 

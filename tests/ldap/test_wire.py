@@ -161,7 +161,7 @@ def test_decoding_in_place_from_a_larger_buffer() -> None:
     assert second == wire.Message(8, wire.UnbindOp(), ())
 
 
-def test_controls_are_decoded() -> None:
+def test_request_controls_decode_with_oid_criticality_and_value() -> None:
     """Request controls arrive with their OID, criticality and value."""
     paged = ber.sequence([ber.integer(50), ber.octet_string(b"")])
     data = _search(
@@ -176,7 +176,7 @@ def test_controls_are_decoded() -> None:
     assert wire.decode_paged_control(paged) == (50, b"")
 
 
-def test_bind_requests() -> None:
+def test_simple_v2_v3_and_sasl_bind_requests_decode_with_credentials() -> None:
     """Simple binds (v2, v3) and SASL binds decode with their credentials."""
     simple = wire.decode_message(_encode(L.LDAPBindRequest(version=3, dn="cn=admin,o=grid", auth=b"secret")))
     assert simple.op == wire.BindOp(3, "cn=admin,o=grid", b"secret")
@@ -188,7 +188,7 @@ def test_bind_requests() -> None:
     assert sasl2.op == wire.BindOp(3, "", None, "PLAIN", b"\0u\0p")
 
 
-def test_small_operations() -> None:
+def test_abandon_compare_add_delete_modify_moddn_and_extended_requests_decode() -> None:
     """Abandon, Compare, Add, Delete, Modify, ModifyDN and Extended requests decode."""
     assert wire.decode_message(_encode(L.LDAPAbandonRequest(id=300))).op == wire.AbandonOp(300)
     compare = L.LDAPCompareRequest(

@@ -1,4 +1,4 @@
-"""The batch provider against a real single-node Slurm, and on Slurm's documented output formats."""
+"""The batch provider on Slurm's documented output formats (against a real Slurm: tests/integration/test_slurm_provider.py)."""
 
 from __future__ import annotations
 
@@ -17,53 +17,9 @@ from gridinfo.providers_lib.batch import (
 )
 from gridinfo.providers_lib.output import format_entries
 from tests.providers.support import DATA, SUFFIX, parse_and_check, run_provider
-from tests.providers.conftest import Slurm, wait_for
 
 
-def test_real_slurm_queues_and_jobs(slurm: Slurm, tmp_path: Path) -> None:
-    """Partitions become GlueCEs with the job counts, free CPUs and limits Slurm reports, and each
-    job (running, pending for resources, held) becomes a GridinfoJob under its CE."""
-    running = slurm.run("sbatch", "--parsable", "-p", "debug", "-n", "2", "-o", "/dev/null", "--wrap", "sleep 120").strip()
-    pending = slurm.run("sbatch", "--parsable", "-p", "debug", "-n", "1", "-o", "/dev/null", "--wrap", "sleep 120").strip()
-    held = slurm.run("sbatch", "--parsable", "--hold", "-p", "long", "-n", "1", "-o", "/dev/null", "--wrap", "true").strip()
-    wait_for("job running", lambda: slurm.run("squeue", "-h", "-j", running, "-o", "%T").strip() == "RUNNING")
-
-    config = tmp_path / "batch.yaml"
-    config.write_text(f"slurm_conf: {slurm.conf}\nce_host: ce.example.org\ncluster_id: cluster.example.org\n")
-    run = run_provider("batch", ["--config", str(config)])
-    assert run.returncode == 0, run.stderr
-    ces = {ce.one("GlueCEName"): ce for ce in run.by_class("GlueCE")}
-    assert set(ces) == {"debug", "long"}
-    debug, long = ces["debug"], ces["long"]
-    assert debug.dn == f"GlueCEUniqueID=ce.example.org/slurm-debug,{SUFFIX}"
-    assert debug.one("GlueCEHostingCluster") == "cluster.example.org"
-    assert debug.one("GlueCEInfoLRMSType") == "slurm"
-    assert debug.one("GlueCEInfoLRMSVersion") == slurm.run("sinfo", "--version").split()[-1]
-    assert (debug.one("GlueCEStateRunningJobs"), debug.one("GlueCEStateWaitingJobs")) == ("1", "1")
-    assert debug.one("GlueCEStateTotalJobs") == "2"
-    assert debug.one("GlueCEStateFreeCPUs") == "0" and debug.one("GlueCEInfoTotalCPUs") == "2"
-    assert debug.one("GlueCEStateStatus") == "Production"
-    assert debug.one("GlueCEPolicyMaxWallClockTime") == "60"
-    assert long.get("GlueCEPolicyMaxWallClockTime") is None  # UNLIMITED
-    assert long.one("GlueCEPolicyPriority") == "2"
-    assert (long.one("GlueCEStateRunningJobs"), long.one("GlueCEStateWaitingJobs")) == ("0", "1")
-
-    jobs = {job.one("GridinfoJobID"): job for job in run.by_class("GridinfoJob")}
-    assert set(jobs) == {running, pending, held}
-    assert jobs[running].one("GridinfoJobState") == "RUNNING"
-    assert jobs[running].one("GridinfoJobGenericState") == "Running"
-    assert jobs[running].get("GridinfoJobStartTime")
-    assert jobs[pending].one("GridinfoJobGenericState") == "Waiting"
-    assert jobs[pending].get("GridinfoJobStartTime") is None
-    assert jobs[held].dn == f"GridinfoJobID={held},{long.dn}"
-    assert jobs[held].one("GridinfoJobOwner") == "root" and jobs[held].one("GridinfoJobQueue") == "long"
-    submit = slurm.run("squeue", "-h", "-j", pending, "-o", "%V").strip()
-    assert time.strftime("%Y-%m-%dT%H:%M:%S", time.strptime(jobs[pending].one("GridinfoJobSubmitTime"), "%Y%m%d%H%M%SZ")) == \
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.mktime(time.strptime(submit, "%Y-%m-%dT%H:%M:%S"))))
-    assert run.seconds < 10  # well inside the default timelimit (20 s); speed itself is measured in docs/providers.md
-
-
-def test_documented_outputs() -> None:
+def test_slurms_documented_outputs_give_the_right_glue_figures() -> None:
     """scontrol/sinfo/squeue outputs in Slurm's documented formats give the right GLUE figures."""
     partitions = parse_partitions((DATA / "scontrol-partitions.txt").read_text())
     jobs = parse_squeue((DATA / "squeue.txt").read_text())
@@ -83,7 +39,7 @@ def test_documented_outputs() -> None:
     assert by_id["1001"].one("GridinfoJobStartTime") == "20231114221500Z"  # 1700000100
 
 
-def test_durations() -> None:
+def test_slurm_minutes_round_up_and_unlimited_is_none() -> None:
     """Slurm's time limits in minutes (partial minutes round up), unlimited as None."""
     assert parse_slurm_duration("01:00:00") == 60
     assert parse_slurm_duration("3-00:00:00") == 4320
@@ -94,7 +50,7 @@ def test_durations() -> None:
     assert parse_slurm_duration("UNLIMITED") is None
 
 
-def test_slurm_not_configured(tmp_path: Path) -> None:
+def test_slurm_absent_or_unconfigured_says_so_publishes_nothing_exits_0(tmp_path: Path) -> None:
     """Slurm present but not configured (or absent): says so, publishes nothing, exits 0."""
     config = tmp_path / "batch.yaml"
     config.write_text(f"system: slurm\nslurm_conf: {tmp_path / 'absent.conf'}\n")

@@ -1,6 +1,7 @@
 """GLUE 2.0 from the bundled providers: the entry builders, and what the real providers print
-(site from conf/providers/site.yaml, host from this machine, batch from a real Slurm) checked
-entry by entry against gridinfo's schema and against the EGI GLUE 2 profile's rules."""
+(site from conf/providers/site.yaml, host from this machine) checked
+entry by entry against gridinfo's schema and against the EGI GLUE 2 profile's rules (all three
+together, batch from a real Slurm: tests/integration/test_glue2_providers.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from gridinfo.providers_lib.host import HostConfig, cpu_multiplicity, fqdn, glue
 from gridinfo.providers_lib.output import format_entries
 from gridinfo.providers_lib.site import ContactConfig, SiteConfig, site_entries
 from tests.providers import egi_glue2_profile as profile
-from tests.providers.conftest import Slurm
-from tests.providers.support import GLUE2_SUFFIX, ROOT, run_provider
+from tests.providers.support import GLUE2_SUFFIX, run_provider
 
 G2 = GLUE2_SUFFIX
 
@@ -121,34 +121,6 @@ def test_an_unknown_benchmark_type_is_refused_and_logged(tmp_path: Path) -> None
     run = run_provider("host", ["--config", str(config), "--state-dir", str(tmp_path)])
     assert run.returncode == 0 and run.by_class("GLUE2ExecutionEnvironment") and not run.by_class("GLUE2Benchmark")
     assert f"{config}: benchmarks: unknown GLUE2BenchmarkType hepspec" in run.stderr
-
-
-def test_the_bundled_providers_output_meets_the_schema_and_the_egi_profile(slurm: Slurm, tmp_path: Path) -> None:
-    """The real providers' GLUE 2 output, together: schema-clean (run_provider checks every entry),
-    no breach of the profile's rules, and the mandatory attributes present except the ones no
-    source here knows (the profile's validator warns about exactly those)."""
-    (tmp_path / "batch.yaml").write_text(f"slurm_conf: {slurm.conf}\nsite_id: EXAMPLE-SITE\nvos: ['VO:ops']\n")
-    (tmp_path / "host.yaml").write_text("benchmarks: {hep-spec06: 10.5}\n")
-    runs = [
-        run_provider("site", ["--config", str(ROOT / "conf" / "providers" / "site.yaml")]),
-        run_provider("host", ["--config", str(tmp_path / "host.yaml"), "--state-dir", str(tmp_path)]),
-        run_provider("batch", ["--config", str(tmp_path / "batch.yaml")]),
-    ]
-    assert [r.returncode for r in runs] == [0, 0, 0], [r.stderr for r in runs]
-    glue2 = profile.as_entries((e.dn, e.attrs) for r in runs for e in r.entries if e.dn.endswith(G2))
-    assert len(glue2) >= 14
-    assert profile.problems(glue2) == []
-    assert profile.missing_mandatory(glue2) == {
-        # no source gives these: Slurm's partitions say nothing of memory limits, CPU time or
-        # waiting-time estimates, and the model has no physical CPU count
-        "GLUE2ComputingShare": {
-            "GLUE2ComputingShareDefaultCPUTime", "GLUE2ComputingShareMaxMainMemory",
-            "GLUE2ComputingShareGuaranteedMainMemory", "GLUE2ComputingShareMaxVirtualMemory",
-            "GLUE2ComputingShareGuaranteedVirtualMemory", "GLUE2ComputingShareEstimatedAverageWaitingTime",
-            "GLUE2ComputingShareEstimatedWorstWaitingTime", "GLUE2ComputingShareDefaultWallTime",
-        },
-        "GLUE2ComputingManager": {"GLUE2ComputingManagerTotalPhysicalCPUs"},
-    }
 
 
 def test_the_profile_check_catches_what_it_is_for() -> None:

@@ -1,4 +1,5 @@
-"""The batch provider on Grid Engine: parsers on captured qstat/qconf output, a real Grid Engine.
+"""The batch provider on Grid Engine: parsers on captured qstat/qconf output (against a real
+Grid Engine: tests/integration/test_gridengine_provider.py).
 
 The files in data/gridengine were captured from Debian's gridengine 8.1.9 (the fixture's set-up,
 queues short and long) with ``TZ=UTC qstat -f -xml -u '*' -s a -r``, ``qstat -g c -xml`` and
@@ -19,7 +20,6 @@ one; they hold no pending task list, so the output is the same without it):
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -39,9 +39,7 @@ from gridinfo.providers_lib.gridengine import (
     parse_subordinates,
     task_ranges,
 )
-from tests.providers.support import DATA, PROVIDERS, SUFFIX, parse_and_check, run_provider
-from tests.support.gridengine import GridEngine, gridengine, wait_for  # noqa: F401  (gridengine: fixture)
-from tests.support.ports import free_port
+from tests.providers.support import DATA, PROVIDERS, SUFFIX, run_provider
 
 GE_DATA = DATA / "gridengine"
 
@@ -60,7 +58,7 @@ def _cluster_summary(text: str) -> dict[str, dict[str, int]]:
     }
 
 
-def test_job_state_table() -> None:
+def test_each_grid_engine_state_maps_to_the_generic_state_of_the_table() -> None:
     """Each Grid Engine state string gets the generic state of the theory-of-operation table."""
     assert {s: generic_state(s) for s in ("qw", "hqw", "hRwq", "Eqw", "r", "t", "Rr", "Rt", "s", "S", "T", "Rs",
                                           "dr", "dt", "dRr", "dqw", "dhqw", "z", "", "X")} == {
@@ -72,7 +70,7 @@ def test_job_state_table() -> None:
     }
 
 
-def test_limits_and_times() -> None:
+def test_queue_limits_round_up_to_minutes_and_qstat_times_are_unix_seconds() -> None:
     """queue_conf(5) limits in minutes (seconds rounded up); qstat's UTC times as Unix seconds."""
     assert parse_ge_duration("01:00:00") == 60
     assert parse_ge_duration("00:50:00") == 50
@@ -89,7 +87,7 @@ def test_limits_and_times() -> None:
     assert parse_subordinates("slots=4(a:1:sr,b:2)") == ["a", "b"]
 
 
-def test_captured_output_subordinated() -> None:
+def test_a_suspended_instance_takes_no_job_and_suspended_or_held_jobs_wait() -> None:
     """A suspended instance takes no job (Queueing, no free CPU); suspended and held jobs wait."""
     queues = _sample("subordinated")
     assert queues.system == "sge" and queues.lrms_version == "8.1.9"
@@ -154,7 +152,7 @@ def test_captured_output_pending_task_lists() -> None:
         task_ranges("1-x")
 
 
-def test_job_queue_requests() -> None:
+def test_a_pending_job_belongs_to_the_queues_it_asked_for_or_every_queue() -> None:
     """A pending job belongs to the queues it asked for (patterns, queue@host), or to every queue."""
     from gridinfo.providers_lib.gridengine import GEJob
 
@@ -179,65 +177,7 @@ def test_bad_output_is_a_precise_error() -> None:
     assert parse_queue_conf("garbage without qname\n") == {}
 
 
-def test_real_gridengine_queues_and_jobs(gridengine: GridEngine, tmp_path: Path) -> None:
-    """The provider's CEs and jobs agree with what qstat says of a running Grid Engine."""
-    gridengine.clear()
-    running = gridengine.submit("-q", "short")
-    queued = [gridengine.submit("-q", "long") for _ in range(2)]  # long has 1 slot: one runs, one waits
-    held = gridengine.submit("-h", "-q", "short", "--", "true")
-    wait_for("jobs scheduled", lambda: gridengine.run("qstat", "-u", "*").count(" r ") >= 2)
-    config = tmp_path / "batch.yaml"
-    config.write_text(gridengine.config_yaml() + "ce_host: ce.example.org\ncluster_id: cluster.example.org\n")
-    run = run_provider("batch", ["--config", str(config)])
-    assert run.returncode == 0, run.stderr
-    ces = {e.one("GlueCEName"): e for e in run.by_class("GlueCE")}
-    assert set(ces) == {"short", "long"}
-    short, long = ces["short"], ces["long"]
-    assert short.dn == f"GlueCEUniqueID=ce.example.org/sge-short,{SUFFIX}"
-    assert short.one("GlueCEInfoLRMSType") == "sge"
-    assert short.one("GlueCEInfoLRMSVersion") == gridengine.run("qstat", "-help").split()[1]
-    assert (short.one("GlueCEInfoTotalCPUs"), short.one("GlueCEStateFreeCPUs")) == ("2", "1")
-    assert (short.one("GlueCEStateRunningJobs"), short.one("GlueCEStateWaitingJobs")) == ("1", "1")
-    assert (long.one("GlueCEInfoTotalCPUs"), long.one("GlueCEStateFreeCPUs")) == ("1", "0")
-    assert (long.one("GlueCEStateRunningJobs"), long.one("GlueCEStateWaitingJobs")) == ("1", "1")
-    assert short.one("GlueCEPolicyMaxWallClockTime") == "60" and long.get("GlueCEPolicyMaxWallClockTime") is None
-    assert short.one("GlueCEStateStatus") == "Production"
-    jobs = {e.one("GridinfoJobID"): e for e in run.by_class("GridinfoJob")}
-    assert set(jobs) == {running, *queued, held}
-    assert jobs[held].one("GridinfoJobState") == "hqw" and jobs[held].one("GridinfoJobGenericState") == "Waiting"
-    assert jobs[running].one("GridinfoJobGenericState") == "Running"
-    assert jobs[running].dn.endswith(short.dn) and jobs[held].dn.endswith(short.dn)
-    summary = _cluster_summary(gridengine.run("qstat", "-g", "c", "-xml"))
-    assert summary["short"]["available"] == 1 and summary["long"]["available"] == 0
-    gridengine.clear()
-
-
-def test_real_array_and_max_jobs(gridengine: GridEngine, tmp_path: Path) -> None:
-    """A 50-task array with max_jobs 5: the CE counts all 50 tasks, 5 jobs are published, a warning says so."""
-    gridengine.clear()
-    array = gridengine.submit("-h", "-q", "long", "-t", "1-50").split(".")[0]
-    config = tmp_path / "batch.yaml"
-    config.write_text(gridengine.config_yaml() + "max_jobs: 5\n")
-    run = run_provider("batch", ["--config", str(config)])
-    gridengine.clear()
-    assert run.returncode == 0, run.stderr
-    ces = {e.one("GlueCEName"): e for e in run.by_class("GlueCE")}
-    assert ces["long"].one("GlueCEStateWaitingJobs") == "50" and ces["short"].one("GlueCEStateWaitingJobs") == "0"
-    assert [e.one("GridinfoJobID") for e in run.by_class("GridinfoJob")] == [f"{array}.{t}" for t in range(1, 6)]
-    assert run.stderr.count("50 jobs, publishing the first 5 (max_jobs)") == 1
-
-
-def test_qmaster_down_exits_1(gridengine: GridEngine, tmp_path: Path) -> None:
-    """Configured but failing (nothing answers on the qmaster port): exit 1, the GRIS keeps its data."""
-    config = tmp_path / "batch.yaml"
-    dead = free_port()
-    config.write_text(gridengine.config_yaml().replace(f"sge_qmaster_port: {gridengine.qmaster_port}", f"sge_qmaster_port: {dead}"))
-    run = run_provider("batch", ["--config", str(config)])
-    assert run.returncode == 1 and run.entries == []
-    assert "Grid Engine did not answer" in run.stderr and "qstat exited with status 1" in run.stderr
-
-
-def test_gridengine_not_here(tmp_path: Path) -> None:
+def test_no_grid_engine_cell_or_qstat_says_so_publishes_nothing_exits_0(tmp_path: Path) -> None:
     """No cell, or no qstat on PATH: says so once, publishes nothing, exits 0."""
     config = tmp_path / "batch.yaml"
     config.write_text(f"system: gridengine\nsge_root: {tmp_path}\nsge_cell: nocell\n")
@@ -251,7 +191,7 @@ def test_gridengine_not_here(tmp_path: Path) -> None:
     assert run.stderr.count("qstat is not installed") == 1
 
 
-def test_auto_finds_neither(tmp_path: Path) -> None:
+def test_system_auto_with_neither_batch_system_names_what_is_missing_exits_0(tmp_path: Path) -> None:
     """system: auto with no slurm.conf and no Grid Engine cell: one line names what is missing for each, exit 0."""
     config = tmp_path / "batch.yaml"
     config.write_text(f"slurm_conf: {tmp_path / 'absent.conf'}\nsge_root: {tmp_path}\nsge_cell: nocell\n")
@@ -259,52 +199,6 @@ def test_auto_finds_neither(tmp_path: Path) -> None:
     assert run.returncode == 0 and run.entries == []
     [line] = [line for line in run.stderr.splitlines() if "WARNING" in line or "no batch system" in line]
     assert "no batch system here (Slurm:" in line and "has no cell" in line
-
-
-def test_auto_picks_gridengine(gridengine: GridEngine, tmp_path: Path) -> None:
-    """system: auto, no Slurm configured, a Grid Engine cell here: Grid Engine's queues are published."""
-    config = tmp_path / "batch.yaml"
-    config.write_text(gridengine.config_yaml().replace("system: gridengine", "system: auto")
-                      + f"slurm_conf: {tmp_path / 'absent.conf'}\n")
-    run = run_provider("batch", ["--config", str(config)])
-    assert run.returncode == 0, run.stderr
-    assert {e.one("GlueCEInfoLRMSType") for e in run.by_class("GlueCE")} == {"sge"}
-
-
-def test_gris_publishes_gridengine(gridengine: GridEngine, tmp_path: Path) -> None:
-    """A GRIS running the batch provider on Grid Engine answers ldapsearch over loopback with its CEs and jobs."""
-    gridengine.clear()
-    waiting = gridengine.submit("-h", "-q", "long", "--", "true")
-    folder = tmp_path / "providers"
-    folder.mkdir()
-    (folder / "batch").symlink_to(PROVIDERS / "batch")
-    (tmp_path / "batch.yaml").write_text(gridengine.config_yaml())
-    port = free_port()
-    (tmp_path / "gris.yaml").write_text(
-        f"listen: ['tcp:{port}:interface=127.0.0.1']\nproviders: [{folder}]\n"
-        f"provider:\n  batch: {{args: ['--config', '{tmp_path / 'batch.yaml'}']}}\n"
-    )
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-    gris = subprocess.Popen([str(Path(sys.executable).parent / "gris"), "--config", str(tmp_path / "gris.yaml")],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def search(filter_: str) -> list:  # type: ignore[type-arg]
-        out = subprocess.run(["ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-H", f"ldap://127.0.0.1:{port}",
-                              "-b", SUFFIX, filter_], capture_output=True, text=True, timeout=30, check=True).stdout
-        return parse_and_check(out)
-
-    try:
-        wait_for("GRIS answers", lambda: bool(search("(objectClass=GlueCE)")))
-        ces = {e.one("GlueCEName"): e for e in search("(objectClass=GlueCE)")}
-        jobs = {e.one("GridinfoJobID"): e for e in search("(objectClass=GridinfoJob)")}
-    finally:
-        gris.terminate()
-        gris.wait(10)
-        gridengine.clear()
-    assert set(ces) == {"short", "long"}
-    assert ces["long"].one("GlueCEStateWaitingJobs") == "1" and ces["long"].one("GlueCEStateFreeCPUs") == "1"
-    assert ces["short"].one("GlueCEStateFreeCPUs") == "2" and ces["short"].one("GlueCEInfoLRMSType") == "sge"
-    assert set(jobs) == {waiting} and jobs[waiting].one("GridinfoJobState") == "hqw"
 
 
 def test_shipped_config_is_the_defaults() -> None:

@@ -138,7 +138,7 @@ def test_rates_refuse_unusable_samples() -> None:
     assert wrapped is not None and "eth0" not in wrapped.nics
 
 
-def test_suffix_from_environment(tmp_path: Path) -> None:
+def test_suffix_environment_variables_move_every_dn_under_another_context(tmp_path: Path) -> None:
     """$GRIDINFO_SUFFIX moves every GLUE 1.3 DN under another naming context, $GRIDINFO_GLUE2_SUFFIX
     every GLUE 2 DN; an empty $GRIDINFO_GLUE2_SUFFIX means no GLUE 2 at all."""
     env = {"GRIDINFO_SUFFIX": "mds-vo-name=site1,o=grid", "GRIDINFO_GLUE2_SUFFIX": "GLUE2GroupID=site1,o=glue"}

@@ -73,7 +73,7 @@ def test_unresolvable_target_reports_loss(tmp_path: Path) -> None:
     assert path.one("GridinfoPathLoss") == "100" and "resolve" in path.one("GridinfoPathError")
 
 
-def test_icmp_ping_loopback(tmp_path: Path) -> None:
+def test_pings_summary_becomes_the_paths_loss_and_rtts(tmp_path: Path) -> None:
     """ping's own summary becomes the path's loss and RTTs (µs)."""
     config = _config(tmp_path, "count: 3\ntargets:\n  - {host: 127.0.0.1, methods: [icmp]}\n")
     run = run_provider("network", ["--config", config])

@@ -22,7 +22,7 @@ from tests.vm.support import ALICE, BATCH, CLOUD, HYPERVISOR, T0, VM, log, make_
         (vm_event("ReallyRunning", "vm", 1), ALICE, "VM 'vm1' is not registered, so its owner is not known yet"),
     ],
 )
-def test_refusals_say_why(tmp_path: Path, event: Event, bind_dn: str, message: str) -> None:
+def test_a_refused_client_learns_why_and_nothing_is_kept(tmp_path: Path, event: Event, bind_dn: str, message: str) -> None:
     """A client refused learns the reason; nothing is journalled or published."""
     sink = make_sink(tmp_path / "j.sqlite")
     with pytest.raises(InsufficientAccessRights, match=message) as info:

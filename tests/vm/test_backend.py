@@ -155,7 +155,7 @@ def test_restart_rebuilds_the_same_state_from_the_journal(tmp_path: Path) -> Non
     assert search(again, "(objectClass=*)") == before
 
 
-def test_refusals_change_nothing(tmp_path: Path) -> None:
+def test_a_refused_event_is_neither_journalled_nor_published(tmp_path: Path) -> None:
     """A refused event is neither journalled nor published."""
     sink = make_sink(tmp_path / "j.sqlite")
     log(sink, vm_event("Register", "cloud", 1, 0, owner="alice", sources="cloud,vm"), CLOUD)

@@ -18,7 +18,7 @@ from gridinfo.gris.providers import ProviderManager
 from gridinfo.gris.softstate import ProviderDefinition, RunOutput
 from gridinfo.providers_lib.hypervisor import Domain, Hypervisor, hypervisor_entries
 from gridinfo.providers_lib.output import format_entries
-from gridinfo.service import make_gris_tree
+from gridinfo.service import make_gris_service, make_gris_tree
 from gridinfo.vm.acl import AccessPolicy
 from gridinfo.vm.backend import EventSink
 from gridinfo.vm.events import Event
@@ -216,9 +216,8 @@ def test_a_run_that_publishes_nothing_is_not_every_domain_vanishing(tmp_path: Pa
 def test_feeds_vm_needs_the_vm_section(tmp_path: Path, clock: task.Clock) -> None:
     """A provider set to feed VM events while the events are off is a config error at start."""
     config = GRISConfig(provider={"hypervisor": ProviderConfig(feeds="vm")})
-    tree = make_gris_tree(config)
     with pytest.raises(ConfigError, match="vm.enabled: true"):
-        ProviderManager(tree, config, clock)
+        make_gris_service(config, clock)  # validate() refuses it before anything is built
 
 
 def test_feeds_in_gris_yaml(tmp_path: Path) -> None:

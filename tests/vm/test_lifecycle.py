@@ -47,7 +47,7 @@ def fold(events: list[Event]) -> Lifecycle:
         ("HostDetail", "cloud", "Unknown", "Submitted"),
     ],
 )
-def test_vm_transition_table(kind: str, source: str, state: str, generic: str) -> None:
+def test_each_event_takes_a_new_vm_to_the_documented_state(kind: str, source: str, state: str, generic: str) -> None:
     """Each event takes a new VM to the state (and generic job state) the table documents."""
     life = fold([vm_event(kind, source, 1, 0)])
     assert (life.state, life.generic_state) == (state, generic)
@@ -102,7 +102,7 @@ def test_the_earliest_final_event_decides() -> None:
     assert fold([done, failed]).state == "Failed"
 
 
-def test_duplicates_count_once() -> None:
+def test_a_resent_duplicate_event_changes_nothing() -> None:
     """A client that re-sends an event (after a lost answer) does not change anything."""
     e = vm_event("Running", "cloud", 1, 0)
     life = fold([e])

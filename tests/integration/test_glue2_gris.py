@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from tests.providers import egi_glue2_profile as profile
-from tests.providers.conftest import Slurm, wait_for
+from tests.support.slurm import Slurm, wait_for
 from tests.providers.support import GLUE2_SUFFIX, PROVIDERS, ROOT
-from tests.providers.test_gris_end_to_end import _ldapsearch
+from tests.integration.test_gris_end_to_end import _ldapsearch
 from tests.support.ports import free_port
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.providers.conftest import Slurm, wait_for
+from tests.support.slurm import Slurm, wait_for
 from tests.providers.support import DATA, PROVIDERS, SUFFIX
 from tests.support.ports import free_port
 

@@ -1,4 +1,4 @@
-"""Fixtures of the providers' tests: a real single-node Slurm, shared by the tests that need one."""
+"""A real single-node Slurm for the tests that need one (the `slurm` fixture: tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gridinfo_dev.daemon import wait_for  # noqa: F401  (re-exported for the provider tests)
+from gridinfo_dev.daemon import wait_for  # noqa: F401  (re-exported for the Slurm tests)
 
 from tests.support.ports import free_ports
 
@@ -32,6 +32,11 @@ class Slurm:
     def run(self, *argv: str) -> str:
         env = {**os.environ, "SLURM_CONF": str(self.conf)}
         return subprocess.run(argv, env=env, capture_output=True, text=True, check=True, timeout=20).stdout
+
+    def clear(self) -> None:
+        """Cancel every job and wait until squeue lists none (a test that counts jobs starts from an empty cluster)."""
+        self.run("scancel", "--user", "root")
+        wait_for("no jobs left", lambda: self.run("squeue", "-h") == "")
 
 
 @pytest.fixture(scope="session")
