@@ -1,11 +1,11 @@
-"""Telling open pages that the directory changed: one small interface, fed by polling for now.
+"""Telling open pages that the directory changed: one small interface, fed by the change stream or by polling.
 
 :class:`ChangeSource` is what the web server needs: ``subscribe(callback)`` (called with a
 token string on each change; returns an ``unsubscribe``), ``token`` (the current one) and
 ``subscribers``.  :class:`PollingChanges` implements it by checking a digest of the directory
 every ``interval`` seconds while at least one page listens (nobody listening: no work at all).
-A change stream (the change streams issue) can feed the same interface by calling
-:meth:`PollingChanges.changed` or by implementing the three members itself.
+:class:`StreamChanges` feeds the same interface from a tree's change log (a GRIS: pages hear of
+a change on the next reactor turn); a GIIS, whose data comes from its children, polls.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import Any, Protocol
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from gridinfo.directory.changes import Subscription
+from gridinfo.directory.dn import is_descendant_key
 from gridinfo.directory.query import Scope
 
 log = Logger()
@@ -115,3 +117,64 @@ class PollingChanges:
             return result
 
         return d.addCallback(compare).addBoth(finished)
+
+
+class StreamChanges(PollingChanges):
+    """The same interface fed by the tree's change stream: pages hear of a change on the next
+    reactor turn, with no polling.  While a page listens it holds one subscription to the change
+    log (every entry outside ``o=infosys``); a burst of changes is one new token; a subscription
+    that overflowed its bound is still a change, and is renewed."""
+
+    def __init__(self, changelog: Any, tree: Any, reactor: Any):
+        super().__init__(None, reactor)
+        self.changelog = changelog
+        infosys = tree.key("o=infosys")
+        self._visible = lambda e: not is_descendant_key(e.key, infosys)
+        self._subscription: Subscription | None = None
+        self._call: Any = None
+
+    def subscribe(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        self._next += 1
+        handle = self._next
+        self._callbacks[handle] = callback
+        if self._subscription is None:
+            self._open()
+
+        def unsubscribe() -> None:
+            self._callbacks.pop(handle, None)
+            if not self._callbacks:
+                self._close()
+
+        return unsubscribe
+
+    def stop(self) -> None:
+        self._callbacks.clear()
+        self._close()
+
+    def _open(self) -> None:
+        self._subscription = self.changelog.subscribe(Subscription(self._visible, max_pending=1024))
+        self._subscription.on_ready = self._soon
+
+    def _close(self) -> None:
+        if self._subscription is not None:
+            self.changelog.unsubscribe(self._subscription)
+            self._subscription = None
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def _soon(self) -> None:
+        if self._call is None:
+            self._call = self.reactor.callLater(0, self._deliver)
+
+    def _deliver(self) -> None:
+        self._call = None
+        subscription = self._subscription
+        if subscription is None:
+            return
+        self.checks += 1
+        subscription.pending.clear()  # pages fetch what they show; they only need to know
+        if subscription.overflowed:
+            self._close()
+            self._open()
+        self.changed()

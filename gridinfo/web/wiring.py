@@ -82,7 +82,7 @@ def add_web_service(top: service.MultiService, parts: WebParts | None, kind: str
     if parts is None:
         return
     from gridinfo.web.history import HistoryStore, Sampler
-    from gridinfo.web.live import PollingChanges
+    from gridinfo.web.live import PollingChanges, StreamChanges
     from gridinfo.web.metrics import StateCollector
     from gridinfo.web.reader import BackendReader
     from gridinfo.web.server import Root, WebApp
@@ -91,7 +91,11 @@ def add_web_service(top: service.MultiService, parts: WebParts | None, kind: str
     reader = BackendReader(backend, reactor, bind_dn=web.bind_dn)
     parts.history = HistoryStore(web.history or ":memory:", max_bytes=web.history_max_bytes)
     parts.sampler = Sampler(parts.history, reader, web.history_attributes, reactor, interval=web.sample_interval)
-    parts.live = PollingChanges(reader, reactor, interval=web.live_interval)
+    tree = getattr(backend, "tree", None)
+    if callable(getattr(backend, "sync_view", None)) and tree is not None:  # a GRIS: its own tree's changes
+        parts.live = StreamChanges(tree.changelog, tree, reactor)
+    else:
+        parts.live = PollingChanges(reader, reactor, interval=web.live_interval)
     parts.registry.register(StateCollector(kind, backend, factory, reactor, providers=providers,
                                            live=parts.live, sampler=parts.sampler))
     mount = None

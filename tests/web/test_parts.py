@@ -90,6 +90,42 @@ def test_live_changes_poll_only_while_someone_listens_and_tell_each_change() -> 
     assert live.token == "2"
 
 
+def test_live_changes_from_the_change_stream_tell_a_burst_once_and_ignore_status() -> None:
+    """A GRIS's pages hear of its tree's changes on the next reactor turn, with no polling."""
+    from gridinfo.directory.schema import load_schema
+    from gridinfo.directory.tree import DirectoryTree
+    from gridinfo.web.live import StreamChanges
+
+    clock = task.Clock()
+    tree = DirectoryTree(load_schema(()), wallclock=clock.seconds)
+    live = StreamChanges(tree.changelog, tree, clock)
+
+    def site(uid: str, name: str) -> None:
+        tree.add(tree.build(f"GlueSiteUniqueID={uid},mds-vo-name=local,o=grid",
+                            [("objectClass", [b"GlueTop", b"GlueSite"]), ("GlueSiteUniqueID", [uid.encode()]),
+                             ("GlueSiteName", [name.encode()])]))
+
+    site("a", "before")  # nobody listens: nothing held
+    assert tree.changelog.subscriptions == set()
+    seen: list[str] = []
+    unsubscribe = live.subscribe(seen.append)
+    for i in range(50):
+        site("a", f"flap {i}")  # a burst between two turns
+    clock.advance(0)
+    assert seen == ["1"]
+    tree.add(tree.build("cn=gris,o=infosys", [("objectClass", [b"GridinfoServerStatus"]), ("cn", [b"gris"])]))
+    clock.advance(0)
+    assert seen == ["1"]  # status entries under o=infosys are not page content
+    for i in range(2000):  # past the subscription's bound: still one change, and it is renewed
+        site(f"s{i}", "x")
+    clock.advance(0)
+    site("a", "after")
+    clock.advance(0)
+    assert seen == ["1", "2", "3"]
+    unsubscribe()
+    assert tree.changelog.subscriptions == set()
+
+
 def test_http_flag_and_yaml_keys(tmp_path: Path) -> None:
     from gridinfo.cli import giis, gris
     from gridinfo.config import GRISConfig, load_config
