@@ -194,12 +194,10 @@ class ChangeStream:
             state, entry = queue.popleft()
             if state < 0:
                 parts.append(ber.ldap_message(mid, encode(entry)))
-            elif state == ChangeKind.DELETE:
-                control = sync.sync_state(state, entry_uuid_bytes(entry.key))
-                parts.append(ber.ldap_message(mid, _dn_only(entry), sync.controls(control)))
-            else:
-                control = sync.sync_state(state, entry_uuid_bytes(entry.key))
-                parts.append(ber.ldap_message(mid, encode(entry), sync.controls(control)))
+                continue
+            op = _dn_only(entry) if state == ChangeKind.DELETE else encode(entry)
+            control = sync.sync_state(state, entry_uuid_bytes(entry.key))
+            parts.append(ber.ldap_message(mid, op, sync.controls(control)))
         self._write(b"".join(parts))
 
     def _write_notices(self, notices: list[Notice]) -> None:

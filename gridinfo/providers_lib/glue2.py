@@ -83,28 +83,26 @@ def extended_boolean(value: bool | None) -> str:
     return "UNDEFINED" if value is None else ("TRUE" if value else "FALSE")
 
 
-def access_policy(endpoint_id: str, endpoint_dn: str, rules: list[str]) -> LDIFEntry:
-    """The GLUE2AccessPolicy of an endpoint (the profile wants one beside every endpoint)."""
-    policy_id = f"{endpoint_id}_access"
-    entry = LDIFEntry(child_dn("GLUE2PolicyID", policy_id, endpoint_dn))
-    entry.add("objectClass", ["GLUE2Policy", "GLUE2AccessPolicy"])
+def _policy(kind: str, owner_id: str, owner_dn: str, rules: list[str], suffix: str, foreign_key: str) -> LDIFEntry:
+    """A GLUE2Policy of class ``kind`` below its owner, with the rules (``ALL`` when none)."""
+    policy_id = f"{owner_id}_{suffix}"
+    entry = LDIFEntry(child_dn("GLUE2PolicyID", policy_id, owner_dn))
+    entry.add("objectClass", ["GLUE2Policy", kind])
     entry.add("GLUE2PolicyID", policy_id)
     entry.add("GLUE2PolicyScheme", POLICY_SCHEME)
     entry.add("GLUE2PolicyRule", rules or ["ALL"])
-    entry.add("GLUE2AccessPolicyEndpointForeignKey", endpoint_id)
+    entry.add(foreign_key, owner_id)
     return entry
+
+
+def access_policy(endpoint_id: str, endpoint_dn: str, rules: list[str]) -> LDIFEntry:
+    """The GLUE2AccessPolicy of an endpoint (the profile wants one beside every endpoint)."""
+    return _policy("GLUE2AccessPolicy", endpoint_id, endpoint_dn, rules, "access", "GLUE2AccessPolicyEndpointForeignKey")
 
 
 def mapping_policy(share_id: str, share_dn: str, rules: list[str]) -> LDIFEntry:
     """The GLUE2MappingPolicy of a share: who is mapped to it (``VO:<vo>`` rules)."""
-    policy_id = f"{share_id}_mapping"
-    entry = LDIFEntry(child_dn("GLUE2PolicyID", policy_id, share_dn))
-    entry.add("objectClass", ["GLUE2Policy", "GLUE2MappingPolicy"])
-    entry.add("GLUE2PolicyID", policy_id)
-    entry.add("GLUE2PolicyScheme", POLICY_SCHEME)
-    entry.add("GLUE2PolicyRule", rules or ["ALL"])
-    entry.add("GLUE2MappingPolicyShareForeignKey", share_id)
-    return entry
+    return _policy("GLUE2MappingPolicy", share_id, share_dn, rules, "mapping", "GLUE2MappingPolicyShareForeignKey")
 
 
 __all__ = [

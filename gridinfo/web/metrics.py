@@ -77,6 +77,14 @@ class OperationMetrics:
         self.latency.labels(operation).observe(etime)
 
 
+def _by_label(name: str, documentation: str, label: str, counts: Counter[str], values: tuple[str, ...]) -> Metric:
+    """A gauge family with one sample per value of ``label`` (0 for the values not counted)."""
+    family = GaugeMetricFamily(name, documentation, labels=[label])
+    for value in values:
+        family.add_metric([value], counts.get(value, 0))
+    return family
+
+
 class StateCollector(Collector):
     """Figures read from the daemon's objects when scraped (nothing is kept between scrapes)."""
 
@@ -129,28 +137,19 @@ class StateCollector(Collector):
             if r.last_run is not None:
                 dur.add_metric([r.name], r.last_duration)
         yield from (runs, fails, dur, ents)
-        by_state = Counter(r.state.value for r in records)
-        soft = GaugeMetricFamily("gridinfo_softstate_providers", "Providers by the state of their data",
-                                 labels=["state"])
-        for state in ("never", "fresh", "stale", "gone"):
-            soft.add_metric([state], by_state.get(state, 0))
-        yield soft
+        yield _by_label("gridinfo_softstate_providers", "Providers by the state of their data", "state",
+                        Counter(r.state.value for r in records), ("never", "fresh", "stale", "gone"))
         yield CounterMetricFamily("gridinfo_gris_searches", "Searches that reached the provider manager",
                                   value=getattr(self.providers, "searches", 0))
 
     def _children(self) -> Iterable[Metric]:
         now = self.reactor.seconds()
         children = list(self.backend.children.all())
-        regs = Counter("STATIC" if c.lease is None else c.lease_state(now).value for c in children)
-        fam = GaugeMetricFamily("gridinfo_giis_registrations", "Children by registration status", labels=["status"])
-        for status in ("VALID", "INVALID", "STATIC"):
-            fam.add_metric([status], regs.get(status, 0))
-        yield fam
-        states = Counter(c.stats.state for c in children)
-        fam = GaugeMetricFamily("gridinfo_giis_children", "Children by health", labels=["state"])
-        for state in ("new", "ok", "slow", "unreachable", "invalid"):
-            fam.add_metric([state], states.get(state, 0))
-        yield fam
+        yield _by_label("gridinfo_giis_registrations", "Children by registration status", "status",
+                        Counter("STATIC" if c.lease is None else c.lease_state(now).value for c in children),
+                        ("VALID", "INVALID", "STATIC"))
+        yield _by_label("gridinfo_giis_children", "Children by health", "state",
+                        Counter(c.stats.state for c in children), ("new", "ok", "slow", "unreachable", "invalid"))
         lat = GaugeMetricFamily("gridinfo_giis_child_latency_seconds", "Each child's last answer time", labels=["child"])
         up = GaugeMetricFamily("gridinfo_giis_child_up", "1 when the child's last contact succeeded", labels=["child"])
         ents = GaugeMetricFamily("gridinfo_giis_child_entries", "Entries of each child's last answer", labels=["child"])
