@@ -202,7 +202,8 @@ class StaticChildConfig:
     """A child listed in the GIIS config (any LDAP server); see conf/giis.yaml."""
 
     url: str = ""
-    mode: Literal["forward", "mirror"] = "forward"
+    mode: Literal["forward", "mirror"] = "forward"  # how it is asked when it does not push its changes
+    push: bool = True  # subscribe to its change stream (RFC 4533) when it advertises one
     timeout: float = 20.0
     cachettl: float = 30.0
     keep: float = 3600.0
@@ -260,6 +261,8 @@ class GIISConfig:
     max_entries_per_child: int = 200000
     sweep_interval: float = 30.0
     children: tuple[StaticChildConfig, ...] = ()
+    push: bool = True  # subscribe to registered children's change streams where they advertise one
+    push_retry: float = 600.0  # seconds before asking again a child that had no stream to offer
     register: tuple[RegisterConfig, ...] = ()
     tls: TLSConfig = field(default_factory=TLSConfig)
     stats_log: Literal["off", "text", "json"] = "off"  # one line per LDAP operation (slapd's stats shape)

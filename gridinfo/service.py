@@ -264,7 +264,7 @@ def make_giis_service(config: GIISConfig, reactor: Any) -> service.MultiService:
             if tree.lookup(dn) is None:
                 tree.add(tree.build(dn, bdii_entry_attributes(dn), source="gridinfo"))
     policy = RegistrationPolicy(config.registration_policy, schema, source=config.source)
-    backend = GIISBackend(tree, config, reactor, policy=policy, client_factory=client_factory(config, reactor))
+    backend = GIISBackend(tree, config, reactor, policy=policy, client_factory=client_factory(config, reactor), push=True)
     from gridinfo.web.wiring import add_web_service, web_parts
 
     web = web_parts(config)  # http: only; its operation metrics watch the LDAP server
