@@ -24,6 +24,21 @@ by replacing its DN (:func:`rename_entry`) and never touches the attributes.
 
 A peer that sends something that is not LDAP (:class:`PeerProtocolError`) loses the
 connection; every request on it fails with that error.
+
+Streaming searches
+------------------
+:meth:`LDAPClient.stream` sends a search (with request controls, e.g. RFC 4533's Sync Request)
+whose answer is not collected: each SearchResultEntry, SearchResultReference and
+IntermediateResponse is handed to a callback as a :class:`StreamMessage` the moment it is
+framed (its response controls decoded), and the :class:`SearchStream`'s ``result`` Deferred
+fires with the SearchResultDone (code, message, controls).  There is no overall timeout and no
+accumulation (``max_pdu_bytes`` still bounds each message).  It ends with ConnectionLost or
+PeerProtocolError like any request; :meth:`SearchStream.cancel` sends RFC 3909 Cancel (the
+server then ends the search, usually with ``canceled`` 118) and falls back to Abandon when the
+server refuses or does not answer; a callback that raises ends the stream the same way (abandoned
+on the wire, ``result`` failing with what it raised) and leaves the connection and its other
+requests alone.  Streams live in their own table, so the ordinary request path costs one more
+dictionary miss for stream messages only.
 """
 
 from __future__ import annotations
@@ -52,6 +67,8 @@ from twisted.python.failure import Failure
 from gridinfo import ber
 from gridinfo.directory import filters as F
 from gridinfo.errors import GridinfoError, LDAPError, ProtocolError, ResultCode
+from gridinfo.ldap import sync
+from gridinfo.ldap.wire import Control
 
 if TYPE_CHECKING:
     from gridinfo.ldap.tls import ClientTLS
@@ -61,6 +78,8 @@ log = Logger()
 DEFAULT_PORT = 389
 DEFAULT_LDAPS_PORT = 636
 START_TLS_OID = "1.3.6.1.4.1.1466.20037"
+#: RFC 3909 result code of a cancelled operation
+CANCELED = 118
 
 
 class ClientError(GridinfoError):
@@ -284,6 +303,8 @@ class ClientResult:
     message: str = ""
     entries: list[bytes] = field(default_factory=list)
     references: list[bytes] = field(default_factory=list)
+    #: the response controls of the final message (streaming searches only)
+    controls: tuple[Control, ...] = ()
 
     def raise_for_code(self, *ok: int) -> ClientResult:
         """Raise the result as an LDAPError unless its code is success or one of ``ok``."""
@@ -306,6 +327,130 @@ def _decode_result(data: bytes, start: int, end: int) -> ClientResult:
     _, s, e = read(data, e, end, "diagnosticMessage")
     message = data[s:e].decode("utf-8", "replace")
     return ClientResult(code, matched, message)
+
+
+def decode_controls(data: bytes, pos: int, end: int) -> tuple[Control, ...]:
+    """The ``[0] Controls`` of an LDAPMessage that follow its protocolOp at ``data[pos:end]``
+    (nothing there: no controls); raises ProtocolError (the caller converts)."""
+    if pos >= end:
+        return ()
+    read = ber.read_header
+    tag, s, e = read(data, pos, end, "controls")
+    if tag != ber.CONTROLS:
+        raise ProtocolError(f"unexpected element (tag 0x{tag:02x}) after the protocolOp")
+    out = []
+    while s < e:
+        tag, c_start, c_end = read(data, s, e, "control")
+        if tag != ber.SEQUENCE:
+            raise ProtocolError(f"control is tag 0x{tag:02x}, not a SEQUENCE")
+        tag, o_start, q = read(data, c_start, c_end, "controlType")
+        if tag != ber.OCTET_STRING:
+            raise ProtocolError("control without a controlType")
+        oid = data[o_start:q].decode("ascii", "replace")
+        critical = False
+        value: bytes | None = None
+        if q < c_end and data[q] == ber.BOOLEAN:
+            _, b_start, q = read(data, q, c_end, "criticality")
+            critical = q > b_start and data[b_start] != 0
+        if q < c_end:
+            tag, v_start, q = read(data, q, c_end, "controlValue")
+            if tag != ber.OCTET_STRING:
+                raise ProtocolError(f"controlValue of {oid} is tag 0x{tag:02x}, not an OCTET STRING")
+            value = data[v_start:q]
+        if q != c_end:
+            raise ProtocolError(f"{c_end - q} unexpected bytes at the end of control {oid}")
+        out.append(Control(oid, critical, value))
+        s = c_end
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming searches
+
+
+@dataclass(frozen=True)
+class StreamMessage:
+    """One message of a streaming search, as it arrived.
+
+    ``tag`` is the protocolOp's (APP_SEARCH_RESULT_ENTRY, APP_SEARCH_RESULT_REFERENCE or
+    APP_INTERMEDIATE_RESPONSE); ``op`` the encoded protocolOp (an entry exactly as
+    :func:`decode_entry` and :func:`entry_dn` take it); ``name`` and ``value`` an
+    IntermediateResponse's responseName and responseValue.
+    """
+
+    tag: int
+    op: bytes
+    controls: tuple[Control, ...] = ()
+    name: str | None = None
+    value: bytes | None = None
+
+    def control(self, oid: str) -> Control | None:
+        """The response control ``oid``, if the message carries it."""
+        for c in self.controls:
+            if c.oid == oid:
+                return c
+        return None
+
+
+class SearchStream:
+    """A streaming search in progress: ``result`` fires with its SearchResultDone.
+
+    Made by :meth:`LDAPClient.stream`; the messages before the end go to ``on_message``.
+    """
+
+    def __init__(self, on_message: Callable[[StreamMessage], None], peer: str = "?"):
+        self.on_message = on_message
+        self.peer = peer
+        self.result: defer.Deferred[ClientResult] = defer.Deferred()
+        self.protocol: LDAPClientProtocol | None = None
+        self.message_id: int | None = None
+        self.done = False
+        self._cancelled = False
+
+    def cancel(self, timeout: float = 30.0) -> None:
+        """Ask the server to end the search (RFC 3909 Cancel); Abandon if it refuses or is silent.
+
+        ``result`` then fires: with the server's SearchResultDone (``canceled``, 118), or, when
+        the search had to be abandoned or was never sent, with a local result of code 118 whose
+        message says so.
+        """
+        if self.done or self._cancelled:
+            return
+        self._cancelled = True
+        protocol, message_id = self.protocol, self.message_id
+        if protocol is None or message_id is None:
+            return  # not sent yet: it will not be (see LDAPClient.stream)
+        answer = protocol.request(
+            extended_request(sync.CANCEL_OID, sync.cancel_request_value(message_id)), timeout
+        )
+
+        def answered(r: ClientResult) -> None:
+            if r.code != 0 and not self.done:
+                self.abandon(f"abandoned: the server answered Cancel with {r.code} {r.message}".rstrip())
+
+        def failed(f: Failure) -> None:
+            if not self.done:
+                self.abandon(f"abandoned: Cancel got no answer ({f.getErrorMessage()})")
+
+        answer.addCallbacks(answered, failed)
+
+    def abandon(self, message: str = "abandoned") -> None:
+        """Abandon the search on the wire; ``result`` fires with a local 118 and ``message``."""
+        if self.done:
+            return
+        if self.protocol is not None and self.message_id is not None:
+            self.protocol.end_stream(self, abandon=True)
+        self._finish(ClientResult(CANCELED, "", message))
+
+    def _finish(self, result: ClientResult) -> None:
+        if not self.done:
+            self.done = True
+            self.result.callback(result)
+
+    def _fail(self, failure: Failure | Exception) -> None:
+        if not self.done:
+            self.done = True
+            self.result.errback(failure)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,7 +476,10 @@ class LDAPClientProtocol(Protocol):
         self._buf = bytearray()
         self._next_id = 1
         self._pending: dict[int, _Pending] = {}
+        self._streams: dict[int, SearchStream] = {}
         self.connected = False
+        #: the reactor time of the last bytes received (liveness probes look at it)
+        self.last_received = reactor.seconds()
         self.on_lost: Callable[[LDAPClientProtocol], None] | None = None
 
     def connectionMade(self) -> None:
@@ -340,27 +488,51 @@ class LDAPClientProtocol(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.connected = False
         pending, self._pending = self._pending, {}
+        error = ConnectionLost(f"connection lost: {reason.getErrorMessage()}")
         for p in pending.values():
             if p.timer is not None and p.timer.active():
                 p.timer.cancel()
-            p.deferred.errback(ConnectionLost(f"connection lost: {reason.getErrorMessage()}"))
+            p.deferred.errback(error)
+        streams, self._streams = self._streams, {}
+        for stream in streams.values():
+            stream._fail(ConnectionLost(f"connection to {stream.peer} lost: {reason.getErrorMessage()}"))
         if self.on_lost is not None:
             self.on_lost(self)
 
     # -- sending ----------------------------------------------------------------------------------
 
-    def request(self, op: bytes, timeout: float, *, max_entries: int = 0, expects_response: bool = True) -> defer.Deferred[ClientResult]:
+    def request(
+        self, op: bytes, timeout: float, *, max_entries: int = 0, expects_response: bool = True, controls: bytes = b""
+    ) -> defer.Deferred[ClientResult]:
+        """Send ``op`` (with ``controls``, an encoded ``[0] Controls``) and collect its answer."""
         message_id = self._next_id
         self._next_id = self._next_id + 1 if self._next_id < 2**31 - 1 else 1
         d: defer.Deferred[ClientResult] = defer.Deferred()
         assert self.transport is not None
-        self.transport.write(ber.ldap_message(message_id, op))
+        self.transport.write(ber.ldap_message(message_id, op, controls))
         if not expects_response:
             d.callback(ClientResult())
             return d
         timer = self.reactor.callLater(timeout, self._timed_out, message_id, timeout) if timeout else None
         self._pending[message_id] = _Pending(d, ClientResult(), timer, max_entries)
         return d
+
+    def start_stream(self, op: bytes, stream: SearchStream, controls: bytes = b"") -> None:
+        """Send the search ``op`` whose messages go to ``stream`` (see :class:`SearchStream`)."""
+        message_id = self._next_id
+        self._next_id = self._next_id + 1 if self._next_id < 2**31 - 1 else 1
+        stream.protocol, stream.message_id = self, message_id
+        self._streams[message_id] = stream
+        assert self.transport is not None
+        self.transport.write(ber.ldap_message(message_id, op, controls))
+
+    def end_stream(self, stream: SearchStream, abandon: bool) -> None:
+        """Forget ``stream`` (Abandon it on the wire if asked); its Deferred is the caller's."""
+        if stream.message_id is None or self._streams.pop(stream.message_id, None) is None:
+            return
+        if abandon and self.connected and self.transport is not None:
+            self.transport.write(ber.ldap_message(self._next_id, ber.integer(stream.message_id, ber.APP_ABANDON_REQUEST)))
+            self._next_id += 1
 
     def _timed_out(self, message_id: int, timeout: float) -> None:
         p = self._pending.pop(message_id, None)
@@ -379,6 +551,7 @@ class LDAPClientProtocol(Protocol):
     # -- receiving --------------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        self.last_received = self.reactor.seconds()
         buf = self._buf
         buf += data
         pos = 0
@@ -416,6 +589,9 @@ class LDAPClientProtocol(Protocol):
             if p.timer is not None and p.timer.active():
                 p.timer.cancel()
             p.deferred.errback(error)
+        streams, self._streams = self._streams, {}
+        for stream in streams.values():
+            stream._fail(error)
 
     def _message(self, data: bytes) -> None:
         """Route one LDAPMessage's content; raises PeerProtocolError or ProtocolError if bad."""
@@ -433,7 +609,10 @@ class LDAPClientProtocol(Protocol):
             return
         p = self._pending.get(message_id)
         if p is None:
-            return  # an answer to an abandoned request
+            stream = self._streams.get(message_id)
+            if stream is not None:
+                self._stream_message(stream, data, op_tag, e, op_start, op_end)
+            return  # else an answer to an abandoned request
         if op_tag == ber.APP_SEARCH_RESULT_ENTRY:
             p.size += op_end - e
             if p.size > self.max_answer_bytes or (p.max_entries and len(p.result.entries) >= p.max_entries):
@@ -448,6 +627,40 @@ class LDAPClientProtocol(Protocol):
             r = _decode_result(data, op_start, op_end)
             p.result.code, p.result.matched_dn, p.result.message = r.code, r.matched_dn, r.message
             self._finish(message_id)
+
+    def _stream_message(self, stream: SearchStream, data: bytes, op_tag: int, op_pos: int, op_start: int, op_end: int) -> None:
+        """Hand one message of a streaming search on; raises ProtocolError if it is not LDAP."""
+        controls = decode_controls(data, op_end, len(data))
+        if op_tag == ber.APP_SEARCH_RESULT_DONE:
+            r = _decode_result(data, op_start, op_end)
+            r.controls = controls
+            self.end_stream(stream, abandon=False)
+            stream._finish(r)
+            return
+        if op_tag in (ber.APP_SEARCH_RESULT_ENTRY, ber.APP_SEARCH_RESULT_REFERENCE):
+            message = StreamMessage(op_tag, data[op_pos:op_end], controls)
+        elif op_tag == ber.APP_INTERMEDIATE_RESPONSE:
+            name: str | None = None
+            value: bytes | None = None
+            read = ber.read_header
+            pos = op_start
+            while pos < op_end:
+                tag, s, pos = read(data, pos, op_end, "IntermediateResponse part")
+                if tag == 0x80:
+                    name = data[s:pos].decode("ascii", "replace")
+                elif tag == 0x81:
+                    value = data[s:pos]
+                else:
+                    raise ProtocolError(f"IntermediateResponse part with tag 0x{tag:02x}")
+            message = StreamMessage(op_tag, data[op_pos:op_end], controls, name, value)
+        else:
+            raise PeerProtocolError(f"a search answered with protocolOp tag 0x{op_tag:02x}")
+        try:
+            stream.on_message(message)
+        except Exception as e:  # the callback's verdict on the message: end this stream only
+            if not stream.done:
+                self.end_stream(stream, abandon=True)
+                stream._fail(e)
 
     def _finish(self, message_id: int, error: Exception | None = None) -> None:
         p = self._pending.pop(message_id)
@@ -673,6 +886,46 @@ class LDAPClient:
             filter = F.parse_filter(filter)
         op = search_request(base, scope, filter, attributes, size_limit, time_limit, types_only)
         return self._send(op, timeout, max_entries)
+
+    def stream(
+        self,
+        base: str,
+        scope: int,
+        filter: F.Filter | str,
+        attributes: Sequence[str],
+        on_message: Callable[[StreamMessage], None],
+        *,
+        controls: bytes = b"",
+        size_limit: int = 0,
+        time_limit: int = 0,
+    ) -> SearchStream:
+        """A streaming search (module docstring): messages to ``on_message``, the end to ``result``.
+
+        ``controls`` is an encoded ``[0] Controls`` element (:func:`gridinfo.ldap.sync.controls`).
+        A failed connect fails ``result`` (ConnectFailed); a stream cancelled before the
+        connection was ready is never sent.  The connect is bounded by ``connect_timeout``; the
+        search itself by nothing but its own end.
+        """
+        if isinstance(filter, str):
+            filter = F.parse_filter(filter)
+        op = search_request(base, scope, filter, attributes, size_limit, time_limit)
+        stream = SearchStream(on_message, f"{self.host}:{self.port}")
+
+        def send(protocol: LDAPClientProtocol) -> None:
+            if stream._cancelled:
+                stream._finish(ClientResult(CANCELED, "", "cancelled before it was sent"))
+            elif not protocol.connected:
+                stream._fail(ConnectionLost(f"connection to {stream.peer} lost before the search was sent"))
+            else:
+                protocol.start_stream(op, stream, controls)
+
+        self._connection().addCallbacks(send, stream._fail)
+        return stream
+
+    @property
+    def protocol(self) -> LDAPClientProtocol | None:
+        """The live connection's protocol, if there is one."""
+        return self._protocol
 
     def add(self, dn: str, attributes: Iterable[tuple[str, Sequence[bytes]]], *, timeout: float = 30.0) -> defer.Deferred[ClientResult]:
         """Add an entry; the result's code says whether it was accepted."""

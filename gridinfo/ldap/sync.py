@@ -2,7 +2,11 @@
 
 Encoders for what the server sends (Sync State, Sync Done and Entry Change Notification
 controls, the Sync Info intermediate response) and the cookie format; the request controls are
-decoded in :mod:`gridinfo.ldap.wire` with the other request parts.
+decoded in :mod:`gridinfo.ldap.wire` with the other request parts.  For the consumer side
+(:mod:`gridinfo.ldap.syncclient`) the reverse: the Sync Request control and the Cancel request
+value are encoded here, and what a provider sends (Sync State, Sync Done, Sync Info) is decoded
+here, strictly: a value that is not what RFC 4533 section 2 says raises
+:class:`~gridinfo.errors.ProtocolError` naming the part.
 
 Cookies are OpenLDAP's text form, ``rid=NNN,csn=<CSN>``, so a slapd syncrepl consumer can
 keep them: the ``rid`` the consumer sent is echoed, and ``csn`` is the newest change the client
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 
 from gridinfo import ber
 from gridinfo.directory.changes import ChangeKind
+from gridinfo.errors import ProtocolError
 from gridinfo.directory.tree import format_csn, parse_csn
 
 SYNC_REQUEST_OID = "1.3.6.1.4.1.4203.1.9.1.1"
@@ -32,8 +37,9 @@ ENTRY_CHANGE_NOTIFICATION_OID = "2.16.840.1.113730.3.4.7"
 REFRESH_ONLY = 1
 REFRESH_AND_PERSIST = 3
 
-#: syncStateValue states
+#: syncStateValue states (add, modify, delete are the ChangeKind values 1, 2, 3)
 STATE_PRESENT = 0
+STATE_NAMES = {0: "present", 1: "add", 2: "modify", 3: "delete"}
 
 #: Persistent search change types (a bit mask) and what each of our change kinds is
 PSEARCH_ADD, PSEARCH_DELETE, PSEARCH_MODIFY, PSEARCH_MODDN = 1, 2, 4, 8
@@ -43,6 +49,7 @@ PSEARCH_TYPES = {ChangeKind.ADD: PSEARCH_ADD, ChangeKind.DELETE: PSEARCH_DELETE,
 INFO_NEW_COOKIE = 0x80
 INFO_REFRESH_DELETE = 0xA1
 INFO_REFRESH_PRESENT = 0xA2
+INFO_SYNC_ID_SET = 0xA3
 
 
 @dataclass(frozen=True)
@@ -154,3 +161,150 @@ def sync_info(choice: int, cookie: bytes | None, refresh_done: bool = True) -> b
 def entry_change_notification(change_type: int) -> bytes:
     """An Entry Change Notification control (no previousDN: gridinfo never renames)."""
     return control(ENTRY_CHANGE_NOTIFICATION_OID, ber.sequence([ber.integer(change_type, tag=ber.ENUMERATED)]))
+
+
+# ---------------------------------------------------------------------------------------------
+# The consumer side: encoding the request, decoding what a provider sends
+
+
+def sync_request_control(mode: int, cookie: bytes | None = None, reload_hint: bool = False) -> bytes:
+    """A Sync Request control (critical, as RFC 4533 section 2.2 wants)."""
+    parts = [ber.integer(mode, tag=ber.ENUMERATED)]
+    if cookie is not None:
+        parts.append(ber.octet_string(cookie))
+    if reload_hint:
+        parts.append(_bool(True))
+    return control(SYNC_REQUEST_OID, ber.sequence(parts), critical=True)
+
+
+def cancel_request_value(message_id: int) -> bytes:
+    """The value of a Cancel extended request (RFC 3909): ``SEQUENCE { cancelID MessageID }``."""
+    return ber.sequence([ber.integer(message_id)])
+
+
+@dataclass(frozen=True)
+class SyncStateValue:
+    """A decoded Sync State control: ``state`` is STATE_PRESENT or a ChangeKind value."""
+
+    state: int
+    uuid: bytes
+    cookie: bytes | None = None
+
+
+@dataclass(frozen=True)
+class SyncDoneValue:
+    """A decoded Sync Done control."""
+
+    cookie: bytes | None = None
+    refresh_deletes: bool = False
+
+
+@dataclass(frozen=True)
+class SyncInfoValue:
+    """A decoded Sync Info message.
+
+    ``choice`` is INFO_NEW_COOKIE, INFO_REFRESH_DELETE, INFO_REFRESH_PRESENT or INFO_SYNC_ID_SET;
+    ``refresh_done`` belongs to the refresh* choices (DEFAULT TRUE), ``refresh_deletes`` and
+    ``uuids`` to syncIdSet (DEFAULT FALSE).
+    """
+
+    choice: int
+    cookie: bytes | None = None
+    refresh_done: bool = True
+    refresh_deletes: bool = False
+    uuids: tuple[bytes, ...] = ()
+
+
+def _read(data: bytes, pos: int, end: int, tag: int, what: str) -> tuple[int, int]:
+    return ber.expect(data, pos, end, tag, what)
+
+
+def _read_bool(data: bytes, pos: int, end: int, what: str) -> tuple[bool, int]:
+    s, e = _read(data, pos, end, ber.BOOLEAN, what)
+    if e - s != 1:
+        raise ProtocolError(f"{what} must be one octet, not {e - s}")
+    return data[s] != 0, e
+
+
+def _read_uuid(data: bytes, pos: int, end: int, what: str) -> tuple[bytes, int]:
+    s, e = _read(data, pos, end, ber.OCTET_STRING, what)
+    if e - s != 16:
+        raise ProtocolError(f"{what} is {e - s} octets, not 16")
+    return data[s:e], e
+
+
+def _optional_cookie(data: bytes, pos: int, end: int, what: str) -> tuple[bytes | None, int]:
+    if pos < end and data[pos] == ber.OCTET_STRING:
+        s, e = _read(data, pos, end, ber.OCTET_STRING, what)
+        return data[s:e], e
+    return None, pos
+
+
+def _trailing(pos: int, end: int, what: str) -> None:
+    if pos != end:
+        raise ProtocolError(f"{end - pos} unexpected bytes at the end of the {what}")
+
+
+def decode_sync_state(value: bytes | None) -> SyncStateValue:
+    """A Sync State control value: ``SEQUENCE { state ENUMERATED, entryUUID, cookie OPTIONAL }``."""
+    what = "Sync State control value"
+    if value is None:
+        raise ProtocolError(f"{what} missing")
+    s, e = _read(value, 0, len(value), ber.SEQUENCE, what)
+    _trailing(e, len(value), what)
+    ss, se = _read(value, s, e, ber.ENUMERATED, "Sync State state")
+    if se - ss != 1 or value[ss] not in STATE_NAMES:  # (short-circuit: an empty one never indexes)
+        raise ProtocolError(f"Sync State state {value[ss:se].hex() or 'empty'} is not present/add/modify/delete (0-3)")
+    state = value[ss]
+    uuid, p = _read_uuid(value, se, e, "Sync State entryUUID")
+    cookie, p = _optional_cookie(value, p, e, "Sync State cookie")
+    _trailing(p, e, what)
+    return SyncStateValue(state, uuid, cookie)
+
+
+def decode_sync_done(value: bytes | None) -> SyncDoneValue:
+    """A Sync Done control value: ``SEQUENCE { cookie OPTIONAL, refreshDeletes BOOLEAN DEFAULT FALSE }``."""
+    what = "Sync Done control value"
+    if value is None:
+        return SyncDoneValue()  # every part optional: an absent value says the same
+    s, e = _read(value, 0, len(value), ber.SEQUENCE, what)
+    _trailing(e, len(value), what)
+    cookie, p = _optional_cookie(value, s, e, "Sync Done cookie")
+    deletes = False
+    if p < e:
+        deletes, p = _read_bool(value, p, e, "Sync Done refreshDeletes")
+    _trailing(p, e, what)
+    return SyncDoneValue(cookie, deletes)
+
+
+def decode_sync_info(value: bytes | None) -> SyncInfoValue:
+    """A Sync Info message's responseValue (RFC 4533 section 2.5): one of its four choices."""
+    what = "Sync Info value"
+    if not value:
+        raise ProtocolError(f"{what} missing")
+    tag, s, e = ber.read_header(value, 0, len(value), what)
+    _trailing(e, len(value), what)
+    if tag == INFO_NEW_COOKIE:
+        return SyncInfoValue(INFO_NEW_COOKIE, value[s:e])
+    if tag in (INFO_REFRESH_DELETE, INFO_REFRESH_PRESENT):
+        name = "refreshDelete" if tag == INFO_REFRESH_DELETE else "refreshPresent"
+        cookie, p = _optional_cookie(value, s, e, f"Sync Info {name} cookie")
+        done = True
+        if p < e:
+            done, p = _read_bool(value, p, e, f"Sync Info {name} refreshDone")
+        _trailing(p, e, f"Sync Info {name}")
+        return SyncInfoValue(tag, cookie, refresh_done=done)
+    if tag == INFO_SYNC_ID_SET:
+        cookie, p = _optional_cookie(value, s, e, "Sync Info syncIdSet cookie")
+        deletes = False
+        if p < e and value[p] == ber.BOOLEAN:
+            deletes, p = _read_bool(value, p, e, "Sync Info syncIdSet refreshDeletes")
+        us, ue = _read(value, p, e, ber.SET, "Sync Info syncIdSet syncUUIDs")
+        _trailing(ue, e, "Sync Info syncIdSet")
+        uuids = []
+        q = us
+        while q < ue:
+            uuid, q = _read_uuid(value, q, ue, "Sync Info syncIdSet syncUUID")
+            uuids.append(uuid)
+        return SyncInfoValue(INFO_SYNC_ID_SET, cookie, refresh_deletes=deletes, uuids=tuple(uuids))
+    raise ProtocolError(f"Sync Info choice tag 0x{tag:02x} is none of newcookie, refreshDelete, refreshPresent, syncIdSet")

@@ -1,0 +1,218 @@
+"""The RFC 4533 consumer (gridinfo.ldap.syncclient) over real sockets: a real ``gris``, a real slapd with syncprov.
+
+The GRIS is the one of test_change_streams.py: a provider printing a CE per line of a data file,
+refreshed every second.  The replica records what the consumer fed it; a test waits for what it
+expects with a Deferred that the replica fires (bounded by a deadline, since a real process is
+on the other end).  While the consumer is disconnected, the tests wait for the provider's change
+with ``wait_for`` on ldapsearch, as test_change_streams.py does.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet import defer, reactor
+from twisted.trial import unittest
+
+from gridinfo.directory import filters as F
+from gridinfo.ldap.client import ConnectionLost, LDAPClient
+from gridinfo.ldap.syncclient import SyncConsumer, SyncEnd, read_root_dse, root_dse_supports_sync
+from gridinfo_dev.daemon import wait_for
+from tests.integration.test_change_streams import BASE, Site, free_cpus
+from tests.support.gris import GrisProcess
+
+DEADLINE = 60.0
+CE = F.parse_filter("(objectClass=GlueCE)")
+
+
+def scratch(test: unittest.TestCase) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="gridinfo-sync-"))
+    test.addCleanup(shutil.rmtree, folder, True)
+    return folder
+
+
+def ce(name: str) -> str:
+    return f"GlueCEUniqueID={name},{BASE}".lower()
+
+
+class Replica:
+    """A SyncReplica that keeps the entries and a log of every call, and fires waiters."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, dict[str, list[bytes]]] = {}
+        self.log: list[tuple[str, str]] = []
+        self.refreshes = 0
+        self._waiters: list[tuple[Callable[[], bool], defer.Deferred[None]]] = []
+
+    def sync_upsert(self, dn: str, attributes: list[tuple[str, list[bytes]]]) -> None:
+        self.entries[dn.lower()] = {name.lower(): values for name, values in attributes}
+        self.log.append(("upsert", dn.lower()))
+        self._check()
+
+    def sync_remove(self, dn: str) -> None:
+        self.entries.pop(dn.lower(), None)
+        self.log.append(("remove", dn.lower()))
+        self._check()
+
+    def sync_refreshed(self) -> None:
+        self.refreshes += 1
+        self.log.append(("refreshed", ""))
+        self._check()
+
+    def free(self) -> dict[str, str]:
+        """GlueCEUniqueID -> GlueCEStateFreeCPUs of the CEs held."""
+        return {
+            attrs["glueceuniqueid"][0].decode(): attrs["gluecestatefreecpus"][0].decode()
+            for attrs in self.entries.values()
+            if "glueceuniqueid" in attrs
+        }
+
+    def _check(self) -> None:
+        for item in list(self._waiters):
+            predicate, d = item
+            if predicate():
+                self._waiters.remove(item)
+                d.callback(None)
+
+    def wait(self, what: str, predicate: Callable[[], bool]) -> defer.Deferred[None]:
+        d: defer.Deferred[None] = defer.Deferred()
+        if predicate():
+            d.callback(None)
+            return d
+        item = (predicate, d)
+        self._waiters.append(item)
+
+        def expire() -> None:
+            if item in self._waiters:
+                self._waiters.remove(item)
+                d.errback(AssertionError(f"not within {DEADLINE:g} s: {what}; the replica saw {self.log}"))
+
+        call = reactor.callLater(DEADLINE, expire)
+        d.addBoth(lambda r: (call.cancel() if call.active() else None, r)[1])
+        return d
+
+
+class GrisConsumerTests(unittest.TestCase):
+    """A consumer of a real GRIS: refresh, persist, resume with the cookie."""
+
+    def setUp(self) -> None:
+        folder = scratch(self)
+        self.site = Site(folder)
+        self.gris = GrisProcess(["--config", str(self.site.config)])
+        self.gris.start()
+        self.addCleanup(self.gris.stop)
+        self.site.gris = self.gris
+        wait_for("the provider's first run", lambda: free_cpus(self.gris.url) == {"ce1": "1", "ce2": "2"}, DEADLINE)
+        self.client = LDAPClient.from_url(reactor, self.gris.url, connect_timeout=10)
+        self.addCleanup(self.client.close)
+
+    def consumer(self, replica: Replica, **kw: Any) -> SyncConsumer:
+        return SyncConsumer(self.client, BASE, replica, filter=CE, **kw)
+
+    def change(self, ces: dict[str, int], check: Callable[[dict[str, str]], bool]) -> None:
+        """Change the provider's data and wait (bounded) until the GRIS serves it."""
+        self.site.set(ces)
+        wait_for("the provider's change", lambda: check(free_cpus(self.gris.url)), DEADLINE)
+
+    @defer.inlineCallbacks
+    def test_the_root_dse_of_a_gris_advertises_sync(self):
+        """A GIIS subscribes to a child whose root DSE lists the Sync Request control."""
+        assert (yield root_dse_supports_sync(self.client, 10)) is True
+        dse = yield read_root_dse(self.client, 10)
+        assert "o=grid" in [c.lower() for c in dse.naming_contexts] and "1.3.6.1.1.8" in dse.supported_extensions
+
+    @defer.inlineCallbacks
+    def test_refresh_persist_and_resume_with_the_cookie(self):
+        """Every entry then sync_refreshed; changes as upserts and removes; after a reconnect with
+        the cookie only what changed meanwhile, an entry removed meanwhile removed."""
+        replica = Replica()
+        consumer = self.consumer(replica, rid="001")
+        ended = consumer.run()
+        yield replica.wait("the refresh", lambda: replica.refreshes == 1)
+        assert replica.free() == {"ce1": "1", "ce2": "2"} and consumer.refreshed
+        assert replica.log[-1] == ("refreshed", "") and len(replica.log) == 3
+        assert consumer.cookie is not None and consumer.cookie.startswith(b"rid=001,csn=")
+        assert len(consumer.uuids) == 2
+
+        self.site.set({"ce1": 7, "ce2": 2, "ce3": 3})
+        yield replica.wait("ce1 modified, ce3 added", lambda: replica.free() == {"ce1": "7", "ce2": "2", "ce3": "3"})
+        self.site.set({"ce1": 7, "ce3": 3})
+        yield replica.wait("ce2 removed", lambda: replica.free() == {"ce1": "7", "ce3": "3"})
+        assert replica.log[-1] == ("remove", ce("ce2"))
+
+        # the connection drops (the client is closed under the running search)
+        self.client.close()
+        with pytest.raises(ConnectionLost):
+            yield ended
+        assert not consumer.running and consumer.cookie is not None
+
+        self.change({"ce1": 8, "ce4": 4}, lambda f: f == {"ce1": "8", "ce4": "4"})  # ce3 removed while away
+        mark = len(replica.log)
+        ended = consumer.run()
+        yield replica.wait("the resumed refresh", lambda: replica.refreshes == 2)
+        resumed = replica.log[mark:]
+        assert sorted(resumed[:-1]) == [("remove", ce("ce3")), ("upsert", ce("ce1")), ("upsert", ce("ce4"))]
+        assert replica.free() == {"ce1": "8", "ce4": "4"}
+
+        consumer.cancel()
+        end = yield ended
+        assert end == SyncEnd(118, end.message)
+
+    @defer.inlineCallbacks
+    def test_an_unknown_cookie_gets_a_full_refresh_whose_present_phase_drops_stale_entries(self):
+        """A cookie the GRIS cannot use (garbage, another server's) is answered with everything;
+        what the consumer held and was not sent again is removed."""
+        replica = Replica()
+        consumer = self.consumer(replica)
+        ended = consumer.run()
+        yield replica.wait("the refresh", lambda: replica.refreshes == 1)
+        consumer.cancel()
+        assert (yield ended).code == 118
+
+        self.change({"ce2": 2, "ce5": 5}, lambda f: f == {"ce2": "2", "ce5": "5"})
+        consumer.session.cookie = b"rid=000,csn=not-a-csn"
+        mark = len(replica.log)
+        ended = consumer.run()
+        yield replica.wait("the full refresh", lambda: replica.refreshes == 2)
+        again = replica.log[mark:]
+        assert sorted(again[:-1]) == [("remove", ce("ce1")), ("upsert", ce("ce2")), ("upsert", ce("ce5"))]
+        assert replica.free() == {"ce2": "2", "ce5": "5"}
+        consumer.cancel()
+        yield ended
+
+
+class GrisRefreshRequiredTests(unittest.TestCase):
+    """A GRIS whose change streams may fall one DN behind: a provider run changing two CEs overflows it."""
+
+    @defer.inlineCallbacks
+    def test_e_sync_refresh_required_forgets_the_cookie_and_the_next_run_refreshes_in_full(self):
+        folder = scratch(self)
+        site = Site(folder)
+        site.config.write_text(site.config.read_text() + "limits:\n  stream_buffer_entries: 1\n")
+        gris = GrisProcess(["--config", str(site.config)])
+        gris.start()
+        self.addCleanup(gris.stop)
+        wait_for("the provider's first run", lambda: free_cpus(gris.url) == {"ce1": "1", "ce2": "2"}, DEADLINE)
+        client = LDAPClient.from_url(reactor, gris.url, connect_timeout=10)
+        self.addCleanup(client.close)
+        replica = Replica()
+        consumer = SyncConsumer(client, BASE, replica, filter=CE)
+        ended = consumer.run()
+        yield replica.wait("the refresh", lambda: replica.refreshes == 1)
+        assert consumer.cookie is not None
+
+        site.set({"ce1": 10, "ce2": 20, "ce3": 30})  # three DNs in one provider run: over the bound of 1
+        end = yield ended
+        assert end.code == 4096 and consumer.cookie is None
+        mark = len(replica.log)
+        wait_for("the provider's change", lambda: free_cpus(gris.url) == {"ce1": "10", "ce2": "20", "ce3": "30"}, DEADLINE)
+        ended = consumer.run()
+        yield replica.wait("the full refresh", lambda: replica.refreshes == 2)
+        assert sorted(replica.log[mark:-1]) == [("upsert", ce(n)) for n in ("ce1", "ce2", "ce3")]
+        consumer.cancel()
+        yield ended
