@@ -153,6 +153,11 @@ class Child:
         return self.mirror is not None and (self.push is None or self.push.ready or self.mode == "mirror")
 
     @property
+    def effective_mode(self) -> str:
+        """How the GIIS gets the child's data now: ``push`` (its change stream), else its mode."""
+        return "push" if self.push is not None and self.push.streaming else self.mode
+
+    @property
     def streamable(self) -> bool:
         """Its data is (or is about to be) in the GIIS's tree: a change stream of the GIIS covers it."""
         return self.mirror is not None or (self.push is not None and self.push.may_push)

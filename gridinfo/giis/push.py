@@ -70,8 +70,10 @@ class PushLink:
         speller: ClassSpeller | None = None,
         max_entries: int = 0,
         retry_unsupported: float = 600.0,
-        probe_interval: float = 0.0,
+        probe_interval: float = 60.0,
     ):
+        """``probe_interval``: seconds of silence on a live stream after which the child is asked
+        something cheap; no answer within its timeout drops the stream (0: never)."""
         self.child = child
         self.registry = registry
         self.reactor = reactor
@@ -136,7 +138,7 @@ class PushLink:
         if self.consumer is None:
             self.consumer = SyncConsumer(
                 child.client, child.suffix, self, max_entries=self.max_entries,
-                **({"probe_interval": self.probe_interval} if self.probe_interval else {}),
+                probe_interval=self.probe_interval, probe_timeout=child.timeout,
             )
         self.state = "refreshing"
         self._started_at = self.reactor.seconds()
