@@ -261,7 +261,7 @@ class GIISConfig:
     max_entries_per_child: int = 200000
     sweep_interval: float = 30.0
     children: tuple[StaticChildConfig, ...] = ()
-    push: bool = True  # subscribe to registered children's change streams where they advertise one
+    push: bool = True  # subscribe to children's change streams where they advertise one (false: never)
     push_retry: float = 600.0  # seconds before asking again a child that had no stream to offer
     register: tuple[RegisterConfig, ...] = ()
     tls: TLSConfig = field(default_factory=TLSConfig)

@@ -123,6 +123,8 @@ class GIISBackend:
         self.publisher = Publisher(tree)
         self.children = ChildRegistry.from_config(config, self.leases, self.normaliser, factory, self.publisher)
         self.push = push
+        #: the clock of the push links' timers (backoff, retries): the reactor unless a test injects one
+        self.push_clock: IReactorTime = reactor
         if push:
             self.children.on_new = self.follow
         self.marker = MARKER_PREFIX + (giis_id or uuid.uuid4().hex[:12])
@@ -212,7 +214,7 @@ class GIISBackend:
         from gridinfo.giis.push import PushLink
 
         child.push = PushLink(
-            child, self.children, self.reactor, speller=self.forwarder.speller,
+            child, self.children, self.reactor, timers=self.push_clock, speller=self.forwarder.speller,
             max_entries=self.config.max_entries_per_child, retry_unsupported=self.config.push_retry,
         )
         child.push.start()
@@ -268,6 +270,10 @@ class GIISBackend:
             return self.registration_status(now, detailed=bool(request.bind_dn))
         if is_descendant_key(base_key, self.infosys_key) or is_descendant_key(self.infosys_key, base_key):
             self.refresh_status(now)
+        children = self.children.current(now)  # leases past keepto go here, with what we held of them
+        for child in children:
+            if child.held:
+                expire_held(child, now)
         own: SearchResult | None
         missing: NoSuchObject | None = None
         try:
@@ -277,7 +283,7 @@ class GIISBackend:
         may_forward = len(chain) < self.config.max_depth
         if not may_forward and chain:
             log.warn("not forwarding a search that passed {n} GIISes already", n=len(chain))
-        parts = self._ask_children(request, chain, now, may_forward)
+        parts = self._ask_children(children, request, chain, now, may_forward)
         if not parts:
             if own is None:
                 assert missing is not None
@@ -288,7 +294,7 @@ class GIISBackend:
         return self._gather(request, own, missing, parts)
 
     def _ask_children(
-        self, request: SearchRequest, chain: tuple[str, ...], now: float, may_forward: bool
+        self, children: list[Child], request: SearchRequest, chain: tuple[str, ...], now: float, may_forward: bool
     ) -> list[Part | defer.Deferred[Part]]:
         # A route depends only on the child's suffix (as written) and the request; a request key
         # only on the route and the request.  Hundreds of GRIS children share one suffix, so
@@ -296,15 +302,14 @@ class GIISBackend:
         routes: dict[str, Route | None] = {}
         keys: dict[Route, tuple[Any, ...]] = {}
         parts: list[Part | defer.Deferred[Part]] = []
-        for child in self.children.current(now):
+        for child in children:
+            if child.held:
+                continue  # what we hold of it is in our own tree, searched already
             if child.suffix in routes:
                 route = routes[child.suffix]
             else:
                 route = routes[child.suffix] = child.namespace.route(request.base, request.scope)
             if route is None:
-                continue
-            if child.held:
-                expire_held(child, now)  # the rest is in our own tree, searched already
                 continue
             key = keys.get(route)
             if key is None:

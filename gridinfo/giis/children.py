@@ -315,7 +315,7 @@ class ChildRegistry:
             )
             child.drop_classes = self.drop_classes
             child.static_position = len(self.static)
-            child.push_allowed = sc.push
+            child.push_allowed = sc.push and self.push_default
             if sc.mode == "mirror":
                 self.hold(child)
             self.static[key] = child

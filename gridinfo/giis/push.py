@@ -71,12 +71,15 @@ class PushLink:
         max_entries: int = 0,
         retry_unsupported: float = 600.0,
         probe_interval: float = 60.0,
+        timers: IReactorTime | None = None,
     ):
         """``probe_interval``: seconds of silence on a live stream after which the child is asked
-        something cheap; no answer within its timeout drops the stream (0: never)."""
+        something cheap; no answer within its timeout drops the stream (0: never).  ``reactor``
+        tells the time; ``timers`` (default: the reactor) runs the backoff and retry timers."""
         self.child = child
         self.registry = registry
         self.reactor = reactor
+        self.timers = timers if timers is not None else reactor
         self.speller = speller
         self.max_entries = max_entries
         self.retry_unsupported = retry_unsupported
@@ -91,6 +94,7 @@ class PushLink:
         #: streams that reached live, and drops (for the status and tests)
         self.refreshes = 0
         self.drops = 0
+        self.upserts = 0  # entries received (a resumed stream sends only what changed)
 
     def __repr__(self) -> str:
         return f"<PushLink {self.child.url} {self.state}>"
@@ -170,8 +174,9 @@ class PushLink:
         child = self.child
         self.drops += 1
         now = self.reactor.seconds()
-        if self.ready:
+        if self.state == "live":
             child.mirror_last_success = now  # the data was current until now
+        if self.ready:
             mark_mirror_stale(child, now)
         self.state = "lost" if self.ready else "probing"
         child.set_state("unreachable", why)
@@ -206,7 +211,7 @@ class PushLink:
     def _later(self, delay: float, call: object) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
-        self._timer = self.reactor.callLater(delay, call)  # type: ignore[arg-type]
+        self._timer = self.timers.callLater(delay, call)  # type: ignore[arg-type]
 
     def _backoff_delay(self) -> float:
         delay = self._backoff
@@ -224,6 +229,7 @@ class PushLink:
             return
         old = store.get(entry.key)
         child = self.child
+        self.upserts += 1
         child.stats.last_contact = self.reactor.seconds()
         if old is not None and old.encoded == entry.encoded and entry.key not in store.fresh:
             return

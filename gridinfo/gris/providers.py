@@ -328,7 +328,7 @@ class ProviderManager(service.Service):
         """Expire soft state by the clock and start background refreshes that are due."""
         now = self.reactor.seconds()
         changes = self.expire(now)
-        for name in self.table.due_background(now):
+        for name in self.table.due_background(now, standing=bool(self.tree.changelog.subscriptions)):
             self.refresh(name)
         if changes:
             self.publish_status(now)
