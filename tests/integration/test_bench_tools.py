@@ -116,3 +116,14 @@ def test_bench_events_runs_at_a_tiny_size(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert [row["events"] for row in report["throughput"]] == [20, 20]
     assert report["latency"]["samples"] > 0
+
+
+def test_bench_push_runs_at_a_tiny_size(tmp_path: Path) -> None:
+    """`tools/bench-push --quick`: a change pushed up GRIS -> GIIS -> GIIS, subscribers fed, a slapd replica."""
+    out = tmp_path / "push.json"
+    done = _run("bench-push", "--quick", "--json", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["latency"]["changes"] == 3 and figures["latency"]["push_p99_ms"] > 0
+    assert figures["fanout"]["every_subscriber_converged"] is True
+    assert figures["replica"]["entries"] >= 301 and figures["replica"]["changes"] == 2

@@ -107,7 +107,7 @@ class CESite:
         self.folder = folder
         self.data = folder / "ces.txt"
         providers = folder / "providers"
-        providers.mkdir()
+        providers.mkdir(parents=True)
         script = providers / "ces"
         script.write_text(PROVIDER.format(data=self.data))
         script.chmod(0o755)
@@ -389,7 +389,7 @@ def _replica_value(port: int) -> bytes:
 def markdown(results: dict[str, Any]) -> str:
     rows = ["| phase | figure | value |", "|---|---|--:|"]
     for phase, figures in results.items():
-        if not isinstance(figures, dict):
+        if phase == "arguments" or not isinstance(figures, dict):
             continue
         for key, value in figures.items():
             shown = f"{value:.1f}" if isinstance(value, float) else str(value)
