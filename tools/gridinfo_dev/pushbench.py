@@ -143,7 +143,7 @@ class Subscribers:
         self.track = track
         self.refreshed: set[tuple[int, int]] = set()
         self.notices: dict[tuple[int, int], int] = {}
-        self.last: dict[tuple[int, int], dict[str, bytes]] = {}
+        self.raw: dict[tuple[int, int], dict[bytes, tuple[bytes, int]]] = {}  # newest message per DN
         self.first_seen: dict[tuple[str, bytes], float] = {}
         self.lock = threading.Lock()
         self.sel = selectors.DefaultSelector()
@@ -187,40 +187,58 @@ class Subscribers:
                 del buf[:pos]
 
     def _message(self, conn: int, message: bytes, tag: int, now: float) -> None:
+        # kept cheap (one reader thread feeds on a thousand streams): frame, count, keep the
+        # newest message per DN; values are decoded only when asked for (everyone_has)
         _, body, end = ber.read_header(message, 0, len(message), "message")
         _, id_pos, id_end = ber.read_header(message, body, end, "messageID")
         search = (conn, int.from_bytes(message[id_pos:id_end], "big"))
-        op_start = id_end
         if tag == ber.APP_INTERMEDIATE_RESPONSE:
             self.refreshed.add(search)
             return
         if tag != ber.APP_SEARCH_RESULT_ENTRY:
             return
-        _, op_body, op_end = ber.read_header(message, op_start, len(message), "op")
-        dn, attrs = decode_entry(message[op_start:op_end])
-        values = {k.lower(): v for k, v in attrs}
-        free = values.get(FREE, [b""])[0]
-        name = dn.split(",", 1)[0].split("=", 1)[1]
+        _, op_body, _ = ber.read_header(message, id_end, end, "op")
+        _, dn_pos, dn_end = ber.read_header(message, op_body, end, "objectName")
         with self.lock:
             if search in self.refreshed:
                 self.notices[search] = self.notices.get(search, 0) + 1
-            self.last.setdefault(search, {})[name] = free
-            if self.track:
-                self.first_seen.setdefault((name, free), now)
+            self.raw.setdefault(search, {})[message[dn_pos:dn_end]] = (message, id_end)
+        if self.track:
+            name, free = _ce_value(message, id_end)
+            self.first_seen.setdefault((name, free), now)
+
+    def values(self, search: tuple[int, int]) -> dict[str, bytes]:
+        with self.lock:
+            held = list(self.raw.get(search, {}).values())
+        return dict(_ce_value(m, start) for m, start in held)
 
     def all_refreshed(self) -> bool:
         return len(self.refreshed) >= self.total
 
     def everyone_has(self, values: dict[str, bytes]) -> bool:
         with self.lock:
-            return len(self.last) >= self.total and all(
-                all(seen.get(n) == v for n, v in values.items()) for seen in self.last.values())
+            searches = list(self.raw)
+        if len(searches) < self.total:
+            return False
+        for search in searches:
+            seen = self.values(search)
+            if any(seen.get(n) != v for n, v in values.items()):
+                return False
+        return True
 
     def close(self) -> None:
         self.stopping = True
         self.thread.join(timeout=5)
         for s in self.socks:
             s.close()
+
+
+def _ce_value(message: bytes, op_start: int) -> tuple[str, bytes]:
+    """(CE name, free CPUs) of a SearchResultEntry message whose op starts at ``op_start``."""
+    _, _, op_end = ber.read_header(message, op_start, len(message), "op")
+    dn, attrs = decode_entry(message[op_start:op_end])
+    values = {k.lower(): v for k, v in attrs}
+    return dn.split(",", 1)[0].split("=", 1)[1], values.get(FREE, [b""])[0]
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -346,7 +364,7 @@ def phase_replica(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         at_giis = Subscribers(giis.port, "o=grid", "(objectClass=GlueCE)", 1, 1, track=True)
         schemas = [*[p for p in GLUE_SCHEMAS if p.name != "Glue-MDS.schema"], REPO / "schemas/mds.schema",
                    REPO / "schemas/gridinfo.schema", REPO / "schemas/gridinfo-vm.schema"]
-        consumer = ['rootdn "cn=replicator,o=grid"',
+        consumer = ['rootdn "cn=replicator,o=grid"', "dbnosync",  # as BDII configures its slapd
                     f'syncrepl rid=001 provider={giis.url} type=refreshAndPersist searchbase="o=grid" scope=sub '
                     'retry="1 +" schemachecking=off']
         started = time.monotonic()
