@@ -439,7 +439,7 @@ def _convert(node: yaml.Node, tp: Any, path: str, source: str) -> Any:
             problem = check_value(tp, name, values[name], key_path)
             if problem:
                 raise ConfigError(problem, source, value_node.start_mark.line + 1)
-        made = tp(**values)
+        made = tp(**values)  # type: ignore[operator]
         problem = check_object(made, path)
         if problem:
             raise ConfigError(problem, source, line)

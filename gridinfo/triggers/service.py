@@ -266,7 +266,7 @@ class TriggerService(service.Service):
             self.journal.add(batch, self.reactor.seconds())
             durable = True
         except TriggerJournalError as e:
-            log.error("triggers: {error}; these firings run without being journaled", error=e.message)
+            log.error("triggers: {error}; these firings run without being journaled", error=str(e))
             durable = False
         for delivery in batch:
             self._start(delivery, durable=durable)
@@ -278,7 +278,7 @@ class TriggerService(service.Service):
                 if not self.journal.attempt(delivery.firing, delivery.action, now):
                     return  # done or failed already: never run twice
             except TriggerJournalError as e:
-                log.error("triggers: {error}", error=e.message)
+                log.error("triggers: {error}", error=str(e))
         attempt = delivery.attempts + 1
         d = self.actions.run(delivery.body, attempt)
         d.addCallback(self._ended, delivery, attempt, durable)
@@ -313,7 +313,7 @@ class TriggerService(service.Service):
             try:
                 self.journal.finish(delivery.firing, delivery.action, state, now)
             except TriggerJournalError as e:
-                log.error("triggers: {error}", error=e.message)
+                log.error("triggers: {error}", error=str(e))
 
     def _retry(self, delivery: Delivery, durable: bool) -> None:
         self._retries = {c for c in self._retries if c.active()}
@@ -328,7 +328,7 @@ class TriggerService(service.Service):
         try:
             self.journal.prune(now - self.config.alert_retention)
         except TriggerJournalError as e:
-            log.error("triggers: {error}", error=e.message)
+            log.error("triggers: {error}", error=str(e))
 
 
 def wants_triggers(config: Any) -> bool:
