@@ -268,3 +268,19 @@ def test_kill_9_during_a_firing_reruns_it_once_after_restart(tmp_path: Path, sto
     until("the third start is serving", lambda: "watching" in site.gris.log, log=site.log)  # type: ignore[union-attr]
     assert "deliveries left pending" not in site.gris.log  # type: ignore[union-attr]
     assert [w[3] for w in site.lines("done")] == [firing_id]
+
+
+def test_trigger_check_lists_what_a_rule_matches_on_a_live_gris(tmp_path: Path) -> None:
+    """`gridinfo-trigger-check RULE.yaml --url ldap://...` searches the running server."""
+    import subprocess
+    import sys
+
+    rule = tmp_path / "busy.yaml"
+    rule.write_text("base: mds-vo-name=local,o=grid\nfilter: (GlueCEStateFreeCPUs<=10)\nfor: 60\nactions: [{log: warn}]\n")
+    ldif = Path(__file__).resolve().parents[2] / "conf" / "ldif"
+    with GrisProcess(["--ldif", str(ldif)]) as gris:
+        done = subprocess.run([sys.executable, "-m", "gridinfo.cli.trigger_check", str(rule), "--url", gris.url],
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"matches now on server {gris.url}: 1 entries; enter fires for each after 60 s more" in done.stdout
+    assert "GlueCEUniqueID=ce.example.org:8443/cream-slurm-long,mds-vo-name=local,o=grid" in done.stdout
