@@ -83,6 +83,7 @@ class TriggerService(service.Service):
 
     def startService(self) -> None:  # noqa: N802 (Twisted hook)
         super().startService()
+        self.alerts.ensure_base()  # ou=alerts,o=infosys exists before the first alert: clients subscribe to it
         pending = list(self.journal.pending())
         if pending:
             log.info("triggers: {count} deliveries left pending by the last run start again", count=len(pending))

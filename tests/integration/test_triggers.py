@@ -284,3 +284,67 @@ def test_trigger_check_lists_what_a_rule_matches_on_a_live_gris(tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     assert f"matches now on server {gris.url}: 1 entries; enter fires for each after 60 s more" in done.stdout
     assert "GlueCEUniqueID=ce.example.org:8443/cream-slurm-long,mds-vo-name=local,o=grid" in done.stdout
+
+
+def test_clients_subscribe_to_alerts_with_persistent_search_and_sync(tmp_path: Path, stop_all: Any) -> None:
+    """The L&B-style channel: an `ldap` action's alert reaches an ldap3 persistent search and an
+    `ldapsearch -E sync=rp` on ou=alerts,o=infosys, with no client-side configuration."""
+    import queue
+    import shutil
+    import subprocess
+
+    from ldap3 import ASYNC_STREAM, Connection, Server
+
+    site = Site(tmp_path, """\
+  - name: almost-full
+    filter: (&(objectClass=GlueCE)(GlueCEStateFreeCPUs<=2))
+    on: [enter, leave]
+    actions: [{ldap: true}]
+""")
+    stop_all(site)
+    gris = site.start()
+    connection = Connection(Server("127.0.0.1", port=gris.port), client_strategy=ASYNC_STREAM, auto_bind=True)
+    search = connection.extend.standard.persistent_search(
+        "ou=alerts,o=infosys", "(&(objectClass=GridinfoAlert)(GridinfoTriggerName=almost-full))",
+        attributes=["GridinfoTriggerEvent", "GridinfoAlertSubject", "GridinfoAlertEntry"], streaming=False)
+    assert shutil.which("ldapsearch")
+    proc = subprocess.Popen(
+        ["ldapsearch", "-x", "-o", "ldif-wrap=no", "-H", gris.url, "-b", "ou=alerts,o=infosys", "-E", "sync=rp/rid=001/2",
+         "(GridinfoTriggerEvent=*)", "GridinfoTriggerEvent", "GridinfoAlertSubject"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    printed: list[str] = []
+
+    def read_until(text: str) -> None:
+        end = time.monotonic() + 30
+        while not any(text in line for line in printed):
+            try:
+                printed.append(lines.get(timeout=max(0.0, end - time.monotonic())))
+            except queue.Empty:
+                raise AssertionError(f"ldapsearch did not print {text!r}:\n{''.join(printed)}\n{site.log()[-3000:]}") from None
+
+    try:
+        read_until("refresh done, switching to persist stage")
+        site.value.write_text("1\n")
+        heard = []
+        end = time.monotonic() + 30
+        while len(heard) < 2 and time.monotonic() < end:
+            if len(heard) == 1:
+                site.value.write_text("9\n")
+            change = search.next(block=True, timeout=1)
+            if change:
+                heard.append((change["changeType"], change["attributes"]["GridinfoTriggerEvent"],
+                              change["attributes"]["GridinfoAlertSubject"]))
+        assert heard == [("add", "enter", CE), ("add", "leave", CE)], site.log()[-3000:]
+        read_until("GridinfoTriggerEvent: leave")
+        assert proc.wait(timeout=30) == 0  # two changes in persist: ldapsearch cancels
+        text = "".join(printed)
+        assert f"GridinfoAlertSubject: {CE}" in text and "GridinfoTriggerEvent: enter" in text
+    finally:
+        search.stop()
+        connection.unbind()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
