@@ -35,12 +35,14 @@ without firing.
 
 Indexing
 --------
-Evaluating every rule on every change would cost rules x changes.  Each rule is indexed by the
-attributes its filter reads (and, for ``change``, the attributes it lists) and by the object
-classes its filter requires (an ``objectClass=X`` at its top level, or in every branch of a
-top-level AND).  A modification is offered to the rules that read an attribute whose values
-changed; an added entry to the rules whose required class it has (or that require none); a
-removed entry to the rules tracking it.  A filter reading an operational attribute
+Evaluating every rule on every change would cost rules x changes.  Each rule is indexed three
+ways: by its base (so a change is offered only to the rules based at the entry or one of its
+ancestors: a handful of dictionary lookups, however many rules watch other CEs or sites), by
+the attributes its filter reads (and, for ``change``, the attributes it lists), and by the
+object classes its filter requires (an ``objectClass=X`` at its top level, in a top-level AND,
+or in every branch of a top-level OR).  A modification is offered to the rules based above the
+entry that read an attribute whose values changed; an added entry to the rules based above it
+whose required class it has (or that require none); a removed entry to the rules tracking it.  A filter reading an operational attribute
 (``modifyTimestamp``...) or matching on DN components is offered every modification.  Only the
 rules offered a change evaluate their filter, once, on the new entry; whether the entry matched
 before is the track's phase.
@@ -57,6 +59,7 @@ from typing import TYPE_CHECKING
 
 from gridinfo.directory import filters as F
 from gridinfo.directory.changes import Change, Subscription
+from gridinfo.directory.dn import parent_key
 
 if TYPE_CHECKING:
     from gridinfo.directory.entry import Entry
@@ -79,6 +82,7 @@ class Rule:
     name: str
     visible: Callable[[Entry], bool]  # in the rule's base and scope, and matching its filter
     in_scope: Callable[[str], bool]  # the DN key lies in the rule's base and scope
+    base_key: str = ""  # the canonical key of the rule's base ("": the root, every entry)
     events: frozenset[str] = frozenset({ENTER})
     hold: float = 0.0  # ``for``
     repeat: float = 0.0
@@ -180,6 +184,7 @@ class TriggerEngine:
         self._any_change: set[str] = set()
         self._by_class: dict[str, set[str]] = {}
         self._any_class: set[str] = set()
+        self._by_base: dict[str, set[str]] = {}
         self._tracking: dict[str, set[str]] = {}  # entry key -> rules with a track for it
         self._deadlines: list[tuple[float, int, str, str, int]] = []  # (when, seq, rule, key, generation)
         self._seq = 0
@@ -199,6 +204,7 @@ class TriggerEngine:
         else:
             for attribute in rule.reads | rule.watched:
                 self._by_attribute.setdefault(attribute, set()).add(rule.name)
+        self._by_base.setdefault(rule.base_key, set()).add(rule.name)
         if rule.requires is None:
             self._any_class.add(rule.name)
         else:
@@ -214,7 +220,7 @@ class TriggerEngine:
         state = self.rules.pop(name, None)
         if state is None:
             return
-        for index in (self._by_attribute, self._by_class):
+        for index in (self._by_attribute, self._by_class, self._by_base):
             for names in index.values():
                 names.discard(name)
         self._any_change.discard(name)
@@ -249,6 +255,8 @@ class TriggerEngine:
                 names = self._by_attribute.get(attribute)
                 if names:
                     candidates |= names
+        if new is not None:
+            candidates &= self._based_above(key)
         out: list[Firing] = []
         for name in candidates:
             state = self.rules[name]
@@ -285,6 +293,18 @@ class TriggerEngine:
                     else:
                         self._drop(state, key)
                         self._fire(state, LEAVE, track.entry, now, out)
+        return out
+
+    def _based_above(self, key: str) -> set[str]:
+        """The rules whose base is ``key`` or one of its ancestors (the root included)."""
+        out: set[str] = set()
+        by_base = self._by_base
+        k: str | None = key
+        while k is not None:
+            names = by_base.get(k)
+            if names:
+                out |= names
+            k = parent_key(k)
         return out
 
     # -- time -------------------------------------------------------------------------------

@@ -154,6 +154,7 @@ def compile_rule(config: TriggerConfig, backend: Any, schema: Schema, normalise:
         name=config.name,
         visible=visible,
         in_scope=in_scope,
+        base_key=base_key,
         events=frozenset(config.events),
         hold=config.for_,
         repeat=config.repeat,
