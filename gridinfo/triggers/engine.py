@@ -166,8 +166,9 @@ def filter_requires(f: F.Filter, classes: Callable[[bytes], frozenset[str]]) -> 
 
 def changed_attributes(old: Entry, new: Entry) -> frozenset[str]:
     """The attribute keys whose values differ between two versions of an entry."""
-    if old.values == new.values and old.shape is new.shape:
-        return frozenset()
+    if old.shape is new.shape or list(old.shape.names) == list(new.shape.names):
+        # the same attributes in the same order (a provider's next run): compare value by value
+        return frozenset(k for k, a, b in zip(old.shape.names, old.values, new.values) if a != b)
     a = dict(zip(old.shape.names, old.values))
     b = dict(zip(new.shape.names, new.values))
     return frozenset(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
