@@ -200,7 +200,7 @@ class TriggerEngine:
             self.remove_rule(rule.name)
         state = _RuleState(rule)
         self.rules[rule.name] = state
-        if rule.reads is None or not rule.watched and CHANGE in rule.events:
+        if rule.reads is None or (CHANGE in rule.events and not rule.watched):  # any change may matter
             self._any_change.add(rule.name)
         else:
             for attribute in rule.reads | rule.watched:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from gridinfo.config import TriggerConfig, _convert, check_object
+from gridinfo.config import TriggerConfig, _convert
 from gridinfo.directory import filters as F
 from gridinfo.directory.dn import is_descendant_key, parent_key
 from gridinfo.directory.query import Scope, SearchRequest
@@ -37,8 +37,7 @@ class LoadedRule:
     """A rule and where it was written (for messages)."""
 
     config: TriggerConfig
-    source: str  # file, or file:line
-    digest: str = ""  # what the rule was read from (a changed file is reloaded)
+    source: str  # file:line, or config file: triggers[i]
 
 
 def rule_files(folder: str) -> list[Path]:
@@ -95,7 +94,7 @@ def read_rule_file(path: str | os.PathLike[str]) -> list[LoadedRule]:
         if rule.name in names:
             raise ConfigError(f"{path_text}name: expected each rule's name once, got {rule.name!r} again", source, line)
         names.add(rule.name)
-        out.append(LoadedRule(rule, f"{source}:{line}", text))
+        out.append(LoadedRule(rule, f"{source}:{line}"))
     return out
 
 
@@ -166,8 +165,4 @@ def compile_rule(config: TriggerConfig, backend: Any, schema: Schema, normalise:
     return rule, [entries, view.changelog]
 
 
-def with_name(config: TriggerConfig, name: str) -> TriggerConfig:
-    return replace(config, name=name)
-
-
-__all__ = ["LoadedRule", "check_object", "compile_rule", "config_rules", "read_rule_file", "rule_files"]
+__all__ = ["LoadedRule", "compile_rule", "config_rules", "read_rule_file", "rule_files"]

@@ -348,3 +348,27 @@ def test_clients_subscribe_to_alerts_with_persistent_search_and_sync(tmp_path: P
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_hung_action_is_killed_at_its_timelimit_logged_and_retried(tmp_path: Path, stop_all: Any) -> None:
+    """An exec action that hangs is killed with its process group at `timelimit`, the failure is
+    logged, and the retry (which does not hang) completes: the server kept serving meanwhile."""
+    site = Site(tmp_path, """\
+  - name: almost-full
+    filter: (GlueCEStateFreeCPUs<=2)
+    actions:
+      - exec: [ACTION]
+        timelimit: 1
+        retry_delay: 0.5
+""")
+    stop_all(site)
+    site.hang.write_text("")
+    site.value.write_text("1\n")
+    gris = site.start()
+    [first] = until("the action started", lambda: site.lines("start"), log=site.log)
+    site.hang.unlink()
+    until("the retry finished", lambda: site.lines("done"), log=site.log)
+    assert [w[4] for w in site.lines("start")] == ["1", "2"]
+    assert "killed after its timelimit of 1 s" in gris.log
+    with pytest.raises(ProcessLookupError):
+        os.killpg(int(first[5]), 0)  # the hung attempt's process group is gone

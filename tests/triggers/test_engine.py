@@ -215,3 +215,17 @@ def test_freshness_stamps_alone_are_not_a_change() -> None:
     w.ce(3, **{"Mds-validto": b"20260101000100Z"})  # the tree sees no content change: no Change at all
     w.ce(4, **{"Mds-validto": b"20260101000200Z"})
     assert [(f.event, f.changed) for f in w.fired] == [("change", ("gluecestatefreecpus",))]
+
+
+def test_rules_based_at_other_entries_cost_nothing() -> None:
+    """A thousand per-CE rules watching other CEs: a change to one CE evaluates only its own rule
+    (rules are indexed by base as well as by attribute)."""
+    w = World()
+    for i in range(1000):
+        w.rule(name=f"ce-{i}", base=CE.replace("ce1", f"other{i}"), scope="base")
+    w.rule(name="mine", base=CE, scope="base")
+    w.ce(10)
+    before = w.engine.evaluations
+    w.ce(1)
+    assert w.engine.evaluations - before == 1
+    assert [f.rule for f in w.fired] == ["mine"]

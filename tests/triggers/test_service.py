@@ -73,7 +73,7 @@ def test_a_firing_is_journaled_then_published_under_ou_alerts_after_for(tmp_path
 
 
 def test_a_failing_action_is_retried_with_backoff_then_given_up(tmp_path: Path) -> None:
-    """An http action against a port nobody listens on: 1 + retries attempts, delays doubling, then failed."""
+    """An action that keeps failing: 1 + retries attempts, retry_delay doubling each time, then failed (logged)."""
     s = Setup(tmp_path, triggers=(rule(on=("enter",), actions=(TriggerActionConfig(exec="false", retries=2, retry_delay=5.0),)),))
     attempts: list[float] = []
 
