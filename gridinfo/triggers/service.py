@@ -208,7 +208,11 @@ class TriggerService(service.Service):
     # -- evaluation -------------------------------------------------------------------------
 
     def _hear(self, engine: TriggerEngine, change: Change) -> None:
-        firings = engine.on_change(change, self.reactor.seconds())
+        try:
+            firings = engine.on_change(change, self.reactor.seconds())
+        except Exception:  # our bug: it must not break the tree's update that reported the change
+            log.failure("trigger evaluation failed for {dn}", dn=change.dn)
+            return
         if firings:
             self._accept(firings)
         if engine.next_deadline() != self._timer_at:
