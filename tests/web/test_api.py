@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from urllib.parse import quote, urlencode
 
@@ -35,6 +36,64 @@ def test_giis_hierarchy_lists_the_registered_gris(hierarchy: Hierarchy) -> None:
     assert 0 < c["lease_left"] <= 60 and not c["stale"]
     assert c["mount"] == "mds-vo-name=site,o=grid"  # a GRIS's entries appear in place of the GIIS's suffix
     assert get_json(hierarchy.giis_url + "/api/entry?dn=" + quote(c["mount"]))[0] == 200  # the click-through
+
+
+def descendants(node: dict) -> list[dict]:
+    return [node] + [d for c in node["children"] for d in descendants(c)]
+
+
+def test_top_giis_hierarchy_walks_to_the_leaves(hierarchy: Hierarchy) -> None:
+    """The top GIIS's /api/hierarchy holds the whole tree, as giis-tree walks it: the site GIIS
+    (from the top's own registrations) and the GRIS under it (asked of the site over LDAP),
+    each with its status, lease, latency, entry count and a link to its own web view."""
+    def three_levels() -> object:
+        status, node = get_json(hierarchy.top_url + "/api/hierarchy")
+        assert status == 200
+        tree = node["tree"]
+        sites = tree["children"]
+        return sites and sites[0]["children"] and sites[0]["children"][0]["web_url"] and node
+    node = until(three_levels, "the GRIS under the site under the top", deadline=60)
+    tree = node["tree"]
+    assert tree["kind"] == "giis" and tree["suffix"] == "mds-vo-name=top,o=grid" and tree["link"] == "/"
+    assert tree["web_url"] == hierarchy.top_url + "/"  # what the top's own status entry publishes
+    (site,) = tree["children"]
+    assert site["suffix"] == "mds-vo-name=site,o=grid" and site["url"].endswith(f":{hierarchy.giis.port}/mds-vo-name=site,o=grid")
+    assert site["registration_status"] == "VALID" and 0 < site["lease_seconds_left"] <= 60
+    assert site["latency_ms"] > 0 and site["healthy"] and not site["stale"] and not site["depth_limited"]
+    assert site["web_url"] == site["link"] == hierarchy.giis_url + "/"  # a node links to its own web view
+    assert site["shown_at"] == "mds-vo-name=site,mds-vo-name=top,o=grid"
+    (gris,) = site["children"]
+    assert gris["url"].endswith(f":{hierarchy.gris.port}/{SUFFIX}") and gris["registration_status"] == "VALID"
+    assert gris["web_url"] == hierarchy.gris_url + "/" and gris["published_entries"] > 10
+    assert gris["shown_at"] == "mds-vo-name=site,mds-vo-name=top,o=grid"  # a GRIS appears in place of its parent's suffix
+    assert gris["children"] == [] and node["unhealthy"] == 0 and node["depth"] == 5
+    # the site's own page: its part of the same tree
+    site_tree = get_json(hierarchy.giis_url + "/api/hierarchy")[1]["tree"]
+    assert [c["web_url"] for c in site_tree["children"]] == [hierarchy.gris_url + "/"]
+
+
+def test_hierarchy_walk_is_depth_bounded_and_marks_unreachable_nodes(hierarchy: Hierarchy) -> None:
+    """The shared walk stops at the depth bound (the node is marked, its registrants not asked
+    for) and a node that does not answer within its timeout is unhealthy, its error named."""
+    import json
+    import sys
+
+    until(lambda: get_json(hierarchy.top_url + "/api/hierarchy")[1]["tree"]["children"], "the site registered")
+    out = subprocess.run([sys.executable, "-m", "gridinfo.cli.giis_tree", "--json", "--depth", "1", "--timeout", "5",
+                          f"{hierarchy.top.url}/mds-vo-name=top,o=grid"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    tree = json.loads(out.stdout)
+    (site,) = tree["children"]
+    assert site["depth_limited"] and site["children"] == [] and site["web_url"] == hierarchy.giis_url + "/"
+    # a registrant address where nothing listens: unreachable, named, within the node's timeout
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    out = subprocess.run([sys.executable, "-m", "gridinfo.cli.giis_tree", "--json", "--timeout", "5",
+                          f"ldap://127.0.0.1:{dead}/mds-vo-name=gone,o=grid"], capture_output=True, text=True)
+    assert out.returncode == 1
+    gone = json.loads(out.stdout)
+    assert not gone["healthy"] and gone["error"]
 
 
 def test_gris_hierarchy_lists_its_provider(hierarchy: Hierarchy) -> None:
