@@ -104,7 +104,7 @@ def add_web_service(top: service.MultiService, parts: WebParts | None, kind: str
         return
     from gridinfo.web.history import HistoryStore, Sampler
     from gridinfo.web.live import PollingChanges, StreamChanges
-    from gridinfo.web.metrics import StateCollector
+    from gridinfo.web.metrics import StateCollector, provider_run_histogram
     from gridinfo.web.reader import BackendReader
     from gridinfo.web.server import Root, WebApp
 
@@ -118,6 +118,8 @@ def add_web_service(top: service.MultiService, parts: WebParts | None, kind: str
         parts.live = PollingChanges(reader, reactor, interval=web.live_interval)
     parts.registry.register(StateCollector(kind, backend, factory, reactor, providers=providers,
                                            live=parts.live, sampler=parts.sampler))
+    if providers is not None:
+        providers.run_observers.append(provider_run_histogram(parts.registry))
     mount = None
     if kind == "giis":
         from gridinfo.directory.dn import DN, parse_dn

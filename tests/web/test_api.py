@@ -200,6 +200,11 @@ def test_metrics_parse_and_counters_move_with_ldap_traffic(hierarchy: Hierarchy)
     # every operation the server answers counts, not only what reaches the backend: ldapsearch binds
     assert metric(url, "gridinfo_ldap_operations_total", operation="bind", result="success") - binds_before >= 4
     assert metric(url, "gridinfo_provider_runs_total", provider="queue") >= 1
+    # each run's duration, as it ends: the histogram moves with the runs
+    runs = until(lambda: metric(url, "gridinfo_provider_run_seconds_count", provider="queue"), "a run observed")
+    until(lambda: metric(url, "gridinfo_provider_run_seconds_count", provider="queue") > runs, "another run observed")
+    assert metric(url, "gridinfo_provider_run_seconds_sum", provider="queue") > 0
+    assert sum(metric(url, "gridinfo_softstate_entries", state=s) for s in ("fresh", "stale")) == 4  # CE, VM, job, path
     assert metric(url, "gridinfo_entries") > 10
     assert sum(metric(url, "gridinfo_softstate_providers", state=s) for s in ("never", "fresh", "stale", "gone")) == 1
     giis = hierarchy.giis_url
@@ -222,3 +227,26 @@ def test_history_records_a_provider_change(hierarchy: Hierarchy) -> None:
     assert data["points"] and all(isinstance(t, float) for t, _ in data["points"])
     series = get_json(url + "/api/history/series")[1]["series"]
     assert any(s["dn"] == CE_DN and s["attribute"] == "GlueCEStateFreeCPUs" for s in series)
+
+
+def test_metrics_count_change_streams_and_live_pages_while_they_are_open(hierarchy: Hierarchy) -> None:
+    """Subscribers: an LDAP change stream (ldapsearch's RFC 4533 refreshAndPersist) and an open
+    page's live-update stream each count while open, and stop counting when closed."""
+    import urllib.request
+
+    url = hierarchy.gris_url
+    assert metric(url, "gridinfo_ldap_change_streams") == 0
+    stream = subprocess.Popen(["ldapsearch", "-x", "-LLL", "-H", hierarchy.gris.url, "-b", SUFFIX,
+                               "-E", "!sync=rp", "(objectClass=GlueCE)", "1.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        until(lambda: metric(url, "gridinfo_ldap_change_streams") == 1, "the change stream counted")
+    finally:
+        stream.terminate()
+        stream.wait()
+    until(lambda: metric(url, "gridinfo_ldap_change_streams") == 0, "the change stream gone")
+    assert metric(url, "gridinfo_web_live_subscribers") == 0
+    with urllib.request.urlopen(url + "/api/events", timeout=30) as events:
+        assert events.readline().startswith(b"retry:")
+        until(lambda: metric(url, "gridinfo_web_live_subscribers") == 1, "the open page counted")
+    until(lambda: metric(url, "gridinfo_web_live_subscribers") == 0, "the closed page gone")
