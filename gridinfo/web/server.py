@@ -176,6 +176,9 @@ class WebApp:
             providers = [e for e in status.entries if views.Attrs(e[1]).has_class("GridinfoProviderStatus")]
             node = views.hierarchy(self.kind, self.suffix, server, children, providers, self.reactor.seconds(),
                                    own.message)
+            if node["entries"] is None:  # a GIIS: BDII's UpdateStats says (own entries and its children's)
+                stats = [e for e in status.entries if views.Attrs(e[1]).has_class("UpdateStats")]
+                node["entries"] = views.Attrs(stats[0][1]).integer("TotalEntries") if stats else None
             for child in node["children"]:
                 try:
                     child["mount"] = self.mount(child["suffix"]) if self.mount else child["suffix"]

@@ -6,22 +6,10 @@ import socket
 import subprocess
 from urllib.parse import quote, urlencode
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from tests.web.conftest import get, get_json, until
+from tests.web.conftest import get, get_json, metric, until
 from tests.web.hierarchy import CE_DN, SUFFIX, Hierarchy
 
 GIIS_CE_DN = CE_DN.replace(SUFFIX, "mds-vo-name=site,o=grid")  # the GIIS serves its children in its namespace
-
-
-def metric(url: str, name: str, **labels: str) -> float:
-    _, _, body = get(url + "/metrics")
-    total = 0.0
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 def test_giis_hierarchy_lists_the_registered_gris(hierarchy: Hierarchy) -> None:
@@ -36,10 +24,6 @@ def test_giis_hierarchy_lists_the_registered_gris(hierarchy: Hierarchy) -> None:
     assert 0 < c["lease_left"] <= 60 and not c["stale"]
     assert c["mount"] == "mds-vo-name=site,o=grid"  # a GRIS's entries appear in place of the GIIS's suffix
     assert get_json(hierarchy.giis_url + "/api/entry?dn=" + quote(c["mount"]))[0] == 200  # the click-through
-
-
-def descendants(node: dict) -> list[dict]:
-    return [node] + [d for c in node["children"] for d in descendants(c)]
 
 
 def test_top_giis_hierarchy_walks_to_the_leaves(hierarchy: Hierarchy) -> None:

@@ -132,6 +132,31 @@ def test_live_changes_from_the_change_stream_tell_a_burst_once_and_ignore_status
     assert tree.changelog.subscriptions == set()
 
 
+def test_a_daemon_whose_backend_has_sync_view_is_wired_to_its_change_stream() -> None:
+    """The wiring picks the change stream for any backend with ``sync_view`` (a GRIS today; a
+    GIIS once its backend has one), polling for the others."""
+    from dataclasses import replace
+
+    from gridinfo.config import GIISConfig, GRISConfig
+    from gridinfo.service import make_giis_service, make_gris_service
+    from gridinfo.web.live import StreamChanges
+
+    clock = task.Clock()
+    gris = make_gris_service(replace(GRISConfig(), http=("tcp:0",)), clock)
+    assert isinstance(gris.web.live, StreamChanges)  # type: ignore[attr-defined]
+    seen: list[str] = []
+    unsubscribe = gris.web.live.subscribe(seen.append)  # type: ignore[attr-defined]
+    tree = gris.backend.tree  # type: ignore[attr-defined]
+    tree.add(tree.build("GlueSiteUniqueID=a,mds-vo-name=local,o=grid",
+                        [("objectClass", [b"GlueTop", b"GlueSite"]), ("GlueSiteUniqueID", [b"a"])]))
+    clock.advance(0)
+    assert seen == ["1"] and not gris.web.live.polling  # type: ignore[attr-defined]
+    unsubscribe()
+    giis = make_giis_service(replace(GIISConfig(), http=("tcp:0",)), clock)
+    has_stream = callable(getattr(giis.backend, "sync_view", None))  # type: ignore[attr-defined]
+    assert isinstance(giis.web.live, StreamChanges) == has_stream  # type: ignore[attr-defined]
+
+
 def test_live_changes_poll_when_the_backend_gives_no_change_stream() -> None:
     """A backend whose ``sync_view`` refuses (or gives no changelog) still tells open pages of
     changes: by polling, logged once; nobody listening, no polling."""

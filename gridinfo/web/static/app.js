@@ -363,14 +363,21 @@ async function refresh() {
   }
 }
 
+let source = null;
 function live() {
   const badge = $("#live");
   if (!window.EventSource) { badge.textContent = "polling"; setInterval(refresh, 10000); return; }
-  const source = new EventSource("/api/events");
+  source = new EventSource("/api/events");
   source.addEventListener("hello", () => { badge.textContent = "live"; badge.className = "on"; });
   source.addEventListener("change", (ev) => { document.body.dataset.token = ev.data; refresh(); });
   source.onerror = () => { badge.textContent = "reconnecting"; badge.className = ""; };
 }
+
+// A page left for another stays in the browser's back-forward cache with its stream open unless
+// it is closed here; six such streams use up the browser's connections to the daemon and the
+// next page waits for one.  Closed on leaving, opened again (with a refresh) on coming back.
+window.addEventListener("pagehide", () => { if (source) { source.close(); source = null; } });
+window.addEventListener("pageshow", (ev) => { if (ev.persisted && !source && window.EventSource) { live(); refresh(); } });
 
 refresh();
 live();
