@@ -164,6 +164,10 @@ class Walk:
         self._clients: list[Any] = []
         self._seen: set[tuple[str, int, str]] = set()
 
+    def already_seen(self, host: str, port: int, suffix: str) -> None:
+        """Count a node as met (the walker's own node, when the walk starts below it)."""
+        self._seen.add((host.lower(), port, self._normalise(suffix)))
+
     def nodes(self, nodes: list[Node], level: int) -> Any:
         """A Deferred firing with ``nodes`` once each is visited (and its subtree, to ``depth``);
         every connection the walk opened is closed by then."""

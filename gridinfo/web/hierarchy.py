@@ -6,7 +6,8 @@ lease, cachettl, its view of their health).  Below that, ``giis-tree``'s walk
 (:class:`gridinfo.cli.giis_tree.Walk`, the same code) goes over LDAP: each child's latency, the
 status it publishes under ``o=infosys`` (entry count, failing providers, its web view), its own
 registrants (``giisregistrationstatus``), to ``depth`` levels below this node, each node within
-``timeout`` seconds; a node met twice (a registration cycle) is marked and not followed.
+``timeout`` seconds; a node met twice (a registration cycle, this node itself included) is
+marked and not followed.
 
 Links: a node links to its own web view when its server status publishes one
 (``GridinfoWebURL``), else to this node's browser page at the DN where its entries appear here
@@ -16,7 +17,7 @@ The JSON shape is documented in docs/web.md (``/api/hierarchy``, ``tree``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -40,10 +41,16 @@ def registrants(children: Sequence[Entry], now: float) -> list[Node]:
     return nodes
 
 
-def walk_below(children: Sequence[Entry], reactor: Any, *, depth: int, timeout: float) -> defer.Deferred[list[Node]]:
-    """This node's children, each visited over LDAP with its subtree to ``depth`` levels below this node."""
+def walk_below(children: Sequence[Entry], reactor: Any, *, depth: int, timeout: float,
+               own: Iterable[tuple[str, int, str]] = ()) -> defer.Deferred[list[Node]]:
+    """This node's children, each visited over LDAP with its subtree to ``depth`` levels below
+    this node; ``own``: the (host, port, suffix) this node registers as, so that a registration
+    coming back to it is a cycle at once."""
     nodes = registrants(children, reactor.seconds())
-    return Walk(reactor, depth=depth, timeout=timeout, count=False).nodes(nodes, 1)
+    walk = Walk(reactor, depth=depth, timeout=timeout, count=False)
+    for host, port, suffix in own:
+        walk.already_seen(host, port, suffix)
+    return walk.nodes(nodes, 1)
 
 
 def _stale(node: Node) -> bool:

@@ -72,9 +72,12 @@ class WebApp:
     def __init__(self, kind: str, suffix: str, reader: BackendReader, reactor: Any, *,
                  history: HistoryStore | None = None, live: Any = None, registry: CollectorRegistry | None = None,
                  history_attributes: tuple[str, ...] = (), mount: Any = None,
-                 web_urls: Callable[[], list[str]] = list, hierarchy_depth: int = 5, hierarchy_timeout: float = 5.0):
+                 web_urls: Callable[[], list[str]] = list, hierarchy_depth: int = 5, hierarchy_timeout: float = 5.0,
+                 own_addresses: Callable[[], list[tuple[str, int, str]]] = list):
         """``mount(child_suffix, parent_suffix, parent_shown_at)``: where a GIIS shows a node's
-        entries; ``web_urls()``: this node's own web view (what GridinfoWebURL says)."""
+        entries; ``web_urls()``: this node's own web view (what GridinfoWebURL says);
+        ``own_addresses()``: the (host, port, suffix) it registers as (a walk coming back is a cycle)."""
+        self.own_addresses = own_addresses
         self.kind = kind
         self.mount = mount
         self.web_urls = web_urls
@@ -185,7 +188,7 @@ class WebApp:
                 except LDAPError:
                     child["mount"] = None
             walked = hierarchy.walk_below(children, self.reactor, depth=self.hierarchy_depth,
-                                          timeout=self.hierarchy_timeout)
+                                          timeout=self.hierarchy_timeout, own=self.own_addresses())
 
             def whole(nodes: list[Any]) -> Any:
                 node["tree"] = tree = hierarchy.tree_json(node, nodes, self.web_urls(), self.mount)

@@ -142,10 +142,20 @@ def add_web_service(top: service.MultiService, parts: WebParts | None, kind: str
             return own_stats() + ([("GridinfoWebURL", [u.encode() for u in urls])] if urls else [])
 
         status.server_stats = server_stats
+    def own_addresses() -> list[tuple[str, int, str]]:
+        """Where this node's LDAP listeners are, as it registers them (a walk coming back is a cycle)."""
+        from gridinfo.ldap.registrar import listener_host
+        from gridinfo.service import ListenerService
+
+        ports = [p for p in (s.bound_port() for s in top if type(s) is ListenerService) if p]
+        hosts = {t.hostname for t in getattr(config, "register", ()) if t.hostname}
+        hosts.add(listener_host(config.listen) or socket.getfqdn())
+        return [(h, p, suffix) for h in sorted(hosts) for p in ports]
+
     parts.app = WebApp(kind, suffix, reader, reactor, history=parts.history, live=parts.live,
                        registry=parts.registry, history_attributes=web.history_attributes, mount=mount,
                        web_urls=parts.advertised, hierarchy_depth=web.hierarchy_depth,
-                       hierarchy_timeout=web.hierarchy_timeout)
+                       hierarchy_timeout=web.hierarchy_timeout, own_addresses=own_addresses)
     parts.root = Root(parts.app, cache_seconds=min(web.live_interval, 5.0))
     site = _QuietSite(parts.root)
     site.displayTracebacks = False

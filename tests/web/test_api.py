@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from tests.web.conftest import get, get_json, metric, until
@@ -234,3 +235,39 @@ def test_metrics_count_change_streams_and_live_pages_while_they_are_open(hierarc
         assert events.readline().startswith(b"retry:")
         until(lambda: metric(url, "gridinfo_web_live_subscribers") == 1, "the open page counted")
     until(lambda: metric(url, "gridinfo_web_live_subscribers") == 0, "the closed page gone")
+
+
+def test_a_registration_cycle_is_marked_and_not_followed(tmp_path: Path) -> None:
+    """GIIS a has b registered under it, and b lists a as a static child (a cycle): a's
+    hierarchy page shows a -> b -> a, the second a marked "already shown" and not walked again,
+    and the page still answers."""
+    from tests.support.gris import GrisProcess
+    from tests.web.hierarchy import http_url
+
+    (tmp_path / "a.yaml").write_text("name: a\nweb:\n  live_interval: 0.5\n")
+    with GrisProcess(["--config", str(tmp_path / "a.yaml"), "--http", "tcp:0"], module="gridinfo.cli.giis") as a:
+        a_web = http_url(a)
+        (tmp_path / "b.yaml").write_text(f"""\
+name: b
+register:
+  - url: "ldap://127.0.0.1:{a.port}/mds-vo-name=a,o=grid"
+    regperiod: 30
+    ttl: 60
+    hostname: 127.0.0.1
+children:
+  - url: "ldap://127.0.0.1:{a.port}/mds-vo-name=a,o=grid"
+    timeout: 5
+""")
+        with GrisProcess(["--config", str(tmp_path / "b.yaml")], module="gridinfo.cli.giis") as b:
+            def walked() -> object:
+                status, node = get_json(a_web + "/api/hierarchy")
+                assert status == 200
+                kids = node["tree"]["children"]
+                return kids and kids[0]["children"] and node
+            node = until(walked, "a -> b -> a on a's hierarchy page")
+            (b_node,) = node["tree"]["children"]
+            assert b_node["url"].endswith(f":{b.port}/mds-vo-name=b,o=grid")
+            (again,) = b_node["children"]
+            assert again["url"].endswith(f":{a.port}/mds-vo-name=a,o=grid") and again["registration_status"] == "STATIC"
+            assert again["note"] == "already shown (registration cycle?)" and again["children"] == []
+            assert again["latency_ms"] is None  # not asked again
