@@ -10,7 +10,8 @@ what an LDAP client with that identity would be refused.  It is read-only: GET a
     reader     searches through the backend (Deferreds, sliced cursors), decoded to dicts
     views      pure: the rows of each page from entries (hierarchy, queues, VMs, paths)
     history    the history store (SQLite, down-sampled, bounded) and its sampler
-    live       change notification for open pages (polling now; a change stream later)
+    hierarchy  the hierarchy page's tree: this node's registrations, then giis-tree's walk below
+    live       change notification for open pages (the backend's change stream, else polling)
     metrics    Prometheus collectors over a per-service registry; backend instrumentation
     server     the Twisted Web resources: pages, /api/..., /api/events, /metrics, assets
 """
