@@ -3,7 +3,9 @@
 Served by the daemon itself on the ``http:`` endpoints (off by default, loopback unless an
 interface is named; docs/web.md).  Everything it shows comes through the daemon's own backend
 search path, with the identity ``web.bind_dn`` (anonymous unless configured), so it never shows
-what an LDAP client with that identity would be refused.  It is read-only: GET and HEAD only.
+what an LDAP client with that identity would be refused; the hierarchy page's walk below this
+node's children asks those nodes over LDAP anonymously, as ``giis-tree`` does.  It is
+read-only: GET and HEAD only.
 
     module     job
     ---------  ------------------------------------------------------------------------
