@@ -149,6 +149,9 @@ class WebConfig:
     history_max_bytes: int = 64 << 20  # the file's bound: oldest rows go first past it
     sample_interval: float = 60.0  # seconds between checks of the tree for changed values (0: none)
     live_interval: float = 5.0  # seconds between checks for the live view (server-sent events)
+    url: str = ""  # the web view's URL published as GridinfoWebURL ("": each listener's own address)
+    hierarchy_depth: int = 5  # levels below this node the hierarchy page walks (1-20)
+    hierarchy_timeout: float = 5.0  # seconds for each node the hierarchy page visits (all its requests)
 
 
 @dataclass(frozen=True)
@@ -603,6 +606,12 @@ def check_value(kind: Any, name: str, value: Any, path: str) -> str | None:
         problem = f"expected at least 1048576 bytes (1 MiB), got {value}"
     elif kind is WebConfig and name == "live_interval" and value < 0.5:
         problem = f"expected at least 0.5 seconds, got {value}"
+    elif kind is WebConfig and name == "url" and value and not re.fullmatch(r"https?://[^\s/?#]+(/\S*)?", value):
+        problem = f"expected an http:// or https:// URL such as https://giis.example.org/gridinfo/, got {value!r}"
+    elif kind is WebConfig and name == "hierarchy_depth" and not 1 <= value <= 20:
+        problem = f"expected a number of levels from 1 to 20, got {value}"
+    elif kind is WebConfig and name == "hierarchy_timeout" and not 0 < value <= 300:
+        problem = f"expected seconds above 0 and at most 300, got {value}"
     elif kind is RegisterConfig and name == "url":
         problem = check_ldap_url(value, "ldap://giis.example.org:2135/mds-vo-name=site,o=grid")
     elif kind is StaticChildConfig and name == "url":
