@@ -62,6 +62,7 @@ class ChildStats:
     late_answers: int = 0
     last_contact: float | None = None
     last_error: str = ""
+    errors: int = 0  # failed exchanges (no answer, an error, a dropped stream), since start
 
 
 class Child:
@@ -136,7 +137,9 @@ class Child:
                 del self.cache[k]
 
     def set_state(self, state: str, error: str = "") -> None:
-        """Record health; log once per change of state."""
+        """Record health (every failure counts in ``stats.errors``); log once per change of state."""
+        if state != "ok":
+            self.stats.errors += 1
         if state != self.stats.state:
             if state == "ok":
                 log.info("child {url} is {state}", url=self.url, state=state)

@@ -180,6 +180,8 @@ class StateCollector(Collector):
                                    labels=["child"])
         misses = CounterMetricFamily("gridinfo_giis_child_cache_misses", "Searches forwarded to each child",
                                      labels=["child"])
+        errors = CounterMetricFamily("gridinfo_giis_child_errors", "Failed exchanges with each child (no answer, "
+                                     "an error, a dropped change stream)", labels=["child"])
         for c in children:
             s = c.stats
             if s.latency is not None:
@@ -188,6 +190,7 @@ class StateCollector(Collector):
             ents.add_metric([c.url], s.entries)
             late.add_metric([c.url], s.late_answers)
             misses.add_metric([c.url], s.cache_misses)
-        yield from (lat, up, ents, late, misses)
+            errors.add_metric([c.url], s.errors)
+        yield from (lat, up, ents, late, misses, errors)
         yield CounterMetricFamily("gridinfo_giis_cycles", "Registration cycles detected",
                                   value=self.backend.status.cycles)
