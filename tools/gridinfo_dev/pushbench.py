@@ -364,7 +364,9 @@ def phase_replica(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         at_giis = Subscribers(giis.port, "o=grid", "(objectClass=GlueCE)", 1, 1, track=True)
         schemas = [*[p for p in GLUE_SCHEMAS if p.name != "Glue-MDS.schema"], REPO / "schemas/mds.schema",
                    REPO / "schemas/gridinfo.schema", REPO / "schemas/gridinfo-vm.schema"]
-        consumer = ['rootdn "cn=replicator,o=grid"', "dbnosync",  # as BDII configures its slapd
+        # as a consumer should be run: no flush per entry (BDII's slapd has dbnosync), and the
+        # entryUUID/entryCSN index syncrepl looks every incoming entry up by
+        consumer = ['rootdn "cn=replicator,o=grid"', "dbnosync", "index entryUUID,entryCSN eq",
                     f'syncrepl rid=001 provider={giis.url} type=refreshAndPersist searchbase="o=grid" scope=sub '
                     'retry="1 +" schemachecking=off']
         started = time.monotonic()
