@@ -123,6 +123,10 @@ class GIISBackend:
         self.publisher = Publisher(tree)
         self.children = ChildRegistry.from_config(config, self.leases, self.normaliser, factory, self.publisher)
         self.push = push
+        if not push:  # nobody will follow a stream: no child may count on one
+            self.children.push_default = False
+            for child in self.children.static.values():
+                child.push_allowed = False
         #: the clock of the push links' timers (backoff, retries): the reactor unless a test injects one
         self.push_clock: IReactorTime = reactor
         if push:

@@ -163,7 +163,9 @@ class Child:
     @property
     def streamable(self) -> bool:
         """Its data is (or is about to be) in the GIIS's tree: a change stream of the GIIS covers it."""
-        return self.mirror is not None or (self.push is not None and self.push.may_push)
+        if self.push is None:
+            return self.mirror is not None or self.push_allowed  # (a link not started yet will be)
+        return self.mirror is not None or self.push.may_push
 
     @property
     def rank(self) -> tuple[int, float]:

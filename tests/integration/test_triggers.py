@@ -372,3 +372,27 @@ def test_a_hung_action_is_killed_at_its_timelimit_logged_and_retried(tmp_path: P
     assert "killed after its timelimit of 1 s" in gris.log
     with pytest.raises(ProcessLookupError):
         os.killpg(int(first[5]), 0)  # the hung attempt's process group is gone
+
+
+def test_a_giis_fires_on_a_pushed_childs_change(tmp_path: Path, stop_all: Any) -> None:
+    """A rule at a GIIS watches what it holds: the GRIS below pushes its CE's change, the GIIS's rule
+    fires with the entry's DN as the GIIS serves it."""
+    site = Site(tmp_path, "  []\n")  # the GRIS: no rules of its own
+    stop_all(site)
+    gris = site.start()
+    giis_config = tmp_path / "giis.yaml"
+    giis_config.write_text(
+        "name: site\n"
+        f"children:\n  - url: {gris.url}/{SUFFIX}\n    timeout: 5\n"
+        "triggers:\n"
+        "  - name: site-almost-full\n"
+        "    base: mds-vo-name=site,o=grid\n"
+        "    filter: (&(objectClass=GlueCE)(GlueCEStateFreeCPUs<=2))\n"
+        f"    actions:\n      - exec: [{site.action}]\n        timelimit: 10\n"
+    )
+    with GrisProcess(["--config", str(giis_config)], module="gridinfo.cli.giis") as giis:
+        until("the GIIS following the GRIS", lambda: "following its change stream" in giis.log, log=lambda: giis.log)
+        site.value.write_text("1\n")
+        [start] = until("the GIIS's rule fired", lambda: site.lines("start", "site-almost-full"), log=lambda: giis.log)
+        assert start[2] == "enter"
+        assert "[GlueCEUniqueID=ce1.example.org:2119/jobmanager-pbs-long,mds-vo-name=site,o=grid]" in " ".join(start)
