@@ -490,8 +490,10 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path, result: dict[str, A
     else:
         # Every child registers from 127.0.0.1, so the per-address connection limit (meant for
         # one hostile client) would throttle the registration burst: lift it for the bench.
+        # Forwarding is what this bench measures: children that offer a change stream would be
+        # followed (held, never asked per search) unless push is off.
         config = log_dir / f"giis-{n}.yaml"
-        config.write_text("limits:\n  max_connections_per_address: 0\n")
+        config.write_text("push: false\nlimits:\n  max_connections_per_address: 0\n")
         command += ["--config", str(config)]
     log(f"{n} children: {' '.join(command)} (log: {giis_log})")
     with open(giis_log, "wb") as out:
