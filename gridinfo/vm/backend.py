@@ -205,8 +205,13 @@ class VMPublisher:
         if host:
             attrs.append(("GridinfoVMPhysicalHost", [_b(host)]))
             attrs.append(("GridinfoHypervisorID", [_b(host)]))
-        if life.state_times:
-            attrs.append(("GridinfoVMStateTime", self._state_times(life)))
+        transitions = sorted({(t, s) for run in life.runs for s, t in run.state_times})
+        if transitions:
+            attrs.append(("GridinfoVMStateTime", [_b(f"{s}={format_time(t)}") for t, s in transitions]))
+        attrs.append(("GridinfoVMRun", [_b(run.describe()) for run in life.runs]))
+        attrs.append(("GridinfoVMRunCount", [_b(str(len(life.runs)))]))
+        if life.hosts:
+            attrs.append(("GridinfoVMHostHistory", [_b(stay.describe()) for stay in life.hosts]))
         jobs = sorted(store.jobs_of_vm.get(life.ident, ()))
         if jobs:
             attrs.append(("GridinfoVMJob", [_b(j) for j in jobs]))
@@ -384,6 +389,9 @@ class EventSink:
                     self.duplicates += 1
                     outcomes.append(None)
                     continue
+                reason = self.store.contradiction(event)
+                if reason is not None:
+                    raise ConstraintViolation(f"event {event.event_id}: {reason}")
                 changed = self.store.apply(event, now)
                 touched |= changed or set()
                 written.append((event, now))

@@ -2,15 +2,25 @@
 
 The ``hypervisor`` provider (gridinfo.providers_lib.hypervisor) reads a hypervisor's domains
 with their state in gridinfo's VM vocabulary (Running, Blocked, Paused, ShuttingDown, ShutDown,
-Crashed, Suspended, Unknown).  :class:`HypervisorObserver` compares successive snapshots and
-turns each *change* into an event (a steady state logs nothing):
+Crashed, Suspended, Unknown).  :class:`HypervisorObserver` reduces each to a phase, compares
+successive snapshots and turns each *change* of phase into an event (a steady domain logs
+nothing)::
 
-    domain state seen             event (source hypervisor)
-    Running, Blocked              Running     (attributes: physical_host, name, uuid)
-    ShutDown, or gone from list   Shutdown    (the domain is off)
-    Crashed                       Failed      (reason=crashed)
-    Paused, Suspended, Unknown,   nothing     (neither proves it ran nor that it stopped)
-    ShuttingDown
+    domain state                  phase
+    Running, Blocked              run
+    Paused, Suspended             pause
+    ShutDown                      off      (also: gone from the list after run or pause)
+    Crashed                       crash
+    ShuttingDown, Unknown         -        (no change: proves neither)
+
+    phase before -> now           event (source hypervisor; attributes physical_host, name, uuid)
+    (first seen) -> run           Running
+    pause        -> run           Resume    (a new run of the VM: gridinfo.vm.lifecycle rule 1)
+    off          -> run           PowerOn   (restarted after ShutDown: a new run)
+    run          -> pause         Suspend   (first seen paused: nothing, its earlier life is unknown)
+    any          -> off           Shutdown  (the domain is off)
+    any          -> crash         Failed    (reason=crashed; final)
+    crash        -> any           nothing   (Failed is final; a Resume or PowerOn would be refused)
 
 A snapshot can come from the provider's Python objects (``Hypervisor.domains``) or from the
 LDIF entries it prints (:func:`domains_from_entries`).  Sequence numbers are the observation
@@ -29,17 +39,30 @@ from typing import Any
 
 from gridinfo.vm.events import Event
 
-#: Domain state (the provider's VM vocabulary) -> hypervisor event kind (None: no event).
-DOMAIN_EVENTS: dict[str, str | None] = {
-    "Running": "Running",
-    "Blocked": "Running",
-    "ShutDown": "Shutdown",
-    "Crashed": "Failed",
-    "Paused": None,
-    "Suspended": None,
+#: Domain state (the provider's VM vocabulary) -> phase (None: tells nothing).
+DOMAIN_PHASES: dict[str, str | None] = {
+    "Running": "run",
+    "Blocked": "run",
+    "Paused": "pause",
+    "Suspended": "pause",
+    "ShutDown": "off",
+    "Crashed": "crash",
     "ShuttingDown": None,
     "Unknown": None,
 }
+
+#: Event kind -> the phase it reports (to resume from the journal).
+_PHASE_OF_KIND = {"Running": "run", "Resume": "run", "PowerOn": "run", "Reboot": "run", "Suspend": "pause",
+                  "Shutdown": "off", "PowerOff": "off", "Failed": "crash"}
+
+
+def transition(before: str | None, now: str) -> str | None:
+    """The event kind for a domain going from phase ``before`` (None: first seen) to ``now``."""
+    if before == now or before == "crash" or (before is None and now == "pause"):
+        return None
+    if now == "run":
+        return {"pause": "Resume", "off": "PowerOn"}.get(before or "", "Running")
+    return {"pause": "Suspend", "off": "Shutdown", "crash": "Failed"}[now]
 
 
 @dataclass(frozen=True)
@@ -83,7 +106,7 @@ class HypervisorObserver:
     def __init__(self, physical_host: str, *, vm_id: Callable[[DomainSeen], str] | None = None):
         self.physical_host = physical_host
         self.vm_id = vm_id or (lambda d: d.uuid)
-        self._last_kind: dict[str, str] = {}
+        self._last_phase: dict[str, str] = {}
         self._last_seq: dict[str, int] = {}
         self._names: dict[str, DomainSeen] = {}
 
@@ -106,12 +129,12 @@ class HypervisorObserver:
             if e.source != "hypervisor" or e.vm_id is None or e.job_id is not None:
                 continue
             self._last_seq[e.vm_id] = max(self._last_seq.get(e.vm_id, -1), e.seq)
-            if e.kind in ("Running", "Shutdown", "Failed") and e.attribute("physical_host") == self.physical_host:
+            if e.kind in _PHASE_OF_KIND and e.attribute("physical_host") == self.physical_host:
                 held = newest.get(e.vm_id)
                 if held is None or e.seq > held.seq:
                     newest[e.vm_id] = e
         for ident, e in newest.items():
-            self._last_kind[ident] = e.kind
+            self._last_phase[ident] = _PHASE_OF_KIND[e.kind]
             self._names[ident] = DomainSeen(e.attribute("uuid") or ident, e.attribute("name") or ident, "Unknown")
 
     def observe(self, domains: Iterable[Any], now: float) -> list[Event]:
@@ -123,12 +146,17 @@ class HypervisorObserver:
             ident = self.vm_id(domain)
             present.add(ident)
             self._names[ident] = domain
-            kind = DOMAIN_EVENTS.get(domain.vm_state)
-            if kind is not None and self._last_kind.get(ident) != kind:
-                self._last_kind[ident] = kind
+            phase = DOMAIN_PHASES.get(domain.vm_state)
+            if phase is None:
+                continue
+            kind = transition(self._last_phase.get(ident), phase)
+            if kind is not None:
+                self._last_phase[ident] = phase
+            if kind is not None:
                 events.append(self._event(kind, ident, domain, now))
         for ident in sorted(set(self._names) - present):
             domain = self._names.pop(ident)
-            if self._last_kind.pop(ident, None) == "Running":
+            if self._last_phase.get(ident) in ("run", "pause"):
                 events.append(self._event("Shutdown", ident, domain, now))
+                self._last_phase[ident] = "off"  # if it comes back, that is a PowerOn
         return events

@@ -104,6 +104,28 @@ def test_ldapadd_as_the_wrong_source_or_owner_is_refused_with_the_reason(gris: G
     assert vm["gridinfolifecycleevents"] == ["2"]
 
 
+def test_an_event_that_contradicts_the_table_is_refused_with_the_reason_and_changes_nothing(gris: GrisProcess) -> None:
+    """Resume of a Done VM: constraintViolation (19) with the reason; the VM and the journal stay as they were.
+
+    A Migrate that does not say where to is refused the same way, for its content."""
+    cloud = "cn=cloud,o=grid"
+    assert ldapadd(gris.url, cloud, Event.make("Running", "cloud", 1, T0, vm_id="vm-d")).returncode == 0
+    assert ldapadd(gris.url, cloud, Event.make("Done", "cloud", 2, T0 + 10, vm_id="vm-d")).returncode == 0
+    [before] = ldapsearch(gris.url, SUFFIX, "(&(objectClass=GridinfoVM)(GridinfoVMID=vm-d))")
+    resume = ldapadd(gris.url, cloud, Event.make("Resume", "cloud", 3, T0 + 20, vm_id="vm-d"))
+    assert resume.returncode == 19, resume.stderr
+    assert "is Done since 20240501120010Z; a Resume at 20240501120020Z cannot follow a final state" in resume.stderr
+    [after] = ldapsearch(gris.url, SUFFIX, "(&(objectClass=GridinfoVM)(GridinfoVMID=vm-d))")
+    assert after == before
+    assert len(ldapsearch(gris.url, EVENTS, "(GridinfoVMID=vm-d)", "GridinfoEventID")) == 2
+    lines = [f"dn: GridinfoEventID=cloud:vm-d:-:4,{EVENTS}", "objectClass: GridinfoEvent", "GridinfoEventID: cloud:vm-d:-:4",
+             "GridinfoEventType: Migrate", "GridinfoEventSource: cloud", "GridinfoEventSeq: 4",
+             "GridinfoEventTime: 20240501120005Z", "GridinfoVMID: vm-d"]
+    nowhere = subprocess.run(["ldapadd", "-x", "-H", gris.url, "-D", cloud, "-w", PASSWORDS[cloud]],
+                             input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=30)
+    assert nowhere.returncode == 19 and "a Migrate names the host the VM moves to" in nowhere.stderr
+
+
 def test_jobs_and_vms_relate_both_ways(gris: GrisProcess, tmp_path: Path) -> None:
     """'Which jobs ran in VM X' and 'which VM does job Y run in' are plain ldapsearch queries."""
     spool = tmp_path / "spool.sqlite"
