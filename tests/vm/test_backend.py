@@ -90,6 +90,29 @@ def test_the_vm_entry_moves_with_its_physical_host(tmp_path: Path) -> None:
     assert host["gridinfohypervisorid"] == ["node2"]
 
 
+def test_a_migrated_vm_moves_to_its_new_host_and_keeps_every_host_in_its_history(tmp_path: Path) -> None:
+    """The DN and GridinfoVMPhysicalHost follow the newest authoritative placement; a search by host
+    finds only the VMs there now; the history lists every host with times; the job in it runs on."""
+    sink = make_sink(tmp_path / "j.sqlite")
+    log(sink, vm_event("Running", "hypervisor", 1, 0, physical_host="n1"), HYPERVISOR)
+    log(sink, Event.make("Relate", "batch", 1, T0 + 5, vm_id="vm1", job_id="j1"), BATCH)
+    log(sink, vm_event("Migrate", "cloud", 1, 10, physical_host="n2"), CLOUD)
+    [vm] = search(sink, "(objectClass=GridinfoVM)")
+    assert vm["gridinfovmstate"] == ["Migrating"] and vm["gridinfovmphysicalhost"] == ["n2"]
+    log(sink, vm_event("Shutdown", "hypervisor", 3, 13, physical_host="n1"), HYPERVISOR)  # left the old host
+    log(sink, vm_event("Running", "hypervisor", 2, 12, physical_host="n2"), HYPERVISOR)  # arrived (late report)
+    [vm] = search(sink, "(objectClass=GridinfoVM)")
+    assert vm["dn"] == [f"GridinfoVMID=vm1,GridinfoHypervisorID=n2,{SUFFIX}"]
+    assert (vm["gridinfovmstate"], vm["gridinfovmruncount"]) == (["Running"], ["1"])
+    assert vm["gridinfovmhosthistory"] == ["n1 20240501120000Z 20240501120010Z", "n2 20240501120010Z -"]
+    assert search(sink, "(&(objectClass=GridinfoVM)(GridinfoVMPhysicalHost=n1))") == []
+    assert len(search(sink, "(&(objectClass=GridinfoVM)(GridinfoVMPhysicalHost=n2))")) == 1
+    assert len(search(sink, "(&(objectClass=GridinfoVM)(GridinfoVMHostHistory=n1 *))")) == 1  # ran there once
+    assert search(sink, "(objectClass=GridinfoVM)", f"GridinfoHypervisorID=n1,{SUFFIX}") == []
+    [rel] = search(sink, "(objectClass=GridinfoJobVMRelation)")
+    assert rel["gridinforelationactive"] == ["TRUE"]  # a migration does not end the job
+
+
 def test_relations_answer_both_ways(tmp_path: Path) -> None:
     """Which jobs ran in VM X, which VM job Y runs in: from relation records and the entries."""
     sink = make_sink(tmp_path / "j.sqlite")
