@@ -26,7 +26,8 @@ Published entries (``<suffix>`` is the GRIS's, e.g. ``mds-vo-name=local,o=grid``
 The VM's DN follows its physical host: the hypervisor entries of the ``hypervisor`` provider
 (``GridinfoHypervisorID=<host>,<suffix>``) are its parents, and a minimal parent is added when
 no provider publishes one.  A finished VM or job stays for ``retention`` seconds after gridinfo
-learnt it ended, then its entries and its journal rows go.
+learnt it ended, then its entries and its journal rows go; so does a VM only the hypervisor ever
+reported once it has been ``ShutDown`` that long, and a finished job with its past relations.
 """
 
 from __future__ import annotations
@@ -185,8 +186,9 @@ class VMPublisher:
         attrs.append(("GridinfoVMSources", [_b(s) for s in sorted(life.sources)]))
         attrs.append(("GridinfoLifecycleEvents", [_b(str(life.events))]))
         attrs.append(("GridinfoLifecycleAllowedSource", [_b(s) for s in sorted(life.allowed_sources)]))
-        if life.finished_accepted is not None:
-            attrs.append(("GridinfoLifecycleExpires", [_b(format_time(life.finished_accepted + self.retention))]))
+        ended = life.finished_accepted if life.finished_accepted is not None else life.retired_accepted
+        if ended is not None:
+            attrs.append(("GridinfoLifecycleExpires", [_b(format_time(ended + self.retention))]))
         return attrs
 
     def _state_times(self, life: Lifecycle) -> list[bytes]:

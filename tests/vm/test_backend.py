@@ -212,6 +212,34 @@ def test_retention_removes_finished_vms_entries_and_journal_rows(tmp_path: Path)
     assert search(make_sink(tmp_path / "j.sqlite", clock=now), "(GridinfoVMID=vm1)") == []
 
 
+def test_retention_retires_a_vm_only_the_hypervisor_saw_and_past_relations(tmp_path: Path) -> None:
+    """A domain the hypervisor saw go off (and not come back) goes after the retention, like a
+    finished VM; a finished job and its past relations go after theirs while the VM it ran in lives."""
+    now = Now()
+    sink = make_sink(tmp_path / "j.sqlite", clock=now, retention=100.0)
+    assert sink.accept([vm_event("Running", "hypervisor", 1, 0, vm="hv-only", physical_host="n1")]) == [None]
+    log(sink, vm_event("Running", "cloud", 1, 0, physical_host="n1"), CLOUD)
+    log(sink, Event.make("Relate", "batch", 1, T0 + 1, vm_id="vm1", job_id="j1"), BATCH)
+    log(sink, Event.make("Done", "batch", 2, T0 + 5, job_id="j1"), BATCH)
+    now.t += 10
+    assert sink.accept([vm_event("Shutdown", "hypervisor", 2, 10, vm="hv-only", physical_host="n1")]) == [None]
+    [gone] = search(sink, "(&(objectClass=GridinfoVM)(GridinfoVMID=hv-only))")
+    assert gone["gridinfovmstate"] == ["ShutDown"] and gone["gridinfolifecycleexpires"] == ["20240501120150Z"]
+    [past] = search(sink, "(&(objectClass=GridinfoJobVMRelation)(GridinfoVMID=vm1)(GridinfoRelationActive=FALSE))")
+    assert past["gridinforelationuntil"] == ["20240501120005Z"]  # closed when the job ended
+    now.t += 89
+    assert sink.sweep() == 0
+    now.t += 1
+    assert sink.sweep() == 1  # the job, Done since T0: with its past relation
+    assert search(sink, "(GridinfoJobID=j1)") == []
+    now.t += 10
+    assert sink.sweep() == 1  # the hypervisor-only VM, off since T0 + 10
+    assert search(sink, "(GridinfoVMID=hv-only)") == []
+    [vm1] = search(sink, "(&(objectClass=GridinfoVM)(GridinfoVMID=vm1))")
+    assert "gridinfovmjob" not in vm1 and vm1["gridinfovmstate"] == ["Running"]
+    assert sink.journal.count() == 1  # vm1's Running
+
+
 class GroupCommitTests(SynchronousTestCase):
     def test_events_of_one_reactor_turn_share_one_commit(self) -> None:
         """Concurrent clients' events are answered after one durable commit, each with its own result."""
