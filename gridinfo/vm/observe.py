@@ -1,4 +1,7 @@
-"""Hypervisor observations as ``hypervisor`` events, so they feed the same state machine.
+"""Hypervisor and batch observations as ``hypervisor`` and ``batch`` events, for the same state machine.
+
+Why one module: the two observers are the same idea (successive snapshots of a provider in, one
+event per change out, numbered by observation time, resumed from the journal) for two sources.
 
 The ``hypervisor`` provider (gridinfo.providers_lib.hypervisor) reads a hypervisor's domains
 with their state in gridinfo's VM vocabulary (Running, Blocked, Paused, ShuttingDown, ShutDown,
@@ -160,3 +163,154 @@ class HypervisorObserver:
                 events.append(self._event("Shutdown", ident, domain, now))
                 self._last_phase[ident] = "off"  # if it comes back, that is a PowerOn
         return events
+
+
+# -- the batch system --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobSeen:
+    """One job in one snapshot of the batch provider (its ``GridinfoJob`` entry)."""
+
+    job_id: str
+    native_state: str
+    generic: str
+    owner: str | None = None
+    queue: str | None = None
+    submit: float | None = None
+    start: float | None = None
+    nodes: tuple[str, ...] = ()
+
+
+#: The batch provider's generic job state -> phase of the job.
+JOB_PHASES: dict[str, str] = {"Submitted": "queued", "Waiting": "queued", "Scheduled": "running",
+                              "Running": "running", "Done": "done", "Aborted": "failed", "Cleared": "done"}
+_JOB_PHASE_OF_KIND = {"Register": "seen", "Create": "queued", "Running": "running", "Done": "done", "Failed": "failed"}
+_PHASE_ORDER = {"seen": 0, "queued": 1, "running": 2, "done": 3, "failed": 3}
+
+
+def jobs_from_entries(entries: Iterable[tuple[str, Sequence[tuple[str, Sequence[bytes]]]]]) -> list[JobSeen]:
+    """The batch provider's ``GridinfoJob`` entries as jobs."""
+    from gridinfo.vm.events import parse_time
+
+    jobs = []
+    for _dn, attrs in entries:
+        values = {name.lower(): [v.decode("utf-8", "replace") for v in vals] for name, vals in attrs}
+        if "gridinfojob" not in {c.lower() for c in values.get("objectclass", [])}:
+            continue
+        ident = _first(values, "gridinfojobid")
+        if not ident:
+            continue
+        times = {}
+        for key in ("gridinfojobsubmittime", "gridinfojobstarttime"):
+            text = _first(values, key)
+            try:
+                times[key] = parse_time(text) if text else None
+            except ValueError:
+                times[key] = None
+        jobs.append(JobSeen(ident, _first(values, "gridinfojobstate") or "", _first(values, "gridinfojobgenericstate")
+                            or "Submitted", _first(values, "gridinfojobowner"), _first(values, "gridinfojobqueue"),
+                            times["gridinfojobsubmittime"], times["gridinfojobstarttime"],
+                            tuple(values.get("gridinfojobexechost", ()))))
+    return jobs
+
+
+class BatchObserver:
+    """Turns successive snapshots of a batch system's jobs into ``batch`` events.
+
+    ::
+
+        job seen first                 Register (owner, queue), at its submit time
+        queued (pending, held ...)     Create, at its submit time
+        running                        Running, at its start time; Relate to each VM whose host
+                                       name (or name) is one of the job's nodes
+        done / failed                  Done / Failed, now; Unrelate from its VMs
+        gone from the list             Done, now (the batch system forgot a finished job)
+
+    A later phase implies the earlier ones (a job first seen running logs Register, Running).
+    Each event carries ``info.batch_state``, the batch system's own word.  Numbers are the
+    observation time in milliseconds, above the last one per (job, VM), as for the hypervisor.
+    ``vm_of_host(node)`` names the VM a node is, if any.
+    """
+
+    def __init__(self) -> None:
+        self._phase: dict[str, str] = {}
+        self._last_seq: dict[tuple[str, str], int] = {}
+        self._related: dict[str, set[str]] = {}
+        self._state: dict[str, str] = {}
+
+    def _event(self, kind: str, job: str, t: float | None, now: float, vm: str | None = None,
+               attrs: dict[str, str] | None = None) -> Event:
+        key = (job, vm or "")
+        seq = max(int(now * 1000), self._last_seq.get(key, -1) + 1)
+        self._last_seq[key] = seq
+        return Event.make(kind, "batch", seq, t if t is not None else now, job_id=job, vm_id=vm,
+                          attributes=attrs or {})
+
+    def resume(self, events: Iterable[Event]) -> None:
+        """Take up from earlier ``batch`` events (the journal's): numbers, phases, open relations."""
+        newest: dict[str, tuple[int, str]] = {}
+        relations: dict[tuple[str, str], Event] = {}
+        for e in events:
+            if e.source != "batch" or e.job_id is None:
+                continue
+            key = (e.job_id, e.vm_id or "")
+            self._last_seq[key] = max(self._last_seq.get(key, -1), e.seq)
+            if e.kind in ("Relate", "Unrelate") and e.vm_id is not None:
+                held = relations.get((e.job_id, e.vm_id))
+                if held is None or e.seq > held.seq:
+                    relations[(e.job_id, e.vm_id)] = e
+            elif e.kind in _JOB_PHASE_OF_KIND:
+                phase = _JOB_PHASE_OF_KIND[e.kind]
+                if _PHASE_ORDER[phase] >= _PHASE_ORDER[newest.get(e.job_id, (0, "seen"))[1]]:
+                    newest[e.job_id] = (e.seq, phase)
+        self._phase.update({job: phase for job, (_, phase) in newest.items()})
+        for (job, vm), e in relations.items():
+            if e.kind == "Relate":
+                self._related.setdefault(job, set()).add(vm)
+
+    def observe(self, jobs: Iterable[JobSeen], now: float, vm_of_host: Callable[[str], str | None]) -> list[Event]:
+        events: list[Event] = []
+        present = set()
+        for job in jobs:
+            present.add(job.job_id)
+            phase = JOB_PHASES.get(job.generic, "queued")
+            before = self._phase.get(job.job_id)
+            info = {"info.batch_state": job.native_state} if job.native_state else {}
+            if before is None:
+                attrs = dict(info)
+                if job.owner:
+                    attrs["owner"] = job.owner
+                if job.queue:
+                    attrs["queue"] = job.queue
+                events.append(self._event("Register", job.job_id, job.submit, now, attrs=attrs))
+                before = "seen"
+            if _PHASE_ORDER[phase] > _PHASE_ORDER[before]:
+                if phase in ("queued", "running") and before == "seen":
+                    events.append(self._event("Create", job.job_id, job.submit, now, attrs=info))
+                if phase == "running":
+                    events.append(self._event("Running", job.job_id, job.start, now,
+                                              attrs={**info, **({"info.exec_hosts": ",".join(job.nodes)}
+                                                                if job.nodes else {})}))
+                elif phase in ("done", "failed"):
+                    events.append(self._event("Done" if phase == "done" else "Failed", job.job_id, None, now,
+                                              attrs=info))
+                self._phase[job.job_id] = phase
+            if phase == "running":
+                for node in job.nodes:
+                    vm = vm_of_host(node)
+                    if vm is not None and vm not in self._related.get(job.job_id, set()):
+                        self._related.setdefault(job.job_id, set()).add(vm)
+                        events.append(self._event("Relate", job.job_id, job.start, now, vm=vm))
+            elif phase in ("done", "failed"):
+                events += self._unrelate(job.job_id, now)
+        for job_id in sorted(set(self._phase) - present):
+            if self._phase[job_id] not in ("done", "failed"):
+                events.append(self._event("Done", job_id, None, now, attrs={"reason": "no longer listed"}))
+                self._phase[job_id] = "done"
+            events += self._unrelate(job_id, now)
+            del self._phase[job_id]  # finished and forgotten by the batch system: forget it too
+        return events
+
+    def _unrelate(self, job_id: str, now: float) -> list[Event]:
+        return [self._event("Unrelate", job_id, None, now, vm=vm) for vm in sorted(self._related.pop(job_id, ()))]
