@@ -152,6 +152,37 @@ def test_jobs_and_vms_relate_both_ways(gris: GrisProcess, tmp_path: Path) -> Non
     assert {r["objectclass"][0] for r in both} == {"GridinfoVM", "GridinfoJob"}  # VMs and jobs alike
 
 
+def test_the_lb_style_queries_of_the_docs_answer_with_ldapsearch_and_ldap3(gris: GrisProcess, tmp_path: Path) -> None:
+    """docs/vm.md's questions, as written there: jobs that ran in VM X (active and past), VMs of
+    owner Y, VMs on physical host H (now), VMs by generic state; ldapsearch and ldap3 agree."""
+    import ldap3
+
+    spool = tmp_path / "spool.sqlite"
+    api(gris.url, spool, "Register", "cloud", 1, 0, vm_id="vm-x", attributes={"owner": "alice"})
+    api(gris.url, spool, "Running", "cloud", 2, 1, vm_id="vm-x", attributes={"physical_host": "h1"})
+    api(gris.url, spool, "Migrate", "cloud", 3, 5, vm_id="vm-x", attributes={"physical_host": "h2"})
+    api(gris.url, spool, "Running", "hypervisor", 1, 6, vm_id="vm-x", attributes={"physical_host": "h2"})
+    api(gris.url, spool, "Register", "cloud", 1, 0, vm_id="vm-y", attributes={"owner": "alice"})
+    api(gris.url, spool, "Running", "cloud", 2, 1, vm_id="vm-y", attributes={"physical_host": "h1"})
+    api(gris.url, spool, "Suspend", "cloud", 3, 2, vm_id="vm-y")
+    api(gris.url, spool, "Relate", "batch", 1, 2, vm_id="vm-x", job_id="job-1")
+    api(gris.url, spool, "Unrelate", "batch", 2, 3, vm_id="vm-x", job_id="job-1")
+    api(gris.url, spool, "Relate", "batch", 3, 7, vm_id="vm-x", job_id="job-2")
+    questions = {
+        "(&(objectClass=GridinfoJobVMRelation)(GridinfoVMID=vm-x))": ("GridinfoJobID", ["job-1", "job-2"]),
+        "(&(objectClass=GridinfoVM)(GridinfoVMOwner=alice))": ("GridinfoVMID", ["vm-x", "vm-y"]),
+        "(&(objectClass=GridinfoVM)(GridinfoVMPhysicalHost=h1))": ("GridinfoVMID", ["vm-y"]),  # vm-x moved on
+        "(&(objectClass=GridinfoVM)(GridinfoJobGenericState=Waiting))": ("GridinfoVMID", ["vm-y"]),
+    }
+    conn = ldap3.Connection(ldap3.Server(LOOPBACK, port=gris.port, get_info=ldap3.NONE), auto_bind=True)
+    for text, (attr, expected) in questions.items():
+        by_ldapsearch = sorted(r[attr.lower()][0] for r in ldapsearch(gris.url, SUFFIX, text, attr))
+        assert by_ldapsearch == expected, text
+        conn.search(SUFFIX, text, attributes=[attr])
+        assert sorted(str(e[attr]) for e in conn.entries) == expected, text
+    conn.unbind()
+
+
 def test_the_spool_keeps_events_while_the_gris_is_down_and_delivers_them_in_order(tmp_path: Path) -> None:
     """Events logged while the GRIS is away are kept on disk and reach it, in order, when it is back."""
     spool = tmp_path / "spool.sqlite"

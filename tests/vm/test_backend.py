@@ -240,6 +240,44 @@ def test_retention_retires_a_vm_only_the_hypervisor_saw_and_past_relations(tmp_p
     assert sink.journal.count() == 1  # vm1's Running
 
 
+#: The L&B-style questions of docs/vm.md, each one filter.
+LB_QUERIES = {
+    "jobs that ran in VM vm1": "(&(objectClass=GridinfoJobVMRelation)(GridinfoVMID=vm1))",
+    "VMs of owner alice": "(&(objectClass=GridinfoVM)(GridinfoVMOwner=alice))",
+    "VMs on physical host n2": "(&(objectClass=GridinfoVM)(GridinfoVMPhysicalHost=n2))",
+    "VMs waiting (suspended, powered off, stopped)": "(&(objectClass=GridinfoVM)(GridinfoJobGenericState=Waiting))",
+}
+
+
+def test_the_lb_style_queries_are_each_one_filter_answered_from_an_index(tmp_path: Path) -> None:
+    """Each question is one filter; the tree's indexes give exactly the matching entries (no scan)."""
+    from gridinfo.directory.filters import parse_filter
+
+    sink = make_sink(tmp_path / "j.sqlite")
+    log(sink, vm_event("Register", "cloud", 1, 0, owner="alice"), CLOUD)
+    log(sink, vm_event("Running", "cloud", 2, 1, physical_host="n1"), CLOUD)
+    log(sink, vm_event("Register", "cloud", 1, 0, vm="vm2", owner="alice"), CLOUD)
+    log(sink, vm_event("Running", "cloud", 2, 1, vm="vm2", physical_host="n2"), CLOUD)
+    log(sink, vm_event("Suspend", "cloud", 3, 2, vm="vm2"), CLOUD)
+    log(sink, vm_event("Running", "hypervisor", 1, 1, vm="vm3", physical_host="n2"), HYPERVISOR)
+    log(sink, Event.make("Relate", "batch", 1, T0 + 2, vm_id="vm1", job_id="j1"), BATCH)
+    log(sink, Event.make("Unrelate", "batch", 2, T0 + 3, vm_id="vm1", job_id="j1"), BATCH)
+    log(sink, Event.make("Relate", "batch", 3, T0 + 4, vm_id="vm1", job_id="j2"), BATCH)
+    expected = {
+        "jobs that ran in VM vm1": {"j1", "j2"},
+        "VMs of owner alice": {"vm1", "vm2"},
+        "VMs on physical host n2": {"vm2", "vm3"},
+        "VMs waiting (suspended, powered off, stopped)": {"vm2"},
+    }
+    for question, text in LB_QUERIES.items():
+        found = search(sink, text)
+        ids = {r.get("gridinfojobid", r.get("gridinfovmid"))[0] for r in found} if "jobs" in question else \
+            {r["gridinfovmid"][0] for r in found}
+        assert ids == expected[question], question
+        candidates = sink.tree._candidates(parse_filter(text))  # what the index hands the filter
+        assert candidates is not None and len(candidates) == len(found), question
+
+
 class GroupCommitTests(SynchronousTestCase):
     def test_events_of_one_reactor_turn_share_one_commit(self) -> None:
         """Concurrent clients' events are answered after one durable commit, each with its own result."""
