@@ -265,7 +265,8 @@ class Lifecycle:
         if key in self._events:
             return False
         self._events[key] = (event, accepted)
-        self._view_cache = None
+        if target_state(self.kind, event) is not None or _places(event):
+            self._view_cache = None  # an event with neither changes no state, run or host
         self.events += 1
         self.sources.add(event.source)
         order = event.order
@@ -304,7 +305,7 @@ class Lifecycle:
         return self._view_cache
 
     def _compute(self) -> _View:
-        events = [e for e, _ in self._events.values()]
+        events = [e for e, _ in self._events.values() if target_state(self.kind, e) is not None or _places(e)]
         hosts, placed = _host_history(events) if self.kind == "vm" else ((), [])
 
         def departure(e: Event) -> bool:
@@ -317,7 +318,7 @@ class Lifecycle:
         # rules 1 and 2: epochs.  Each authoritative source's own count, caught up by time with
         # the others' starts; the catching up can start epochs elsewhere, so repeat until stable
         # (counts only grow and are bounded by the number of starts).
-        epoch_of: dict[tuple[str, str, str, int], int] = {}
+        epoch_of: dict[int, int] = {}  # id(event) -> epoch (events live through the fold)
         streams = {source: sorted((e for e in events if e.source == source), key=lambda e: e.seq)
                    for source in sorted(AUTHORITATIVE)} if self.kind == "vm" else {}
         opened: dict[str, dict[int, float]] = {source: {} for source in streams}  # source -> epoch -> time
@@ -340,10 +341,10 @@ class Lifecycle:
                             reboots.append(e.time)
                     elif e.kind in PAUSES and not departure(e):
                         armed = True
-                    epoch_of[e.key] = epoch
-            stable = now_opened == opened
+                    epoch_of[id(e)] = epoch
+            stable = now_opened == opened or sum(1 for stream in streams.values() if stream) < 2
             opened = now_opened
-            if stable:
+            if stable:  # (one source alone has nobody to catch up with)
                 break
         began: dict[int, float] = {}
         for by in opened.values():
@@ -351,8 +352,8 @@ class Lifecycle:
                 began[k] = min(began.get(k, _INF), t)
         by_time = _epoch_starts(began.items())
         for e in events:
-            if e.key not in epoch_of:
-                epoch_of[e.key] = by_time(e.time)
+            if id(e) not in epoch_of:
+                epoch_of[id(e)] = by_time(e.time)
         current = max(epoch_of.values(), default=0)
         # rules 3 and 4: states per run, the final state over all
         per_run: dict[int, dict[str, float]] = {}
@@ -365,7 +366,7 @@ class Lifecycle:
             target = target_state(self.kind, e)
             if target is None or departure(e):
                 continue
-            k = epoch_of[e.key]
+            k = epoch_of[id(e)]
             times = per_run.setdefault(k, {})
             if e.time < times.get(target, _INF):
                 times[target] = e.time
@@ -516,6 +517,11 @@ class Lifecycle:
         }
 
 
+def _places(event: Event) -> bool:
+    """A placement (rule 5)."""
+    return event.source in AUTHORITATIVE and event.kind in PLACING and event.attribute("physical_host") is not None
+
+
 def _epoch_starts(starts: Iterable[tuple[int, float]]) -> Callable[[float], int]:
     """From (epoch, time it began) pairs: the newest epoch begun at or before a time (0: none)."""
     ordered = sorted((t, k) for k, t in starts)
@@ -527,8 +533,7 @@ def _epoch_starts(starts: Iterable[tuple[int, float]]) -> Callable[[float], int]
 
 def _host_history(events: Iterable[Event]) -> tuple[tuple[HostStay, ...], list[tuple[Order, str]]]:
     """Rule 5: the stays on each host, and the placements (order, host) sorted."""
-    placed = sorted((e.order, host) for e in events
-                    if e.source in AUTHORITATIVE and e.kind in PLACING and (host := e.attribute("physical_host")))
+    placed = sorted((e.order, host) for e in events if _places(e) and (host := e.attribute("physical_host")))
     stays: list[HostStay] = []
     for order, host in placed:
         if stays and stays[-1].host == host:

@@ -263,6 +263,59 @@ def test_kill_9_during_a_stream_of_events_loses_nothing(tmp_path: Path) -> None:
     assert sqlite3.connect(tmp_path / "journal.sqlite").execute("SELECT COUNT(*) FROM events").fetchone()[0] == total
 
 
+def test_kill_9_during_a_stream_of_cycle_events_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    """Suspend/Resume/PowerOff/PowerOn/Reboot/Migrate streams for 8 VMs, pipelined; kill -9 after
+    100 answers: every acknowledged event is there after the restart, and once the spool re-sends
+    everything each VM shows the state, runs and host its events give in order."""
+    import ldap3
+
+    from gridinfo.vm.lifecycle import Lifecycle
+
+    config = write_config(tmp_path)
+    cycle = [("Suspend", {}), ("Resume", {}), ("PowerOff", {}), ("PowerOn", {}), ("Reboot", {}),
+             ("Migrate", {"physical_host": "h{n}"}), ("Running", {"physical_host": "h{n}"})]
+    events = []
+    for step in range(50):
+        for vm in range(8):
+            seq = step + 1
+            kind, attrs = ("Running", {"physical_host": "h0"}) if step == 0 else cycle[(step - 1 + vm) % len(cycle)]
+            events.append(Event.make(kind, "cloud", seq, T0 + seq, vm_id=f"vm-{vm}",
+                                     attributes={k: v.format(n=step) for k, v in attrs.items()}))
+    gris = GrisProcess(["--config", str(config)])
+    gris.start()
+    try:
+        conn = ldap3.Connection(ldap3.Server(LOOPBACK, port=gris.port, get_info=ldap3.NONE),
+                                "cn=cloud,o=grid", "cloudpw", client_strategy=ldap3.ASYNC, auto_bind=True)
+        ids = [conn.add(e.dn(EVENTS), attributes=dict(e.to_attributes())) for e in events]  # pipelined
+        acknowledged = []
+        for msg_id, event in zip(ids[:100], events):
+            _, result = conn.get_response(msg_id, timeout=30)
+            assert result["result"] == 0, result
+            acknowledged.append(event)
+        gris.proc.send_signal(signal.SIGKILL)  # mid-stream: 300 adds are in flight
+        gris.proc.wait(30)
+    finally:
+        gris.stop()
+    with GrisProcess(["--config", str(config)]) as again:
+        present = {r["gridinfoeventid"][0] for r in ldapsearch(again.url, EVENTS, "(objectClass=GridinfoEvent)",
+                                                               "GridinfoEventID")}
+        assert {e.event_id for e in acknowledged} <= present
+        spool = Spool(tmp_path / "spool.sqlite")
+        for e in events:
+            spool.put(e)
+        report = deliver(spool, server=again.url, bind_dn="cn=cloud,o=grid", password="cloudpw", timeout=10)
+        assert report.complete and report.delivered == len(events) and not report.rejected
+        published = {r["gridinfovmid"][0]: r for r in ldapsearch(again.url, SUFFIX, "(objectClass=GridinfoVM)")}
+        for vm in range(8):
+            life = Lifecycle("vm", f"vm-{vm}")
+            for i, e in enumerate(e for e in events if e.vm_id == f"vm-{vm}"):
+                life.apply(e, float(i))
+            row = published[f"vm-{vm}"]
+            assert (row["gridinfovmstate"], row["gridinfovmruncount"], row["gridinfovmphysicalhost"],
+                    row["gridinfolifecycleevents"]) == ([life.state], [str(len(life.runs))],
+                                                        [life.fact("physical_host")], ["50"]), vm
+
+
 def test_a_libvirt_test_domain_changing_state_is_followed(gris: GrisProcess, tmp_path: Path) -> None:
     """A domain on libvirt's test:/// driver starts and stops; the VM entry follows it."""
     libvirt = __import__("libvirt")
