@@ -18,6 +18,8 @@ In two steps:
    VM, and the ``GridinfoJob`` entries of every job, the sink knows or is about to learn of.  The
    manager installs the provider's other entries (the hypervisor entry, the GLUE CEs, a paused
    domain nobody logged) as soft state, as before.
+   A domain first seen running, of a VM last known off or paused (seen leaving another host),
+   is logged as a ``PowerOn`` or ``Resume`` there: it starts a new run on this host.
 2. :meth:`HypervisorFeed.deliver` gives the events to :meth:`EventSink.accept
    <gridinfo.vm.backend.EventSink.accept>` (journalled, folded, published) and shows the
    domain's measurements (VCPUs, memory, CPU time, uptime) on the VM's entry.
@@ -54,6 +56,10 @@ _SINK_OWNS = frozenset(
     for a in ("objectClass", "GridinfoVMID", "GridinfoVMState", "GridinfoJobGenericState", "GridinfoVMName",
               "GridinfoVMUUID", "GridinfoVMPhysicalHost", "GridinfoHypervisorID", "GridinfoProviderName")
 )
+
+
+#: The state a VM was last known in -> what a domain first seen running means for it.
+_AGAIN = {"ShutDown": "PowerOn", "PoweredOff": "PowerOn", "Suspended": "Resume", "Stopped": "Resume"}
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,22 @@ class HypervisorFeed:
                     withheld.add(i)
         return Observation(provider, None, events, frozenset(withheld), batch=True)
 
+    def _arrival(self, event: Event) -> Event:
+        """A domain first seen running on this host, of a VM gridinfo last knew paused or off
+        (elsewhere: another host's observer saw it go): it started again here, a new run.
+
+        Without this a VM whose old host saw it leave before its new host saw it arrive (a
+        migration nobody announced, a transient domain restarted on another host) would stay
+        ``ShutDown``: a ``Running`` does not reopen the run it ended.
+        """
+        life = self.sink.store.vms.get(event.vm_id or "")
+        if event.kind != "Running" or life is None or life.finished:
+            return event
+        kind = _AGAIN.get(life.state)
+        if kind is None:
+            return event
+        return Event.make(kind, event.source, event.seq, event.time, vm_id=event.vm_id, attributes=event.attributes)
+
     def observe(self, provider: str, entries: Sequence[EntryData], now: float) -> Observation:
         """Step 1: the events this snapshot makes, and which entries the sink publishes instead."""
         host, domains = domains_from_entries(entries)
@@ -143,7 +165,7 @@ class HypervisorFeed:
             if any(_has_class(attrs, b"gluece") or _has_class(attrs, b"gridinfojob") for _dn, attrs in entries):
                 return self._observe_batch(provider, entries, now)
             return Observation(provider, None)
-        events = self.observer(provider, host).observe(domains, now)
+        events = [self._arrival(e) for e in self.observer(provider, host).observe(domains, now)]
         known = set(self.sink.store.vms) | {e.vm_id for e in events if e.vm_id is not None}
         withheld = set()
         live: dict[str, list[tuple[str, list[bytes]]]] = {}

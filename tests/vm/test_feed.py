@@ -281,3 +281,30 @@ def test_the_batch_providers_jobs_become_batch_events_and_relate_to_the_vm_they_
     assert rel["gridinforelationactive"] == ["FALSE"] and rel["gridinforelationsince"] == ["20240501120005Z"]
     again = HypervisorFeed(sink)  # after a restart: resumed from the journal, nothing new to say
     assert again.observe("batch", batch_run(("101", "COMPLETED", ["wn01"])), T0 + 40).events == []
+
+
+def test_a_vm_seen_leaving_one_host_then_running_on_another_starts_a_new_run_there(tmp_path: Path) -> None:
+    """The old host's observer saw the domain go before the new host's saw it run (no Migrate
+    announced): the arrival is a PowerOn, so the VM runs again, on the new host, in a new run."""
+    sink = make_sink(tmp_path / "j.sqlite")
+    feed = HypervisorFeed(sink)
+
+    def run(host: str, entries_of: list[tuple[str, str]], now: float) -> list[str]:
+        domains = [Domain(name=NAMES[u], uuid=u, vm_state=st, generic_state=STATES[st], native_state="1")
+                   for u, st in entries_of]
+        hv = Hypervisor(hostname=host, type="TEST", version="9", uri="test:///default", cpus=1, memory_total_mb=1,
+                        memory_free_mb=1, domains=domains)
+        from gridinfo.directory.ldif import parse_ldif
+
+        ldif = format_entries(hypervisor_entries(hv, SUFFIX)).encode()
+        observation = feed.observe("hypervisor", [(r.dn, list(r.attributes)) for r in parse_ldif(ldif)], now)
+        feed.deliver(observation)
+        return [e.kind for e in observation.events]
+
+    assert run("old", [(U1, "Running")], T0) == ["Running"]
+    assert run("old", [], T0 + 10) == ["Shutdown"]
+    assert sink.store.vms[U1].state == "ShutDown"
+    assert run("new", [(U1, "Running")], T0 + 20) == ["PowerOn"]
+    life = sink.store.vms[U1]
+    assert (life.state, life.epoch, life.fact("physical_host")) == ("Running", 1, "new")
+    assert run("new", [(U1, "Running")], T0 + 30) == []  # steady
