@@ -87,7 +87,7 @@ class ProviderConfig:
     base: str | tuple[str, ...] | None = None  # the subtree(s) it owns (default: the GRIS suffix and GLUE 2 suffix)
     refresh: Literal["on-demand", "background"] | None = None
     enabled: bool | None = None
-    feeds: Literal["vm"] | None = None  # vm: its GridinfoVM entries become hypervisor events (docs/vm.md)
+    feeds: Literal["vm"] | None = None  # vm: its GridinfoVM / GridinfoJob entries become hypervisor / batch events (docs/vm.md)
 
 
 #: What a provider gets for a setting neither its own entry nor ``provider_defaults`` sets.  The one

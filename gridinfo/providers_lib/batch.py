@@ -9,13 +9,15 @@ Slurm is read with three commands whose output formats Slurm documents and keeps
 - ``scontrol show partition -o``: one line per partition, ``Key=Value`` tokens (state, CPUs,
   limits, priority tier, preemption);
 - ``sinfo -h -o '%R|%C'``: per partition allocated/idle/other/total CPUs;
-- ``squeue -h -a -r -o '%i|%P|%u|%T|%V|%S|%C|%r'`` with ``SLURM_TIME_FORMAT=%s`` (times as Unix
-  seconds, so no local-time parsing): one line per job (array tasks expanded).
+- ``squeue -h -a -r -o '%i|%P|%u|%T|%V|%S|%C|%r|%N'`` with ``SLURM_TIME_FORMAT=%s`` (times as Unix
+  seconds, so no local-time parsing): one line per job (array tasks expanded), the nodes it runs
+  on last (a Slurm host list, e.g. ``node[01-03],gpu7``; empty while it waits).
 
 Entries::
 
     GlueCEUniqueID=<host>/slurm-<partition>,<suffix>                   GlueCE (+ Info, State, Policy)
     GridinfoJobID=<job id>,GlueCEUniqueID=<host>/slurm-<partition>,... GridinfoJob, one per job
+                                                   (+ GridinfoLifecycle with GridinfoJobExecHost: its nodes)
 
 and, below the GLUE 2 suffix (none when it is empty), built from the :class:`Queues` model
 alone (so every batch system read into it publishes the same way; layout in
@@ -99,7 +101,7 @@ SLURM_STATUS: dict[str, str] = {"UP": "Production", "DOWN": "Queueing", "DRAIN":
 #: GlueCEInfoLRMSType -> GlueCEImplementationName (Grid Engine names itself SGE in qstat -help).
 LRMS_NAMES: dict[str, str] = {"slurm": "Slurm", "sge": "SGE"}
 
-SQUEUE_FORMAT = "%i|%P|%u|%T|%V|%S|%C|%r"
+SQUEUE_FORMAT = "%i|%P|%u|%T|%V|%S|%C|%r|%N"
 SINFO_FORMAT = "%R|%C"
 
 
@@ -157,6 +159,7 @@ class Job:
     start: int | None
     cpus: int | None
     reason: str
+    nodes: list[str] = field(default_factory=list)  # where it runs (Slurm: squeue %N, expanded)
 
 
 @dataclass
@@ -241,7 +244,9 @@ def parse_squeue(text: str) -> list[Job]:
         if len(fields) < 8:
             continue
         job_id, partitions, owner, state, submit, start, cpus = fields[:7]
-        reason = "|".join(fields[7:])
+        # the node list is last (SQUEUE_FORMAT); a line of the older 8-field format has none
+        reason = "|".join(fields[7:-1] if len(fields) > 8 else fields[7:])
+        nodes = expand_hostlist(fields[-1]) if len(fields) > 8 else []
         state = state.strip().upper()
         generic = SLURM_GENERIC.get(state, "Submitted")
         started = generic in ("Running", "Scheduled") or state in ("SUSPENDED", "STOPPED")
@@ -256,9 +261,31 @@ def parse_squeue(text: str) -> list[Job]:
                 start=_int(start) if started else None,
                 cpus=_int(cpus),
                 reason=reason,
+                nodes=nodes,
             )
         )
     return jobs
+
+
+def expand_hostlist(text: str) -> list[str]:
+    """A Slurm host list (``n[01-03,7],gpu1``) as host names; ``(null)`` and blanks give none."""
+    text = text.strip()
+    if not text or text in ("(null)", "None assigned"):
+        return []
+    hosts: list[str] = []
+    for item in re.findall(r"[^,\[]+(?:\[[^\]]*\])?[^,]*", text):
+        m = re.fullmatch(r"([^\[]*)\[([^\]]*)\](.*)", item)
+        if m is None:
+            hosts.append(item)
+            continue
+        prefix, ranges, suffix = m.groups()
+        for part in ranges.split(","):
+            lo, _, hi = part.partition("-")
+            if hi and lo.isdigit() and hi.isdigit():
+                hosts += [f"{prefix}{n:0{len(lo)}d}{suffix}" for n in range(int(lo), int(hi) + 1)]
+            else:
+                hosts.append(f"{prefix}{part}{suffix}")
+    return hosts
 
 
 def combine(partitions: dict[str, Partition], cpus: dict[str, tuple[int, int, int, int]], jobs: list[Job]) -> None:
@@ -375,6 +402,9 @@ def batch_entries(queues: Queues, config: BatchConfig, suffix: str) -> list[LDIF
             entry.add("GridinfoJobGenericState", job.generic)
             entry.add("GridinfoJobSubmitTime", format_generalized_time(job.submit) if job.submit else None)
             entry.add("GridinfoJobStartTime", format_generalized_time(job.start) if job.start else None)
+            if job.nodes:  # where it runs: the GRIS relates the job to the VMs of these names (docs/vm.md)
+                entry.add("objectClass", ["GridinfoLifecycle"])
+                entry.add("GridinfoJobExecHost", job.nodes)
             entries.append(entry)
     return entries
 

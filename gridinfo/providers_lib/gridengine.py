@@ -134,6 +134,7 @@ class GEJob:
     start: int | None
     slots: int | None
     tasks: str = ""  # array task ids: a running task's number, or a pending list such as 1-9:2,15
+    host: str | None = None  # the execution host of the queue instance it runs in (queue@host)
 
 
 def parse_ge_duration(text: str) -> int | None:
@@ -224,7 +225,7 @@ def parse_queue_conf(text: str) -> dict[str, QueueConf]:
     return found
 
 
-def _job(element: ET.Element, queue: str | None) -> GEJob:
+def _job(element: ET.Element, queue: str | None, host: str | None = None) -> GEJob:
     return GEJob(
         id=element.findtext("JB_job_number", "").strip(),
         owner=element.findtext("JB_owner", "").strip(),
@@ -235,6 +236,7 @@ def _job(element: ET.Element, queue: str | None) -> GEJob:
         start=parse_ge_time(element.findtext("JAT_start_time")),
         slots=_int(element.findtext("slots")),
         tasks=(element.findtext("tasks") or "").strip(),
+        host=host or None,
     )
 
 
@@ -263,7 +265,7 @@ def parse_qstat_full(text: str) -> tuple[list[QueueInstance], list[GEJob]]:
                 state=(qi.findtext("state") or "").strip(),
             )
         )
-        jobs += [_job(j, queue) for j in qi.findall("job_list")]
+        jobs += [_job(j, queue, host) for j in qi.findall("job_list")]
     for pending in root.findall("job_info"):
         jobs += [_job(j, None) for j in pending.findall("job_list")]
     return instances, jobs
@@ -356,6 +358,7 @@ def build_queues(
                     start=ge_job.start,
                     cpus=ge_job.slots,
                     reason="",
+                    nodes=[ge_job.host] if ge_job.host else [],
                 )
             )
     return queues

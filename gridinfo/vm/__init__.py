@@ -4,7 +4,7 @@ Sources log lifecycle events (:mod:`gridinfo.vm.events`) to a GRIS by LDAP add, 
 :func:`log_event` or ``gridinfo-log-event``; the GRIS folds them into states
 (:mod:`gridinfo.vm.lifecycle`), keeps them in a journal (:mod:`gridinfo.vm.journal`) and
 publishes VM, job and relation entries (:mod:`gridinfo.vm.backend`).  The GRIS's ``hypervisor``
-provider feeds the same machine (:mod:`gridinfo.vm.feed`, :mod:`gridinfo.vm.observe`).
+and ``batch`` providers feed the same machine (:mod:`gridinfo.vm.feed`, :mod:`gridinfo.vm.observe`).
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ Published entries (``<suffix>`` is the GRIS's, e.g. ``mds-vo-name=local,o=grid``
 The VM's DN follows its physical host: the hypervisor entries of the ``hypervisor`` provider
 (``GridinfoHypervisorID=<host>,<suffix>``) are its parents, and a minimal parent is added when
 no provider publishes one.  A finished VM or job stays for ``retention`` seconds after gridinfo
-learnt it ended, then its entries and its journal rows go.
+learnt it ended, then its entries and its journal rows go; so does a VM only the hypervisor ever
+reported once it has been ``ShutDown`` that long, and a finished job with its past relations.
 """
 
 from __future__ import annotations
@@ -84,6 +85,30 @@ class VMBases:
         return f"GridinfoHypervisorID={escape_value(host)},{self.suffix}"
 
 
+#: What the L&B-style queries of docs/vm.md filter on; the sink makes sure the tree has an
+#: equality index for each, so each query is answered from an index, not a scan of the tree.
+VM_INDEXED: tuple[str, ...] = ("GridinfoVMID", "GridinfoJobID", "GridinfoVMOwner", "GridinfoJobOwner",
+                               "GridinfoVMPhysicalHost", "GridinfoJobGenericState", "GridinfoVMState")
+
+
+def ensure_indexes(tree: DirectoryTree, names: Iterable[str]) -> list[str]:
+    """Add an equality index to ``tree`` for each attribute it lacks one for (filled from what
+    the tree holds already); returns the attributes indexed anew."""
+    added = []
+    for name in names:
+        m = tree.schema.matching(name)
+        if m is None or m.equality is None or m.key == "objectclass" or m.key in tree.eq_indexes:
+            continue
+        index: dict[object, dict[str, None]] = {}
+        for entry in tree.entries.values():
+            if entry.has(m.key):
+                for v in entry.normalised(m.key, "eq", m.equality):
+                    index.setdefault(v, {})[entry.key] = None
+        tree.eq_indexes[m.key] = index
+        added.append(name)
+    return added
+
+
 def _b(text: str) -> bytes:
     return text.encode("utf-8")
 
@@ -103,6 +128,7 @@ class VMPublisher:
         self.live: dict[str, list[tuple[str, list[bytes]]]] = {}
 
     def ensure_bases(self) -> None:
+        ensure_indexes(self.tree, VM_INDEXED)
         for dn in (self.bases.events, self.bases.vms, self.bases.jobs, self.bases.relations):
             if self.tree.lookup(dn) is None:
                 ou = dn.split(",", 1)[0].split("=", 1)[1]
@@ -185,8 +211,9 @@ class VMPublisher:
         attrs.append(("GridinfoVMSources", [_b(s) for s in sorted(life.sources)]))
         attrs.append(("GridinfoLifecycleEvents", [_b(str(life.events))]))
         attrs.append(("GridinfoLifecycleAllowedSource", [_b(s) for s in sorted(life.allowed_sources)]))
-        if life.finished_accepted is not None:
-            attrs.append(("GridinfoLifecycleExpires", [_b(format_time(life.finished_accepted + self.retention))]))
+        ended = life.finished_accepted if life.finished_accepted is not None else life.retired_accepted
+        if ended is not None:
+            attrs.append(("GridinfoLifecycleExpires", [_b(format_time(ended + self.retention))]))
         return attrs
 
     def _state_times(self, life: Lifecycle) -> list[bytes]:
@@ -205,8 +232,13 @@ class VMPublisher:
         if host:
             attrs.append(("GridinfoVMPhysicalHost", [_b(host)]))
             attrs.append(("GridinfoHypervisorID", [_b(host)]))
-        if life.state_times:
-            attrs.append(("GridinfoVMStateTime", self._state_times(life)))
+        transitions = sorted({(t, s) for run in life.runs for s, t in run.state_times})
+        if transitions:
+            attrs.append(("GridinfoVMStateTime", [_b(f"{s}={format_time(t)}") for t, s in transitions]))
+        attrs.append(("GridinfoVMRun", [_b(run.describe()) for run in life.runs]))
+        attrs.append(("GridinfoVMRunCount", [_b(str(len(life.runs)))]))
+        if life.hosts:
+            attrs.append(("GridinfoVMHostHistory", [_b(stay.describe()) for stay in life.hosts]))
         jobs = sorted(store.jobs_of_vm.get(life.ident, ()))
         if jobs:
             attrs.append(("GridinfoVMJob", [_b(j) for j in jobs]))
@@ -384,6 +416,9 @@ class EventSink:
                     self.duplicates += 1
                     outcomes.append(None)
                     continue
+                reason = self.store.contradiction(event)
+                if reason is not None:
+                    raise ConstraintViolation(f"event {event.event_id}: {reason}")
                 changed = self.store.apply(event, now)
                 touched |= changed or set()
                 written.append((event, now))

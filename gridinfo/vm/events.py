@@ -36,6 +36,7 @@ from gridinfo.errors import LDAPError, ResultCode
 __all__ = [
     "ATTRIBUTE_KEYS",
     "ATTRIBUTE_PREFIXES",
+    "CYCLE_KINDS",
     "Event",
     "EventError",
     "JOB_KINDS",
@@ -55,21 +56,32 @@ KINDS: tuple[str, ...] = (
     "HostDetail",
     "ReallyRunning",
     "Shutdown",
+    "Suspend",
+    "Resume",
+    "Stop",
+    "PowerOff",
+    "PowerOn",
+    "Migrate",
+    "Reboot",
     "Done",
     "Failed",
     "Relate",
     "Unrelate",
 )
 
+#: Kinds that pause, restart or move a VM (see the table in :mod:`gridinfo.vm.lifecycle`).
+CYCLE_KINDS: frozenset[str] = frozenset({"Suspend", "Resume", "Stop", "PowerOff", "PowerOn", "Migrate", "Reboot"})
+
 #: Who sends events.
 SOURCES: tuple[str, ...] = ("cloud", "hypervisor", "vm", "batch")
 
 #: What each source may say.  The cloud manager drives a VM's life; the hypervisor sees its
-#: domain run, stop or crash; the VM image says when it is really up and when it goes down; the
-#: batch system runs jobs and puts them into VMs.
+#: domain run, pause, stop, start again, move or crash; the VM image says when it is really up
+#: and when it goes down; the batch system runs jobs and puts them into VMs.
 SOURCE_KINDS: Mapping[str, frozenset[str]] = {
-    "cloud": frozenset({"Register", "Create", "Running", "HostDetail", "Shutdown", "Done", "Failed"}),
-    "hypervisor": frozenset({"Running", "HostDetail", "Shutdown", "Failed"}),
+    "cloud": frozenset({"Register", "Create", "Running", "HostDetail", "Shutdown", "Done", "Failed"}) | CYCLE_KINDS,
+    "hypervisor": frozenset({"Running", "HostDetail", "Shutdown", "Failed", "Suspend", "Resume", "PowerOff",
+                             "PowerOn", "Migrate", "Reboot"}),
     "vm": frozenset({"ReallyRunning", "HostDetail", "Shutdown"}),
     "batch": frozenset({"Register", "Create", "Running", "HostDetail", "Done", "Failed", "Relate", "Unrelate"}),
 }
@@ -80,7 +92,7 @@ JOB_KINDS: frozenset[str] = frozenset({"Register", "Create", "Running", "HostDet
 #: Attribute keys with a meaning to gridinfo; anything under the prefixes is free-form.
 ATTRIBUTE_KEYS: Mapping[str, str] = {
     "hostname": "host name of the VM",
-    "physical_host": "the machine (hypervisor) running the VM",
+    "physical_host": "the machine (hypervisor) running the VM (Migrate: the one it moves to)",
     "owner": "owner of the VM or job (Register names who may log its events)",
     "sources": "comma-separated sources allowed to log events of this VM (Register only)",
     "name": "name the hypervisor knows the VM by",
@@ -214,6 +226,8 @@ class Event:
             if k in checked and checked[k] != v:
                 raise EventError(f"GridinfoEventAttribute: key {k!r} given twice with different values")
             checked[k] = v
+        if canonical_kind == "Migrate" and not checked.get("physical_host"):
+            raise EventError("GridinfoEventAttribute: a Migrate names the host the VM moves to (physical_host=...)")
         if "sources" in checked:
             if canonical_kind != "Register":
                 raise EventError("GridinfoEventAttribute: 'sources' is only allowed on Register")

@@ -104,6 +104,28 @@ def test_ldapadd_as_the_wrong_source_or_owner_is_refused_with_the_reason(gris: G
     assert vm["gridinfolifecycleevents"] == ["2"]
 
 
+def test_an_event_that_contradicts_the_table_is_refused_with_the_reason_and_changes_nothing(gris: GrisProcess) -> None:
+    """Resume of a Done VM: constraintViolation (19) with the reason; the VM and the journal stay as they were.
+
+    A Migrate that does not say where to is refused the same way, for its content."""
+    cloud = "cn=cloud,o=grid"
+    assert ldapadd(gris.url, cloud, Event.make("Running", "cloud", 1, T0, vm_id="vm-d")).returncode == 0
+    assert ldapadd(gris.url, cloud, Event.make("Done", "cloud", 2, T0 + 10, vm_id="vm-d")).returncode == 0
+    [before] = ldapsearch(gris.url, SUFFIX, "(&(objectClass=GridinfoVM)(GridinfoVMID=vm-d))")
+    resume = ldapadd(gris.url, cloud, Event.make("Resume", "cloud", 3, T0 + 20, vm_id="vm-d"))
+    assert resume.returncode == 19, resume.stderr
+    assert "is Done since 20240501120010Z; a Resume at 20240501120020Z cannot follow a final state" in resume.stderr
+    [after] = ldapsearch(gris.url, SUFFIX, "(&(objectClass=GridinfoVM)(GridinfoVMID=vm-d))")
+    assert after == before
+    assert len(ldapsearch(gris.url, EVENTS, "(GridinfoVMID=vm-d)", "GridinfoEventID")) == 2
+    lines = [f"dn: GridinfoEventID=cloud:vm-d:-:4,{EVENTS}", "objectClass: GridinfoEvent", "GridinfoEventID: cloud:vm-d:-:4",
+             "GridinfoEventType: Migrate", "GridinfoEventSource: cloud", "GridinfoEventSeq: 4",
+             "GridinfoEventTime: 20240501120005Z", "GridinfoVMID: vm-d"]
+    nowhere = subprocess.run(["ldapadd", "-x", "-H", gris.url, "-D", cloud, "-w", PASSWORDS[cloud]],
+                             input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=30)
+    assert nowhere.returncode == 19 and "a Migrate names the host the VM moves to" in nowhere.stderr
+
+
 def test_jobs_and_vms_relate_both_ways(gris: GrisProcess, tmp_path: Path) -> None:
     """'Which jobs ran in VM X' and 'which VM does job Y run in' are plain ldapsearch queries."""
     spool = tmp_path / "spool.sqlite"
@@ -128,6 +150,37 @@ def test_jobs_and_vms_relate_both_ways(gris: GrisProcess, tmp_path: Path) -> Non
     assert len(running_on_h1) == 2
     both = ldapsearch(gris.url, SUFFIX, "(GridinfoJobGenericState=Running)", "objectClass")
     assert {r["objectclass"][0] for r in both} == {"GridinfoVM", "GridinfoJob"}  # VMs and jobs alike
+
+
+def test_the_lb_style_queries_of_the_docs_answer_with_ldapsearch_and_ldap3(gris: GrisProcess, tmp_path: Path) -> None:
+    """docs/vm.md's questions, as written there: jobs that ran in VM X (active and past), VMs of
+    owner Y, VMs on physical host H (now), VMs by generic state; ldapsearch and ldap3 agree."""
+    import ldap3
+
+    spool = tmp_path / "spool.sqlite"
+    api(gris.url, spool, "Register", "cloud", 1, 0, vm_id="vm-x", attributes={"owner": "alice"})
+    api(gris.url, spool, "Running", "cloud", 2, 1, vm_id="vm-x", attributes={"physical_host": "h1"})
+    api(gris.url, spool, "Migrate", "cloud", 3, 5, vm_id="vm-x", attributes={"physical_host": "h2"})
+    api(gris.url, spool, "Running", "hypervisor", 1, 6, vm_id="vm-x", attributes={"physical_host": "h2"})
+    api(gris.url, spool, "Register", "cloud", 1, 0, vm_id="vm-y", attributes={"owner": "alice"})
+    api(gris.url, spool, "Running", "cloud", 2, 1, vm_id="vm-y", attributes={"physical_host": "h1"})
+    api(gris.url, spool, "Suspend", "cloud", 3, 2, vm_id="vm-y")
+    api(gris.url, spool, "Relate", "batch", 1, 2, vm_id="vm-x", job_id="job-1")
+    api(gris.url, spool, "Unrelate", "batch", 2, 3, vm_id="vm-x", job_id="job-1")
+    api(gris.url, spool, "Relate", "batch", 3, 7, vm_id="vm-x", job_id="job-2")
+    questions = {
+        "(&(objectClass=GridinfoJobVMRelation)(GridinfoVMID=vm-x))": ("GridinfoJobID", ["job-1", "job-2"]),
+        "(&(objectClass=GridinfoVM)(GridinfoVMOwner=alice))": ("GridinfoVMID", ["vm-x", "vm-y"]),
+        "(&(objectClass=GridinfoVM)(GridinfoVMPhysicalHost=h1))": ("GridinfoVMID", ["vm-y"]),  # vm-x moved on
+        "(&(objectClass=GridinfoVM)(GridinfoJobGenericState=Waiting))": ("GridinfoVMID", ["vm-y"]),
+    }
+    conn = ldap3.Connection(ldap3.Server(LOOPBACK, port=gris.port, get_info=ldap3.NONE), auto_bind=True)
+    for text, (attr, expected) in questions.items():
+        by_ldapsearch = sorted(r[attr.lower()][0] for r in ldapsearch(gris.url, SUFFIX, text, attr))
+        assert by_ldapsearch == expected, text
+        conn.search(SUFFIX, text, attributes=[attr])
+        assert sorted(str(e[attr]) for e in conn.entries) == expected, text
+    conn.unbind()
 
 
 def test_the_spool_keeps_events_while_the_gris_is_down_and_delivers_them_in_order(tmp_path: Path) -> None:
@@ -208,6 +261,59 @@ def test_kill_9_during_a_stream_of_events_loses_nothing(tmp_path: Path) -> None:
         counts = ldapsearch(again.url, SUFFIX, "(objectClass=GridinfoVM)", "GridinfoLifecycleEvents")
         assert sum(int(r["gridinfolifecycleevents"][0]) for r in counts) == total
     assert sqlite3.connect(tmp_path / "journal.sqlite").execute("SELECT COUNT(*) FROM events").fetchone()[0] == total
+
+
+def test_kill_9_during_a_stream_of_cycle_events_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    """Suspend/Resume/PowerOff/PowerOn/Reboot/Migrate streams for 8 VMs, pipelined; kill -9 after
+    100 answers: every acknowledged event is there after the restart, and once the spool re-sends
+    everything each VM shows the state, runs and host its events give in order."""
+    import ldap3
+
+    from gridinfo.vm.lifecycle import Lifecycle
+
+    config = write_config(tmp_path)
+    cycle = [("Suspend", {}), ("Resume", {}), ("PowerOff", {}), ("PowerOn", {}), ("Reboot", {}),
+             ("Migrate", {"physical_host": "h{n}"}), ("Running", {"physical_host": "h{n}"})]
+    events = []
+    for step in range(50):
+        for vm in range(8):
+            seq = step + 1
+            kind, attrs = ("Running", {"physical_host": "h0"}) if step == 0 else cycle[(step - 1 + vm) % len(cycle)]
+            events.append(Event.make(kind, "cloud", seq, T0 + seq, vm_id=f"vm-{vm}",
+                                     attributes={k: v.format(n=step) for k, v in attrs.items()}))
+    gris = GrisProcess(["--config", str(config)])
+    gris.start()
+    try:
+        conn = ldap3.Connection(ldap3.Server(LOOPBACK, port=gris.port, get_info=ldap3.NONE),
+                                "cn=cloud,o=grid", "cloudpw", client_strategy=ldap3.ASYNC, auto_bind=True)
+        ids = [conn.add(e.dn(EVENTS), attributes=dict(e.to_attributes())) for e in events]  # pipelined
+        acknowledged = []
+        for msg_id, event in zip(ids[:100], events):
+            _, result = conn.get_response(msg_id, timeout=30)
+            assert result["result"] == 0, result
+            acknowledged.append(event)
+        gris.proc.send_signal(signal.SIGKILL)  # mid-stream: 300 adds are in flight
+        gris.proc.wait(30)
+    finally:
+        gris.stop()
+    with GrisProcess(["--config", str(config)]) as again:
+        present = {r["gridinfoeventid"][0] for r in ldapsearch(again.url, EVENTS, "(objectClass=GridinfoEvent)",
+                                                               "GridinfoEventID")}
+        assert {e.event_id for e in acknowledged} <= present
+        spool = Spool(tmp_path / "spool.sqlite")
+        for e in events:
+            spool.put(e)
+        report = deliver(spool, server=again.url, bind_dn="cn=cloud,o=grid", password="cloudpw", timeout=10)
+        assert report.complete and report.delivered == len(events) and not report.rejected
+        published = {r["gridinfovmid"][0]: r for r in ldapsearch(again.url, SUFFIX, "(objectClass=GridinfoVM)")}
+        for vm in range(8):
+            life = Lifecycle("vm", f"vm-{vm}")
+            for i, e in enumerate(e for e in events if e.vm_id == f"vm-{vm}"):
+                life.apply(e, float(i))
+            row = published[f"vm-{vm}"]
+            assert (row["gridinfovmstate"], row["gridinfovmruncount"], row["gridinfovmphysicalhost"],
+                    row["gridinfolifecycleevents"]) == ([life.state], [str(len(life.runs))],
+                                                        [life.fact("physical_host")], ["50"]), vm
 
 
 def test_a_libvirt_test_domain_changing_state_is_followed(gris: GrisProcess, tmp_path: Path) -> None:

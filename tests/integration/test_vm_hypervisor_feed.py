@@ -107,3 +107,57 @@ def test_the_hypervisor_provider_feeds_the_vm_entries(tmp_path: Path) -> None:
         seen = vms(gris.url)
         assert seen[KNOWN]["gridinfovmstate"] == ["ShutDown"] and seen[KNOWN]["gridinfolifecycleevents"] == ["4"]
         assert seen[ORPHAN]["gridinfovmstate"] == ["Failed"] and seen[ORPHAN]["gridinfolifecycleevents"] == ["2"]
+
+
+def test_a_domain_suspended_resumed_destroyed_and_started_again_is_followed_run_by_run(tmp_path: Path) -> None:
+    """libvirt's test driver suspends, resumes, destroys and starts a domain; after each step the
+    provider (a separate process) reads the domain's state and the VM entry follows it, the restart
+    after ShutDown included: one VM, one entry, a new run at each resume or start."""
+    libvirt = __import__("libvirt")
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    conn = libvirt.open("test:///default")
+    dom = conn.defineXML("<domain type='test'><name>cycler</name>"
+                         f"<uuid>{KNOWN}</uuid><memory>65536</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>")
+    hv_config = tmp_path / "hypervisor.yaml"
+    steps = iter(range(100))
+
+    def seen_after_step() -> dict[str, list[str]]:
+        """Hand the driver's state of the domain to the provider (its own process), and search."""
+        node = node_file(tmp_path / f"node{next(steps)}.xml", [("cycler", KNOWN, dom.state()[0])])
+        point_provider_at(hv_config, node)
+        return vms(gris.url)[KNOWN]
+
+    try:
+        dom.create()
+        point_provider_at(hv_config, node_file(tmp_path / "start.xml", [("cycler", KNOWN, dom.state()[0])]))
+        config = write_gris_config(tmp_path, hv_config)
+        with GrisProcess(["--config", str(config)]) as gris:
+            vm = vms(gris.url)[KNOWN]
+            assert (vm["gridinfovmstate"], vm["gridinfovmruncount"]) == (["Running"], ["1"])
+            dom.suspend()
+            vm = seen_after_step()
+            assert (vm["gridinfovmstate"], vm["gridinfojobgenericstate"]) == (["Suspended"], ["Waiting"])
+            dom.resume()
+            vm = seen_after_step()
+            assert (vm["gridinfovmstate"], vm["gridinfovmruncount"]) == (["Running"], ["2"])
+            dom.destroy()
+            vm = seen_after_step()
+            assert (vm["gridinfovmstate"], vm["gridinfojobgenericstate"]) == (["ShutDown"], ["Done"])
+            dom.create()  # started again after ShutDown: the same VM, a new run
+            vm = seen_after_step()
+            assert (vm["gridinfovmstate"], vm["gridinfovmruncount"]) == (["Running"], ["3"])
+            assert vm["dn"] == [f"GridinfoVMID={KNOWN},GridinfoHypervisorID={HOST},{SUFFIX}"]
+            assert [r.split()[:2] for r in vm["gridinfovmrun"]] == [["0", "Suspended"], ["1", "ShutDown"],
+                                                                      ["2", "Running"]]
+            kinds = ldapsearch(gris.url, f"ou=events,{SUFFIX}", f"(GridinfoVMID={KNOWN})", "GridinfoEventType")
+            assert sorted(r["gridinfoeventtype"][0] for r in kinds) == ["PowerOn", "Resume", "Running", "Shutdown",
+                                                                          "Suspend"]
+            assert len(ldapsearch(gris.url, SUFFIX, "(objectClass=GridinfoVM)")) == 1
+        with GrisProcess(["--config", str(config)]) as gris:  # the journal rebuilds the same runs
+            vm = vms(gris.url)[KNOWN]
+            assert (vm["gridinfovmstate"], vm["gridinfovmruncount"], vm["gridinfolifecycleevents"]) == (
+                ["Running"], ["3"], ["5"])
+    finally:
+        if dom.isActive():
+            dom.destroy()
+        dom.undefine()

@@ -57,3 +57,18 @@ def test_slurm_absent_or_unconfigured_says_so_publishes_nothing_exits_0(tmp_path
     run = run_provider("batch", ["--config", str(config)])
     assert run.returncode == 0 and run.entries == []
     assert "not configured" in run.stderr or "not installed" in run.stderr
+
+
+def test_squeue_node_lists_become_the_jobs_exec_hosts() -> None:
+    """The node list (squeue %N, last) is expanded; the older 8-field lines have none; a job with
+    nodes says so in GridinfoJobExecHost (the GRIS relates it to the VMs of those names)."""
+    from gridinfo.providers_lib.batch import expand_hostlist
+
+    assert expand_hostlist("wn[01-03,7],gpu1") == ["wn01", "wn02", "wn03", "wn7", "gpu1"]
+    assert expand_hostlist("") == [] and expand_hostlist("(null)") == []
+    running, waiting, old = parse_squeue("11|debug|alice|RUNNING|1700000000|1700000100|2|None|wn[1-2]\n"
+                                         "12|debug|bob|PENDING|1700000000|N/A|1|Resources|\n"
+                                         "13|debug|carol|RUNNING|1700000000|1700000100|2|None\n")
+    assert (running.nodes, running.reason) == (["wn1", "wn2"], "None")
+    assert (waiting.nodes, waiting.reason) == ([], "Resources")
+    assert (old.nodes, old.reason) == ([], "None")

@@ -103,6 +103,8 @@ def test_a_suspended_instance_takes_no_job_and_suspended_or_held_jobs_wait() -> 
     }
     job1 = next(j for j in queues.jobs if j.id == "1")
     assert (job1.start, job1.submit, job1.cpus) == (1796175797, None, 1)  # qstat gives a running job's start only
+    assert len(job1.nodes) == 1 and job1.nodes[0]  # the host of its queue instance (queue@host)
+    assert next(j for j in queues.jobs if j.id == "3").nodes == []  # pending: nowhere yet
     summary = _cluster_summary((GE_DATA / "qstat-gc-subordinated.xml").read_text())
     assert {n: (p.total_cpus, p.idle_cpus) for n, p in queues.partitions.items()} == {
         n: (s["total"], s["available"]) for n, s in summary.items()

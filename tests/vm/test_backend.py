@@ -90,6 +90,29 @@ def test_the_vm_entry_moves_with_its_physical_host(tmp_path: Path) -> None:
     assert host["gridinfohypervisorid"] == ["node2"]
 
 
+def test_a_migrated_vm_moves_to_its_new_host_and_keeps_every_host_in_its_history(tmp_path: Path) -> None:
+    """The DN and GridinfoVMPhysicalHost follow the newest authoritative placement; a search by host
+    finds only the VMs there now; the history lists every host with times; the job in it runs on."""
+    sink = make_sink(tmp_path / "j.sqlite")
+    log(sink, vm_event("Running", "hypervisor", 1, 0, physical_host="n1"), HYPERVISOR)
+    log(sink, Event.make("Relate", "batch", 1, T0 + 5, vm_id="vm1", job_id="j1"), BATCH)
+    log(sink, vm_event("Migrate", "cloud", 1, 10, physical_host="n2"), CLOUD)
+    [vm] = search(sink, "(objectClass=GridinfoVM)")
+    assert vm["gridinfovmstate"] == ["Migrating"] and vm["gridinfovmphysicalhost"] == ["n2"]
+    log(sink, vm_event("Shutdown", "hypervisor", 3, 13, physical_host="n1"), HYPERVISOR)  # left the old host
+    log(sink, vm_event("Running", "hypervisor", 2, 12, physical_host="n2"), HYPERVISOR)  # arrived (late report)
+    [vm] = search(sink, "(objectClass=GridinfoVM)")
+    assert vm["dn"] == [f"GridinfoVMID=vm1,GridinfoHypervisorID=n2,{SUFFIX}"]
+    assert (vm["gridinfovmstate"], vm["gridinfovmruncount"]) == (["Running"], ["1"])
+    assert vm["gridinfovmhosthistory"] == ["n1 20240501120000Z 20240501120010Z", "n2 20240501120010Z -"]
+    assert search(sink, "(&(objectClass=GridinfoVM)(GridinfoVMPhysicalHost=n1))") == []
+    assert len(search(sink, "(&(objectClass=GridinfoVM)(GridinfoVMPhysicalHost=n2))")) == 1
+    assert len(search(sink, "(&(objectClass=GridinfoVM)(GridinfoVMHostHistory=n1 *))")) == 1  # ran there once
+    assert search(sink, "(objectClass=GridinfoVM)", f"GridinfoHypervisorID=n1,{SUFFIX}") == []
+    [rel] = search(sink, "(objectClass=GridinfoJobVMRelation)")
+    assert rel["gridinforelationactive"] == ["TRUE"]  # a migration does not end the job
+
+
 def test_relations_answer_both_ways(tmp_path: Path) -> None:
     """Which jobs ran in VM X, which VM job Y runs in: from relation records and the entries."""
     sink = make_sink(tmp_path / "j.sqlite")
@@ -187,6 +210,72 @@ def test_retention_removes_finished_vms_entries_and_journal_rows(tmp_path: Path)
     assert sink.journal.count() == 1  # vm2's event
     sink.journal.close()
     assert search(make_sink(tmp_path / "j.sqlite", clock=now), "(GridinfoVMID=vm1)") == []
+
+
+def test_retention_retires_a_vm_only_the_hypervisor_saw_and_past_relations(tmp_path: Path) -> None:
+    """A domain the hypervisor saw go off (and not come back) goes after the retention, like a
+    finished VM; a finished job and its past relations go after theirs while the VM it ran in lives."""
+    now = Now()
+    sink = make_sink(tmp_path / "j.sqlite", clock=now, retention=100.0)
+    assert sink.accept([vm_event("Running", "hypervisor", 1, 0, vm="hv-only", physical_host="n1")]) == [None]
+    log(sink, vm_event("Running", "cloud", 1, 0, physical_host="n1"), CLOUD)
+    log(sink, Event.make("Relate", "batch", 1, T0 + 1, vm_id="vm1", job_id="j1"), BATCH)
+    log(sink, Event.make("Done", "batch", 2, T0 + 5, job_id="j1"), BATCH)
+    now.t += 10
+    assert sink.accept([vm_event("Shutdown", "hypervisor", 2, 10, vm="hv-only", physical_host="n1")]) == [None]
+    [gone] = search(sink, "(&(objectClass=GridinfoVM)(GridinfoVMID=hv-only))")
+    assert gone["gridinfovmstate"] == ["ShutDown"] and gone["gridinfolifecycleexpires"] == ["20240501120150Z"]
+    [past] = search(sink, "(&(objectClass=GridinfoJobVMRelation)(GridinfoVMID=vm1)(GridinfoRelationActive=FALSE))")
+    assert past["gridinforelationuntil"] == ["20240501120005Z"]  # closed when the job ended
+    now.t += 89
+    assert sink.sweep() == 0
+    now.t += 1
+    assert sink.sweep() == 1  # the job, Done since T0: with its past relation
+    assert search(sink, "(GridinfoJobID=j1)") == []
+    now.t += 10
+    assert sink.sweep() == 1  # the hypervisor-only VM, off since T0 + 10
+    assert search(sink, "(GridinfoVMID=hv-only)") == []
+    [vm1] = search(sink, "(&(objectClass=GridinfoVM)(GridinfoVMID=vm1))")
+    assert "gridinfovmjob" not in vm1 and vm1["gridinfovmstate"] == ["Running"]
+    assert sink.journal.count() == 1  # vm1's Running
+
+
+#: The L&B-style questions of docs/vm.md, each one filter.
+LB_QUERIES = {
+    "jobs that ran in VM vm1": "(&(objectClass=GridinfoJobVMRelation)(GridinfoVMID=vm1))",
+    "VMs of owner alice": "(&(objectClass=GridinfoVM)(GridinfoVMOwner=alice))",
+    "VMs on physical host n2": "(&(objectClass=GridinfoVM)(GridinfoVMPhysicalHost=n2))",
+    "VMs waiting (suspended, powered off, stopped)": "(&(objectClass=GridinfoVM)(GridinfoJobGenericState=Waiting))",
+}
+
+
+def test_the_lb_style_queries_are_each_one_filter_answered_from_an_index(tmp_path: Path) -> None:
+    """Each question is one filter; the tree's indexes give exactly the matching entries (no scan)."""
+    from gridinfo.directory.filters import parse_filter
+
+    sink = make_sink(tmp_path / "j.sqlite")
+    log(sink, vm_event("Register", "cloud", 1, 0, owner="alice"), CLOUD)
+    log(sink, vm_event("Running", "cloud", 2, 1, physical_host="n1"), CLOUD)
+    log(sink, vm_event("Register", "cloud", 1, 0, vm="vm2", owner="alice"), CLOUD)
+    log(sink, vm_event("Running", "cloud", 2, 1, vm="vm2", physical_host="n2"), CLOUD)
+    log(sink, vm_event("Suspend", "cloud", 3, 2, vm="vm2"), CLOUD)
+    log(sink, vm_event("Running", "hypervisor", 1, 1, vm="vm3", physical_host="n2"), HYPERVISOR)
+    log(sink, Event.make("Relate", "batch", 1, T0 + 2, vm_id="vm1", job_id="j1"), BATCH)
+    log(sink, Event.make("Unrelate", "batch", 2, T0 + 3, vm_id="vm1", job_id="j1"), BATCH)
+    log(sink, Event.make("Relate", "batch", 3, T0 + 4, vm_id="vm1", job_id="j2"), BATCH)
+    expected = {
+        "jobs that ran in VM vm1": {"j1", "j2"},
+        "VMs of owner alice": {"vm1", "vm2"},
+        "VMs on physical host n2": {"vm2", "vm3"},
+        "VMs waiting (suspended, powered off, stopped)": {"vm2"},
+    }
+    for question, text in LB_QUERIES.items():
+        found = search(sink, text)
+        ids = {r.get("gridinfojobid", r.get("gridinfovmid"))[0] for r in found} if "jobs" in question else \
+            {r["gridinfovmid"][0] for r in found}
+        assert ids == expected[question], question
+        candidates = sink.tree._candidates(parse_filter(text))  # what the index hands the filter
+        assert candidates is not None and len(candidates) == len(found), question
 
 
 class GroupCommitTests(SynchronousTestCase):

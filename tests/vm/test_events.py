@@ -51,6 +51,9 @@ def test_times_are_utc_generalized_times() -> None:
         ({"attributes": {"sources": "cloud"}}, "only allowed on Register"),
         ({"kind": "Register", "attributes": {"sources": "cloud,cron"}}, "'cron' is not one of"),
         ({"vm_id": " vm"}, "leading/trailing spaces"),
+        ({"kind": "Migrate"}, "a Migrate names the host the VM moves to"),  # where to is the point of it
+        ({"kind": "Stop", "source": "hypervisor"}, "source 'hypervisor' does not send 'Stop'"),  # the cloud's word
+        ({"kind": "Suspend", "source": "vm"}, "source 'vm' does not send 'Suspend'"),
     ],
 )
 def test_bad_events_are_refused_with_a_precise_message(kwargs: dict, message: str) -> None:

@@ -232,3 +232,79 @@ def test_feeds_in_gris_yaml(tmp_path: Path) -> None:
         load_config(path, GRISConfig)
 
 
+
+
+# -- the batch provider ------------------------------------------------------------------------------
+
+
+def batch_run(*jobs: tuple[str, str, list[str]]) -> list[tuple[str, list[tuple[str, list[bytes]]]]]:
+    """The batch provider's entries (its real builder) for jobs (id, Slurm state, nodes) in partition debug."""
+    from gridinfo.providers_lib.batch import SLURM_GENERIC, BatchConfig, Job, Partition, Queues, batch_entries
+    from gridinfo.providers_lib.output import format_entries as fmt
+    from gridinfo.directory.ldif import parse_ldif
+
+    queues = Queues("23.02", {"debug": Partition("debug", "UP", 2)}, [
+        Job(ident, ["debug"], "alice", state, SLURM_GENERIC[state], int(T0), int(T0) + 5 if nodes else None, 1, "None",
+            nodes) for ident, state, nodes in jobs])
+    ldif = fmt(batch_entries(queues, BatchConfig(ce_host="ce.example.org", cluster_id="c"), SUFFIX))
+    return [(rec.dn, list(rec.attributes)) for rec in parse_ldif(ldif.encode())]
+
+
+def test_the_batch_providers_jobs_become_batch_events_and_relate_to_the_vm_they_run_in(tmp_path: Path) -> None:
+    """A job running on a node that is a known VM's host name is related to it, both ways; the
+    sink publishes the job's one entry (its events from the provider and from LDAP adds merged),
+    and the provider's entry for it is withheld."""
+    sink = make_sink(tmp_path / "j.sqlite", allow_anonymous=True)
+    log(sink, vm_event("Register", "cloud", 1, 0, vm="vm-x", owner="alice"), CLOUD)
+    log(sink, vm_event("Running", "cloud", 2, 1, vm="vm-x", hostname="wn01.example.org"), CLOUD)
+    log(sink, Event.make("HostDetail", "batch", 1, T0, job_id="101", attributes={"tag.vo": "atlas"}), "")
+    feed = HypervisorFeed(sink)
+    entries = batch_run(("101", "RUNNING", ["wn01"]), ("102", "PENDING", []))
+    observation = feed.observe("batch", entries, T0 + 10)
+    assert [(e.kind, e.job_id, e.vm_id) for e in observation.events] == [
+        ("Register", "101", None), ("Create", "101", None), ("Running", "101", None), ("Relate", "101", "vm-x"),
+        ("Register", "102", None), ("Create", "102", None)]
+    assert {entries[i][0].split(",")[0] for i in observation.withheld} == {"GridinfoJobID=101", "GridinfoJobID=102"}
+    assert feed.deliver(observation) == 6
+    [job] = search(sink, "(&(objectClass=GridinfoJob)(GridinfoJobID=101))")
+    assert job["dn"] == [f"GridinfoJobID=101,ou=jobs,{SUFFIX}"]  # one entry, LDAP-logged and observed alike
+    assert job["gridinfojobstate"] == ["Running"] and job["gridinfojobvm"] == ["vm-x"]
+    assert "tag.vo=atlas" in job["gridinfolifecycledetail"] and job["gridinfojobqueue"] == ["debug"]
+    [vm] = search(sink, "(&(objectClass=GridinfoVM)(GridinfoVMID=vm-x))")
+    assert vm["gridinfovmjob"] == ["101"]
+    assert feed.observe("batch", entries, T0 + 20).events == []  # steady: nothing
+    done = feed.observe("batch", batch_run(("101", "COMPLETED", ["wn01"])), T0 + 30)
+    assert [(e.kind, e.job_id, e.vm_id) for e in done.events] == [("Done", "101", None), ("Unrelate", "101", "vm-x"),
+                                                                  ("Done", "102", None)]  # 102 gone from the list
+    feed.deliver(done)
+    [rel] = search(sink, "(objectClass=GridinfoJobVMRelation)")
+    assert rel["gridinforelationactive"] == ["FALSE"] and rel["gridinforelationsince"] == ["20240501120005Z"]
+    again = HypervisorFeed(sink)  # after a restart: resumed from the journal, nothing new to say
+    assert again.observe("batch", batch_run(("101", "COMPLETED", ["wn01"])), T0 + 40).events == []
+
+
+def test_a_vm_seen_leaving_one_host_then_running_on_another_starts_a_new_run_there(tmp_path: Path) -> None:
+    """The old host's observer saw the domain go before the new host's saw it run (no Migrate
+    announced): the arrival is a PowerOn, so the VM runs again, on the new host, in a new run."""
+    sink = make_sink(tmp_path / "j.sqlite")
+    feed = HypervisorFeed(sink)
+
+    def run(host: str, entries_of: list[tuple[str, str]], now: float) -> list[str]:
+        domains = [Domain(name=NAMES[u], uuid=u, vm_state=st, generic_state=STATES[st], native_state="1")
+                   for u, st in entries_of]
+        hv = Hypervisor(hostname=host, type="TEST", version="9", uri="test:///default", cpus=1, memory_total_mb=1,
+                        memory_free_mb=1, domains=domains)
+        from gridinfo.directory.ldif import parse_ldif
+
+        ldif = format_entries(hypervisor_entries(hv, SUFFIX)).encode()
+        observation = feed.observe("hypervisor", [(r.dn, list(r.attributes)) for r in parse_ldif(ldif)], now)
+        feed.deliver(observation)
+        return [e.kind for e in observation.events]
+
+    assert run("old", [(U1, "Running")], T0) == ["Running"]
+    assert run("old", [], T0 + 10) == ["Shutdown"]
+    assert sink.store.vms[U1].state == "ShutDown"
+    assert run("new", [(U1, "Running")], T0 + 20) == ["PowerOn"]
+    life = sink.store.vms[U1]
+    assert (life.state, life.epoch, life.fact("physical_host")) == ("Running", 1, "new")
+    assert run("new", [(U1, "Running")], T0 + 30) == []  # steady

@@ -9,11 +9,11 @@ T0 = 1714564800.0
 
 
 def test_only_changes_become_events() -> None:
-    """A steady domain logs nothing; running, off, crashed and vanished domains log one event each."""
+    """A steady domain logs nothing; each change of phase (run, pause, off, crash, gone) logs one event."""
     obs = HypervisorObserver("node7")
     a, b = DomainSeen("uuid-a", "a", "Running"), DomainSeen("uuid-b", "b", "Paused")
     first = obs.observe([a, b], T0)
-    assert [(e.kind, e.vm_id) for e in first] == [("Running", "uuid-a")]
+    assert [(e.kind, e.vm_id) for e in first] == [("Running", "uuid-a")]  # b's life before is unknown
     assert first[0].attribute("physical_host") == "node7" and first[0].source == "hypervisor"
     assert obs.observe([a, b], T0 + 1) == []
     second = obs.observe([DomainSeen("uuid-a", "a", "ShutDown"), DomainSeen("uuid-b", "b", "Running")], T0 + 2)
@@ -21,6 +21,23 @@ def test_only_changes_become_events() -> None:
     third = obs.observe([DomainSeen("uuid-a", "a", "Crashed")], T0 + 3)  # b vanished while running
     assert [(e.kind, e.vm_id) for e in third] == [("Failed", "uuid-a"), ("Shutdown", "uuid-b")]
     assert third[0].attribute("reason") == "crashed"
+
+
+def test_a_domain_paused_resumed_destroyed_and_started_again_makes_three_runs() -> None:
+    """Resume and PowerOn start new runs of the same VM; a crashed domain logs nothing more."""
+    obs = HypervisorObserver("h")
+    life = Lifecycle("vm", "u")
+    kinds = []
+    for t, state in enumerate(["Running", "Paused", "Running", "ShutDown", "Running", "Crashed", "Running"]):
+        for e in obs.observe([DomainSeen("u", "a", state)], T0 + t):
+            kinds.append(e.kind)
+            life.apply(e, T0 + t)
+    assert kinds == ["Running", "Suspend", "Resume", "Shutdown", "PowerOn", "Failed"]
+    assert [r.state for r in life.runs] == ["Suspended", "ShutDown", "Failed"] and life.state == "Failed"
+    gone = HypervisorObserver("h")
+    gone.observe([DomainSeen("u", "a", "Running")], T0)
+    assert [e.kind for e in gone.observe([], T0 + 1)] == ["Shutdown"]  # a transient domain went away
+    assert [e.kind for e in gone.observe([DomainSeen("u", "a", "Running")], T0 + 2)] == ["PowerOn"]
 
 
 def test_sequence_numbers_increase_per_vm() -> None:
