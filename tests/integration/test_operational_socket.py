@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from gridinfo.config import StaticChildConfig
@@ -91,14 +91,28 @@ class OperationalOverSocketTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_giis_publishes_update_stats_and_passes_plus_to_its_children(self):
+        """A forwarded child's operational attributes are the child's; a pushed child's entries are
+        the GIIS's own (held in its tree: entryUUID from the GIIS's DN, stable across restarts)."""
         gris = self.start(start_gris("a"))
-        giis = self.start(
-            start_giis("site", children=(StaticChildConfig(url=gris.url("mds-vo-name=local,o=grid"), timeout=5),))
-        )
+        giis = self.start(start_giis("site", push=False, children=(
+            StaticChildConfig(url=gris.url("mds-vo-name=local,o=grid"), timeout=5),)))
+        pushed = self.start(start_giis("site", children=(
+            StaticChildConfig(url=gris.url("mds-vo-name=local,o=grid"), timeout=5),)))
         direct, _, _ = yield ldapsearch(gris.port, "-b", "o=grid", "(objectClass=GlueCE)", "entryUUID")
         via, err, code = yield ldapsearch(giis.port, "-b", "o=grid", "(objectClass=GlueCE)", "entryUUID")
         assert code == 0, err
         assert sorted(r["entryUUID"][0] for r in records(via)) == sorted(r["entryUUID"][0] for r in records(direct))
+        (child,) = pushed.backend.children.all()
+        for _ in range(1500):  # bounded: 30 s for the first refresh over loopback
+            if child.held:
+                break
+            yield task.deferLater(reactor, 0.02, lambda: None)
+        assert child.held
+        held, err, code = yield ldapsearch(pushed.port, "-b", "o=grid", "(objectClass=GlueCE)", "entryUUID")
+        assert code == 0, err
+        held_uuids = sorted(r["entryUUID"][0] for r in records(held))
+        assert len(held_uuids) == 2 and set(held_uuids).isdisjoint(r["entryUUID"][0] for r in records(direct))
+        assert all(uuid.UUID(u).version == 5 for u in held_uuids)
         out, err, code = yield ldapsearch(giis.port, "-b", "o=infosys", FRESHNESS, "modifyTimestamp", "TotalEntries")
         assert code == 0, err
         (rec,) = records(out)
