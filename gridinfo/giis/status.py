@@ -137,7 +137,8 @@ class GIISStatus:
         latency = sum(c.stats.latency or 0.0 for c in contacted)
         stats.cycle(
             {
-                "TotalEntries": own + sum(c.stats.entries for c in children),
+                # a held child's entries are in our tree already (counted in ``own``)
+                "TotalEntries": own + sum(c.stats.entries for c in children if not c.held),
                 "ProvidersTime": int(latency),
                 "UpdateTime": int(latency),
             }

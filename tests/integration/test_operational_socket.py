@@ -118,3 +118,8 @@ class OperationalOverSocketTests(unittest.TestCase):
         (rec,) = records(out)
         assert GENERALIZED.match(rec["modifyTimestamp"][0])
         assert int(rec["TotalEntries"][0]) >= 2  # the child's answer counts
+        out, err, code = yield ldapsearch(pushed.port, "-b", "o=infosys", FRESHNESS, "TotalEntries")
+        assert code == 0, err
+        (rec,) = records(out)
+        everything, _, _ = yield ldapsearch(pushed.port, "-b", "o=grid", "(objectClass=*)", "1.1")
+        assert int(rec["TotalEntries"][0]) == len(records(everything))  # held entries counted once
