@@ -25,6 +25,7 @@ from gridinfo.ldap.syncclient import SyncConsumer, SyncEnd, read_root_dse, root_
 from gridinfo_dev.daemon import wait_for
 from tests.integration.test_change_streams import BASE, Site, free_cpus
 from tests.support.gris import GrisProcess
+from tests.support.slapd import ldapmodify, syncprov
 
 DEADLINE = 60.0
 CE = F.parse_filter("(objectClass=GlueCE)")
@@ -216,3 +217,99 @@ class GrisRefreshRequiredTests(unittest.TestCase):
         assert sorted(replica.log[mark:-1]) == [("upsert", ce(n)) for n in ("ce1", "ce2", "ce3")]
         consumer.cancel()
         yield ended
+
+
+SLAPD_LDIF = b"""\
+dn: o=grid
+objectClass: organization
+o: grid
+
+dn: Mds-Vo-name=local,o=grid
+objectClass: MdsVo
+Mds-Vo-name: local
+
+""" + b"".join(
+    b"dn: GlueCEUniqueID=ce%d,Mds-Vo-name=local,o=grid\n"
+    b"objectClass: GlueCETop\nobjectClass: GlueCE\nobjectClass: GlueCEState\n"
+    b"GlueCEUniqueID: ce%d\nGlueCEName: q\nGlueCEStateFreeCPUs: %d\n\n" % (i, i, i)
+    for i in (1, 2, 3)
+)
+
+
+def slapd_ce(name: str, free: int) -> str:
+    return (
+        f"dn: GlueCEUniqueID={name},{BASE}\nchangetype: add\nobjectClass: GlueCETop\nobjectClass: GlueCE\n"
+        f"objectClass: GlueCEState\nGlueCEUniqueID: {name}\nGlueCEName: q\nGlueCEStateFreeCPUs: {free}\n"
+    )
+
+
+def slapd_free(name: str, free: int) -> str:
+    return f"dn: GlueCEUniqueID={name},{BASE}\nchangetype: modify\nreplace: GlueCEStateFreeCPUs\nGlueCEStateFreeCPUs: {free}\n"
+
+
+def slapd_delete(name: str) -> str:
+    return f"dn: GlueCEUniqueID={name},{BASE}\nchangetype: delete\n"
+
+
+@pytest.mark.slapd
+class SlapdSyncprovConsumerTests(unittest.TestCase):
+    """A consumer of OpenLDAP slapd with the syncprov overlay: the other provider a GIIS meets."""
+
+    sessionlog = 0  # no session log: slapd answers a cookie with a present phase (syncIdSets)
+
+    def setUp(self) -> None:
+        self.slapd = syncprov(SLAPD_LDIF, sessionlog=self.sessionlog)
+        self.slapd.start()
+        self.addCleanup(self.slapd.stop)
+        self.client = LDAPClient.from_url(reactor, self.slapd.url, connect_timeout=10)
+        self.addCleanup(self.client.close)
+
+    @defer.inlineCallbacks
+    def test_refresh_persist_changes_and_resume_after_a_delete_while_away(self):
+        """The whole subtree then sync_refreshed; an add, a modify and a delete while persisting
+        arrive; after a reconnect with the cookie the entry deleted meanwhile is removed, the one
+        modified meanwhile upserted, and nothing else is sent again."""
+        assert (yield root_dse_supports_sync(self.client, 10)) is True
+        replica = Replica()
+        consumer = SyncConsumer(self.client, "o=grid", replica)
+        ended = consumer.run()
+        yield replica.wait("the refresh", lambda: replica.refreshes == 1)
+        assert replica.free() == {"ce1": "1", "ce2": "2", "ce3": "3"}
+        assert set(replica.entries) == {"o=grid", BASE.lower(), ce("ce1"), ce("ce2"), ce("ce3")}
+        assert consumer.cookie is not None and b"csn=" in consumer.cookie
+
+        ldapmodify(self.slapd, slapd_ce("ce4", 4))
+        yield replica.wait("ce4 added", lambda: replica.free().get("ce4") == "4")
+        ldapmodify(self.slapd, slapd_free("ce1", 11))
+        yield replica.wait("ce1 modified", lambda: replica.free().get("ce1") == "11")
+        ldapmodify(self.slapd, slapd_delete("ce3"))
+        yield replica.wait("ce3 removed", lambda: ce("ce3") not in replica.entries)
+        assert replica.log[-1] == ("remove", ce("ce3"))
+
+        self.client.close()
+        with pytest.raises(ConnectionLost):
+            yield ended
+        ldapmodify(self.slapd, slapd_delete("ce2"))
+        ldapmodify(self.slapd, slapd_free("ce4", 44))
+        mark = len(replica.log)
+        ended = consumer.run()
+        yield replica.wait("the resumed refresh", lambda: replica.refreshes == 2)
+        assert sorted(replica.log[mark:-1]) == [("remove", ce("ce2")), ("upsert", ce("ce4"))]
+        assert replica.free() == {"ce1": "11", "ce4": "44"}
+        counts = consumer.session.counts
+        if self.sessionlog:  # the delete phase: ce2's UUID in a syncIdSet with refreshDeletes TRUE
+            assert counts["syncIdSet delete"] >= 1 and counts["syncIdSet present"] == 0
+        else:  # the present phase: the unchanged entries' UUIDs, then refreshPresent
+            assert counts["syncIdSet present"] >= 1 and counts["refreshPresent"] == 1
+
+        ldapmodify(self.slapd, slapd_delete("ce1"))  # persisting again
+        yield replica.wait("ce1 removed", lambda: ce("ce1") not in replica.entries)
+        consumer.cancel()
+        end = yield ended
+        assert end.code == 118
+
+
+class SlapdSessionlogConsumerTests(SlapdSyncprovConsumerTests):
+    """The same against a slapd with a session log: a cookie is answered with a delete phase."""
+
+    sessionlog = 100
