@@ -1,7 +1,8 @@
 """A small downstream LDAP client: forwarding searches to children and sending registrations.
 
-Why one module: the request encoders, the URL type and the client protocol form one small client
-that the GIIS and the registrar use as a whole.
+Why one module: the request encoders, the URL type and the client protocol (collected requests
+and streaming searches share its framing and message-ID table) form one small client that the
+GIIS, the registrar and the sync consumer use as a whole.
 
 Theory of operation
 -------------------

@@ -17,14 +17,22 @@ from typing import Any
 
 import pytest
 from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 
+from gridinfo import ber
+
 from gridinfo.directory import filters as F
-from gridinfo.ldap.client import ConnectionLost, LDAPClient
-from gridinfo.ldap.syncclient import SyncConsumer, SyncEnd, read_root_dse, root_dse_supports_sync
+from gridinfo.ldap import wire
+from gridinfo.ldap.client import ConnectionLost, LDAPClient, PeerProtocolError
+from gridinfo.ldap.syncclient import SyncConsumer, SyncEnd, SyncProtocolError, read_root_dse, root_dse_supports_sync
 from gridinfo_dev.daemon import wait_for
 from tests.integration.test_change_streams import BASE, Site, free_cpus
 from tests.support.gris import GrisProcess
+from tests.support.ports import LOOPBACK
 from tests.support.slapd import ldapmodify, syncprov
 
 DEADLINE = 60.0
@@ -313,3 +321,103 @@ class SlapdSessionlogConsumerTests(SlapdSyncprovConsumerTests):
     """The same against a slapd with a session log: a cookie is answered with a delete phase."""
 
     sessionlog = 100
+
+
+class _Scripted(Protocol):
+    """A peer on a real socket: answers the first message it gets with ``reply`` (or never)."""
+
+    def __init__(self, factory: _ScriptedFactory) -> None:
+        self.factory = factory
+
+    def connectionMade(self) -> None:
+        self.factory.connected.append(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.factory.received.append(data)
+        if not self.factory.heard.called:
+            self.factory.heard.callback(None)
+        reply = self.factory.reply
+        if reply is not None and self.transport is not None:
+            self.factory.reply = None
+            message_id = wire.decode_message(data, 0, ber.read_header(data, 0, len(data))[2]).message_id
+            self.transport.write(reply(message_id))
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.factory.lost.append(reason)
+
+
+class _ScriptedFactory(Factory):
+    def __init__(self, reply: Callable[[int], bytes] | None) -> None:
+        self.reply = reply
+        self.connected: list[_Scripted] = []
+        self.received: list[bytes] = []
+        self.lost: list[Failure] = []
+        self.heard: defer.Deferred[None] = defer.Deferred()
+
+    def buildProtocol(self, addr: Any) -> _Scripted:
+        return _Scripted(self)
+
+
+class BadPeerTests(unittest.TestCase):
+    """Peers a GIIS may meet that are not RFC 4533 providers: each run ends with a clear error."""
+
+    def listen(self, reply: Callable[[int], bytes] | None) -> tuple[_ScriptedFactory, int]:
+        factory = _ScriptedFactory(reply)
+        port = reactor.listenTCP(0, factory, interface=LOOPBACK)
+        self.addCleanup(port.stopListening)
+        return factory, port.getHost().port
+
+    @defer.inlineCallbacks
+    def test_a_peer_that_is_not_ldap(self):
+        """An HTTP server on the port: PeerProtocolError, nothing fed to the replica."""
+        _, port = self.listen(lambda mid: b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        client = LDAPClient(reactor, LOOPBACK, port, connect_timeout=10)
+        self.addCleanup(client.close)
+        replica = Replica()
+        with pytest.raises(PeerProtocolError, match="expected an LDAPMessage"):
+            yield SyncConsumer(client, BASE, replica).run()
+        assert replica.log == []
+
+    @defer.inlineCallbacks
+    def test_an_entry_without_sync_state(self):
+        """An LDAP server that ignores the Sync Request (answers a plain search): SyncProtocolError
+        naming the peer and the entry; nothing applied; the connection stays usable."""
+        def plain_entry(mid: int) -> bytes:
+            entry = ber.search_result_entry(f"GlueCEUniqueID=ce1,{BASE}".encode(), [ber.partial_attribute(b"GlueCEUniqueID", [b"ce1"])])
+            return ber.ldap_message(mid, entry)
+
+        factory, port = self.listen(plain_entry)
+        client = LDAPClient(reactor, LOOPBACK, port, connect_timeout=10)
+        self.addCleanup(client.close)
+        replica = Replica()
+        with pytest.raises(SyncProtocolError) as caught:
+            yield SyncConsumer(client, BASE, replica).run()
+        assert f"{LOOPBACK}:{port}" in str(caught.value) and "without a Sync State control" in str(caught.value)
+        assert replica.log == [] and client.protocol is not None and client.protocol.connected
+
+
+class LivenessOverASocketTests(unittest.TestCase):
+    """probe_interval against a peer that accepts and never answers (a host that vanished without a reset)."""
+
+    @defer.inlineCallbacks
+    def test_the_run_fails_after_the_probe_timeout(self):
+        factory = _ScriptedFactory(None)
+        port = reactor.listenTCP(0, factory, interface=LOOPBACK)
+        self.addCleanup(port.stopListening)
+        clock = Clock()
+        endpoint = TCP4ClientEndpoint(reactor, LOOPBACK, port.getHost().port, timeout=10)
+        client = LDAPClient(clock, LOOPBACK, port.getHost().port, endpoint=endpoint, connect_timeout=10)
+        self.addCleanup(client.close)
+        consumer = SyncConsumer(client, BASE, Replica(), probe_interval=300, probe_timeout=20)
+        ended = consumer.run()
+        yield factory.heard  # the search is on the wire; the peer says nothing
+        factory.heard = defer.Deferred()
+        clock.advance(300)
+        yield factory.heard  # the probe arrived on the same connection
+        assert len(factory.connected) == 1 and not ended.called
+        clock.advance(20)
+        with pytest.raises(ConnectionLost, match="did not answer a liveness probe within 20 s"):
+            yield ended
+        [probe_bytes] = factory.received[1:]
+        probe = wire.decode_message(probe_bytes)
+        assert isinstance(probe.op, wire.SearchOp) and probe.op.base == "" and probe.op.attributes == ("1.1",)
