@@ -421,6 +421,8 @@ class SearchStream:
         protocol, message_id = self.protocol, self.message_id
         if protocol is None or message_id is None:
             return  # not sent yet: it will not be (see LDAPClient.stream)
+        if not protocol.connected:
+            return  # the connection is going: its loss ends the stream
         answer = protocol.request(
             extended_request(sync.CANCEL_OID, sync.cancel_request_value(message_id)), timeout
         )
