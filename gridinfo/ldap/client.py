@@ -48,7 +48,7 @@ import ipaddress
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from urllib.parse import unquote, urlsplit
 
 from twisted.internet import defer
@@ -369,8 +369,7 @@ def decode_controls(data: bytes, pos: int, end: int) -> tuple[Control, ...]:
 # Streaming searches
 
 
-@dataclass(frozen=True)
-class StreamMessage:
+class StreamMessage(NamedTuple):
     """One message of a streaming search, as it arrived.
 
     ``tag`` is the protocolOp's (APP_SEARCH_RESULT_ENTRY, APP_SEARCH_RESULT_REFERENCE or

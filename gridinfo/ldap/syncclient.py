@@ -60,6 +60,7 @@ alive for ever.  Time comes from the client's reactor.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -175,7 +176,15 @@ _INFO_NAMES = {
 }
 
 
+#: DNs whose canonical key is their lower-case form (ASCII types and plain values, no spaces,
+#: escapes or multi-valued RDNs): nearly every GLUE DN, keyed without parsing
+_PLAIN_DN = re.compile(r"[A-Za-z][A-Za-z0-9-]*=[A-Za-z0-9:/._@-]+(?:,[A-Za-z][A-Za-z0-9-]*=[A-Za-z0-9:/._@-]+)*")
+
+
 def _dn_key(dn: str) -> str:
+    """The key two spellings of one DN share (gridinfo.directory.dn's, without a schema)."""
+    if _PLAIN_DN.fullmatch(dn):
+        return dn.lower()
     try:
         return _DN_KEYS.key(dn)
     except InvalidDNSyntax:
@@ -310,7 +319,7 @@ class SyncSession:
         if old_dn is None:
             if self.max_entries and len(self.uuids) >= self.max_entries and key not in self._dn_uuid:
                 raise TooManyEntries(f"{self.peer} sent more than {self.max_entries} entries (the consumer's max_entries)")
-        elif _dn_key(old_dn) != key:  # renamed: the old DN goes
+        elif old_dn != dn and _dn_key(old_dn) != key:  # renamed: the old DN goes
             self._dn_uuid.pop(_dn_key(old_dn), None)
             self.replica.sync_remove(old_dn)
         previous = self._dn_uuid.get(key)

@@ -392,3 +392,20 @@ class LivenessTests(SynchronousTestCase):
         error = p.result()
         assert isinstance(error, ConnectionLost) and "liveness probe within 10 s" in str(error)
         assert p.transport.disconnecting
+
+
+class DNKeyTests(SynchronousTestCase):
+    def test_the_fast_dn_key_is_the_directory_key(self):
+        """Plain GLUE DNs are keyed without parsing, to the same key gridinfo.directory.dn gives;
+        anything else (spaces, escapes, multi-valued RDNs) goes through the parser."""
+        from gridinfo.directory.dn import DNNormaliser
+        from gridinfo.ldap.syncclient import _PLAIN_DN, _dn_key
+
+        normaliser = DNNormaliser(None)
+        plain = [dn("ce1.example.org:2119/jobmanager-pbs-q"), "Mds-Vo-name=local,o=grid", "GLUE2ServiceID=urn:ogf:x.y,o=glue"]
+        other = ["cn = A,  o=grid", r"cn=a\,b,o=grid", "cn=a+sn=b,o=grid", "cn=Ä,o=grid", "cn=x=y,o=grid"]
+        for text in plain:
+            assert _PLAIN_DN.fullmatch(text) and _dn_key(text) == normaliser.key(text)
+        for text in other:
+            assert not _PLAIN_DN.fullmatch(text) and _dn_key(text) == normaliser.key(text)
+        assert _dn_key("CN=A,O=Grid") == _dn_key("cn = a , o = grid")
