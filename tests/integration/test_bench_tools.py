@@ -116,3 +116,14 @@ def test_bench_events_runs_at_a_tiny_size(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert [row["events"] for row in report["throughput"]] == [20, 20]
     assert report["latency"]["samples"] > 0
+
+
+@pytest.mark.slapd
+def test_bench_sync_runs_at_a_tiny_size(tmp_path: Path) -> None:
+    """`tools/bench-sync` refreshes a sync consumer in memory, from slapd with syncprov and from a gris."""
+    out = tmp_path / "sync.json"
+    done = _run("bench-sync", "--entries", "50", "--rounds", "1", "--json", str(out))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["slapd_syncprov"]["entries"] == report["gris"]["entries"] > 0
+    assert all(report[server]["sync_refresh_entries_per_s"] > 0 for server in ("slapd_syncprov", "gris"))
