@@ -73,6 +73,7 @@ from twisted.python.failure import Failure
 
 from gridinfo import ber
 from gridinfo.directory import filters as F
+from gridinfo.directory.changes import ChangeKind
 from gridinfo.directory.dn import DNNormaliser
 from gridinfo.errors import InvalidDNSyntax, ProtocolError
 from gridinfo.ldap import sync
@@ -87,6 +88,7 @@ from gridinfo.ldap.client import (
     SearchStream,
     StreamMessage,
     decode_entry,
+    entry_dn,
     search_request,
 )
 from gridinfo.ldap.wire import Control
@@ -231,7 +233,7 @@ class SyncSession:
     def entry(self, op: bytes, controls: Sequence[Control]) -> None:
         """A SearchResultEntry with its controls; raises SyncProtocolError / TooManyEntries."""
         try:
-            dn, attributes = decode_entry(op)
+            dn = entry_dn(op)
         except PeerProtocolError as e:
             raise SyncProtocolError(f"{self.peer} sent a bad SearchResultEntry: {e}") from None
         state_control = next((c for c in controls if c.oid == sync.SYNC_STATE_OID), None)
@@ -245,10 +247,14 @@ class SyncSession:
         self.counts[sync.STATE_NAMES[state.state]] += 1
         if state.state == sync.STATE_PRESENT:
             self._note_present(uuid)
-        elif state.state == 3:  # delete
+        elif state.state == ChangeKind.DELETE:
             self._present.discard(uuid)
             self._remove(uuid, dn)
-        else:  # add, modify
+        else:  # add, modify: the whole entry (decoded only here: present and delete carry the DN only)
+            try:
+                dn, attributes = decode_entry(op)
+            except PeerProtocolError as e:
+                raise SyncProtocolError(f"{self.peer} sent a bad SearchResultEntry {dn!r}: {e}") from None
             self._upsert(uuid, dn, attributes)
         if state.cookie is not None:
             self.cookie = state.cookie

@@ -353,6 +353,16 @@ class BadProviderTests(SynchronousTestCase):
         assert isinstance(error, SyncProtocolError) and "entryUUID is 1 octets" in str(error)
         assert p.replica.log == []
 
+    def test_a_malformed_entry_fails_the_run(self):
+        """An add whose attributes are cut short: SyncProtocolError naming the entry, nothing applied."""
+        p = Provider(self)
+        p.run()
+        op = ber.tlv(ber.APP_SEARCH_RESULT_ENTRY, ber.octet_string(dn("ce1").encode()) + b"\x30\x04\x30\x09\x04\x01")
+        p.send(op, sync.sync_state(ChangeKind.ADD, U(1)))
+        error = p.result()
+        assert isinstance(error, SyncProtocolError) and "bad SearchResultEntry" in str(error) and "ce1" in str(error)
+        assert p.replica.log == [] and p.consumer.uuids == {}
+
     def test_a_flood_past_max_entries_ends_the_run(self):
         """A child that sends more distinct entries than max_entries: the run fails, the rest is not applied."""
         p = Provider(self, max_entries=2)
