@@ -14,8 +14,10 @@ happens in the CLI, and the result is the same frozen dataclass.
 
 from __future__ import annotations
 
+import keyword
 import os
 import re
+import shutil
 import types
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -147,6 +149,69 @@ class WebConfig:
     history_max_bytes: int = 64 << 20  # the file's bound: oldest rows go first past it
     sample_interval: float = 60.0  # seconds between checks of the tree for changed values (0: none)
     live_interval: float = 5.0  # seconds between checks for the live view (server-sent events)
+    url: str = ""  # the web view's URL published as GridinfoWebURL ("": each listener's own address)
+    hierarchy_depth: int = 5  # levels below this node the hierarchy page walks (1-20)
+    hierarchy_timeout: float = 5.0  # seconds for each node the hierarchy page visits (all its requests)
+
+
+@dataclass(frozen=True)
+class TriggerActionConfig:
+    """One action of a trigger rule: exactly one of ``exec``, ``log``, ``http``, ``ldap`` (docs/triggers.md)."""
+
+    exec: str | tuple[str, ...] | None = None  # a program (absolute, or found on PATH) and its arguments
+    log: Literal["debug", "info", "warn", "error", "critical"] | None = None  # a structured log line at this level
+    http: str | None = None  # POST a JSON document to this http:// or https:// URL
+    ldap: bool | None = None  # true: publish the firing under ou=alerts,o=infosys
+    timelimit: float = 20.0  # seconds one attempt may take (exec: then its process group is killed)
+    retries: int = 3  # attempts after the first one failed
+    retry_delay: float = 10.0  # seconds before the first retry; doubled for each next one
+    env: dict[str, str] = field(default_factory=dict)  # exec: extra environment variables
+
+    @property
+    def kind(self) -> str:
+        """Which action this is: exec, log, http or ldap ("" when none is set)."""
+        for kind in TRIGGER_ACTIONS:
+            if getattr(self, kind) is not None and getattr(self, kind) is not False:
+                return kind
+        return ""
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """exec: the program and its arguments."""
+        return (self.exec,) if isinstance(self.exec, str) else tuple(self.exec or ())
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    """At most ``firings`` firings of one rule in any ``per`` seconds; more are dropped and logged."""
+
+    firings: int = 10
+    per: float = 3600.0
+
+
+@dataclass(frozen=True)
+class TriggerConfig:
+    """One trigger rule (``triggers:`` in conf/gris.yaml and conf/giis.yaml, or a file in triggers_dir)."""
+
+    name: str = ""
+    base: str = ""  # where the rule looks ("": every naming context)
+    scope: Literal["base", "one", "sub"] = "sub"
+    filter: str = "(objectClass=*)"  # the condition holds for an entry while it matches
+    on: str | tuple[str, ...] = ("enter",)  # enter, leave, change
+    attributes: tuple[str, ...] = ()  # on change: the attributes whose change fires (none: any)
+    for_: float = 0.0  # YAML key ``for``: seconds the condition must hold (or stop) before firing
+    repeat: float = 0.0  # seconds between re-firings while it still holds (0: never)
+    rate_limit: RateLimitConfig | None = None
+    actions: tuple[TriggerActionConfig, ...] = ()
+    enabled: bool = True
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        return (self.on,) if isinstance(self.on, str) else tuple(self.on)
+
+
+TRIGGER_ACTIONS = ("exec", "log", "http", "ldap")
+TRIGGER_EVENTS = ("enter", "leave", "change")
 
 
 @dataclass(frozen=True)
@@ -177,6 +242,12 @@ class GRISConfig:
     stats_log: Literal["off", "text", "json"] = "off"  # one line per LDAP operation (slapd's stats shape)
     http: tuple[str, ...] = ()  # web view endpoints (off by default; loopback unless an interface is named)
     web: WebConfig = field(default_factory=WebConfig)
+    triggers: tuple[TriggerConfig, ...] = ()  # trigger rules (docs/triggers.md)
+    triggers_dir: str = ""  # a folder of *.yaml rule files, rescanned without restart ("": none)
+    trigger_journal: str = ""  # SQLite file of pending firings ("": in memory, lost on restart)
+    trigger_rescan_interval: float = 10.0  # seconds between rescans of triggers_dir
+    alert_retention: float = 86400.0  # seconds an ldap action's entry stays under ou=alerts,o=infosys
+    max_alerts: int = 10000  # entries kept under ou=alerts,o=infosys (oldest go first)
     source: str = "<defaults>"
 
 
@@ -202,7 +273,8 @@ class StaticChildConfig:
     """A child listed in the GIIS config (any LDAP server); see conf/giis.yaml."""
 
     url: str = ""
-    mode: Literal["forward", "mirror"] = "forward"
+    mode: Literal["forward", "mirror"] = "forward"  # how it is asked when it does not push its changes
+    push: bool = True  # subscribe to its change stream (RFC 4533) when it advertises one
     timeout: float = 20.0
     cachettl: float = 30.0
     keep: float = 3600.0
@@ -260,6 +332,8 @@ class GIISConfig:
     max_entries_per_child: int = 200000
     sweep_interval: float = 30.0
     children: tuple[StaticChildConfig, ...] = ()
+    push: bool = True  # subscribe to children's change streams where they advertise one (false: never)
+    push_retry: float = 600.0  # seconds before asking again a child that had no stream to offer
     register: tuple[RegisterConfig, ...] = ()
     tls: TLSConfig = field(default_factory=TLSConfig)
     stats_log: Literal["off", "text", "json"] = "off"  # one line per LDAP operation (slapd's stats shape)
@@ -269,6 +343,12 @@ class GIISConfig:
     drop_objectclasses: tuple[str, ...] = ("GLUE2Activity", "GLUE2ApplicationEnvironment")
     http: tuple[str, ...] = ()  # web view endpoints (off by default; loopback unless an interface is named)
     web: WebConfig = field(default_factory=WebConfig)
+    triggers: tuple[TriggerConfig, ...] = ()  # trigger rules (docs/triggers.md)
+    triggers_dir: str = ""  # a folder of *.yaml rule files, rescanned without restart ("": none)
+    trigger_journal: str = ""  # SQLite file of pending firings ("": in memory, lost on restart)
+    trigger_rescan_interval: float = 10.0  # seconds between rescans of triggers_dir
+    alert_retention: float = 86400.0  # seconds an ldap action's entry stays under ou=alerts,o=infosys
+    max_alerts: int = 10000  # entries kept under ou=alerts,o=infosys (oldest go first)
     source: str = "<defaults>"
 
     @property
@@ -351,9 +431,12 @@ def _convert(node: yaml.Node, tp: Any, path: str, source: str) -> Any:
         for key_node, value_node in node.value:
             key = key_node.value
             name = str(key).replace("-", "_")
+            if keyword.iskeyword(name):  # ``for:`` is the field ``for_``
+                name += "_"
             if name not in known:
+                shown = sorted(k.rstrip("_") for k in known)
                 raise ConfigError(
-                    f"unknown key {path + '.' if path else ''}{key!s} (known keys: {', '.join(sorted(known))})",
+                    f"unknown key {path + '.' if path else ''}{key!s} (known keys: {', '.join(shown)})",
                     source,
                     key_node.start_mark.line + 1,
                 )
@@ -362,7 +445,11 @@ def _convert(node: yaml.Node, tp: Any, path: str, source: str) -> Any:
             problem = check_value(tp, name, values[name], key_path)
             if problem:
                 raise ConfigError(problem, source, value_node.start_mark.line + 1)
-        return tp(**values)  # type: ignore[operator]
+        made = tp(**values)  # type: ignore[operator]
+        problem = check_object(made, path)
+        if problem:
+            raise ConfigError(problem, source, line)
+        return made
     origin = get_origin(tp)
     if origin is tuple:
         item = get_args(tp)[0]
@@ -519,6 +606,12 @@ def check_value(kind: Any, name: str, value: Any, path: str) -> str | None:
         problem = f"expected at least 1048576 bytes (1 MiB), got {value}"
     elif kind is WebConfig and name == "live_interval" and value < 0.5:
         problem = f"expected at least 0.5 seconds, got {value}"
+    elif kind is WebConfig and name == "url" and value and not re.fullmatch(r"https?://[^\s/?#]+(/\S*)?", value):
+        problem = f"expected an http:// or https:// URL such as https://giis.example.org/gridinfo/, got {value!r}"
+    elif kind is WebConfig and name == "hierarchy_depth" and not 1 <= value <= 20:
+        problem = f"expected a number of levels from 1 to 20, got {value}"
+    elif kind is WebConfig and name == "hierarchy_timeout" and not 0 < value <= 300:
+        problem = f"expected seconds above 0 and at most 300, got {value}"
     elif kind is RegisterConfig and name == "url":
         problem = check_ldap_url(value, "ldap://giis.example.org:2135/mds-vo-name=site,o=grid")
     elif kind is StaticChildConfig and name == "url":
@@ -541,11 +634,82 @@ def check_value(kind: Any, name: str, value: Any, path: str) -> str | None:
             value.format(host="h", lrms="l", partition="p")
         except (KeyError, IndexError, ValueError) as e:
             problem = f"expected a format using only {{host}}, {{lrms}} and {{partition}}, got {value!r} ({e!r})"
+    elif kind is TriggerConfig:
+        problem = check_trigger_value(name, value)
+    elif kind is TriggerActionConfig:
+        problem = check_trigger_action_value(name, value)
+    elif kind in (GRISConfig, GIISConfig) and name == "trigger_journal" and value and os.path.isdir(value):
+        problem = f"expected the path of an SQLite file (created if missing), got the folder {value!r}"
+    elif kind is RateLimitConfig and name == "firings" and value < 1:
+        problem = f"expected at least 1 firing, got {value}"
+    elif kind is RateLimitConfig and name == "per" and value <= 0:
+        problem = f"expected a positive number of seconds, got {value}"
     elif kind is VMConfig and name == "sources":
         for dn, source in value.items():
             if source not in VM_SOURCES:
                 return f"{path}.{dn}: expected one of {', '.join(VM_SOURCES)}, got {source!r}"
     return f"{path}: {problem}" if problem else None
+
+
+_RULE_NAME = re.compile(r"[A-Za-z0-9][-.\w]*")
+
+
+def check_trigger_value(name: str, value: Any) -> str | None:
+    """The problem with one key of a trigger rule, or None."""
+    if name == "name" and not _RULE_NAME.fullmatch(value):
+        return f"expected a rule name of letters, digits, _, - and . (it names the rule in logs and alerts), got {value!r}"
+    if name == "filter":
+        return _check_filter(value)
+    if name == "base" and value:
+        return _check_dn(value)
+    if name == "on":
+        events = (value,) if isinstance(value, str) else value
+        bad = [e for e in events if e not in TRIGGER_EVENTS]
+        if bad or not events:
+            return f"expected one or more of {', '.join(TRIGGER_EVENTS)}, got {', '.join(map(repr, bad)) or 'none'}"
+    if name == "actions" and not value:
+        return "expected at least one action (exec, log, http or ldap)"
+    return None
+
+
+def check_trigger_action_value(name: str, value: Any) -> str | None:
+    """The problem with one key of a trigger action, or None."""
+    if name == "exec" and value is not None:
+        argv = (value,) if isinstance(value, str) else value
+        if not argv or not argv[0]:
+            return "expected a program and its arguments, got nothing"
+        program = argv[0]
+        if os.path.isabs(program):
+            if not (os.path.isfile(program) and os.access(program, os.X_OK)):
+                return f"expected an executable program, got {program!r} (no such executable file)"
+        elif os.sep in program or shutil.which(program) is None:
+            return f"expected an absolute path or a program on PATH, got {program!r} (not found)"
+    if name == "http" and value is not None and not re.match(r"https?://[^/\s]+", value):
+        return f"expected an http:// or https:// URL, got {value!r}"
+    if name == "ldap" and value is False:
+        return "expected true (publish the firing under ou=alerts,o=infosys); leave the action out otherwise"
+    if name == "timelimit" and value <= 0:
+        return f"expected a positive number of seconds, got {value}"
+    return None
+
+
+def check_object(obj: Any, path: str) -> str | None:
+    """The problem with keys of one mapping taken together (read as ``obj``), or None."""
+    where = f"{path}: " if path else ""
+    if isinstance(obj, TriggerActionConfig):
+        kinds = [k for k in TRIGGER_ACTIONS if getattr(obj, k) is not None]
+        if len(kinds) != 1:
+            return f"{where}expected exactly one of {', '.join(TRIGGER_ACTIONS)} in an action, got {', '.join(kinds) or 'none'}"
+    if isinstance(obj, TriggerConfig):
+        if not obj.name:
+            return f"{where}a trigger rule needs a name"
+        if not obj.actions:
+            return f"{where}a trigger rule needs at least one action (exec, log, http or ldap)"
+        if obj.repeat and "enter" not in obj.events:
+            return f"{where}repeat re-fires enter: it needs on: enter"
+        if obj.attributes and "change" not in obj.events:
+            return f"{where}attributes name what fires on change: it needs on: change"
+    return None
 
 
 def validate(config: Any) -> Any:
@@ -571,6 +735,7 @@ def validate(config: Any) -> Any:
         check(RegisterConfig, target, f"register[{i}].")
     for i, child in enumerate(getattr(config, "children", ())):
         check(StaticChildConfig, child, f"children[{i}].")
+    problems.extend(_check_triggers(config))
     for key in ("ldif", "providers", "plugins", "schema"):
         for i, p in enumerate(getattr(config, key, ())):
             if not os.path.exists(p):
@@ -638,6 +803,35 @@ def validate(config: Any) -> Any:
     if problems:
         raise ConfigError("; ".join(problems), source)
     return config
+
+
+def _check_triggers(config: Any) -> list[str]:
+    """The ``triggers`` section and ``triggers_dir`` (each rule's keys, and names used once)."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    for i, rule in enumerate(getattr(config, "triggers", ())):
+        prefix = f"triggers[{i}]."
+        for f in fields(rule):
+            problem = check_value(TriggerConfig, f.name, getattr(rule, f.name), prefix + f.name.rstrip("_"))
+            if problem:
+                problems.append(problem)
+        for j, action in enumerate(rule.actions):
+            for f in fields(action):
+                problem = check_value(TriggerActionConfig, f.name, getattr(action, f.name), f"{prefix}actions[{j}].{f.name}")
+                if problem:
+                    problems.append(problem)
+        problem = check_object(rule, f"triggers[{i}]") or next(
+            (p for j, a in enumerate(rule.actions) if (p := check_object(a, f"{prefix}actions[{j}]"))), None
+        )
+        if problem:
+            problems.append(problem)
+        if rule.name in seen:
+            problems.append(f"{prefix}name: expected each rule's name once, got {rule.name!r} again")
+        seen.add(rule.name)
+    folder = getattr(config, "triggers_dir", "")
+    if folder and not os.path.isdir(folder):
+        problems.append(f"triggers_dir: expected an existing folder, got {folder!r} (no such folder)")
+    return problems
 
 
 def _check_bdii_layout(config: GIISConfig) -> list[str]:
@@ -738,9 +932,10 @@ def resolve_paths(config: Any, base: Path) -> Any:
     for name in ("ldif", "schema", "providers", "plugins"):
         if hasattr(config, name):
             changes[name] = tuple(str((base / p) if not os.path.isabs(p) else Path(p)) for p in getattr(config, name))
-    journal = getattr(config, "journal", None)
-    if isinstance(journal, str) and journal and not os.path.isabs(journal):
-        changes["journal"] = str(base / journal)
+    for name in ("journal", "trigger_journal", "triggers_dir"):
+        value = getattr(config, name, None)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            changes[name] = str(base / value)
 
     def secret_path(value: str) -> str:
         if value.startswith("file:") and not os.path.isabs(value[5:]):

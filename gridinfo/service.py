@@ -198,6 +198,9 @@ def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree |
         listener.setServiceParent(top)
     providers.glue2.listeners = lambda: _listener_addresses(config, listeners)
     add_web_service(top, web, "gris", config.suffix, config, backend, factory, reactor, providers=providers)
+    from gridinfo.triggers.service import add_trigger_service
+
+    top.triggers = add_trigger_service(top, backend, tree, config, reactor)  # type: ignore[attr-defined]
     top.backend = backend  # type: ignore[attr-defined]
     top.factory = factory  # type: ignore[attr-defined]
     top.providers = providers  # type: ignore[attr-defined]
@@ -264,7 +267,7 @@ def make_giis_service(config: GIISConfig, reactor: Any) -> service.MultiService:
             if tree.lookup(dn) is None:
                 tree.add(tree.build(dn, bdii_entry_attributes(dn), source="gridinfo"))
     policy = RegistrationPolicy(config.registration_policy, schema, source=config.source)
-    backend = GIISBackend(tree, config, reactor, policy=policy, client_factory=client_factory(config, reactor))
+    backend = GIISBackend(tree, config, reactor, policy=policy, client_factory=client_factory(config, reactor), push=True)
     from gridinfo.web.wiring import add_web_service, web_parts
 
     web = web_parts(config)  # http: only; its operation metrics watch the LDAP server
@@ -276,6 +279,10 @@ def make_giis_service(config: GIISConfig, reactor: Any) -> service.MultiService:
     for endpoint in config.listen:
         ListenerService(endpoint, factory, reactor).setServiceParent(top)
     add_web_service(top, web, "giis", config.suffix, config, backend, factory, reactor)
+    from gridinfo.triggers.service import add_trigger_service
+
+    # rules over everything the GIIS holds (its backend's sync_view), alerts in its own tree
+    top.triggers = add_trigger_service(top, backend, backend.tree, config, reactor)  # type: ignore[attr-defined]
     top.backend = backend  # type: ignore[attr-defined]
     top.factory = factory  # type: ignore[attr-defined]
     top.registrar = _registrar(config, config.suffix, top, reactor)  # type: ignore[attr-defined]

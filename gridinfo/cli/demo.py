@@ -72,10 +72,12 @@ def main() -> int:
             "    ldapsearch -x -H ldap://%s:%d -b mds-vo-name=site,o=grid -s base giisregistrationstatus\n"
             "    ldapsearch -x -H ldap://%s:%d -b o=infosys          (child status)\n"
             "    ldapsearch -x -H ldap://%s:%d -b mds-vo-name=local,o=grid   (one GRIS directly)\n"
+            "    ldapsearch -x -H ldap://%s:%d -b mds-vo-name=site,o=grid -E sync=rp '(objectClass=GlueCE)'\n"
+            "                                     (every change, pushed up from the GRIS; Ctrl-C stops)\n"
             "    .venv/bin/giis-tree --count %s\n\n"
             "The GIIS's web view (hierarchy, queues, browser, history; JSON under /api/, Prometheus\n"
             "metrics at /metrics) is at http://%s:%d/\n\n"
-            % (HOST, PORT, PORT + 1, PORT + 2, HOST, PORT, HOST, PORT, HOST, PORT, HOST, PORT + 1, giis_url,
+            % (HOST, PORT, PORT + 1, PORT + 2, HOST, PORT, HOST, PORT, HOST, PORT, HOST, PORT + 1, HOST, PORT, giis_url,
                HOST, HTTP_PORT)
         )
         sys.stdout.flush()

@@ -223,6 +223,9 @@ class DirectoryTree:
         self.changes = [0, 0, 0]  # entries new, modified (content), deleted since the tree was made
         #: recent changes by CSN, offered to change-stream subscribers (:mod:`.changes`)
         self.changelog = ChangeLog(changelog_capacity)
+        # a cookie from before this tree existed (another process: the log was lost with it) names
+        # changes the log never saw; it must get a full refresh, not "what changed since"
+        self.changelog.horizon = int(wallclock() * 1_000_000) << _CSN_COUNTER_BITS
         self.entries: dict[str, Entry] = {}
         self.children: dict[str, dict[str, None]] = {}
         self.subtree_sizes: dict[str, int] = {}

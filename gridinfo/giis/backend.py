@@ -53,7 +53,7 @@ from gridinfo.directory import filters as F
 from gridinfo.directory.dn import DNNormaliser, is_descendant_key
 from gridinfo.directory.query import Scope, SearchRequest, SearchResult
 from gridinfo.directory.schema import Schema
-from gridinfo.directory.tree import DirectoryTree
+from gridinfo.directory.tree import DirectoryTree, SyncView
 from gridinfo.errors import InvalidDNSyntax, LDAPError, NoSuchObject, ResultCode, UnwillingToPerform
 from gridinfo.giis.children import Child, ChildRegistry
 from gridinfo.giis.forwarder import Forwarder, Part
@@ -62,8 +62,9 @@ from gridinfo.giis.duplicates import DuplicateFilter, ranked
 from gridinfo.giis.journal import RegistrationJournal
 from gridinfo.giis.leases import LeaseTable
 from gridinfo.giis.ownership import Registrant
-from gridinfo.giis.mirror import answer_from_mirror, pull_mirror
+from gridinfo.giis.mirror import expire_held, pull_mirror
 from gridinfo.giis.namespace import Route
+from gridinfo.giis.published import Publisher
 from gridinfo.giis.policy import RegistrationPolicy
 from gridinfo.giis.status import GIISStatus, registration_status
 from gridinfo.infosys import INFOSYS_DN
@@ -101,7 +102,10 @@ class GIISBackend:
         client_factory: Callable[..., LDAPClient] | None = None,
         giis_id: str | None = None,
         resolve: Resolver | None = None,
+        push: bool = False,
     ):
+        """``push``: follow the change streams of children that offer one (the service turns it
+        on; unit tests drive children by hand)."""
         self.tree = tree
         self.config = config
         self.schema: Schema = tree.schema
@@ -115,10 +119,18 @@ class GIISBackend:
         self.leases = LeaseTable(max_registrants=config.max_registrants)
         self.size_limit = config.limits.size_limit
         factory = client_factory or (lambda host, port, **kw: LDAPClient(reactor, host, port, **kw))
-        self.children = ChildRegistry.from_config(
-            config, self.leases, self.normaliser, factory,
-            make_mirror=lambda: DirectoryTree(self.schema, indexed=("objectClass",), wallclock=reactor.seconds),
-        )
+        #: everything held (own entries, pushed and mirrored children) is in ``tree``
+        self.publisher = Publisher(tree)
+        self.children = ChildRegistry.from_config(config, self.leases, self.normaliser, factory, self.publisher)
+        self.push = push
+        if not push:  # nobody will follow a stream: no child may count on one
+            self.children.push_default = False
+            for child in self.children.static.values():
+                child.push_allowed = False
+        #: the clock of the push links' timers (backoff, retries): the reactor unless a test injects one
+        self.push_clock: IReactorTime = reactor
+        if push:
+            self.children.on_new = self.follow
         self.marker = MARKER_PREFIX + (giis_id or uuid.uuid4().hex[:12])
         self.forwarder = Forwarder(
             reactor, marker=self.marker, late_answer_limit=config.late_answer_limit,
@@ -160,6 +172,31 @@ class GIISBackend:
             return answer.addCallback(matched)
         return matched(answer)
 
+    def sync_view(self, request: SearchRequest) -> SyncView:
+        """A change-stream search over everything this GIIS holds: its own entries and its
+        pushed and mirrored children's.  A child asked by forwarding has nothing here to stream,
+        so a search whose base and scope reach one is refused, naming it."""
+        now = self.reactor.seconds()
+        base_key = self.normaliser.key(request.base)
+        if is_descendant_key(base_key, self.infosys_key) or is_descendant_key(self.infosys_key, base_key):
+            self.refresh_status(now)
+        routes: dict[str, Route | None] = {}
+        forwarded = []
+        for child in self.children.current(now):
+            if child.streamable:
+                continue
+            if child.suffix not in routes:
+                routes[child.suffix] = child.namespace.route(request.base, request.scope)
+            if routes[child.suffix] is not None:
+                forwarded.append(child.url)
+        if forwarded:
+            shown = ", ".join(forwarded[:3]) + (f" and {len(forwarded) - 3} more" if len(forwarded) > 3 else "")
+            raise UnwillingToPerform(
+                f"this GIIS asks {shown} per search (no change stream, not mirrored): their entries cannot "
+                "be streamed; narrow the base, or configure those children with mode: mirror"
+            )
+        return self.tree.sync_view(request)
+
     def live_children(self, now: float) -> list[Child]:
         return self.children.current(now)
 
@@ -174,7 +211,21 @@ class GIISBackend:
         if self.admission.journal is not None:
             self.admission.journal.close()
 
+    def follow(self, child: Child) -> None:
+        """Subscribe to the child's change stream, if it may push and offers one (gridinfo.giis.push)."""
+        if not (self.push and child.push_allowed) or child.push is not None:
+            return
+        from gridinfo.giis.push import PushLink
+
+        child.push = PushLink(
+            child, self.children, self.reactor, timers=self.push_clock, speller=self.forwarder.speller,
+            max_entries=self.config.max_entries_per_child, retry_unsupported=self.config.push_retry,
+        )
+        child.push.start()
+
     def pull_mirror(self, child: Child) -> defer.Deferred[int]:
+        if child.push is not None and child.push.streaming:
+            return defer.succeed(0)  # its stream keeps it current
         return pull_mirror(child, self.reactor, self.config.max_entries_per_child, self.forwarder.speller)
 
     def registration_status(self, now: float, *, detailed: bool = True) -> SearchResult:
@@ -223,6 +274,10 @@ class GIISBackend:
             return self.registration_status(now, detailed=bool(request.bind_dn))
         if is_descendant_key(base_key, self.infosys_key) or is_descendant_key(self.infosys_key, base_key):
             self.refresh_status(now)
+        children = self.children.current(now)  # leases past keepto go here, with what we held of them
+        for child in children:
+            if child.held:
+                expire_held(child, now)
         own: SearchResult | None
         missing: NoSuchObject | None = None
         try:
@@ -232,7 +287,7 @@ class GIISBackend:
         may_forward = len(chain) < self.config.max_depth
         if not may_forward and chain:
             log.warn("not forwarding a search that passed {n} GIISes already", n=len(chain))
-        parts = self._ask_children(request, chain, now, may_forward)
+        parts = self._ask_children(children, request, chain, now, may_forward)
         if not parts:
             if own is None:
                 assert missing is not None
@@ -243,7 +298,7 @@ class GIISBackend:
         return self._gather(request, own, missing, parts)
 
     def _ask_children(
-        self, request: SearchRequest, chain: tuple[str, ...], now: float, may_forward: bool
+        self, children: list[Child], request: SearchRequest, chain: tuple[str, ...], now: float, may_forward: bool
     ) -> list[Part | defer.Deferred[Part]]:
         # A route depends only on the child's suffix (as written) and the request; a request key
         # only on the route and the request.  Hundreds of GRIS children share one suffix, so
@@ -251,15 +306,14 @@ class GIISBackend:
         routes: dict[str, Route | None] = {}
         keys: dict[Route, tuple[Any, ...]] = {}
         parts: list[Part | defer.Deferred[Part]] = []
-        for child in self.children.current(now):
+        for child in children:
+            if child.held:
+                continue  # what we hold of it is in our own tree, searched already
             if child.suffix in routes:
                 route = routes[child.suffix]
             else:
                 route = routes[child.suffix] = child.namespace.route(request.base, request.scope)
             if route is None:
-                continue
-            if child.mirror is not None:
-                parts.append(ranked(answer_from_mirror(child, route, request, now), child))
                 continue
             key = keys.get(route)
             if key is None:
@@ -392,6 +446,8 @@ class GIISMaintenance(service.Service):
         self._sweeper = task.LoopingCall(b.sweep)
         self._sweeper.clock = b.reactor
         self._sweeper.start(self.sweep_interval, now=False)
+        for child in b.children.static.values():
+            b.follow(child)
         for child in b.children.static.values():
             if child.mirror is not None and child.static is not None:
                 loop = task.LoopingCall(b.pull_mirror, child)

@@ -30,18 +30,21 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from gridinfo.config import GIISConfig, StaticChildConfig
 from gridinfo.directory.dn import DNNormaliser, is_descendant_key
-from gridinfo.directory.tree import DirectoryTree
 from gridinfo.giis.answers import CachedAnswer, expired
 from gridinfo.giis.leases import Lease, LeaseState, LeaseTable
 from gridinfo.giis.namespace import BDIILayout, ChildNamespace, glue_base_for
+from gridinfo.giis.published import ChildStore, Publisher
 from gridinfo.ldap.client import LDAPClient, LDAPURL
+
+if TYPE_CHECKING:
+    from gridinfo.giis.push import PushLink
 
 log = Logger()
 
@@ -59,6 +62,7 @@ class ChildStats:
     late_answers: int = 0
     last_contact: float | None = None
     last_error: str = ""
+    errors: int = 0  # failed exchanges (no answer, an error, a dropped stream), since start
 
 
 class Child:
@@ -92,9 +96,14 @@ class Child:
         self.cache: OrderedDict[tuple[Any, ...], CachedAnswer] = OrderedDict()
         self.inflight: dict[tuple[Any, ...], defer.Deferred[CachedAnswer | None]] = {}
         self.stats = ChildStats()
-        self.mirror: DirectoryTree | None = None
+        #: what the GIIS holds of this child (mirror mode, or pushed): None while it is forwarded to
+        self.mirror: ChildStore | None = None
         self.mirror_loop: task.LoopingCall | None = None
         self.mirror_last_success: float | None = None
+        #: the change stream this child pushes to us (:mod:`gridinfo.giis.push`), if it does
+        self.push: PushLink | None = None
+        #: whether the GIIS may subscribe to this child's change stream
+        self.push_allowed = False
         #: objectClasses (lowercased) whose entries are not taken from this child (BDII layout)
         self.drop_classes: frozenset[str] = frozenset()
 
@@ -128,7 +137,9 @@ class Child:
                 del self.cache[k]
 
     def set_state(self, state: str, error: str = "") -> None:
-        """Record health; log once per change of state."""
+        """Record health (every failure counts in ``stats.errors``); log once per change of state."""
+        if state != "ok":
+            self.stats.errors += 1
         if state != self.stats.state:
             if state == "ok":
                 log.info("child {url} is {state}", url=self.url, state=state)
@@ -138,9 +149,43 @@ class Child:
         if error:
             self.stats.last_error = error
 
+    @property
+    def held(self) -> bool:
+        """Answered from what the GIIS holds (the published tree), not by forwarding: a mirrored
+        child always, a pushed one once its first refresh is in (until then it is forwarded to)."""
+        return self.mirror is not None and (self.push is None or self.push.ready or self.mode == "mirror")
+
+    @property
+    def effective_mode(self) -> str:
+        """How the GIIS gets the child's data now: ``push`` (its change stream), else its mode."""
+        return "push" if self.push is not None and self.push.streaming else self.mode
+
+    @property
+    def streamable(self) -> bool:
+        """Its data is (or is about to be) in the GIIS's tree: a change stream of the GIIS covers it."""
+        if self.push is None:
+            return self.mirror is not None or self.push_allowed  # (a link not started yet will be)
+        return self.mirror is not None or self.push.may_push
+
+    @property
+    def rank(self) -> tuple[int, float]:
+        """Static children first, in config order (their position is set by the registry); then
+        leases by policy rule and age."""
+        if self.lease is not None:
+            return (self.lease.rank, self.lease.first_registered)
+        return (-1, float(self.static_position))
+
+    static_position = 0
+
     def close(self) -> None:
         if self.mirror_loop is not None and self.mirror_loop.running:
             self.mirror_loop.stop()
+        if self.push is not None:
+            self.push.close()
+            self.push = None
+        if self.mirror is not None:
+            self.mirror.publisher.forget(self.mirror)
+            self.mirror = None
         self.client.close()
 
 
@@ -169,10 +214,11 @@ class ChildRegistry:
         client_factory: ClientFactory,
         *,
         default_timeout: float,
-        make_mirror: Callable[[], DirectoryTree],
+        publisher: Publisher,
         static: Iterable[StaticChildConfig] = (),
         layout: BDIILayout | None = None,
         drop_classes: Iterable[str] = (),
+        push_default: bool = False,
     ):
         self.layout = layout
         self.drop_classes = frozenset(c.lower() for c in drop_classes) if layout is not None else frozenset()
@@ -181,21 +227,25 @@ class ChildRegistry:
         self.normaliser = normaliser
         self.client_factory = client_factory
         self.default_timeout = default_timeout
+        self.publisher = publisher
+        self.push_default = push_default  # may registered children push their changes to us
+        #: called with every child made (the GIIS starts its change stream subscription there)
+        self.on_new: Callable[[Child], None] | None = None
         self.static: dict[ChildKey, Child] = {}
         self._leased: dict[ChildKey, Child] = {}
         self._companions: dict[ChildKey, Child] = {}  # lease key -> its o=glue child (BDII layout)
         for sc in static:
-            self._add_static(sc, make_mirror)
+            self._add_static(sc)
 
     @classmethod
     def from_config(
         cls, config: GIISConfig, leases: LeaseTable, normaliser: DNNormaliser, client_factory: ClientFactory,
-        make_mirror: Callable[[], DirectoryTree],
+        publisher: Publisher,
     ) -> ChildRegistry:
         return cls(
             leases, config.suffix, normaliser, client_factory,
-            default_timeout=config.default_timeout, make_mirror=make_mirror, static=config.children,
-            layout=bdii_layout(config), drop_classes=config.drop_objectclasses,
+            default_timeout=config.default_timeout, publisher=publisher, static=config.children,
+            layout=bdii_layout(config), drop_classes=config.drop_objectclasses, push_default=config.push,
         )
 
     def namespace(self, suffix: str) -> ChildNamespace:
@@ -246,7 +296,13 @@ class ChildRegistry:
     ) -> LDAPClient:
         return self.client_factory(host, port, connect_timeout=timeout, bind_dn=bind_dn, password=password, **tls)
 
-    def _add_static(self, sc: StaticChildConfig, make_mirror: Callable[[], DirectoryTree]) -> None:
+    def hold(self, child: Child) -> ChildStore:
+        """Start holding the child's data in the GIIS's tree (mirror mode, or pushed)."""
+        if child.mirror is None:
+            child.mirror = self.publisher.store(child.url, child.rank)
+        return child.mirror
+
+    def _add_static(self, sc: StaticChildConfig) -> None:
         url = LDAPURL.parse(sc.url)
         if not url.base:
             raise ValueError(f"static child {sc.url!r} names no suffix (ldap://host:port/suffix)")
@@ -263,8 +319,10 @@ class ChildRegistry:
                 static=sc, timeout=sc.timeout, cachettl=sc.cachettl,
             )
             child.drop_classes = self.drop_classes
+            child.static_position = len(self.static)
+            child.push_allowed = sc.push and self.push_default
             if sc.mode == "mirror":
-                child.mirror = make_mirror()
+                self.hold(child)
             self.static[key] = child
 
     def is_static(self, key: ChildKey) -> bool:
@@ -280,6 +338,7 @@ class ChildRegistry:
                 self._client(reg.host, reg.port, timeout), lease=lease, timeout=timeout, cachettl=reg.cachettl,
             )
             child.drop_classes = self.drop_classes
+            child.push_allowed = self.push_default
             self._leased[lease.key] = child
             bases = self.bases(reg.suffix)
             if len(bases) > 1:
@@ -290,7 +349,12 @@ class ChildRegistry:
                     timeout=timeout, cachettl=reg.cachettl,
                 )
                 companion.drop_classes = self.drop_classes
+                companion.push_allowed = self.push_default
                 self._companions[lease.key] = companion
+            if self.on_new is not None:
+                for c in (child, self._companions.get(lease.key)):
+                    if c is not None:
+                        self.on_new(c)
         for c in (child, self._companions.get(lease.key)):
             if c is not None:
                 c.lease = lease

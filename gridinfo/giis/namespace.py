@@ -105,6 +105,10 @@ class ChildNamespace:
         self.mount = mount if mount is not None else mount_point(self.child_suffix, self.giis_suffix, normaliser)
         self.guard = guard
         self._guard_type = guard.split("=", 1)[0] if guard else ""  # only RDNs of this type can match
+        #: MDS2's guard: the GIIS's own RDN above the child's suffix is our data come back round
+        #: through a registration cycle (pushed and mirrored children never forward our marker)
+        self._own_rdn = normaliser.rdn_key(self.giis_suffix[0]) if guard is None and self.giis_suffix else ""
+        self._own_type = self._own_rdn.split("=", 1)[0]
         self.mount_key = normaliser.key(self.mount)
         #: True for a GRIS-style child whose suffix entry *is* the GIIS's own entry
         self.collapsed = self.mount_key == self.giis_key
@@ -141,6 +145,10 @@ class ChildNamespace:
         ):
             return None  # our own data come back round (BDII: "skipping recursive entry")
         prefix = dn[: len(dn) - n]
+        if self._own_rdn and any(
+            rdn[0][0].lower() == self._own_type and self.normaliser.rdn_key(rdn) == self._own_rdn for rdn in prefix
+        ):
+            return None
         if not prefix:
             return self._mount_text
         return str(DN(prefix)) + "," + self._mount_text

@@ -48,7 +48,7 @@ def child_attributes(child: Child, now: float, *, detailed: bool = True) -> Attr
         ("objectClass", [b"GridinfoChildStatus", b"MdsService", b"MdsServiceLdap"]),
         ("GridinfoChildURL", [child.url.encode()]),
         ("GridinfoChildSuffix", [child.suffix.encode()]),
-        ("GridinfoChildMode", [child.mode.encode()]),
+        ("GridinfoChildMode", [child.effective_mode.encode()]),
         ("GridinfoChildState", [state.encode()]),
         ("GridinfoChildEntries", [str(stats.entries).encode()]),
         ("GridinfoChildCacheHits", [str(stats.cache_hits).encode()]),

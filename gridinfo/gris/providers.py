@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -244,6 +244,8 @@ class ProviderManager(service.Service):
             extra_env={"GRIDINFO_SUFFIX": config.suffix, "GRIDINFO_GLUE2_SUFFIX": config.glue2_suffix},
         )
         self.searches = 0
+        #: called with (provider, seconds, ok) as each run ends (the web view's run-time histogram)
+        self.run_observers: list[Callable[[str, float, bool], None]] = []
         self.status = StatusPublisher(
             tree, self.table, start_time=reactor.seconds(), server_name=server_name, searches=lambda: self.searches
         )
@@ -328,7 +330,7 @@ class ProviderManager(service.Service):
         """Expire soft state by the clock and start background refreshes that are due."""
         now = self.reactor.seconds()
         changes = self.expire(now)
-        for name in self.table.due_background(now):
+        for name in self.table.due_background(now, standing=bool(self.tree.changelog.subscriptions)):
             self.refresh(name)
         if changes:
             self.publish_status(now)
@@ -400,6 +402,8 @@ class ProviderManager(service.Service):
                 failed=True,
                 consequence="its last good data is served until its keepto" if serving else "it has no data to serve",
             )
+        for observe in self.run_observers:
+            observe(name, output.duration, report.ok)
         if observation is not None:
             try:
                 self.vm_feed.deliver(observation)

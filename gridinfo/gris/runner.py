@@ -61,8 +61,9 @@ def provider_environment(definition: ProviderDefinition, extra: dict[str, str] |
 class _ProviderProcess(protocol.ProcessProtocol):
     """Collects one run's output under the caps and reports a :class:`RunOutput`."""
 
-    def __init__(self, definition: ProviderDefinition, reactor: Any, done: defer.Deferred[RunOutput]):
+    def __init__(self, definition: ProviderDefinition, reactor: Any, done: defer.Deferred[RunOutput], stdin: bytes = b""):
         self.definition = definition
+        self.stdin = stdin
         self.reactor = reactor
         self.done = done
         self.stdout = bytearray()
@@ -81,6 +82,8 @@ class _ProviderProcess(protocol.ProcessProtocol):
     def connectionMade(self) -> None:  # noqa: N802 (Twisted hook)
         transport: Any = self.transport
         self.pgid = transport.pid
+        if self.stdin:  # a trigger action's entry (providers get nothing on stdin)
+            transport.write(self.stdin)
         transport.closeStdin()
         self.timer = self.reactor.callLater(self.definition.timelimit, self._timeout)
 
@@ -209,16 +212,16 @@ class ProviderRunner:
         for proto in list(self.active):
             proto.kill()
 
-    def run(self, definition: ProviderDefinition) -> defer.Deferred[RunOutput]:
+    def run(self, definition: ProviderDefinition, stdin: bytes = b"") -> defer.Deferred[RunOutput]:
         """Run once, when a slot is free; the Deferred always succeeds with a RunOutput."""
-        return self.semaphore.run(self.run_now, definition)
+        return self.semaphore.run(self.run_now, definition, stdin)
 
-    def run_now(self, definition: ProviderDefinition) -> defer.Deferred[RunOutput]:
-        """Run once, right away (no concurrency slot)."""
+    def run_now(self, definition: ProviderDefinition, stdin: bytes = b"") -> defer.Deferred[RunOutput]:
+        """Run once, right away (no concurrency slot); ``stdin`` is written to the process, then closed."""
         if definition.kind == "static":
             return defer.succeed(read_static(definition, self.reactor.seconds()))
         done: defer.Deferred[RunOutput] = defer.Deferred()
-        proto = _ProviderProcess(definition, self.reactor, done)
+        proto = _ProviderProcess(definition, self.reactor, done, stdin)
         program = os.path.abspath(definition.path)
         if definition.interpreter is not None:  # one of ours: gridinfo's Python, not PATH's
             executable, argv = session_command(definition.interpreter, (program, *definition.args))

@@ -458,12 +458,16 @@ class SoftStateTable:
             return False
         return r.state != DataState.FRESH
 
-    def due_background(self, now: float) -> list[str]:
-        """Background providers to run now: before their data goes stale (by their timelimit)."""
+    def due_background(self, now: float, *, standing: bool = False) -> list[str]:
+        """Background providers to run now: before their data goes stale (by their timelimit).
+
+        ``standing``: someone follows the tree's change stream, a search that never ends, so
+        on-demand providers are kept current as background ones are (nobody else would ask).
+        """
         due = []
         for name, r in self.records.items():
             d = r.definition
-            if d.refresh != "background" or r.retired or r.running:
+            if (d.refresh != "background" and not standing) or r.retired or r.running:
                 continue
             if r.retry_at is not None and now < r.retry_at:
                 continue

@@ -4,8 +4,9 @@
 token string on each change; returns an ``unsubscribe``), ``token`` (the current one) and
 ``subscribers``.  :class:`PollingChanges` implements it by checking a digest of the directory
 every ``interval`` seconds while at least one page listens (nobody listening: no work at all).
-:class:`StreamChanges` feeds the same interface from a tree's change log (a GRIS: pages hear of
-a change on the next reactor turn); a GIIS, whose data comes from its children, polls.
+:class:`StreamChanges` feeds the same interface from the backend's change stream (any backend
+with ``sync_view``: pages hear of a change on the next reactor turn), and polls when the
+backend has none.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from gridinfo.directory.changes import Subscription
-from gridinfo.directory.dn import is_descendant_key
-from gridinfo.directory.query import Scope
+from gridinfo.directory.filters import parse_filter
+from gridinfo.directory.query import Scope, SearchRequest
+from gridinfo.infosys import INFOSYS_DN
 
 log = Logger()
+
+EVERYTHING = parse_filter("(objectClass=*)")
 
 
 class ChangeSource(Protocol):
@@ -120,24 +124,33 @@ class PollingChanges:
 
 
 class StreamChanges(PollingChanges):
-    """The same interface fed by the tree's change stream: pages hear of a change on the next
-    reactor turn, with no polling.  While a page listens it holds one subscription to the change
-    log (every entry outside ``o=infosys``); a burst of changes is one new token; a subscription
-    that overflowed its bound is still a change, and is renewed."""
+    """The same interface fed by the backend's change stream: pages hear of a change on the next
+    reactor turn, with no polling.
 
-    def __init__(self, changelog: Any, tree: Any, reactor: Any):
-        super().__init__(None, reactor)
-        self.changelog = changelog
-        infosys = tree.key("o=infosys")
-        self._visible = lambda e: not is_descendant_key(e.key, infosys)
-        self._subscription: Subscription | None = None
+    Any backend with ``sync_view`` (the contract change-stream searches use: a GRIS's tree, a
+    GIIS over everything it holds) will do: while a page listens, one subscription per naming
+    context (``o=infosys`` aside: status entries are not page content) to the ``changelog`` of
+    the view ``sync_view`` gives for a subtree search of it, with the web view's identity, so
+    its ``visible`` test decides what is a change.  A burst of changes is one new token; a
+    subscription that overflowed its bound is still a change, and is renewed.  When the backend
+    gives no view (``sync_view`` raises, or its view has no ``changelog``) the pages are told by
+    polling every ``interval`` seconds instead, as :class:`PollingChanges` does; the log says why.
+    """
+
+    def __init__(self, backend: Any, reader: Any, reactor: Any, *, interval: float = 5.0):
+        super().__init__(reader, reactor, interval=interval)
+        self.backend = backend
+        self.polling = False  # the stream could not be opened: polling instead
+        self._subscriptions: list[tuple[Any, Subscription]] = []
         self._call: Any = None
 
     def subscribe(self, callback: Callable[[str], None]) -> Callable[[], None]:
         self._next += 1
         handle = self._next
         self._callbacks[handle] = callback
-        if self._subscription is None:
+        if self.polling:
+            self._poll()
+        elif not self._subscriptions:
             self._open()
 
         def unsubscribe() -> None:
@@ -151,17 +164,47 @@ class StreamChanges(PollingChanges):
         self._callbacks.clear()
         self._close()
 
+    def _poll(self) -> None:
+        if self._loop is None:
+            self._loop = task.LoopingCall(self.check)
+            self._loop.clock = self.reactor
+            self._loop.start(self.interval, now=True)
+
     def _open(self) -> None:
-        self._subscription = self.changelog.subscribe(Subscription(self._visible, max_pending=1024))
-        self._subscription.on_ready = self._soon
+        bases = [b for b in self.reader.naming_contexts() if b.lower() != INFOSYS_DN]
+        opened: list[tuple[Any, Subscription]] = []
+        try:
+            for base in bases:
+                view = self.backend.sync_view(SearchRequest(base, Scope.SUB, EVERYTHING, ("1.1",),
+                                                            bind_dn=self.reader.bind_dn))
+                changelog = getattr(view, "changelog", None)
+                if changelog is None:
+                    raise TypeError(f"the backend's view of {base!r} has no changelog")
+                subscription = Subscription(view.visible, max_pending=1024)
+                subscription.on_ready = self._soon
+                changelog.subscribe(subscription)
+                opened.append((changelog, subscription))
+        except Exception as e:  # noqa: BLE001 - any reason: the pages are still told, by polling
+            for changelog, subscription in opened:
+                changelog.unsubscribe(subscription)
+            log.warn("web live updates: no change stream from the backend ({error}); polling every {interval} s",
+                     error=f"{type(e).__name__}: {e}", interval=self.interval)
+            self.polling = True
+            self._poll()
+            return
+        self._subscriptions = opened
 
     def _close(self) -> None:
-        if self._subscription is not None:
-            self.changelog.unsubscribe(self._subscription)
-            self._subscription = None
+        for changelog, subscription in self._subscriptions:
+            changelog.unsubscribe(subscription)
+        self._subscriptions = []
         if self._call is not None and self._call.active():
             self._call.cancel()
         self._call = None
+        if self._loop is not None:
+            if self._loop.running:
+                self._loop.stop()
+            self._loop = None
 
     def _soon(self) -> None:
         if self._call is None:
@@ -169,12 +212,14 @@ class StreamChanges(PollingChanges):
 
     def _deliver(self) -> None:
         self._call = None
-        subscription = self._subscription
-        if subscription is None:
+        if not self._subscriptions:
             return
         self.checks += 1
-        subscription.pending.clear()  # pages fetch what they show; they only need to know
-        if subscription.overflowed:
+        overflowed = False
+        for _, subscription in self._subscriptions:
+            subscription.pending.clear()  # pages fetch what they show; they only need to know
+            overflowed = overflowed or subscription.overflowed
+        if overflowed:
             self._close()
             self._open()
         self.changed()

@@ -7,16 +7,18 @@ Two kinds of figures:
   add, extended, and the refused writes) counts by type and result code, with its latency;
   abandons count when asked.  The web view's own searches call the backend directly and are not
   counted as LDAP operations.
-* read when scraped (:class:`StateCollector`): entries, open connections and the listener's
-  counters, provider runs, failures and last durations, soft state by state (GRIS);
-  registrations by status, child state, latency, entries and late answers (GIIS); live-view
-  subscribers and history samples.
+  Each provider run's duration goes into ``gridinfo_provider_run_seconds`` as the run ends
+  (:func:`provider_run_histogram`, one of the provider manager's ``run_observers``).
+* read when scraped (:class:`StateCollector`): entries, open connections, change streams and
+  the listener's counters, provider runs, failures and last durations, providers and their
+  entries by soft state (GRIS); registrations by status, children by health, each child's
+  latency, entries and late answers (GIIS); live-view subscribers and history samples.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter as PromCounter, Histogram
@@ -35,6 +37,8 @@ OPERATIONS = {
 }
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+#: provider runs: a cat of a file to a batch system's slow command (timelimits are minutes at most)
+RUN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
 def _code_name(code: int) -> str:
@@ -77,6 +81,17 @@ class OperationMetrics:
         self.latency.labels(operation).observe(etime)
 
 
+def provider_run_histogram(registry: CollectorRegistry) -> Callable[[str, float, bool], None]:
+    """``gridinfo_provider_run_seconds`` by provider; the returned callable observes one run."""
+    runs = Histogram("gridinfo_provider_run_seconds", "Duration of each information provider run, by provider",
+                     ["provider"], buckets=RUN_BUCKETS, registry=registry)
+
+    def observe(provider: str, seconds: float, ok: bool) -> None:
+        runs.labels(provider).observe(max(0.0, seconds))
+
+    return observe
+
+
 def _by_label(name: str, documentation: str, label: str, counts: Counter[str], values: tuple[str, ...]) -> Metric:
     """A gauge family with one sample per value of ``label`` (0 for the values not counted)."""
     family = GaugeMetricFamily(name, documentation, labels=[label])
@@ -108,6 +123,8 @@ class StateCollector(Collector):
                 value=len(tree))
         yield g("gridinfo_ldap_connections", "Open LDAP connections", value=self.factory.connections)
         stats = self.factory.stats
+        yield g("gridinfo_ldap_change_streams", "Change-stream searches (RFC 4533 sync, persistent search) open now",
+                value=stats.get("change_streams", 0))
         for key, help_text in (("failed_binds", "Binds refused (bad DN or password)"),
                                ("refused_connections", "Connections refused at the limits"),
                                ("aborted_connections", "Connections closed by the server for misbehaving")):
@@ -137,8 +154,14 @@ class StateCollector(Collector):
             if r.last_run is not None:
                 dur.add_metric([r.name], r.last_duration)
         yield from (runs, fails, dur, ents)
+        states = ("never", "fresh", "stale", "gone")
         yield _by_label("gridinfo_softstate_providers", "Providers by the state of their data", "state",
-                        Counter(r.state.value for r in records), ("never", "fresh", "stale", "gone"))
+                        Counter(r.state.value for r in records), states)
+        served: Counter[str] = Counter()
+        for r in records:
+            served[r.state.value] += len(r.published)
+        yield _by_label("gridinfo_softstate_entries", "Entries the providers last published, by the state of their data",
+                        "state", served, states)
         yield CounterMetricFamily("gridinfo_gris_searches", "Searches that reached the provider manager",
                                   value=getattr(self.providers, "searches", 0))
 
@@ -157,6 +180,8 @@ class StateCollector(Collector):
                                    labels=["child"])
         misses = CounterMetricFamily("gridinfo_giis_child_cache_misses", "Searches forwarded to each child",
                                      labels=["child"])
+        errors = CounterMetricFamily("gridinfo_giis_child_errors", "Failed exchanges with each child (no answer, "
+                                     "an error, a dropped change stream)", labels=["child"])
         for c in children:
             s = c.stats
             if s.latency is not None:
@@ -165,6 +190,7 @@ class StateCollector(Collector):
             ents.add_metric([c.url], s.entries)
             late.add_metric([c.url], s.late_answers)
             misses.add_metric([c.url], s.cache_misses)
-        yield from (lat, up, ents, late, misses)
+            errors.add_metric([c.url], s.errors)
+        yield from (lat, up, ents, late, misses, errors)
         yield CounterMetricFamily("gridinfo_giis_cycles", "Registration cycles detected",
                                   value=self.backend.status.cycles)

@@ -6,6 +6,10 @@ says the directory changed (server-sent events on ``/api/events``).  Nothing is 
 anywhere but the daemon (the Content-Security-Policy says ``'self'``), and the listener is
 read-only: anything but GET and HEAD gets 405.  The API is documented in docs/web.md.
 
+Why one module: the pages, the API handlers and the resource that serves them share one
+``WebApp`` (reader, clock, history, live source) and one error mapping; the page shells and the
+page-specific work live elsewhere (``static/``, :mod:`views`, :mod:`hierarchy`, :mod:`history`).
+
 Bad parameters get 400 with ``{"error": message}``; an unknown DN 404; an LDAP error the
 backend raised (an invalid DN, a filter naming no attribute) 400 with the LDAP result code and
 diagnostic; a failure of ours 500, logged.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
@@ -29,7 +34,7 @@ from twisted.web import resource, server
 from gridinfo.directory.query import Scope
 from gridinfo.errors import LDAPError, ResultCode
 from gridinfo.infosys import INFOSYS_DN
-from gridinfo.web import views
+from gridinfo.web import hierarchy, views
 from gridinfo.web.history import RANGES, HistoryStore
 from gridinfo.web.reader import BackendReader
 
@@ -66,10 +71,18 @@ class WebApp:
 
     def __init__(self, kind: str, suffix: str, reader: BackendReader, reactor: Any, *,
                  history: HistoryStore | None = None, live: Any = None, registry: CollectorRegistry | None = None,
-                 history_attributes: tuple[str, ...] = (), mount: Any = None):
-        """``mount(child_suffix)``: where a GIIS shows a child's entries (its mount point)."""
+                 history_attributes: tuple[str, ...] = (), mount: Any = None,
+                 web_urls: Callable[[], list[str]] = list, hierarchy_depth: int = 5, hierarchy_timeout: float = 5.0,
+                 own_addresses: Callable[[], list[tuple[str, int, str]]] = list):
+        """``mount(child_suffix, parent_suffix, parent_shown_at)``: where a GIIS shows a node's
+        entries; ``web_urls()``: this node's own web view (what GridinfoWebURL says);
+        ``own_addresses()``: the (host, port, suffix) it registers as (a walk coming back is a cycle)."""
+        self.own_addresses = own_addresses
         self.kind = kind
         self.mount = mount
+        self.web_urls = web_urls
+        self.hierarchy_depth = hierarchy_depth
+        self.hierarchy_timeout = hierarchy_timeout
         self.suffix = suffix
         self.reader = reader
         self.reactor = reactor
@@ -87,7 +100,8 @@ class WebApp:
             for path, page, label in PAGES
         )
         body = {
-            "hierarchy": '<div id="node"></div><table id="children" class="sortable"></table>'
+            "hierarchy": '<div id="node"></div><h2>The hierarchy below</h2><ul id="tree" class="tree"></ul>'
+                         '<h2>Children</h2><table id="children" class="sortable"></table>'
                          '<table id="providers" class="sortable"></table>',
             "queues": '<h2>Sites</h2><table id="sites" class="sortable"></table>'
                       '<h2>Queues</h2><table id="queues" class="sortable"></table>',
@@ -153,6 +167,7 @@ class WebApp:
         return d.addCallback(merge).addErrback(_first_error)
 
     def api_hierarchy(self, args: dict[str, str]) -> Any:
+        """This node from its status entries, and the whole tree below it (:mod:`gridinfo.web.hierarchy`)."""
         statuses = self.reader.search(INFOSYS_DN, Scope.ONE, "(objectClass=*)")
         probe = self.reader.search(self.suffix, Scope.BASE, "(objectClass=*)")
         d = defer.gatherResults([statuses, probe], consumeErrors=True).addErrback(_first_error)
@@ -164,12 +179,24 @@ class WebApp:
             providers = [e for e in status.entries if views.Attrs(e[1]).has_class("GridinfoProviderStatus")]
             node = views.hierarchy(self.kind, self.suffix, server, children, providers, self.reactor.seconds(),
                                    own.message)
+            if node["entries"] is None:  # a GIIS: BDII's UpdateStats says (own entries and its children's)
+                stats = [e for e in status.entries if views.Attrs(e[1]).has_class("UpdateStats")]
+                node["entries"] = views.Attrs(stats[0][1]).integer("TotalEntries") if stats else None
             for child in node["children"]:
                 try:
                     child["mount"] = self.mount(child["suffix"]) if self.mount else child["suffix"]
                 except LDAPError:
                     child["mount"] = None
-            return node
+            walked = hierarchy.walk_below(children, self.reactor, depth=self.hierarchy_depth,
+                                          timeout=self.hierarchy_timeout, own=self.own_addresses())
+
+            def whole(nodes: list[Any]) -> Any:
+                node["tree"] = tree = hierarchy.tree_json(node, nodes, self.web_urls(), self.mount)
+                node["depth"] = self.hierarchy_depth
+                node["unhealthy"] = hierarchy.count_unhealthy(tree)
+                return node
+
+            return walked.addCallback(whole)
 
         return d.addCallback(build)
 

@@ -194,3 +194,17 @@ def test_a_cookie_the_log_cannot_answer_gets_none() -> None:
     assert log.since(0) is None
     assert [c.csn for c in log.since(csn(2))] == [csn(3), csn(4)]
     assert list(ChangeLog().since(0)) == []
+
+
+def test_a_cookie_from_before_the_tree_existed_cannot_be_answered_from_its_log() -> None:
+    """A new process's tree (its log lost with the old one) refuses a cookie older than itself, so the
+    client is refreshed in full and what vanished across the restart is dropped; its own cookies work."""
+    from gridinfo.directory.tree import DirectoryTree
+
+    clock = [1_000.0]
+    tree = DirectoryTree(load_schema(()), wallclock=lambda: clock[0])
+    old_cookie = tree.changelog.horizon - 1  # a CSN the previous process gave
+    clock[0] += 1
+    tree.add(tree.build("o=grid", [("objectClass", [b"organization"]), ("o", [b"grid"])]))
+    assert tree.changelog.since(old_cookie) is None
+    assert list(tree.changelog.since(tree.changelog.csn)) == []

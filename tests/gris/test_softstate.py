@@ -331,3 +331,16 @@ def test_background_refresh_is_due_before_staleness(tree):
     run(table, "bg", 0.0, site("a"))
     assert table.due_background(54.9) == []
     assert table.due_background(55.0) == ["bg"]
+
+
+def test_a_standing_subscriber_keeps_on_demand_providers_current_like_background_ones(tree) -> None:
+    """Someone follows the tree's change stream (a GIIS above, a page): nobody else will search, so
+    on-demand providers are rerun before their data goes stale, as background ones are."""
+    table = SoftStateTable(tree)
+    table.define(definition("od", ttl=60, timelimit=5))
+    assert table.due_background(0.0) == []
+    assert table.due_background(0.0, standing=True) == ["od"]
+    run(table, "od", 0.0, site("a"))
+    assert table.due_background(54.9, standing=True) == []
+    assert table.due_background(55.0, standing=True) == ["od"]
+    assert table.due_background(55.0) == []

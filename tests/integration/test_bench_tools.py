@@ -118,6 +118,31 @@ def test_bench_events_runs_at_a_tiny_size(tmp_path: Path) -> None:
     assert report["latency"]["samples"] > 0
 
 
+def test_bench_push_runs_at_a_tiny_size(tmp_path: Path) -> None:
+    """`tools/bench-push --quick`: a change pushed up GRIS -> GIIS -> GIIS, subscribers fed, a slapd replica."""
+    out = tmp_path / "push.json"
+    done = _run("bench-push", "--quick", "--json", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["latency"]["changes"] == 3 and figures["latency"]["push_p99_ms"] > 0
+    assert figures["fanout"]["every_subscriber_converged"] is True
+    assert figures["replica"]["entries"] >= 301 and figures["replica"]["changes"] == 2
+
+
+def test_bench_triggers_quick_evaluates_rules_and_fires_through_a_real_gris(tmp_path: Path) -> None:
+    """`tools/bench-triggers --quick`: rules over a gendit tree in process, then firings through a
+    real gris to a local HTTP server; every firing arrives and the index evaluated few rules."""
+    out = tmp_path / "triggers.json"
+    done = _run("bench-triggers", "--quick", "--dir", str(tmp_path / "run"), "--json", str(out))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    ev = report["evaluation"]
+    assert (ev["entries"], ev["rules"], ev["changes"]) == (2000, 50, 200)
+    assert ev["rules_evaluated_per_change"] < ev["rules"] / 10  # the index, not every rule
+    assert report["latency"]["samples"] == 10
+    assert "| VM event sent -> JSON POST received (ms) |" in done.stdout
+
+
 @pytest.mark.slapd
 def test_bench_sync_runs_at_a_tiny_size(tmp_path: Path) -> None:
     """`tools/bench-sync` refreshes a sync consumer in memory, from slapd with syncprov and from a gris."""

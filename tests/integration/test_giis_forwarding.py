@@ -101,7 +101,7 @@ class ForwardingTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_slow_child_answers_late_and_serves_the_next_query(self):
         """One slow child: the answer comes within its timeout with the others' data; its late answer serves the next query."""
-        site = self.start(start_giis("site"))
+        site = self.start(start_giis("site", push=False))  # forwarding is the subject here
         fast = self.start(start_gris("fast", register=site.url("mds-vo-name=site,o=grid"), timeout=1))
         slow = self.start(start_gris("slow", register=site.url("mds-vo-name=site,o=grid"), timeout=1))
         slow.top.factory.backend = SlowBackend(slow.top.factory.backend, 1.5)
@@ -133,7 +133,7 @@ class ForwardingTests(unittest.TestCase):
         from tests.giis.support import LOOPBACK, Running
 
         clock = ShiftedClock()
-        site = self.start(Running(make_giis_service(GIISConfig(name="site", listen=(LOOPBACK,)), clock)))
+        site = self.start(Running(make_giis_service(GIISConfig(name="site", listen=(LOOPBACK,), push=False), clock)))
         gris = GRISProcess("a")
         self.addCleanup(gris.kill)
         now = clock.seconds()
@@ -176,6 +176,7 @@ class ForwardingTests(unittest.TestCase):
         site = self.start(
             start_giis(
                 "site",
+                push=False,  # asked per search: the cache counters below
                 children=(
                     StaticChildConfig(url=a.url("mds-vo-name=local,o=grid"), timeout=5),
                     StaticChildConfig(url=b.url("mds-vo-name=local,o=grid"), timeout=5),

@@ -426,10 +426,6 @@ class LivenessOverASocketTests(unittest.TestCase):
 class GrisRestartTests(unittest.TestCase):
     """A GRIS that restarts (its change log lost) while a consumer holds a cookie from before."""
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "server-side bug (gridinfo/directory/changes.py): a new process's ChangeLog starts with horizon 0, so a cookie "
-        "from before the restart is answered from the log (its initial load, as adds) with refreshDelete instead of a "
-        "full refresh, and an entry that vanished across the restart is never deleted at the consumer"))
     @defer.inlineCallbacks
     def test_a_cookie_from_before_a_restart_still_drops_what_vanished_across_it(self):
         """docs/change-streams.md: "after a restart of the GRIS, clients simply resynchronise": a

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.web.hierarchy import Hierarchy
 
@@ -45,3 +46,13 @@ def until(check: Callable[[], Any], what: str, deadline: float = 30.0) -> Any:
         if time.monotonic() > end:
             raise AssertionError(f"{what}: not within {deadline} s (last: {value!r})")
         time.sleep(0.1)
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    _, _, body = get(url + "/metrics")
+    total = 0.0
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total

@@ -1,6 +1,7 @@
-"""A live test hierarchy for the web view: a ``giis`` with one ``gris`` registered under it.
+"""A live test hierarchy for the web view: a ``gris`` registered under a site ``giis``, itself
+registered under a top ``giis`` (three levels, as a GRIS -> site BDII -> top BDII).
 
-Both run as real processes on loopback with ``--http tcp:0``.  The GRIS serves the example
+All three run as real processes on loopback with ``--http tcp:0``.  The GRIS serves the example
 site's static LDIF and one information provider (``queue``) whose output comes from a file the
 test rewrites (``set_free_cpus``): a GlueCE, a VM, a job and a network path.  The provider's
 ttl and the GIIS's cachettl are 1 s, so a change reaches the pages within a few checks.
@@ -100,6 +101,20 @@ web:
 
 GIIS_CONFIG = """\
 name: site
+register:
+  - url: "ldap://127.0.0.1:{top_port}/mds-vo-name=top,o=grid"
+    regperiod: 30
+    ttl: 60
+    cachettl: 1
+    timeout: 5
+    hostname: 127.0.0.1
+web:
+  sample_interval: 0.5
+  live_interval: 0.5
+"""
+
+TOP_CONFIG = """\
+name: top
 web:
   sample_interval: 0.5
   live_interval: 0.5
@@ -123,9 +138,10 @@ class Hierarchy:
     def __init__(self, workdir: Path):
         self.workdir = workdir
         self.data = workdir / "free-cpus"
+        self.top: GrisProcess | None = None
         self.giis: GrisProcess | None = None
         self.gris: GrisProcess | None = None
-        self.giis_url = self.gris_url = ""
+        self.top_url = self.giis_url = self.gris_url = ""
 
     def set_free_cpus(self, n: int) -> None:
         tmp = self.data.with_suffix(".tmp")
@@ -139,8 +155,13 @@ class Hierarchy:
         script = folder / "queue"
         script.write_text(PROVIDER.format(data=self.data, suffix=SUFFIX))
         script.chmod(script.stat().st_mode | stat.S_IXUSR)
+        top_conf = self.workdir / "top.yaml"
+        top_conf.write_text(TOP_CONFIG)
+        self.top = GrisProcess(["--config", str(top_conf), "--http", "tcp:0"], module="gridinfo.cli.giis")
+        self.top.start()
+        self.top_url = http_url(self.top)
         giis_conf = self.workdir / "giis.yaml"
-        giis_conf.write_text(GIIS_CONFIG)
+        giis_conf.write_text(GIIS_CONFIG.format(top_port=self.top.port))
         self.giis = GrisProcess(["--config", str(giis_conf), "--http", "tcp:0"], module="gridinfo.cli.giis")
         self.giis.start()
         self.giis_url = http_url(self.giis)
@@ -152,6 +173,6 @@ class Hierarchy:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for daemon in (self.gris, self.giis):
+        for daemon in (self.gris, self.giis, self.top):
             if daemon is not None:
                 daemon.stop()

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
+from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from tests.web.conftest import get, get_json, until
+from tests.web.conftest import get, get_json, metric, until
 from tests.web.hierarchy import CE_DN, SUFFIX, Hierarchy
 
 GIIS_CE_DN = CE_DN.replace(SUFFIX, "mds-vo-name=site,o=grid")  # the GIIS serves its children in its namespace
-
-
-def metric(url: str, name: str, **labels: str) -> float:
-    _, _, body = get(url + "/metrics")
-    total = 0.0
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 def test_giis_hierarchy_lists_the_registered_gris(hierarchy: Hierarchy) -> None:
@@ -35,6 +25,60 @@ def test_giis_hierarchy_lists_the_registered_gris(hierarchy: Hierarchy) -> None:
     assert 0 < c["lease_left"] <= 60 and not c["stale"]
     assert c["mount"] == "mds-vo-name=site,o=grid"  # a GRIS's entries appear in place of the GIIS's suffix
     assert get_json(hierarchy.giis_url + "/api/entry?dn=" + quote(c["mount"]))[0] == 200  # the click-through
+
+
+def test_top_giis_hierarchy_walks_to_the_leaves(hierarchy: Hierarchy) -> None:
+    """The top GIIS's /api/hierarchy holds the whole tree, as giis-tree walks it: the site GIIS
+    (from the top's own registrations) and the GRIS under it (asked of the site over LDAP),
+    each with its status, lease, latency, entry count and a link to its own web view."""
+    def three_levels() -> object:
+        status, node = get_json(hierarchy.top_url + "/api/hierarchy")
+        assert status == 200
+        tree = node["tree"]
+        sites = tree["children"]
+        return sites and sites[0]["children"] and sites[0]["children"][0]["web_url"] and node
+    node = until(three_levels, "the GRIS under the site under the top", deadline=60)
+    tree = node["tree"]
+    assert tree["kind"] == "giis" and tree["suffix"] == "mds-vo-name=top,o=grid" and tree["link"] == "/"
+    assert tree["web_url"] == hierarchy.top_url + "/"  # what the top's own status entry publishes
+    (site,) = tree["children"]
+    assert site["suffix"] == "mds-vo-name=site,o=grid" and site["url"].endswith(f":{hierarchy.giis.port}/mds-vo-name=site,o=grid")
+    assert site["registration_status"] == "VALID" and 0 < site["lease_seconds_left"] <= 60
+    assert site["latency_ms"] > 0 and site["healthy"] and not site["stale"] and not site["depth_limited"]
+    assert site["web_url"] == site["link"] == hierarchy.giis_url + "/"  # a node links to its own web view
+    assert site["shown_at"] == "mds-vo-name=site,mds-vo-name=top,o=grid"
+    (gris,) = site["children"]
+    assert gris["url"].endswith(f":{hierarchy.gris.port}/{SUFFIX}") and gris["registration_status"] == "VALID"
+    assert gris["web_url"] == hierarchy.gris_url + "/" and gris["published_entries"] > 10
+    assert gris["shown_at"] == "mds-vo-name=site,mds-vo-name=top,o=grid"  # a GRIS appears in place of its parent's suffix
+    assert gris["children"] == [] and node["unhealthy"] == 0 and node["depth"] == 5
+    # the site's own page: its part of the same tree
+    site_tree = get_json(hierarchy.giis_url + "/api/hierarchy")[1]["tree"]
+    assert [c["web_url"] for c in site_tree["children"]] == [hierarchy.gris_url + "/"]
+
+
+def test_hierarchy_walk_is_depth_bounded_and_marks_unreachable_nodes(hierarchy: Hierarchy) -> None:
+    """The shared walk stops at the depth bound (the node is marked, its registrants not asked
+    for) and a node that does not answer within its timeout is unhealthy, its error named."""
+    import json
+    import sys
+
+    until(lambda: get_json(hierarchy.top_url + "/api/hierarchy")[1]["tree"]["children"], "the site registered")
+    out = subprocess.run([sys.executable, "-m", "gridinfo.cli.giis_tree", "--json", "--depth", "1", "--timeout", "5",
+                          f"{hierarchy.top.url}/mds-vo-name=top,o=grid"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    tree = json.loads(out.stdout)
+    (site,) = tree["children"]
+    assert site["depth_limited"] and site["children"] == [] and site["web_url"] == hierarchy.giis_url + "/"
+    # a registrant address where nothing listens: unreachable, named, within the node's timeout
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    out = subprocess.run([sys.executable, "-m", "gridinfo.cli.giis_tree", "--json", "--timeout", "5",
+                          f"ldap://127.0.0.1:{dead}/mds-vo-name=gone,o=grid"], capture_output=True, text=True)
+    assert out.returncode == 1
+    gone = json.loads(out.stdout)
+    assert not gone["healthy"] and gone["error"]
 
 
 def test_gris_hierarchy_lists_its_provider(hierarchy: Hierarchy) -> None:
@@ -141,6 +185,11 @@ def test_metrics_parse_and_counters_move_with_ldap_traffic(hierarchy: Hierarchy)
     # every operation the server answers counts, not only what reaches the backend: ldapsearch binds
     assert metric(url, "gridinfo_ldap_operations_total", operation="bind", result="success") - binds_before >= 4
     assert metric(url, "gridinfo_provider_runs_total", provider="queue") >= 1
+    # each run's duration, as it ends: the histogram moves with the runs
+    runs = until(lambda: metric(url, "gridinfo_provider_run_seconds_count", provider="queue"), "a run observed")
+    until(lambda: metric(url, "gridinfo_provider_run_seconds_count", provider="queue") > runs, "another run observed")
+    assert metric(url, "gridinfo_provider_run_seconds_sum", provider="queue") > 0
+    assert sum(metric(url, "gridinfo_softstate_entries", state=s) for s in ("fresh", "stale")) == 4  # CE, VM, job, path
     assert metric(url, "gridinfo_entries") > 10
     assert sum(metric(url, "gridinfo_softstate_providers", state=s) for s in ("never", "fresh", "stale", "gone")) == 1
     giis = hierarchy.giis_url
@@ -163,3 +212,62 @@ def test_history_records_a_provider_change(hierarchy: Hierarchy) -> None:
     assert data["points"] and all(isinstance(t, float) for t, _ in data["points"])
     series = get_json(url + "/api/history/series")[1]["series"]
     assert any(s["dn"] == CE_DN and s["attribute"] == "GlueCEStateFreeCPUs" for s in series)
+
+
+def test_metrics_count_change_streams_and_live_pages_while_they_are_open(hierarchy: Hierarchy) -> None:
+    """Subscribers: an LDAP change stream (ldapsearch's RFC 4533 refreshAndPersist) and an open
+    page's live-update stream each count while open, and stop counting when closed."""
+    import urllib.request
+
+    url = hierarchy.gris_url
+    assert metric(url, "gridinfo_ldap_change_streams") == 0
+    stream = subprocess.Popen(["ldapsearch", "-x", "-LLL", "-H", hierarchy.gris.url, "-b", SUFFIX,
+                               "-E", "!sync=rp", "(objectClass=GlueCE)", "1.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        until(lambda: metric(url, "gridinfo_ldap_change_streams") == 1, "the change stream counted")
+    finally:
+        stream.terminate()
+        stream.wait()
+    until(lambda: metric(url, "gridinfo_ldap_change_streams") == 0, "the change stream gone")
+    assert metric(url, "gridinfo_web_live_subscribers") == 0
+    with urllib.request.urlopen(url + "/api/events", timeout=30) as events:
+        assert events.readline().startswith(b"retry:")
+        until(lambda: metric(url, "gridinfo_web_live_subscribers") == 1, "the open page counted")
+    until(lambda: metric(url, "gridinfo_web_live_subscribers") == 0, "the closed page gone")
+
+
+def test_a_registration_cycle_is_marked_and_not_followed(tmp_path: Path) -> None:
+    """GIIS a has b registered under it, and b lists a as a static child (a cycle): a's
+    hierarchy page shows a -> b -> a, the second a marked "already shown" and not walked again,
+    and the page still answers."""
+    from tests.support.gris import GrisProcess
+    from tests.web.hierarchy import http_url
+
+    (tmp_path / "a.yaml").write_text("name: a\nweb:\n  live_interval: 0.5\n")
+    with GrisProcess(["--config", str(tmp_path / "a.yaml"), "--http", "tcp:0"], module="gridinfo.cli.giis") as a:
+        a_web = http_url(a)
+        (tmp_path / "b.yaml").write_text(f"""\
+name: b
+register:
+  - url: "ldap://127.0.0.1:{a.port}/mds-vo-name=a,o=grid"
+    regperiod: 30
+    ttl: 60
+    hostname: 127.0.0.1
+children:
+  - url: "ldap://127.0.0.1:{a.port}/mds-vo-name=a,o=grid"
+    timeout: 5
+""")
+        with GrisProcess(["--config", str(tmp_path / "b.yaml")], module="gridinfo.cli.giis") as b:
+            def walked() -> object:
+                status, node = get_json(a_web + "/api/hierarchy")
+                assert status == 200
+                kids = node["tree"]["children"]
+                return kids and kids[0]["children"] and node
+            node = until(walked, "a -> b -> a on a's hierarchy page")
+            (b_node,) = node["tree"]["children"]
+            assert b_node["url"].endswith(f":{b.port}/mds-vo-name=b,o=grid")
+            (again,) = b_node["children"]
+            assert again["url"].endswith(f":{a.port}/mds-vo-name=a,o=grid") and again["registration_status"] == "STATIC"
+            assert again["note"] == "already shown (registration cycle?)" and again["children"] == []
+            assert again["latency_ms"] is None  # not asked again

@@ -116,6 +116,9 @@ def test_history_config_is_validated() -> None:
         # each bad value and the start of the message it gets (ConfigError, nothing built)
         "web.history_max_bytes: expected at least 1048576": WebConfig(history_max_bytes=1000),
         "web.live_interval: expected at least 0.5": WebConfig(live_interval=0.1),
+        "web.url: expected an http:// or https:// URL": WebConfig(url="giis.example.org/web"),
+        "web.hierarchy_depth: expected a number of levels from 1 to 20, got 0": WebConfig(hierarchy_depth=0),
+        "web.hierarchy_timeout: expected seconds above 0 and at most 300, got -1": WebConfig(hierarchy_timeout=-1),
         "web.bind_dn: expected a DN listed in credentials": WebConfig(bind_dn="cn=web,o=grid"),
         "web.history_attributes[0]: expected an attribute type the schema defines, got 'NoSuch'":
             WebConfig(history_attributes=("NoSuch",)),
@@ -126,3 +129,4 @@ def test_history_config_is_validated() -> None:
     with pytest.raises(ConfigError, match=r"http\[0\]: expected a Twisted endpoint string"):
         validate(GRISConfig(http=("bogus:1",)))
     validate(replace(GRISConfig(credentials={"cn=web,o=grid": "pw"}), web=WebConfig(bind_dn="CN=web, o=grid")))
+    validate(replace(GRISConfig(), web=WebConfig(url="https://giis.example.org/gridinfo/", hierarchy_depth=20)))

@@ -91,14 +91,18 @@ def test_live_changes_poll_only_while_someone_listens_and_tell_each_change() -> 
 
 
 def test_live_changes_from_the_change_stream_tell_a_burst_once_and_ignore_status() -> None:
-    """A GRIS's pages hear of its tree's changes on the next reactor turn, with no polling."""
-    from gridinfo.directory.schema import load_schema
-    from gridinfo.directory.tree import DirectoryTree
+    """Pages of a daemon whose backend has a change stream (``sync_view``; a GRIS's tree here)
+    hear of its changes on the next reactor turn, with no polling."""
+    from gridinfo.config import GRISConfig
+    from gridinfo.ldap.tree_backend import TreeBackend
+    from gridinfo.service import make_gris_tree
     from gridinfo.web.live import StreamChanges
+    from gridinfo.web.reader import BackendReader
 
     clock = task.Clock()
-    tree = DirectoryTree(load_schema(()), wallclock=clock.seconds)
-    live = StreamChanges(tree.changelog, tree, clock)
+    tree = make_gris_tree(GRISConfig(), wallclock=clock.seconds)
+    backend = TreeBackend(tree, naming_contexts=("o=grid", "o=glue", "o=infosys"))
+    live = StreamChanges(backend, BackendReader(backend, clock), clock)
 
     def site(uid: str, name: str) -> None:
         tree.add(tree.build(f"GlueSiteUniqueID={uid},mds-vo-name=local,o=grid",
@@ -109,6 +113,7 @@ def test_live_changes_from_the_change_stream_tell_a_burst_once_and_ignore_status
     assert tree.changelog.subscriptions == set()
     seen: list[str] = []
     unsubscribe = live.subscribe(seen.append)
+    assert len(tree.changelog.subscriptions) == 2  # o=grid and o=glue; not o=infosys
     for i in range(50):
         site("a", f"flap {i}")  # a burst between two turns
     clock.advance(0)
@@ -122,8 +127,77 @@ def test_live_changes_from_the_change_stream_tell_a_burst_once_and_ignore_status
     site("a", "after")
     clock.advance(0)
     assert seen == ["1", "2", "3"]
+    assert live.checks == 3 and not live.polling and clock.getDelayedCalls() == []  # no timer: nothing polls
     unsubscribe()
     assert tree.changelog.subscriptions == set()
+
+
+def test_a_daemon_whose_backend_has_sync_view_is_wired_to_its_change_stream() -> None:
+    """The wiring picks the change stream for any backend with ``sync_view`` (a GRIS today; a
+    GIIS once its backend has one), polling for the others."""
+    from dataclasses import replace
+
+    from gridinfo.config import GIISConfig, GRISConfig
+    from gridinfo.service import make_giis_service, make_gris_service
+    from gridinfo.web.live import StreamChanges
+
+    clock = task.Clock()
+    gris = make_gris_service(replace(GRISConfig(), http=("tcp:0",)), clock)
+    assert isinstance(gris.web.live, StreamChanges)  # type: ignore[attr-defined]
+    seen: list[str] = []
+    unsubscribe = gris.web.live.subscribe(seen.append)  # type: ignore[attr-defined]
+    tree = gris.backend.tree  # type: ignore[attr-defined]
+    tree.add(tree.build("GlueSiteUniqueID=a,mds-vo-name=local,o=grid",
+                        [("objectClass", [b"GlueTop", b"GlueSite"]), ("GlueSiteUniqueID", [b"a"])]))
+    clock.advance(0)
+    assert seen == ["1"] and not gris.web.live.polling  # type: ignore[attr-defined]
+    unsubscribe()
+    giis = make_giis_service(replace(GIISConfig(), http=("tcp:0",)), clock)
+    has_stream = callable(getattr(giis.backend, "sync_view", None))  # type: ignore[attr-defined]
+    assert isinstance(giis.web.live, StreamChanges) == has_stream  # type: ignore[attr-defined]
+
+
+def test_live_changes_poll_when_the_backend_gives_no_change_stream() -> None:
+    """A backend whose ``sync_view`` refuses (or gives no changelog) still tells open pages of
+    changes: by polling, logged once; nobody listening, no polling."""
+    from twisted.logger import LogLevel, globalLogPublisher
+
+    from gridinfo.config import GRISConfig
+    from gridinfo.errors import UnwillingToPerform
+    from gridinfo.ldap.tree_backend import TreeBackend
+    from gridinfo.service import make_gris_tree
+    from gridinfo.web.live import StreamChanges
+    from gridinfo.web.reader import BackendReader
+
+    class NoStream(TreeBackend):
+        def sync_view(self, request: Any) -> Any:
+            raise UnwillingToPerform("no change streams here")
+
+    clock = task.Clock()
+    tree = make_gris_tree(GRISConfig(), wallclock=clock.seconds)
+    backend = NoStream(tree, naming_contexts=("o=grid", "o=infosys"))
+    live = StreamChanges(backend, BackendReader(backend, clock), clock, interval=5)
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        seen: list[str] = []
+        unsubscribe = live.subscribe(seen.append)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    (warning,) = [e for e in events if e.get("log_level") == LogLevel.warn]
+    assert "no change streams here" in warning["error"]  # the reason, in the log
+    assert live.polling and live.checks == 1
+    for _ in range(5):
+        clock.advance(0)
+    tree.add(tree.build("GlueSiteUniqueID=b,mds-vo-name=local,o=grid",
+                        [("objectClass", [b"GlueTop", b"GlueSite"]), ("GlueSiteUniqueID", [b"b"])]))
+    clock.advance(5)
+    for _ in range(5):
+        clock.advance(0)
+    assert seen == ["1"]
+    unsubscribe()
+    clock.advance(50)
+    assert live.checks == 2  # nobody listens: no more checks
 
 
 def test_http_flag_and_yaml_keys(tmp_path: Path) -> None:

@@ -111,6 +111,10 @@ const renderers = {
       el("span", { class: node.healthy ? "ok" : "bad" }, node.healthy ? "  healthy" : "  unhealthy"),
       el("div", {}, "entries: " + num(node.entries) + "  connections: " + num(node.connections) +
         "  uptime: " + (node.uptime === null ? "" : duration(node.uptime)))));
+    const tree = $("#tree");
+    tree.replaceChildren(treeNode(node.tree));
+    tree.dataset.nodes = tree.querySelectorAll("li").length;
+    tree.dataset.unhealthy = node.unhealthy;
     const kids = $("#children");
     if (node.children.length || node.kind === "giis") {
       fillTable(kids, [
@@ -257,6 +261,31 @@ const renderers = {
   },
 };
 
+// One node of the hierarchy (giis-tree's picture) and its children, as nested lists.
+function treeNode(n) {
+  const marks = [];
+  const mark = (text, cls) => marks.push(" ", el("span", { class: "mark " + (cls || "") }, text));
+  if (n.registration_status) mark(n.registration_status, n.registration_status === "INVALID" ? "bad" : "");
+  if (n.state_at_parent && n.state_at_parent !== "ok" && n.state_at_parent !== "new") mark("parent says " + n.state_at_parent, "bad");
+  if (n.lease_seconds_left !== null && n.lease_seconds_left !== undefined) mark("lease " + age(n.lease_seconds_left));
+  if (n.latency_ms !== null && n.latency_ms !== undefined) mark(num(n.latency_ms, 1) + " ms");
+  const entries = n.entries !== null && n.entries !== undefined ? n.entries : n.published_entries;
+  if (entries !== null && entries !== undefined) mark(entries + " entries");
+  if (n.stale) mark("stale", "warn");
+  if (n.partial) mark("partial: " + n.partial, "warn");
+  if (n.error) mark("unreachable: " + n.error, "bad");
+  if (n.degraded) mark("providers failing: " + Object.keys(n.failing_providers).join(", "), "bad");
+  if (n.note) mark(n.note, "warn");
+  if (n.depth_limited) mark("depth limit: not descended", "warn");
+  const name = n.link ? link(n.link, n.name) : el("span", {}, n.name);
+  if (n.web_url && n.link === n.web_url) name.className = "web";
+  const li = el("li", { class: n.healthy ? "healthy" : "unhealthy", "data-url": n.url || "", "data-suffix": n.suffix },
+    el("span", { class: n.healthy ? "ok" : "bad" }, n.healthy ? "\u2713 " : "\u2717 "), name, " ",
+    el("code", {}, n.url || n.suffix), ...marks);
+  if (n.children && n.children.length) li.append(el("ul", {}, ...n.children.map(treeNode)));
+  return li;
+}
+
 function historyLinks(dn, attributes) {
   const span = el("span");
   for (const a of attributes) span.append(link("/history?" + new URLSearchParams({ dn, attribute: a }), a.replace(/^(Glue(CEState)?|GLUE2ComputingShare|GridinfoPath)/, "")), " ");
@@ -334,14 +363,23 @@ async function refresh() {
   }
 }
 
+let source = null;
 function live() {
   const badge = $("#live");
   if (!window.EventSource) { badge.textContent = "polling"; setInterval(refresh, 10000); return; }
-  const source = new EventSource("/api/events");
+  source = new EventSource("/api/events");
   source.addEventListener("hello", () => { badge.textContent = "live"; badge.className = "on"; });
   source.addEventListener("change", (ev) => { document.body.dataset.token = ev.data; refresh(); });
   source.onerror = () => { badge.textContent = "reconnecting"; badge.className = ""; };
 }
 
+// A page left for another stays in the browser's back-forward cache with its stream open unless
+// it is closed here; six such streams use up the browser's connections to the daemon and the
+// next page waits for one.  Closed on leaving, opened again (with a refresh) on coming back.
+window.addEventListener("pagehide", () => { if (source) { source.close(); source = null; } });
+window.addEventListener("pageshow", (ev) => { if (ev.persisted && !source && window.EventSource) { live(); refresh(); } });
+
 refresh();
 live();
+// the nodes below this one do not tell it of their changes: the hierarchy is walked again now and then
+if (page === "hierarchy") setInterval(refresh, 30000);
