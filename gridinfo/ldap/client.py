@@ -1,7 +1,8 @@
 """A small downstream LDAP client: forwarding searches to children and sending registrations.
 
-Why one module: the request encoders, the URL type and the client protocol form one small client
-that the GIIS and the registrar use as a whole.
+Why one module: the request encoders, the URL type and the client protocol (collected requests
+and streaming searches share its framing and message-ID table) form one small client that the
+GIIS, the registrar and the sync consumer use as a whole.
 
 Theory of operation
 -------------------
@@ -47,7 +48,7 @@ import ipaddress
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from urllib.parse import unquote, urlsplit
 
 from twisted.internet import defer
@@ -368,8 +369,7 @@ def decode_controls(data: bytes, pos: int, end: int) -> tuple[Control, ...]:
 # Streaming searches
 
 
-@dataclass(frozen=True)
-class StreamMessage:
+class StreamMessage(NamedTuple):
     """One message of a streaming search, as it arrived.
 
     ``tag`` is the protocolOp's (APP_SEARCH_RESULT_ENTRY, APP_SEARCH_RESULT_REFERENCE or
@@ -420,6 +420,8 @@ class SearchStream:
         protocol, message_id = self.protocol, self.message_id
         if protocol is None or message_id is None:
             return  # not sent yet: it will not be (see LDAPClient.stream)
+        if not protocol.connected:
+            return  # the connection is going: its loss ends the stream
         answer = protocol.request(
             extended_request(sync.CANCEL_OID, sync.cancel_request_value(message_id)), timeout
         )

@@ -29,6 +29,8 @@ syncIdSet, refreshDeletes TRUE      each known UUID removed
 syncIdSet, refreshDeletes FALSE     each UUID noted present
 refreshPresent (any refreshDone)    the *present phase* ends: every UUID delivered earlier and not
                                     noted present in this refresh is removed
+end of a refresh sent no cookie     the same, whichever message ended it (slapd ends a full
+                                    refresh with refreshDelete)
 refreshDelete                       the delete phase ends (nothing more to do)
 refreshDone TRUE on either          the refresh is over: ``sync_refreshed()``
 newcookie, any cookie               the cookie kept (after the message is applied, before
@@ -39,10 +41,12 @@ SearchResultDone 4096               cookie forgotten, so the next search refresh
                                     UUID map kept, so its present phase drops what vanished
 ==================================  ==============================================================
 
-A refresh with no usable cookie is a present phase (gridinfo: every entry as add, then
-refreshPresent; slapd: the same, or present entries / syncIdSets for unchanged ones), so entries
-the provider no longer has are dropped by the rule above.  Only the present phase's ending
-removes unheard-of entries; the persist phase never does.
+A refresh the provider cannot answer from the cookie is a present phase (gridinfo: every entry
+as add, then refreshPresent; slapd: changed entries as add, syncIdSets of the unchanged ones,
+then refreshPresent), and a search sent without a cookie (the first, or the one after a 4096)
+is taken as the whole content however it ends, so entries the provider no longer has are
+dropped either way.  UUIDs heard of as present accumulate over the whole refresh; only the end
+of a present phase or of a full refresh removes unheard-of entries, the persist phase never.
 
 :class:`SyncConsumer` runs the session over an :class:`~gridinfo.ldap.client.LDAPClient`'s
 streaming search (no overall timeout; ``max_pdu_bytes`` per message), one search per
@@ -56,6 +60,8 @@ alive for ever.  Time comes from the client's reactor.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -67,6 +73,7 @@ from twisted.python.failure import Failure
 
 from gridinfo import ber
 from gridinfo.directory import filters as F
+from gridinfo.directory.changes import ChangeKind
 from gridinfo.directory.dn import DNNormaliser
 from gridinfo.errors import InvalidDNSyntax, ProtocolError
 from gridinfo.ldap import sync
@@ -81,6 +88,7 @@ from gridinfo.ldap.client import (
     SearchStream,
     StreamMessage,
     decode_entry,
+    entry_dn,
     search_request,
 )
 from gridinfo.ldap.wire import Control
@@ -162,9 +170,23 @@ def root_dse_supports_sync(client: LDAPClient, timeout: float = 30.0) -> defer.D
 
 
 _DN_KEYS = DNNormaliser(None)
+_INFO_NAMES = {
+    sync.INFO_NEW_COOKIE: "newcookie",
+    sync.INFO_REFRESH_DELETE: "refreshDelete",
+    sync.INFO_REFRESH_PRESENT: "refreshPresent",
+    sync.INFO_SYNC_ID_SET: "syncIdSet",
+}
+
+
+#: DNs whose canonical key is their lower-case form (ASCII types and plain values, no spaces,
+#: escapes or multi-valued RDNs): nearly every GLUE DN, keyed without parsing
+_PLAIN_DN = re.compile(r"[A-Za-z][A-Za-z0-9-]*=[A-Za-z0-9:/._@-]+(?:,[A-Za-z][A-Za-z0-9-]*=[A-Za-z0-9:/._@-]+)*")
 
 
 def _dn_key(dn: str) -> str:
+    """The key two spellings of one DN share (gridinfo.directory.dn's, without a schema)."""
+    if _PLAIN_DN.fullmatch(dn):
+        return dn.lower()
     try:
         return _DN_KEYS.key(dn)
     except InvalidDNSyntax:
@@ -193,21 +215,25 @@ class SyncSession:
         self._dn_uuid: dict[str, bytes] = {_dn_key(dn): u for u, dn in self.uuids.items()}
         #: True once the current search's refresh phase is over
         self.refreshed = False
-        self._present: set[bytes] = set()  # UUIDs heard of in the current present phase
-        self._searching = False
+        self._present: set[bytes] = set()  # UUIDs heard of as present in this search's refresh
+        self._full = False  # this search was sent without a cookie: its refresh is the whole content
+        #: how many of each message the provider sent ("add", "modify", "delete", "present",
+        #: "newcookie", "refreshPresent", "refreshDelete", "syncIdSet present", "syncIdSet delete")
+        self.counts: Counter[str] = Counter()
 
     # -- one search -------------------------------------------------------------------------
 
-    def begin(self) -> None:
-        """A new search starts (in its refresh phase)."""
+    def begin(self, full: bool | None = None) -> None:
+        """A new search starts (in its refresh phase); ``full``: it was sent without a cookie
+        (default: whether the session has none)."""
         self.refreshed = False
         self._present = set()
-        self._searching = True
+        self._full = self.cookie is None if full is None else full
 
     def entry(self, op: bytes, controls: Sequence[Control]) -> None:
         """A SearchResultEntry with its controls; raises SyncProtocolError / TooManyEntries."""
         try:
-            dn, attributes = decode_entry(op)
+            dn = entry_dn(op)
         except PeerProtocolError as e:
             raise SyncProtocolError(f"{self.peer} sent a bad SearchResultEntry: {e}") from None
         state_control = next((c for c in controls if c.oid == sync.SYNC_STATE_OID), None)
@@ -218,12 +244,17 @@ class SyncSession:
         except ProtocolError as e:
             raise SyncProtocolError(f"{self.peer} sent entry {dn!r} with a bad Sync State control: {e.message}") from None
         uuid = state.uuid
+        self.counts[sync.STATE_NAMES[state.state]] += 1
         if state.state == sync.STATE_PRESENT:
             self._note_present(uuid)
-        elif state.state == 3:  # delete
+        elif state.state == ChangeKind.DELETE:
             self._present.discard(uuid)
             self._remove(uuid, dn)
-        else:  # add, modify
+        else:  # add, modify: the whole entry (decoded only here: present and delete carry the DN only)
+            try:
+                dn, attributes = decode_entry(op)
+            except PeerProtocolError as e:
+                raise SyncProtocolError(f"{self.peer} sent a bad SearchResultEntry {dn!r}: {e}") from None
             self._upsert(uuid, dn, attributes)
         if state.cookie is not None:
             self.cookie = state.cookie
@@ -237,6 +268,10 @@ class SyncSession:
             info = sync.decode_sync_info(value)
         except ProtocolError as e:
             raise SyncProtocolError(f"{self.peer} sent a bad Sync Info message: {e.message}") from None
+        kind = _INFO_NAMES[info.choice]
+        if info.choice == sync.INFO_SYNC_ID_SET:
+            kind += " delete" if info.refresh_deletes else " present"
+        self.counts[kind] += 1
         if info.choice == sync.INFO_SYNC_ID_SET:
             if info.refresh_deletes:
                 for uuid in info.uuids:
@@ -247,8 +282,6 @@ class SyncSession:
                     self._note_present(uuid)
         elif info.choice == sync.INFO_REFRESH_PRESENT:
             self._end_present_phase()
-        elif info.choice == sync.INFO_REFRESH_DELETE:
-            self._present = set()
         if info.cookie is not None:  # before sync_refreshed, so that the replica may save it then
             self.cookie = info.cookie
         if info.choice in (sync.INFO_REFRESH_PRESENT, sync.INFO_REFRESH_DELETE) and info.refresh_done:
@@ -256,7 +289,6 @@ class SyncSession:
 
     def done(self, result: ClientResult) -> SyncEnd:
         """The search's SearchResultDone: what it means for the session, and how the search ended."""
-        self._searching = False
         if result.code == 0:
             control = next((c for c in result.controls if c.oid == sync.SYNC_DONE_OID), None)
             if control is not None:
@@ -273,12 +305,13 @@ class SyncSession:
             log.info("{peer} asks for a full refresh (e-syncRefreshRequired): cookie forgotten", peer=self.peer)
             self.cookie = None
         self._present = set()
+        self._full = False
         return SyncEnd(result.code, result.message)
 
     def abort(self) -> None:
         """The search failed (transport, protocol): what it was collecting is dropped."""
-        self._searching = False
         self._present = set()
+        self._full = False
 
     # -- the rules --------------------------------------------------------------------------
 
@@ -292,7 +325,7 @@ class SyncSession:
         if old_dn is None:
             if self.max_entries and len(self.uuids) >= self.max_entries and key not in self._dn_uuid:
                 raise TooManyEntries(f"{self.peer} sent more than {self.max_entries} entries (the consumer's max_entries)")
-        elif _dn_key(old_dn) != key:  # renamed: the old DN goes
+        elif old_dn != dn and _dn_key(old_dn) != key:  # renamed: the old DN goes
             self._dn_uuid.pop(_dn_key(old_dn), None)
             self.replica.sync_remove(old_dn)
         previous = self._dn_uuid.get(key)
@@ -321,11 +354,12 @@ class SyncSession:
         for uuid in gone:
             self._remove(uuid, None)
         if gone:
-            log.info("present phase of {peer}: {n} entries the provider no longer has removed", peer=self.peer, n=len(gone))
-        self._present = set()
+            log.info("refresh of {peer}: {n} entries the provider no longer has removed", peer=self.peer, n=len(gone))
 
     def _refresh_over(self) -> None:
         if not self.refreshed:
+            if self._full:  # whatever phase ended it, a refresh without a cookie is the whole content
+                self._end_present_phase()
             self.refreshed = True
             self.replica.sync_refreshed()
 
@@ -395,7 +429,7 @@ class SyncConsumer:
         TooManyEntries) when it fails."""
         if self.running:
             raise RuntimeError(f"the sync consumer of {self.peer} {self.base!r} is already running")
-        self.session.begin()
+        self.session.begin(full=not self.session.cookie)
         cookie = self.session.cookie if self.session.cookie else f"rid={self.rid}".encode("ascii")
         controls = sync.controls(sync.sync_request_control(sync.REFRESH_AND_PERSIST, cookie))
         stream = self.client.stream(

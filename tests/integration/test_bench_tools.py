@@ -141,3 +141,14 @@ def test_bench_triggers_quick_evaluates_rules_and_fires_through_a_real_gris(tmp_
     assert ev["rules_evaluated_per_change"] < ev["rules"] / 10  # the index, not every rule
     assert report["latency"]["samples"] == 10
     assert "| VM event sent -> JSON POST received (ms) |" in done.stdout
+
+
+@pytest.mark.slapd
+def test_bench_sync_runs_at_a_tiny_size(tmp_path: Path) -> None:
+    """`tools/bench-sync` refreshes a sync consumer in memory, from slapd with syncprov and from a gris."""
+    out = tmp_path / "sync.json"
+    done = _run("bench-sync", "--entries", "50", "--rounds", "1", "--json", str(out))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["slapd_syncprov"]["entries"] == report["gris"]["entries"] > 0
+    assert all(report[server]["sync_refresh_entries_per_s"] > 0 for server in ("slapd_syncprov", "gris"))

@@ -9,6 +9,9 @@ anonymous root DSE search.  Leaving the ``with`` block stops it and removes the 
 slapd checks every entry against its schema during ``slapadd`` (we never pass ``-s``), so a
 successful load is also a schema check of the data.
 
+``Slapd.syncprov(...)`` is an RFC 4533 provider (the syncprov overlay), for the sync consumer's
+tests and benchmark.
+
 ``Slapd.bdii(...)`` is configured as EGI's BDII configures its slapd for the GLUE 1.3 tree
 (``loglevel 0``, ``idletimeout 120``, the equality, substring and presence indexes below): the
 peer ``tools/bench`` measures gridinfo against.  Without ``loglevel`` slapd logs at its default
@@ -120,6 +123,9 @@ def bdii_equality_indexes(suffix: str = "o=grid") -> list[str]:
 
 
 START_TIMEOUT = 60.0
+#: who may write to a ``Slapd.syncprov`` provider
+SYNCPROV_ROOT_DN = "cn=admin,o=grid"
+SYNCPROV_PASSWORD = "secret"
 SLAPADD_TIMEOUT = 1800.0
 
 
@@ -235,6 +241,32 @@ class Slapd:
             settings=settings,
             start_timeout=start_timeout,
         )
+
+    @classmethod
+    def syncprov(
+        cls,
+        ldif: str | os.PathLike[str] | bytes | None = None,
+        *,
+        sessionlog: int = 0,
+        suffix: str = "o=grid",
+        schemas: Sequence[str | os.PathLike[str]] = GLUE_SCHEMAS,
+    ) -> Slapd:
+        """A slapd whose ``suffix`` database carries the syncprov overlay (an RFC 4533 provider).
+
+        Writable by ``SYNCPROV_ROOT_DN`` / ``SYNCPROV_PASSWORD``.  With ``sessionlog`` slapd
+        remembers that many recent deletes and answers a cookie with a delete phase; without, it
+        answers with a present phase (syncIdSets of the unchanged entries).
+        """
+        lines = [
+            f'rootdn "{SYNCPROV_ROOT_DN}"',
+            f"rootpw {SYNCPROV_PASSWORD}",
+            "index entryCSN,entryUUID eq",
+            "overlay syncprov",
+            "syncprov-checkpoint 1 1",
+        ]
+        if sessionlog:
+            lines.append(f"syncprov-sessionlog {sessionlog}")
+        return cls(ldif, suffixes=[suffix], schemas=schemas, settings=["moduleload syncprov"], database_lines={suffix: lines})
 
     # -- lifecycle -------------------------------------------------------------------------
 
