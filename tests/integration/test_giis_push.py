@@ -21,7 +21,7 @@ import pytest
 from gridinfo_dev.daemon import wait_for
 from tests.integration.test_change_streams import CE_FILTER, DEADLINE, REPO, Site, free_cpus
 from tests.support.gris import GrisProcess
-from tests.support.slapd import GLUE_SCHEMAS, Slapd
+from tests.support.slapd import GLUE_SCHEMAS, Slapd, ldapmodify
 
 
 class Hierarchy:
@@ -172,3 +172,27 @@ def test_a_stock_slapd_syncrepl_consumer_replicates_a_giis_and_follows_it(hierar
         assert {"o=grid", "mds-vo-name=site,o=grid"} <= dns
         hierarchy.site.set({"ce1": 11, "ce3": 3})
         wait_for("the changes at the replica", lambda: free_cpus(replica.url) == {"ce1": "11", "ce3": "3"}, DEADLINE)
+
+
+@pytest.mark.slapd
+def test_a_slapd_with_syncprov_is_followed_like_a_gridinfo_child(tmp_path: Path) -> None:
+    """A BDII-style slapd with the syncprov overlay advertises the stream: the GIIS follows it, and an
+    ldapmodify at the slapd reaches a sync subscriber at the GIIS."""
+    ldif = (b"dn: o=grid\nobjectClass: organization\no: grid\n\n"
+            b"dn: Mds-Vo-name=resource,o=grid\nobjectClass: MdsVo\nMds-Vo-name: resource\n\n"
+            b"dn: GlueCEUniqueID=slapd-ce,Mds-Vo-name=resource,o=grid\nobjectClass: GlueCETop\nobjectClass: GlueCE\n"
+            b"objectClass: GlueCEState\nGlueCEUniqueID: slapd-ce\nGlueCEStateFreeCPUs: 5\n\n")
+    with Slapd.syncprov(ldif) as slapd:
+        config = tmp_path / "site.yaml"
+        config.write_text(f"name: site\nchildren:\n  - url: {slapd.url}Mds-Vo-name=resource,o=grid\n    timeout: 5\n")
+        with GrisProcess(["--config", str(config)], module="gridinfo.cli.giis") as giis:
+            wait_for("the slapd CE through the GIIS", lambda: free_cpus(giis.url) == {"slapd-ce": "5"}, DEADLINE)
+            listener = Persist(giis.url, "mds-vo-name=site,o=grid")
+            try:
+                listener.read_until("refresh done, switching to persist stage")
+                ldapmodify(slapd, "dn: GlueCEUniqueID=slapd-ce,Mds-Vo-name=resource,o=grid\nchangetype: modify\n"
+                                  "replace: GlueCEStateFreeCPUs\nGlueCEStateFreeCPUs: 17\n")
+                listener.read_until("GlueCEStateFreeCPUs: 17")
+            finally:
+                listener.close()
+            assert "following its change stream" in giis.log
