@@ -146,8 +146,8 @@ QUEUE_ATTRIBUTES = (
 VM_ATTRIBUTES = (
     "objectClass", "GridinfoVMID", "GridinfoVMName", "GridinfoVMState", "GridinfoJobGenericState", "GridinfoVMOwner",
     "GridinfoVMHostName", "GridinfoVMPhysicalHost", "GridinfoVMUptime", "GridinfoVMJob", "GridinfoVMStateTime",
-    "GridinfoVMLastEvent", "GridinfoJobID", "GridinfoJobState", "GridinfoJobOwner", "GridinfoJobQueue",
-    "GridinfoJobVM", "GridinfoJobStateTime",
+    "GridinfoVMLastEvent", "GridinfoVMRunCount", "GridinfoVMHostHistory", "GridinfoJobID", "GridinfoJobState",
+    "GridinfoJobOwner", "GridinfoJobQueue", "GridinfoJobVM", "GridinfoJobStateTime", "GridinfoJobExecHost",
 )
 PATH_ATTRIBUTES = (
     "objectClass", "GridinfoPathID", "GridinfoPathSource", "GridinfoPathDestination", "GridinfoPathMethod",
@@ -259,12 +259,16 @@ def vms_and_jobs(entries: Iterable[Entry], now: float) -> dict[str, Any]:
                 "physical_host": a.first("GridinfoVMPhysicalHost"), "uptime": uptime,
                 "jobs": a.all("GridinfoVMJob"), "history": _state_times(a.all("GridinfoVMStateTime")),
                 "last_event": a.first("GridinfoVMLastEvent"),
+                "runs": a.integer("GridinfoVMRunCount"),
+                # "<host> <since> <until or ->", oldest first: the hosts it ran on
+                "hosts": [h.split(" ", 1)[0] for h in a.all("GridinfoVMHostHistory")],
             })
         elif a.has_class("GridinfoJob"):
             jobs.append({
                 "dn": dn, "id": a.first("GridinfoJobID"), "state": a.first("GridinfoJobState"),
                 "generic_state": a.first("GridinfoJobGenericState"), "owner": a.first("GridinfoJobOwner"),
                 "queue": a.first("GridinfoJobQueue"), "vms": a.all("GridinfoJobVM"),
+                "exec_host": a.first("GridinfoJobExecHost"),
                 "history": _state_times(a.all("GridinfoJobStateTime")),
             })
     vms.sort(key=lambda v: v["id"])

@@ -42,6 +42,7 @@ def test_vm_events_and_state_history(tmp_path: Path) -> None:
         assert out.returncode == 0, out.stderr
         (vm,) = until(lambda: get_json(web + "/api/vms")[1]["vms"], "the VM entry")
         assert (vm["id"], vm["owner"], vm["physical_host"]) == ("vm-42", "alice", "node07.example.org")
+        assert vm["runs"] == 1 and vm["hosts"] == ["node07.example.org"]  # the runs and hosts of its life cycle
         status, data = get_json(web + "/api/vm?dn=" + quote(vm["dn"]))
         assert status == 200
         assert [(e["type"], e["seq"], e["source"]) for e in data["events"]] == [("Register", 1, "cloud"), ("Running", 2, "cloud")]

@@ -177,12 +177,14 @@ const renderers = {
       ["state", (v) => v.state], ["generic", (v) => v.generic_state], ["owner", (v) => v.owner],
       ["host", (v) => v.host], ["physical host", (v) => v.physical_host],
       ["uptime", (v) => (v.uptime === null ? "" : duration(v.uptime)), (v) => v.uptime, true],
+      ["runs", (v) => (v.runs === null ? "" : String(v.runs)), (v) => v.runs, true],
+      ["hosts ran on", (v) => v.hosts.join(" ")],
       ["jobs", (v) => v.jobs.join(" ")],
     ], data.vms);
     fillTable($("#jobs"), [
       ["job", (j) => vmLink(j.dn, j.id), (j) => j.id], ["state", (j) => j.state],
       ["generic", (j) => j.generic_state], ["owner", (j) => j.owner], ["queue", (j) => j.queue],
-      ["VMs", (j) => j.vms.join(" ")],
+      ["node", (j) => j.exec_host], ["VMs", (j) => j.vms.join(" ")],
     ], data.jobs);
     const dn = params.get("dn");
     if (dn) await showVM(dn);
