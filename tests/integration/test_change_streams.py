@@ -27,7 +27,7 @@ from gridinfo_dev import loadgen
 from gridinfo_dev.daemon import wait_for
 from tests.support.gris import GrisProcess
 from tests.support.ports import LOOPBACK
-from tests.support.slapd import GLUE_SCHEMAS, Slapd
+from tests.support.slapd import Slapd
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = "mds-vo-name=local,o=grid"
@@ -210,14 +210,7 @@ def test_a_refresh_that_changes_nothing_sends_nothing(site: Site) -> None:
 @pytest.mark.slapd
 def test_a_stock_slapd_syncrepl_consumer_replicates_the_gris_and_follows_it(site: Site) -> None:
     """slapd as a refreshAndPersist consumer of gridinfo: a full copy, then adds, modifies and deletes."""
-    schemas = [*[p for p in GLUE_SCHEMAS if p.name != "Glue-MDS.schema"], REPO / "schemas/mds.schema",
-               REPO / "schemas/gridinfo.schema", REPO / "schemas/gridinfo-vm.schema"]
-    consumer = [
-        'rootdn "cn=replicator,o=grid"',
-        f'syncrepl rid=001 provider={site.url} type=refreshAndPersist searchbase="o=grid" scope=sub '
-        'retry="1 +" schemachecking=off',
-    ]
-    with Slapd(None, suffixes=["o=grid"], schemas=schemas, database_lines={"o=grid": consumer}) as replica:
+    with Slapd.replica_of(site.url) as replica:
         wait_for("the first copy", lambda: free_cpus(replica.url) == {"ce1": "1", "ce2": "2"})
         site.set({"ce1": 11, "ce3": 3})
         wait_for("the changes at the replica", lambda: free_cpus(replica.url) == {"ce1": "11", "ce3": "3"})

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from gridinfo_dev.daemon import wait_for
-from tests.integration.test_change_streams import CE_FILTER, DEADLINE, REPO, Site, free_cpus
+from tests.integration.test_change_streams import CE_FILTER, DEADLINE, Site, free_cpus
 from tests.support.gris import GrisProcess
-from tests.support.slapd import GLUE_SCHEMAS, Slapd, ldapmodify
+from tests.support.slapd import Slapd, ldapmodify
 
 
 class Hierarchy:
@@ -157,14 +157,7 @@ def test_a_stock_slapd_syncrepl_consumer_replicates_a_giis_and_follows_it(hierar
     GRIS's), then a provider's change, arrive at the replica."""
     site = hierarchy.start_giis("site", f"{hierarchy.site.url}/mds-vo-name=local,o=grid")
     wait_for("the CEs at the site", lambda: free_cpus(site.url) == {"ce1": "1", "ce2": "2"}, DEADLINE)
-    schemas = [*[p for p in GLUE_SCHEMAS if p.name != "Glue-MDS.schema"], REPO / "schemas/mds.schema",
-               REPO / "schemas/gridinfo.schema", REPO / "schemas/gridinfo-vm.schema"]
-    consumer = [
-        'rootdn "cn=replicator,o=grid"',
-        f'syncrepl rid=001 provider={site.url} type=refreshAndPersist searchbase="o=grid" scope=sub '
-        'retry="1 +" schemachecking=off',
-    ]
-    with Slapd(None, suffixes=["o=grid"], schemas=schemas, database_lines={"o=grid": consumer}) as replica:
+    with Slapd.replica_of(site.url) as replica:
         wait_for("the first copy", lambda: free_cpus(replica.url) == {"ce1": "1", "ce2": "2"}, DEADLINE)
         out = subprocess.run(["ldapsearch", "-x", "-LLL", "-H", replica.url, "-b", "o=grid", "(objectClass=*)", "1.1"],
                              capture_output=True, text=True, timeout=30).stdout

@@ -47,7 +47,7 @@ from gridinfo.ldap import sync
 from gridinfo.ldap.client import decode_entry
 from gridinfo_dev import gendit, loadgen
 from gridinfo_dev.daemon import wait_for, wait_for_listening
-from gridinfo_dev.slapd import GLUE_SCHEMAS, Slapd
+from gridinfo_dev.slapd import Slapd
 
 REPO = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
@@ -362,15 +362,8 @@ def phase_replica(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         wait_for("the GIIS holding the tree", lambda: _count(giis.port, "o=grid", "(objectClass=*)") >= expected, 600)
         held = _count(giis.port, "o=grid", "(objectClass=*)")
         at_giis = Subscribers(giis.port, "o=grid", "(objectClass=GlueCE)", 1, 1, track=True)
-        schemas = [*[p for p in GLUE_SCHEMAS if p.name != "Glue-MDS.schema"], REPO / "schemas/mds.schema",
-                   REPO / "schemas/gridinfo.schema", REPO / "schemas/gridinfo-vm.schema"]
-        # as a consumer should be run: no flush per entry (BDII's slapd has dbnosync), and the
-        # entryUUID/entryCSN index syncrepl looks every incoming entry up by
-        consumer = ['rootdn "cn=replicator,o=grid"', "dbnosync", "index entryUUID,entryCSN eq",
-                    f'syncrepl rid=001 provider={giis.url} type=refreshAndPersist searchbase="o=grid" scope=sub '
-                    'retry="1 +" schemachecking=off']
         started = time.monotonic()
-        with Slapd(None, suffixes=["o=grid"], schemas=schemas, database_lines={"o=grid": consumer}) as replica:
+        with Slapd.replica_of(giis.url) as replica:
             wait_for("the replica's first complete copy", lambda: _count(replica.port, "o=grid", "(objectClass=*)") >= held, 900, interval=1.0)
             first_copy = time.monotonic() - started
             wait_for("the GIIS subscriber refreshed", at_giis.all_refreshed, DEADLINE)

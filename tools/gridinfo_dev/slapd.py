@@ -37,6 +37,7 @@ SLAPD = "/usr/sbin/slapd"
 SLAPADD = "/usr/sbin/slapadd"
 MODULE_PATH = "/usr/lib/ldap"
 SCHEMA_DIR = Path("/etc/ldap/schema")
+GRIDINFO_SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"  # gridinfo's own schema files
 
 #: Schema files for GLUE 1.3 data under ``mds-vo-name=...,o=grid``, in dependency order.
 #: Debian's glue-schema package defines ``Mds-Vo-name`` and ``MdsVo`` in Glue-MDS.schema.
@@ -241,6 +242,23 @@ class Slapd:
             settings=settings,
             start_timeout=start_timeout,
         )
+
+    @classmethod
+    def replica_of(cls, provider_url: str, suffix: str = "o=grid", *, rid: str = "001") -> Slapd:
+        """A slapd replicating ``suffix`` of a gridinfo server as a ``syncrepl`` refreshAndPersist
+        consumer, configured as docs/change-streams.md says: gridinfo's schema files in place of
+        Debian's Glue-MDS, the entryUUID/entryCSN index the consumer looks every entry up by, and
+        ``dbnosync`` as BDII runs its slapd."""
+        schemas = [*[p for p in GLUE_SCHEMAS if p.name != "Glue-MDS.schema"],
+                   *(GRIDINFO_SCHEMA_DIR / name for name in ("mds.schema", "gridinfo.schema", "gridinfo-vm.schema"))]
+        lines = [
+            f'rootdn "cn=replicator,{suffix}"',
+            "dbnosync",
+            "index entryUUID,entryCSN eq",
+            f'syncrepl rid={rid} provider={provider_url} type=refreshAndPersist searchbase="{suffix}" scope=sub '
+            'retry="1 +" schemachecking=off',
+        ]
+        return cls(None, suffixes=[suffix], schemas=schemas, database_lines={suffix: lines})
 
     @classmethod
     def syncprov(
