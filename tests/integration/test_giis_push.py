@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from gridinfo_dev.daemon import wait_for
-from tests.integration.test_change_streams import CE_FILTER, DEADLINE, Site, free_cpus
+from tests.integration.test_change_streams import CE_FILTER, DEADLINE, Site, free_cpus, site  # noqa: F401 (a fixture)
 from tests.support.gris import GrisProcess
 from tests.support.slapd import Slapd, ldapmodify
 
@@ -47,16 +47,13 @@ class Hierarchy:
 
 
 @pytest.fixture
-def hierarchy(tmp_path: Path) -> Iterator[Hierarchy]:
-    s = Site(tmp_path)
-    with GrisProcess(["--config", str(s.config)]) as gris:
-        s.gris = gris
-        wait_for("the provider's first run", lambda: free_cpus(gris.url) == {"ce1": "1", "ce2": "2"}, DEADLINE)
-        h = Hierarchy(tmp_path, s)
-        try:
-            yield h
-        finally:
-            h.stop()
+def hierarchy(tmp_path: Path, site: Site) -> Iterator[Hierarchy]:
+    """``site`` (test_change_streams' running GRIS) with the GIISes the test starts above it."""
+    h = Hierarchy(tmp_path, site)
+    try:
+        yield h
+    finally:
+        h.stop()
 
 
 def sync_search(url: str, base: str, mode: str = "sync=ro", flt: str = CE_FILTER) -> subprocess.CompletedProcess[str]:
