@@ -330,7 +330,8 @@ class ProviderManager(service.Service):
         """Expire soft state by the clock and start background refreshes that are due."""
         now = self.reactor.seconds()
         changes = self.expire(now)
-        for name in self.table.due_background(now, standing=bool(self.tree.changelog.subscriptions)):
+        standing = bool(self.tree.changelog.subscriptions)
+        for name in self.table.due_background(now, standing=standing, horizon=self.config.sweep_interval):
             self.refresh(name)
         if changes:
             self.publish_status(now)

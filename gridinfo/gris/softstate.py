@@ -458,11 +458,13 @@ class SoftStateTable:
             return False
         return r.state != DataState.FRESH
 
-    def due_background(self, now: float, *, standing: bool = False) -> list[str]:
+    def due_background(self, now: float, *, standing: bool = False, horizon: float = 0.0) -> list[str]:
         """Background providers to run now: before their data goes stale (by their timelimit).
 
         ``standing``: someone follows the tree's change stream, a search that never ends, so
         on-demand providers are kept current as background ones are (nobody else would ask).
+        ``horizon``: the time until the caller asks again (its sweep interval): a provider that
+        would fall due before then runs now, so a ttl shorter than the sweep never lapses.
         """
         due = []
         for name, r in self.records.items():
@@ -475,7 +477,7 @@ class SoftStateTable:
                 due.append(name)
                 continue
             lead = min(d.timelimit, d.ttl / 2)
-            if now >= r.valid_to - lead:
+            if now + horizon >= r.valid_to - lead:
                 due.append(name)
         return due
 

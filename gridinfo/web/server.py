@@ -331,13 +331,15 @@ class Root(resource.Resource):
     def __init__(self, app: WebApp, *, cache_seconds: float = 0.0):
         """``cache_seconds``: an API answer is reused this long, and identical requests made while
         one is being answered share it, so many open pages refreshing on the same change cost
-        the directory one search each."""
+        the directory one search each.  A change the live source announces ends the reuse: an
+        answer is kept per live-update token, so a page refreshing on a change never gets the
+        answer from before it."""
         super().__init__()
         self.app = app
         self.pages = {path: (name, title) for path, name, title in PAGES}
         self.cache_seconds = cache_seconds
-        self._cache: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, bytes]] = {}
-        self._inflight: dict[tuple[str, tuple[tuple[str, str], ...]], list[defer.Deferred[bytes]]] = {}
+        self._cache: dict[tuple[str, tuple[tuple[str, str], ...], str], tuple[float, bytes]] = {}
+        self._inflight: dict[tuple[str, tuple[tuple[str, str], ...], str], list[defer.Deferred[bytes]]] = {}
         self.cache_hits = 0
 
     def render(self, request: Any) -> Any:
@@ -386,7 +388,8 @@ class Root(resource.Resource):
         if not self.cache_seconds:
             return self.app.api(path, args).addCallback(_encode)
         now = self.app.reactor.seconds()
-        key = (path, tuple(sorted(args.items())))
+        live = self.app.live
+        key = (path, tuple(sorted(args.items())), live.token if live is not None else "")
         kept = self._cache.get(key)
         if kept is not None and now - kept[0] < self.cache_seconds:
             self.cache_hits += 1

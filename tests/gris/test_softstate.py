@@ -344,3 +344,13 @@ def test_a_standing_subscriber_keeps_on_demand_providers_current_like_background
     assert table.due_background(54.9, standing=True) == []
     assert table.due_background(55.0, standing=True) == ["od"]
     assert table.due_background(55.0) == []
+
+
+def test_a_provider_that_would_fall_due_before_the_next_sweep_runs_now(tree) -> None:
+    """A ttl shorter than the sweep interval: waiting for the next sweep would let the data lapse
+    (stale, then gone, then published again: a gap subscribers see as a delete and an add)."""
+    table = SoftStateTable(tree)
+    table.define(definition("bg", refresh="background", ttl=1, timelimit=5))
+    run(table, "bg", 0.0, site("a"))
+    assert table.due_background(0.1) == []  # due at 0.5 (ttl / 2 before the end)
+    assert table.due_background(0.1, horizon=1.0) == ["bg"]  # the next sweep, at 1.1, would be late

@@ -266,3 +266,37 @@ def test_open_pages_asking_the_same_share_one_search_until_the_answer_ages() -> 
         for _ in range(5):
             clock.advance(0)
     assert [f.value.status for f in failures] == [404, 404] and searches() == 6  # base + children, twice
+
+
+def test_an_announced_change_ends_the_reuse_of_an_answer() -> None:
+    """A page refreshing on a change must not get the answer from before it: the answer cache is
+    kept per live-update token (a push arrives faster than ``cache_seconds`` runs out)."""
+    from gridinfo.config import GRISConfig
+    from gridinfo.ldap.tree_backend import TreeBackend
+    from gridinfo.service import make_gris_tree
+    from gridinfo.web.live import PollingChanges
+    from gridinfo.web.reader import BackendReader
+    from gridinfo.web.server import Root, WebApp
+
+    repo = Path(__file__).resolve().parents[2]
+    clock = task.Clock()
+    tree = make_gris_tree(GRISConfig(ldif=(str(repo / "conf" / "ldif"),)))
+    reader = BackendReader(TreeBackend(tree), clock)
+    live = PollingChanges(reader, clock)
+    root = Root(WebApp("gris", "mds-vo-name=local,o=grid", reader, clock, live=live), cache_seconds=5)
+    dn = "GlueCEUniqueID=ce.example.org:8443/cream-slurm-long,mds-vo-name=local,o=grid"
+
+    def free() -> bytes:
+        out: list[bytes] = []
+        root._answer("/api/entry", {"dn": dn}).addCallback(out.append)
+        for _ in range(20):
+            clock.advance(0)
+        return out[0]
+
+    assert b'"9"' in free()
+    entry = tree.lookup(dn)
+    attrs = [(entry.names[k], [b"3"] if k == "gluecestatefreecpus" else list(v)) for k, v in entry.attributes.items()]
+    tree.add(tree.build(dn, attrs, source="test"))
+    assert b'"9"' in free()  # no change announced yet: the kept answer
+    live.changed()
+    assert b'"3"' in free() and b'"9"' not in free()
