@@ -220,11 +220,11 @@ def test_background_provider_refreshed_before_it_goes_stale(tmp_path):
     w.manager.startService()
     assert w.runner.names() == ["bg"]
     w.runner.finish(stdout=site("a"))
-    w.clock.advance(49)
+    w.clock.advance(48)
     assert len(w.runner.runs) == 1
-    w.clock.advance(1)  # 50 = ttl - timelimit
+    w.clock.advance(1)  # 49: the last sweep (every 1 s) before 50 = ttl - timelimit
     assert len(w.runner.runs) == 2
-    w.clock.advance(5)
+    w.clock.advance(6)
     w.runner.finish(stdout=site("a"))
     assert w.manager.table.records["bg"].state.value == "fresh"
     w.manager.stopService()
