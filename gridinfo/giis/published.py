@@ -35,8 +35,6 @@ GIIS's own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from gridinfo.directory.entry import Entry, EntryBuilder
 from gridinfo.directory.tree import DirectoryTree
 
@@ -121,9 +119,6 @@ class ChildStore:
 
     def __len__(self) -> int:
         return len(self.entries)
-
-    def __iter__(self) -> Iterator[Entry]:
-        return iter(self.entries.values())
 
     def __repr__(self) -> str:
         return f"<ChildStore {self.source} {len(self.entries)} entries>"

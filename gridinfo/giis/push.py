@@ -91,9 +91,6 @@ class PushLink:
         self._backoff = BACKOFF_FIRST
         self._timer: IDelayedCall | None = None
         self._started_at = 0.0
-        #: streams that reached live, and drops (for the status and tests)
-        self.refreshes = 0
-        self.drops = 0
         self.upserts = 0  # entries received (a resumed stream sends only what changed)
 
     def __repr__(self) -> str:
@@ -172,7 +169,6 @@ class PushLink:
 
     def _lost(self, why: str) -> None:
         child = self.child
-        self.drops += 1
         now = self.reactor.seconds()
         if self.state == "live":
             child.mirror_last_success = now  # the data was current until now
@@ -254,7 +250,6 @@ class PushLink:
         store.unmark()
         self.ready = True
         self.state = "live"
-        self.refreshes += 1
         self._backoff = BACKOFF_FIRST
         child.mirror_last_success = now
         child.stats.latency = now - self._started_at

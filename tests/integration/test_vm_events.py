@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sqlite3
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -224,14 +227,13 @@ def test_the_command_spools_and_flushes(tmp_path: Path) -> None:
     assert Spool(spool).count() == 0
 
 
-def test_kill_9_during_a_stream_of_events_loses_nothing(tmp_path: Path) -> None:
-    """Every acknowledged event survives kill -9; with the spool re-sending, every event arrives once."""
+@contextlib.contextmanager
+def killed_mid_stream_then_resent(config: Path, events: list[Event], tmp_path: Path) -> Iterator[tuple[GrisProcess, Any]]:
+    """Pipeline every event's add to a gris, kill -9 it after 100 answers, start it again and check
+    that every acknowledged event is there; then re-send everything from a spool.  Yields the
+    restarted gris and the spool's delivery report."""
     import ldap3
 
-    config = write_config(tmp_path)
-    total = 400
-    events = [Event.make("HostDetail", "cloud", seq, T0 + seq, vm_id=f"vm-{seq % 7}",
-                         attributes={"tag.n": str(seq)}) for seq in range(1, total + 1)]
     gris = GrisProcess(["--config", str(config)])
     gris.start()
     try:
@@ -243,7 +245,7 @@ def test_kill_9_during_a_stream_of_events_loses_nothing(tmp_path: Path) -> None:
             _, result = conn.get_response(msg_id, timeout=30)
             assert result["result"] == 0, result
             acknowledged.append(event)
-        gris.proc.send_signal(signal.SIGKILL)  # mid-stream: 300 adds are in flight
+        gris.proc.send_signal(signal.SIGKILL)  # mid-stream: the other adds are in flight
         gris.proc.wait(30)
     finally:
         gris.stop()
@@ -254,7 +256,16 @@ def test_kill_9_during_a_stream_of_events_loses_nothing(tmp_path: Path) -> None:
         spool = Spool(tmp_path / "spool.sqlite")
         for e in events:
             spool.put(e)
-        report = deliver(spool, server=again.url, bind_dn="cn=cloud,o=grid", password="cloudpw", timeout=10)
+        yield again, deliver(spool, server=again.url, bind_dn="cn=cloud,o=grid", password="cloudpw", timeout=10)
+
+
+def test_kill_9_during_a_stream_of_events_loses_nothing(tmp_path: Path) -> None:
+    """Every acknowledged event survives kill -9; with the spool re-sending, every event arrives once."""
+    config = write_config(tmp_path)
+    total = 400
+    events = [Event.make("HostDetail", "cloud", seq, T0 + seq, vm_id=f"vm-{seq % 7}",
+                         attributes={"tag.n": str(seq)}) for seq in range(1, total + 1)]
+    with killed_mid_stream_then_resent(config, events, tmp_path) as (again, report):
         assert report.complete and report.delivered == total
         present = ldapsearch(again.url, EVENTS, "(objectClass=GridinfoEvent)", "GridinfoEventID")
         assert len(present) == total
@@ -267,8 +278,6 @@ def test_kill_9_during_a_stream_of_cycle_events_loses_nothing_acknowledged(tmp_p
     """Suspend/Resume/PowerOff/PowerOn/Reboot/Migrate streams for 8 VMs, pipelined; kill -9 after
     100 answers: every acknowledged event is there after the restart, and once the spool re-sends
     everything each VM shows the state, runs and host its events give in order."""
-    import ldap3
-
     from gridinfo.vm.lifecycle import Lifecycle
 
     config = write_config(tmp_path)
@@ -281,29 +290,7 @@ def test_kill_9_during_a_stream_of_cycle_events_loses_nothing_acknowledged(tmp_p
             kind, attrs = ("Running", {"physical_host": "h0"}) if step == 0 else cycle[(step - 1 + vm) % len(cycle)]
             events.append(Event.make(kind, "cloud", seq, T0 + seq, vm_id=f"vm-{vm}",
                                      attributes={k: v.format(n=step) for k, v in attrs.items()}))
-    gris = GrisProcess(["--config", str(config)])
-    gris.start()
-    try:
-        conn = ldap3.Connection(ldap3.Server(LOOPBACK, port=gris.port, get_info=ldap3.NONE),
-                                "cn=cloud,o=grid", "cloudpw", client_strategy=ldap3.ASYNC, auto_bind=True)
-        ids = [conn.add(e.dn(EVENTS), attributes=dict(e.to_attributes())) for e in events]  # pipelined
-        acknowledged = []
-        for msg_id, event in zip(ids[:100], events):
-            _, result = conn.get_response(msg_id, timeout=30)
-            assert result["result"] == 0, result
-            acknowledged.append(event)
-        gris.proc.send_signal(signal.SIGKILL)  # mid-stream: 300 adds are in flight
-        gris.proc.wait(30)
-    finally:
-        gris.stop()
-    with GrisProcess(["--config", str(config)]) as again:
-        present = {r["gridinfoeventid"][0] for r in ldapsearch(again.url, EVENTS, "(objectClass=GridinfoEvent)",
-                                                               "GridinfoEventID")}
-        assert {e.event_id for e in acknowledged} <= present
-        spool = Spool(tmp_path / "spool.sqlite")
-        for e in events:
-            spool.put(e)
-        report = deliver(spool, server=again.url, bind_dn="cn=cloud,o=grid", password="cloudpw", timeout=10)
+    with killed_mid_stream_then_resent(config, events, tmp_path) as (again, report):
         assert report.complete and report.delivered == len(events) and not report.rejected
         published = {r["gridinfovmid"][0]: r for r in ldapsearch(again.url, SUFFIX, "(objectClass=GridinfoVM)")}
         for vm in range(8):
