@@ -232,6 +232,7 @@ def _key_escape(value: str) -> str:
 
 
 _RDN_CACHE_MAX = 100_000
+_TEXT_CACHE_MAX = 65_536  # DNs as clients spell them: base lookups repeat the same few thousand
 _TYPE_CACHE_MAX = 4096  # spellings of attribute types (a schema has a few hundred names)
 
 
@@ -242,6 +243,7 @@ class DNNormaliser:
         self.schema = schema
         self._types: dict[str, tuple[str, Callable[[str], str]]] = {}
         self._rdns: dict[RDN, str] = {}  # parents' RDNs recur in every child's DN
+        self._texts: dict[str, str] = {}  # string DN -> key (only DNs that parsed)
 
     def _type(self, attr: str) -> tuple[str, Callable[[str], str]]:
         lowered = attr.lower()
@@ -283,7 +285,15 @@ class DNNormaliser:
     def key(self, dn: DN | str) -> str:
         """The canonical key of a DN (or of a string DN, parsed first)."""
         if isinstance(dn, str):
-            dn = parse_dn(dn)
+            texts = self._texts
+            hit = texts.get(dn)
+            if hit is not None:
+                return hit
+            hit = ",".join([self.rdn_key(rdn) for rdn in parse_dn(dn)])
+            if len(texts) >= _TEXT_CACHE_MAX:
+                texts.clear()
+            texts[dn] = hit
+            return hit
         return ",".join([self.rdn_key(rdn) for rdn in dn])
 
 

@@ -73,6 +73,9 @@ class _Virtual:
         return tuple(out)
 
 
+_COMPILED_MAX = 512
+
+
 class FilterCompiler:
     """Compiles filters for one schema; caches attribute facts (subtypes, matching)."""
 
@@ -89,6 +92,7 @@ class FilterCompiler:
         self._operational_keys = frozenset(operational_keys)
         self._operational_names: frozenset[str] | None = None
         self._subtypes: dict[str, tuple[str, ...]] | None = None
+        self._compiled: dict[F.Filter, Predicate] = {}
 
     def _operational_reader(self, description: str) -> tuple[str, Callable[[Entry], list[bytes]]] | None:
         if self.operational is None:
@@ -160,6 +164,21 @@ class FilterCompiler:
         return m, self.subtype_keys(m.key)
 
     # -- compilation ------------------------------------------------------------------------
+
+    def predicate(self, f: F.Filter) -> Predicate:
+        """:meth:`compile`, remembered: clients send the same few filters again and again.
+
+        A predicate depends only on the filter and the schema (operational values are read
+        when it runs), so a remembered one stays right; at most :data:`_COMPILED_MAX` are kept.
+        """
+        compiled = self._compiled
+        hit = compiled.get(f)
+        if hit is None:
+            hit = self.compile(f)
+            if len(compiled) >= _COMPILED_MAX:
+                compiled.clear()
+            compiled[f] = hit
+        return hit
 
     def compile(self, f: F.Filter) -> Predicate:
         if self.operational is not None and not isinstance(f, (F.And, F.Or, F.Not)):

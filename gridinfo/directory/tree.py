@@ -455,11 +455,16 @@ class DirectoryTree:
         base = self.entries.get(base_key)
         if base is None and not (base_key == "" and request.scope != Scope.BASE):
             raise NoSuchObject(f"no such entry: {request.base!r}", matched_dn=self.matched_dn(base_key))
-        predicate = self.compiler.compile(request.filter)
+        predicate = self.compiler.predicate(request.filter)
         scope = request.scope
-        if scope == Scope.BASE:
-            candidates: Iterable[Entry] = (base,)  # type: ignore[assignment]
-        elif scope == Scope.ONE:
+        if scope == Scope.BASE:  # one candidate: no cursor, no limits to watch
+            assert base is not None
+            result = SearchResult()
+            if predicate(base) is True:
+                result.entries.append(self.encoder(request.attributes, request.types_only)(base))
+            return result
+        candidates: Iterable[Entry]
+        if scope == Scope.ONE:
             entries = self.entries
             candidates = (entries[k] for k in self.children.get(base_key, ()) if k in entries)
         else:

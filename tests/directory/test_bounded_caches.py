@@ -97,3 +97,44 @@ def test_tree_search_with_invented_names_leaves_caches_bounded():
         sizes.append(len(schema._matching_cache))
     assert len(set(sizes)) == 1  # the first search cached what it needed; 19 x 500 new names added nothing
     assert sizes[0] <= defined_spellings(schema)
+
+
+def test_dn_text_cache_has_a_bound_and_never_holds_a_bad_dn():
+    """Search bases clients spell are remembered (a base lookup parses its DN once), within a
+    bound; a DN that does not parse is refused every time and never remembered."""
+    from gridinfo.directory.dn import _TEXT_CACHE_MAX
+    from gridinfo.errors import InvalidDNSyntax
+
+    normaliser = DNNormaliser(load_schema(()))
+    first = normaliser.key("GlueCEUniqueID=ce1,Mds-Vo-name=local,o=grid")
+    assert normaliser.key("GlueCEUniqueID=ce1,Mds-Vo-name=local,o=grid") == first
+    assert normaliser.key("glueceuniqueid=ce1, mds-vo-name=LOCAL,O=grid") == first
+    for _ in range(2):
+        try:
+            normaliser.key("no equals sign,o=grid")
+        except InvalidDNSyntax:
+            pass
+        else:
+            raise AssertionError("an invalid DN was given a key")
+    assert "no equals sign,o=grid" not in normaliser._texts
+    for i in range(_TEXT_CACHE_MAX + 100):
+        normaliser.key(f"cn=n{i},o=grid")
+    assert len(normaliser._texts) <= _TEXT_CACHE_MAX
+    assert normaliser.key("GlueCEUniqueID=ce1,Mds-Vo-name=local,o=grid") == first
+
+
+def test_compiled_filters_have_a_bound_and_answer_as_compiled():
+    """Filters are compiled once and remembered, within a bound; a remembered predicate gives
+    the same answers as a fresh one."""
+    from gridinfo.directory.evaluate import _COMPILED_MAX
+
+    tree = DirectoryTree(load_schema(()))
+    tree.add(tree.build("o=grid", [("objectClass", [b"organization"]), ("o", [b"grid"])]))
+    for i in range(_COMPILED_MAX + 50):
+        request = SearchRequest("o=grid", Scope.BASE, parse_filter(f"(|(o=grid)(cn=x{i}))"))
+        assert len(tree.search(request).entries) == 1
+    assert len(tree.compiler._compiled) <= _COMPILED_MAX
+    again = SearchRequest("o=grid", Scope.BASE, parse_filter("(|(o=grid)(cn=x3))"))
+    none = SearchRequest("o=grid", Scope.BASE, parse_filter("(!(|(o=grid)(cn=x3)))"))
+    assert len(tree.search(again).entries) == 1
+    assert tree.search(none).entries == []

@@ -8,12 +8,15 @@ the order in which answers arrive.
 from __future__ import annotations
 
 import random
+import socket
 import string
+import threading
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, threads
 from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
+from gridinfo import ber
 from gridinfo.directory import entry as entry_module
 from gridinfo.directory.dn import _TYPE_CACHE_MAX
 from gridinfo.directory.schema import load_schema
@@ -22,6 +25,7 @@ from gridinfo.errors import ResultCode
 from gridinfo.gris.backend import TreeBackend
 from gridinfo.ldap.client import LDAPClient, decode_entry
 from gridinfo.ldap.server import LDAPServerFactory, ServerLimits
+from gridinfo_dev import loadgen
 
 
 def small_tree() -> DirectoryTree:
@@ -194,3 +198,79 @@ class LongSearchesAreSliced(unittest.TestCase):
         while not cursors[0].finished:
             yield deferLater(reactor, 0, lambda: None)
         self.assertLess(len(cursors[0].result.entries), 5_000)
+
+
+class PipelinedAnswersOverARealSocket(unittest.TestCase):
+    """Answers go straight to the socket when nothing is queued before them (the server's
+    write fast path); under back-pressure the rest is queued, so nothing is lost or reordered."""
+
+    @defer.inlineCallbacks
+    def test_thousands_of_pipelined_lookups_with_a_tiny_receive_window(self):
+        """3,000 base lookups sent in one go by a client with a 2 KiB receive window that reads
+        256 bytes at a time, to a connection with a 4 KiB kernel send buffer (so sends fall
+        short and answers queue): every lookup gets its entry and its SearchResultDone, in order."""
+        served = Served(small_tree())
+        self.addCleanup(served.port.stopListening)
+        protocols = []
+        factory = served.port.factory
+        build = factory.buildProtocol
+
+        def recording(addr):
+            p = build(addr)
+            protocols.append(p)
+            made = p.makeConnection
+
+            def small_send_buffer(transport):
+                transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # sends fall short
+                made(transport)
+
+            p.makeConnection = small_send_buffer
+            return p
+
+        factory.buildProtocol = recording
+        n = 3000
+        dns = [f"GlueCEUniqueID=ce{i % 50}.example.org:8443/cream-pbs-q,mds-vo-name=local,o=grid" for i in range(n)]
+        requests = b"".join(loadgen.search_request(i + 1, dn, loadgen.SCOPE_BASE) for i, dn in enumerate(dns))
+        seen = yield threads.deferToThread(_pipeline, served.port.getHost().port, requests, n)
+        self.assertEqual([mid for mid, tag in seen if tag == ber.APP_SEARCH_RESULT_DONE], list(range(1, n + 1)))
+        self.assertEqual(
+            [mid for mid, tag in seen if tag != ber.APP_SEARCH_RESULT_DONE], list(range(1, n + 1))
+        )  # one entry per lookup, each before its SearchResultDone
+        self.assertEqual(len(seen), 2 * n)
+        self.assertTrue(protocols and protocols[0]._direct)
+
+
+def _pipeline(port: int, requests: bytes, n: int) -> list[tuple[int, int]]:
+    """Send every request from one thread while reading slowly in this one: (message ID, op tag)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    s.settimeout(30)
+    s.connect(("127.0.0.1", port))
+    sender = threading.Thread(target=s.sendall, args=(requests,))
+    sender.start()
+    seen: list[tuple[int, int]] = []
+    buf = bytearray()
+    done = 0
+    try:
+        while done < n:
+            chunk = s.recv(256)
+            if not chunk:
+                break
+            buf += chunk
+            pos = 0
+            while True:
+                header = ber.read_pdu_header(buf, pos, len(buf))
+                if header is None or pos + header[0] + header[1] > len(buf):
+                    break
+                body = pos + header[0]
+                id_length = buf[body + 1]
+                message_id = int.from_bytes(buf[body + 2 : body + 2 + id_length], "big")
+                tag = buf[body + 2 + id_length]
+                seen.append((message_id, tag))
+                done += tag == ber.APP_SEARCH_RESULT_DONE
+                pos = body + header[1]
+            del buf[:pos]
+    finally:
+        sender.join()
+        s.close()
+    return seen
