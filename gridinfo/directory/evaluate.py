@@ -19,6 +19,7 @@ Filters that name no such attribute never reach the hook.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +74,17 @@ class _Virtual:
         return tuple(out)
 
 
-_COMPILED_MAX = 512
+_COMPILED_MAX = 4096  # distinct filters remembered
+_COMPILED_TERMS = 50_000  # their terms in all (about 250 bytes each)
+
+
+def _terms(f: F.Filter) -> int:
+    """How many terms (and/or/not nodes included) a filter has."""
+    if isinstance(f, (F.And, F.Or)):
+        return 1 + sum(_terms(x) for x in f.filters)
+    if isinstance(f, F.Not):
+        return 1 + _terms(f.filter)
+    return 1
 
 
 class FilterCompiler:
@@ -92,7 +103,8 @@ class FilterCompiler:
         self._operational_keys = frozenset(operational_keys)
         self._operational_names: frozenset[str] | None = None
         self._subtypes: dict[str, tuple[str, ...]] | None = None
-        self._compiled: dict[F.Filter, Predicate] = {}
+        self._compiled: OrderedDict[F.Filter, tuple[Predicate, int]] = OrderedDict()
+        self._compiled_terms = 0
 
     def _operational_reader(self, description: str) -> tuple[str, Callable[[Entry], list[bytes]]] | None:
         if self.operational is None:
@@ -166,19 +178,26 @@ class FilterCompiler:
     # -- compilation ------------------------------------------------------------------------
 
     def predicate(self, f: F.Filter) -> Predicate:
-        """:meth:`compile`, remembered: clients send the same few filters again and again.
+        """:meth:`compile`, remembered: clients send the same filters again and again.
 
         A predicate depends only on the filter and the schema (operational values are read
-        when it runs), so a remembered one stays right; at most :data:`_COMPILED_MAX` are kept.
+        when it runs), so a remembered one stays right.  The least recently used are let go
+        beyond :data:`_COMPILED_MAX` filters or :data:`_COMPILED_TERMS` terms in all (a
+        1,000-term OR weighs 1,000), so hostile filters cannot grow the server.
         """
         compiled = self._compiled
         hit = compiled.get(f)
-        if hit is None:
-            hit = self.compile(f)
-            if len(compiled) >= _COMPILED_MAX:
-                compiled.clear()
-            compiled[f] = hit
-        return hit
+        if hit is not None:
+            compiled.move_to_end(f)
+            return hit[0]
+        predicate = self.compile(f)
+        weight = _terms(f)
+        if weight <= _COMPILED_TERMS:
+            compiled[f] = (predicate, weight)
+            self._compiled_terms += weight
+            while len(compiled) > _COMPILED_MAX or self._compiled_terms > _COMPILED_TERMS:
+                self._compiled_terms -= compiled.popitem(last=False)[1][1]
+        return predicate
 
     def compile(self, f: F.Filter) -> Predicate:
         if self.operational is not None and not isinstance(f, (F.And, F.Or, F.Not)):

@@ -196,6 +196,10 @@ class SyncView:
     changelog: ChangeLog
 
 
+#: Candidate lists at most this long are answered at once (:meth:`DirectoryTree._answer_small`).
+_SMALL_ANSWER = 64
+
+
 class DirectoryTree:
     """An in-memory DIT with indexes.  Not thread-safe; lives in the reactor thread."""
 
@@ -469,10 +473,33 @@ class DirectoryTree:
             candidates = (entries[k] for k in self.children.get(base_key, ()) if k in entries)
         else:
             candidates = self._subtree_candidates(request.filter, base_key, scope == Scope.CHILDREN)
+        if type(candidates) is list and len(candidates) <= _SMALL_ANSWER:
+            return self._answer_small(candidates, predicate, request, server_size_limit)
         cursor = self.cursor(candidates, predicate, request, server_size_limit=server_size_limit, sliced=sliced)
         if not cursor.run():
             cursor.result.cursor = cursor
         return cursor.result
+
+    def _answer_small(
+        self, candidates: list[Entry], predicate: Callable[[Entry], bool | None], request: SearchRequest, server_size_limit: int
+    ) -> SearchResult:
+        """A few candidates (an indexed lookup): filtered and encoded at once, without a cursor.
+
+        The size limit is kept as the cursor keeps it; a time limit cannot run out on this much work.
+        """
+        result = SearchResult()
+        limit = request.size_limit
+        if server_size_limit and (not limit or server_size_limit < limit):
+            limit = server_size_limit
+        matched = [e for e in candidates if predicate(e) is True]
+        if limit and len(matched) > limit:
+            del matched[limit:]
+            result.code = ResultCode.SIZE_LIMIT_EXCEEDED
+            result.message = f"size limit of {limit} entries exceeded"
+        if matched:
+            encode = self.encoder(request.attributes, request.types_only)
+            result.entries = [encode(e) for e in matched]
+        return result
 
     def sync_view(self, request: SearchRequest) -> SyncView:
         """What a change-stream search (RFC 4533, persistent search) needs from the tree.
@@ -520,12 +547,12 @@ class DirectoryTree:
         if indexed is not None and len(indexed) < total:
             entries = self.entries
             if not base_key:
-                return (entries[k] for k in list(indexed))
-            return (
+                return [entries[k] for k in indexed]
+            return [
                 entries[k]
-                for k in list(indexed)
+                for k in indexed
                 if is_descendant_key(k, base_key) and not (children_only and k == base_key)
-            )
+            ]
         if not base_key:
             # the root: every entry, including orphans that have no parent in the tree
             return list(self.entries.values())

@@ -124,9 +124,9 @@ def test_dn_text_cache_has_a_bound_and_never_holds_a_bad_dn():
 
 
 def test_compiled_filters_have_a_bound_and_answer_as_compiled():
-    """Filters are compiled once and remembered, within a bound; a remembered predicate gives
-    the same answers as a fresh one."""
-    from gridinfo.directory.evaluate import _COMPILED_MAX
+    """Filters are compiled once and remembered, within a bound on their number and on their
+    terms in all; a remembered predicate gives the same answers as a fresh one."""
+    from gridinfo.directory.evaluate import _COMPILED_MAX, _COMPILED_TERMS
 
     tree = DirectoryTree(load_schema(()))
     tree.add(tree.build("o=grid", [("objectClass", [b"organization"]), ("o", [b"grid"])]))
@@ -138,3 +138,10 @@ def test_compiled_filters_have_a_bound_and_answer_as_compiled():
     none = SearchRequest("o=grid", Scope.BASE, parse_filter("(!(|(o=grid)(cn=x3)))"))
     assert len(tree.search(again).entries) == 1
     assert tree.search(none).entries == []
+    wide = _COMPILED_TERMS // 10
+    for i in range(30):  # DIRAC-style wide ORs: the term budget lets the oldest go
+        terms = "".join(f"(cn=w{i}-{j})" for j in range(wide))
+        request = SearchRequest("o=grid", Scope.BASE, parse_filter(f"(|{terms}(o=grid))"))
+        assert len(tree.search(request).entries) == 1
+    assert tree.compiler._compiled_terms <= _COMPILED_TERMS
+    assert sum(w for _, w in tree.compiler._compiled.values()) == tree.compiler._compiled_terms

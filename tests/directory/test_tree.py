@@ -95,6 +95,12 @@ def test_size_limit_returns_that_many_then_code_4():
     assert len(r.entries) == 5
     r = search(tree, flt="(objectClass=GlueCE)", size_limit=20)
     assert r.code == ResultCode.SUCCESS and len(r.entries) == 20
+    request = SearchRequest(base=SUFFIX, scope=Scope.SUB, filter=parse_filter("(objectClass=GlueCE)"), size_limit=10)
+    r = tree.search(request, server_size_limit=3)  # the smaller of the two limits holds
+    assert r.code == ResultCode.SIZE_LIMIT_EXCEEDED and len(r.entries) == 3
+    big = make_tree(200)  # more candidates than are answered at once: the cursor keeps the same limit
+    r = search(big, flt="(objectClass=GlueCE)", size_limit=150)
+    assert r.code == ResultCode.SIZE_LIMIT_EXCEEDED and len(r.entries) == 150
 
 
 def test_time_limit_code_3():
