@@ -62,11 +62,15 @@ def sync_search(url: str, base: str, mode: str = "sync=ro", flt: str = CE_FILTER
 
 
 class Persist:
-    """``ldapsearch -E sync=rp`` running in the background; lines read as they come."""
+    """``ldapsearch -E sync=rp`` running in the background; lines read as they come.
+
+    No response limit: a child's entries may come in the refresh or, when the GIIS subscribed to
+    that child only just before, as adds after it; the change a test waits for comes after both.
+    """
 
     def __init__(self, url: str, base: str):
         self.proc = subprocess.Popen(
-            ["ldapsearch", "-x", "-o", "ldif-wrap=no", "-H", url, "-b", base, "-E", "sync=rp/rid=002/1", CE_FILTER,
+            ["ldapsearch", "-x", "-o", "ldif-wrap=no", "-H", url, "-b", base, "-E", "sync=rp/rid=002", CE_FILTER,
              "GlueCEStateFreeCPUs"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self.lines: queue.Queue[str] = queue.Queue()
