@@ -290,7 +290,6 @@ class LDAPServerProtocol(Protocol):
         self._paused = False  # the transport's send buffer is full
         self._reading_paused = False  # we stopped reading from the client
         self._change_streams: dict[int, ChangeStream] = {}  # message ID -> sync / persistent search
-        self._stream_turn = 0  # where the next round of change-stream pumping starts
         self._observers = factory.observers
         self._conn = 0  # the connection's number (the operator log's conn=)
         self._op_count = 0
@@ -961,25 +960,14 @@ class LDAPServerProtocol(Protocol):
         if self.limits.idle_timeout > 0:
             self._last_activity = self.server.reactor.seconds()  # the client is reading
         self._write_streams()
-        self._pump_change_streams()
+        for stream in list(self._change_streams.values()):
+            stream.pump()
         if not (self._paused or self._streams or self._closing) and self._buffer:
             self._consume_buffer()  # requests that waited for the output to drain
         self._after_input()
 
     def stopProducing(self) -> None:
         self._streams.clear()
-
-    def _pump_change_streams(self) -> None:
-        """One batch per change stream per pass, round robin, until the transport is full or none
-        has more; each drain starts one stream further on (fair among a connection's streams)."""
-        streams = list(self._change_streams.values())
-        if not streams:
-            return
-        turn = self._stream_turn % len(streams)
-        self._stream_turn += 1
-        active = streams[turn:] + streams[:turn]
-        while active and not (self._paused or self._closing):
-            active = [s for s in active if s.pump(batches=1)]
 
     def _write_chunk(
         self,

@@ -38,9 +38,7 @@ resumes with its cookie, and nobody else is slowed.
 Writing follows the connection's backpressure: the stream writes only while the transport
 takes data (``can_write``), in batches, and is pumped again when the transport drains or, for
 new notices, on the next reactor turn (so a provider run changing a thousand entries is one
-batch, not a thousand writes), one batch a turn.  The streams of one connection take turns
-(the server pumps them one batch each, round robin, starting one further on each time the
-transport drains), so with a hundred searches on a connection none starves behind the first.  Abandon, Cancel (RFC 3909: answered ``canceled``) and a lost
+batch, not a thousand writes).  Abandon, Cancel (RFC 3909: answered ``canceled``) and a lost
 connection unsubscribe it.
 """
 
@@ -161,17 +159,11 @@ class ChangeStream:
 
     def _pumped_later(self) -> None:
         self._call = None
-        if self.pump(batches=1):
-            self._soon()  # one batch a turn: the connection's other streams get theirs in between
+        self.pump()
 
-    def pump(self, batches: int | None = None) -> bool:
-        """Write what is due while the transport takes it, at most ``batches`` writes (None: no
-        bound); True when the bound stopped it with more to write."""
-        written = 0
+    def pump(self) -> None:
+        """Write what is due while the transport takes it."""
         while not self.done and self._can_write():
-            if batches is not None and written >= batches:
-                return True
-            written += 1
             if self._queue:
                 self._write_refresh()
             elif self._end_of_refresh is not None:
@@ -191,8 +183,7 @@ class ChangeStream:
             elif self.subscription is not None and self.subscription.pending:
                 self._write_notices(self.subscription.drain(BATCH))
             else:
-                return False
-        return False
+                return
 
     def _write_refresh(self) -> None:
         parts = []
