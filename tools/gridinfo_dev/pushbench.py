@@ -1,6 +1,6 @@
 """Change-stream benchmark: how fast a change travels up, how many subscribers one GIIS feeds.
 
-    tools/bench-push [--changes 100] [--subscribers 1000] [--rate 100] [--fanout-seconds 20]
+    tools/bench-push [--changes 100] [--subscribers 1000] [--rate 100] [--fanout-seconds 20] [--readers N]
                      [--replica-entries 100000] [--replica-changes 20] [--quick] [--json out.json]
 
 Three phases, each with real processes on loopback (``gris``, ``giis``, OpenLDAP's ``slapd``):
@@ -13,10 +13,12 @@ Three phases, each with real processes on loopback (``gris``, ``giis``, OpenLDAP
    top's (the push path through two GIIS levels), and from writing the data file to the top
    (which adds the wait for the provider's next run: up to its ttl).
 2. **Fan-out.**  A GIIS over a GRIS whose provider rewrites ``--rate`` CEs every second
-   (``--rate`` changes/s); ``--subscribers`` ``refreshAndPersist`` searches (100 per connection)
-   at the GIIS for ``--fanout-seconds``.  Counted: changes the GRIS's own stream carried, notices
-   each subscriber got (a slow subscriber's changes to one DN coalesce), whether every subscriber
-   ends with the GRIS's final values; the GIIS's RSS and CPU.
+   (``--rate`` changes/s; each tick waits until the GRIS's own stream carries it);
+   ``--subscribers`` ``refreshAndPersist`` searches (100 per connection) at the GIIS for
+   ``--fanout-seconds``, read by ``--readers`` forked processes that only frame and count.
+   Counted per subscriber: notices after its refresh, values skipped (a slow subscriber's changes
+   to one DN coalesce) or repeated, whether it was cut off with e-syncRefreshRequired, whether it
+   ends with the GRIS's final values; the GIIS's RSS, the GIIS's, GRIS's and readers' CPU-s.
 3. **A slapd replica.**  A GIIS over a GRIS serving ``--replica-entries`` generated GLUE 1.3
    entries plus the CE provider; a stock slapd configured as a ``syncrepl`` refreshAndPersist
    consumer of the GIIS.  Measured: the time to the replica's first complete copy, then the lag
