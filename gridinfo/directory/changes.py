@@ -163,18 +163,19 @@ class Subscription:
             return ChangeKind.MODIFY if before else ChangeKind.ADD
         return ChangeKind.DELETE if before else None
 
-    def offer(
-        self, change: Change, classified: ChangeKind | None | bool = False, notices: dict[Any, Notice] | None = None
-    ) -> None:
-        """Take one change from the log: ignore it, or merge it into what is pending.
+    def offer(self, change: Change) -> None:
+        """Take one change from the log: ignore it, or merge it into what is pending."""
+        self.offer_classified(change, self.classify(change))
 
-        ``classified`` is :meth:`classify`'s answer when the caller has it (False: not known);
-        ``notices`` holds the notices already made of this change, shared by kind."""
+    def offer_classified(
+        self, change: Change, kind: ChangeKind | None, notices: dict[Any, Notice] | None = None
+    ) -> None:
+        """:meth:`offer` with :meth:`classify`'s answer ``kind`` already known (one test for a
+        group); ``notices`` holds the notices already made of this change, shared by kind."""
         if self.overflowed:
             return
         if change.csn > self.csn:
             self.csn = change.csn
-        kind = self.classify(change) if classified is False else classified
         if kind is None:
             return
         was_empty = not self.pending
@@ -243,12 +244,12 @@ class ChangeLog:
         for subscription in list(self.subscriptions):
             group = subscription.group
             if group is None:
-                subscription.offer(change, notices=notices)
-                continue
-            kind = kinds.get(group, False)
-            if kind is False:
+                kind = subscription.classify(change)
+            elif group in kinds:
+                kind = kinds[group]
+            else:
                 kind = kinds[group] = subscription.classify(change)
-            subscription.offer(change, kind, notices)
+            subscription.offer_classified(change, kind, notices)
 
     def subscribe(self, subscription: Subscription) -> Subscription:
         subscription.csn = max(subscription.csn, self.csn)

@@ -223,11 +223,12 @@ class ChangeStream:
                 tail = sync.controls(control)
             else:
                 # the notice's Sync State control without a cookie is the same for every subscriber
-                tail = notice.cache.get(_STATE)
-                if tail is None:
-                    tail = notice.cache[_STATE] = sync.controls(
+                shared: bytes | None = notice.cache.get(_STATE)
+                if shared is None:
+                    shared = notice.cache[_STATE] = sync.controls(
                         sync.sync_state(int(notice.kind), entry_uuid_bytes(notice.key))
                     )
+                tail = shared
             op = _dn_only(notice.entry) if notice.kind is ChangeKind.DELETE else _encoded(notice, encode, encoding)
             parts.append(ber.ldap_message(mid, op, tail))
         if parts:
@@ -270,7 +271,7 @@ def _encoded(notice: Notice, encode: Callable[[Entry], bytes], encoding: Any) ->
     (``encoding``; None: not shared) however many subscribers are sent it."""
     if encoding is None:
         return encode(notice.entry)
-    op = notice.cache.get(encoding)
+    op: bytes | None = notice.cache.get(encoding)
     if op is None:
         op = notice.cache[encoding] = encode(notice.entry)
     return op
