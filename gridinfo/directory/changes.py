@@ -52,8 +52,9 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gridinfo.directory.entry import Entry
@@ -103,6 +104,9 @@ class Notice:
     entry: Entry
     csn: int
     gone: bool = False
+    #: what writers derived from this notice (an encoded entry per attribute selection): one
+    #: notice is shared by every subscription of the same search that was sent this change
+    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 _MERGE: dict[tuple[ChangeKind, ChangeKind], ChangeKind | None] = {
@@ -130,8 +134,18 @@ Visible = Callable[["Entry"], bool]
 class Subscription:
     """One client's view of the change stream: what it must hear, coalesced, bounded."""
 
-    def __init__(self, visible: Visible, *, max_pending: int = MAX_PENDING, wanted: frozenset[ChangeKind] | None = None):
+    def __init__(
+        self,
+        visible: Visible,
+        *,
+        max_pending: int = MAX_PENDING,
+        wanted: frozenset[ChangeKind] | None = None,
+        group: Hashable | None = None,
+    ):
         self.visible = visible
+        #: subscriptions with the same (non-None) group have the same ``visible``: the change log
+        #: classifies a change once per group (a thousand subscribers of one search cost one test)
+        self.group = group
         self.max_pending = max_pending
         #: the kinds the client asked for (persistent search's changeTypes); None: all
         self.wanted = wanted
@@ -151,11 +165,17 @@ class Subscription:
 
     def offer(self, change: Change) -> None:
         """Take one change from the log: ignore it, or merge it into what is pending."""
+        self.offer_classified(change, self.classify(change))
+
+    def offer_classified(
+        self, change: Change, kind: ChangeKind | None, notices: dict[Any, Notice] | None = None
+    ) -> None:
+        """:meth:`offer` with :meth:`classify`'s answer ``kind`` already known (one test for a
+        group); ``notices`` holds the notices already made of this change, shared by kind."""
         if self.overflowed:
             return
         if change.csn > self.csn:
             self.csn = change.csn
-        kind = self.classify(change)
         if kind is None:
             return
         was_empty = not self.pending
@@ -173,12 +193,16 @@ class Subscription:
             if self.on_ready is not None:
                 self.on_ready()
             return
-        if kind is ChangeKind.DELETE:
-            assert change.old is not None
-            notice = Notice(kind, change.key, change.dn, change.old, change.csn, change.new is None)
-        else:
-            assert change.new is not None
-            notice = Notice(kind, change.key, change.dn, change.new, change.csn)
+        notice = notices.get(kind) if notices is not None else None
+        if notice is None:
+            if kind is ChangeKind.DELETE:
+                assert change.old is not None
+                notice = Notice(kind, change.key, change.dn, change.old, change.csn, change.new is None)
+            else:
+                assert change.new is not None
+                notice = Notice(kind, change.key, change.dn, change.new, change.csn)
+            if notices is not None:
+                notices[kind] = notice
         self.pending[change.key] = notice
         if was_empty and self.on_ready is not None:
             self.on_ready()
@@ -215,8 +239,17 @@ class ChangeLog:
         self._changes.append(change)
         while len(self._changes) > self.capacity:
             self.horizon = self._changes.popleft().csn
+        kinds: dict[Hashable, ChangeKind | None] = {}
+        notices: dict[Any, Notice] = {}
         for subscription in list(self.subscriptions):
-            subscription.offer(change)
+            group = subscription.group
+            if group is None:
+                kind = subscription.classify(change)
+            elif group in kinds:
+                kind = kinds[group]
+            else:
+                kind = kinds[group] = subscription.classify(change)
+            subscription.offer_classified(change, kind, notices)
 
     def subscribe(self, subscription: Subscription) -> Subscription:
         subscription.csn = max(subscription.csn, self.csn)

@@ -65,10 +65,11 @@ returns with a cursor the server drives on later reactor turns (:mod:`.cursor`).
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -123,6 +124,7 @@ def entry_uuid(key: str) -> str:
     return str(uuid.uuid5(ENTRY_UUID_NAMESPACE, key))
 
 
+@functools.lru_cache(maxsize=65536)
 def entry_uuid_bytes(key: str) -> bytes:
     """The same UUID as :func:`entry_uuid`, as the 16 octets RFC 4533 sends."""
     return uuid.uuid5(ENTRY_UUID_NAMESPACE, key).bytes
@@ -194,6 +196,10 @@ class SyncView:
     visible: Callable[[Entry], bool]
     encode: Callable[[Entry], bytes]
     changelog: ChangeLog
+    #: equal for views with the same ``visible`` (base, scope, filter) of the same tree; None: unknown
+    group: Hashable | None = None
+    #: equal for views with the same ``encode`` (attribute selection); None: unknown
+    encoding: Hashable | None = None
 
 
 #: Candidate lists at most this long are answered at once (:meth:`DirectoryTree._answer_small`).
@@ -534,11 +540,18 @@ class DirectoryTree:
         def visible(e: Entry) -> bool:
             return in_scope(e.key) and predicate(e) is True
 
+        group: Hashable | None = (base_key, scope, request.filter)
+        try:
+            hash(group)
+        except TypeError:
+            group = None
         return SyncView(
             [e for e in candidates if predicate(e) is True],
             visible,
             self.encoder(request.attributes, request.types_only),
             self.changelog,
+            group,
+            (tuple(request.attributes), request.types_only),
         )
 
     def _subtree_candidates(self, f: F.Filter, base_key: str, children_only: bool) -> Iterable[Entry]:

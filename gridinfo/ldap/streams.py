@@ -111,7 +111,7 @@ class ChangeStream:
             if psearch is not None:
                 wanted = frozenset(k for k, bit in sync.PSEARCH_TYPES.items() if psearch.change_types & bit)
             self.subscription = view.changelog.subscribe(
-                Subscription(view.visible, max_pending=max_pending, wanted=wanted)
+                Subscription(view.visible, max_pending=max_pending, wanted=wanted, group=view.group)
             )
             self.subscription.on_ready = self._soon
         self._plan_refresh()
@@ -205,6 +205,7 @@ class ChangeStream:
         assert subscription is not None
         mid = self.message_id
         encode = self.view.encode
+        encoding = self.view.encoding
         parts = []
         last = len(notices) - 1
         for i, notice in enumerate(notices):
@@ -214,12 +215,22 @@ class ChangeStream:
                 controls = b""
                 if self.psearch.return_ecs:
                     controls = sync.controls(sync.entry_change_notification(sync.PSEARCH_TYPES[notice.kind]))
-                parts.append(ber.ldap_message(mid, encode(notice.entry), controls))
+                parts.append(ber.ldap_message(mid, _encoded(notice, encode, encoding), controls))
                 continue
-            cookie = sync.format_cookie(subscription.csn, self.rid) if i == last and not subscription.pending else None
-            control = sync.sync_state(int(notice.kind), entry_uuid_bytes(notice.key), cookie)
-            op = _dn_only(notice.entry) if notice.kind is ChangeKind.DELETE else encode(notice.entry)
-            parts.append(ber.ldap_message(mid, op, sync.controls(control)))
+            if i == last and not subscription.pending:
+                cookie = sync.format_cookie(subscription.csn, self.rid)
+                control = sync.sync_state(int(notice.kind), entry_uuid_bytes(notice.key), cookie)
+                tail = sync.controls(control)
+            else:
+                # the notice's Sync State control without a cookie is the same for every subscriber
+                shared: bytes | None = notice.cache.get(_STATE)
+                if shared is None:
+                    shared = notice.cache[_STATE] = sync.controls(
+                        sync.sync_state(int(notice.kind), entry_uuid_bytes(notice.key))
+                    )
+                tail = shared
+            op = _dn_only(notice.entry) if notice.kind is ChangeKind.DELETE else _encoded(notice, encode, encoding)
+            parts.append(ber.ldap_message(mid, op, tail))
         if parts:
             self._write(b"".join(parts))
 
@@ -250,6 +261,20 @@ class ChangeStream:
             self._call.cancel()
         self._call = None
         self._finished(self)
+
+
+_STATE = object()  # Notice.cache key of its cookie-less Sync State controls
+
+
+def _encoded(notice: Notice, encode: Callable[[Entry], bytes], encoding: Any) -> bytes:
+    """The notice's entry as ``encode`` writes it, encoded once per attribute selection
+    (``encoding``; None: not shared) however many subscribers are sent it."""
+    if encoding is None:
+        return encode(notice.entry)
+    op: bytes | None = notice.cache.get(encoding)
+    if op is None:
+        op = notice.cache[encoding] = encode(notice.entry)
+    return op
 
 
 def _dn_only(entry: Any) -> bytes:

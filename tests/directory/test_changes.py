@@ -155,6 +155,28 @@ def test_the_log_offers_each_change_to_every_subscription_and_keeps_the_context_
     assert len(a.drain(10)) == 1 and b.drain(10) == []
 
 
+def test_subscriptions_of_one_group_are_classified_once_per_change_and_share_the_notice() -> None:
+    predicate = COMPILER.compile(parse_filter("(&(objectClass=GlueCE)(!(GlueCEStateFreeCPUs>=10)))"))
+    tested = []
+
+    def visible(e) -> bool:
+        tested.append(e)
+        return predicate(e) is True
+
+    log = ChangeLog()
+    grouped = [log.subscribe(Subscription(visible, group="busy")) for _ in range(50)]
+    alone = log.subscribe(Subscription(visible))
+    log.record(change(1, ce("ce1", 1), ce("ce1", 2)))
+    assert len(tested) == 2 * 2  # before and after: once for the group, once for the ungrouped one
+    notices = [s.drain(10) for s in [*grouped, alone]]
+    assert all(len(n) == 1 and n[0].kind is M for n in notices)
+    assert len({id(n[0]) for n in notices}) == 1  # one Notice object, encoded once by its writers
+    # a subscription with something pending still merges: ADD then MODIFY stays ADD
+    log.record(change(2, None, ce("ce2", 3)))
+    log.record(change(3, ce("ce2", 3), ce("ce2", 4)))
+    assert [(n.kind, n.entry.first("gluecestatefreecpus")) for n in grouped[0].drain(10)] == [(A, b"4")]
+
+
 def test_a_change_whose_csn_is_not_after_the_last_is_refused() -> None:
 
 

@@ -1,6 +1,6 @@
 """Change-stream benchmark: how fast a change travels up, how many subscribers one GIIS feeds.
 
-    tools/bench-push [--changes 100] [--subscribers 1000] [--rate 100] [--fanout-seconds 20]
+    tools/bench-push [--changes 100] [--subscribers 1000] [--rate 100] [--fanout-seconds 20] [--readers N]
                      [--replica-entries 100000] [--replica-changes 20] [--quick] [--json out.json]
 
 Three phases, each with real processes on loopback (``gris``, ``giis``, OpenLDAP's ``slapd``):
@@ -13,10 +13,12 @@ Three phases, each with real processes on loopback (``gris``, ``giis``, OpenLDAP
    top's (the push path through two GIIS levels), and from writing the data file to the top
    (which adds the wait for the provider's next run: up to its ttl).
 2. **Fan-out.**  A GIIS over a GRIS whose provider rewrites ``--rate`` CEs every second
-   (``--rate`` changes/s); ``--subscribers`` ``refreshAndPersist`` searches (100 per connection)
-   at the GIIS for ``--fanout-seconds``.  Counted: changes the GRIS's own stream carried, notices
-   each subscriber got (a slow subscriber's changes to one DN coalesce), whether every subscriber
-   ends with the GRIS's final values; the GIIS's RSS and CPU.
+   (``--rate`` changes/s; each tick waits until the GRIS's own stream carries it);
+   ``--subscribers`` ``refreshAndPersist`` searches (100 per connection) at the GIIS for
+   ``--fanout-seconds``, read by ``--readers`` forked processes that only frame and count.
+   Counted per subscriber: notices after its refresh, values skipped (a slow subscriber's changes
+   to one DN coalesce) or repeated, whether it was cut off with e-syncRefreshRequired, whether it
+   ends with the GRIS's final values; the GIIS's RSS, the GIIS's, GRIS's and readers' CPU-s.
 3. **A slapd replica.**  A GIIS over a GRIS serving ``--replica-entries`` generated GLUE 1.3
    entries plus the CE provider; a stock slapd configured as a ``syncrepl`` refreshAndPersist
    consumer of the GIIS.  Measured: the time to the replica's first complete copy, then the lag
@@ -48,6 +50,8 @@ from gridinfo.ldap.client import decode_entry
 from gridinfo_dev import gendit, loadgen
 from gridinfo_dev.daemon import wait_for, wait_for_listening
 from gridinfo_dev.slapd import Slapd
+
+E_SYNC_REFRESH_REQUIRED = 4096
 
 REPO = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
@@ -233,6 +237,161 @@ class Subscribers:
             s.close()
 
 
+# -- fan-out readers ---------------------------------------------------------------------------
+
+
+class _ReaderState:
+    """One reader process's searches: per search, refreshed yet, notices after the refresh, the newest
+    free-CPUs value per DN, values skipped (a change it never saw) or repeated, how the search ended."""
+
+    def __init__(self, total: int):
+        self.refreshed = [False] * total
+        self.notices = [0] * total
+        self.skipped = [0] * total
+        self.repeated = [0] * total
+        self.ended: list[int | None] = [None] * total
+        self.last: list[dict[bytes, int]] = [{} for _ in range(total)]
+
+    def entry(self, search: int, message: bytes | bytearray, pos: int, end: int) -> None:
+        # LDAPMessage op (SearchResultEntry): objectName, attributes { PartialAttribute { type, vals { v } } }
+        read = ber.read_header
+        _, op_body, op_end = read(message, pos, end, "op")
+        _, dn_pos, dn_end = read(message, op_body, op_end, "objectName")
+        _, attrs, attrs_end = read(message, dn_end, op_end, "attributes")
+        value = -1
+        if attrs < attrs_end:
+            _, attr, attr_end = read(message, attrs, attrs_end, "attribute")
+            _, _, type_end = read(message, attr, attr_end, "type")
+            _, vals, vals_end = read(message, type_end, attr_end, "vals")
+            if vals < vals_end:
+                _, v_pos, v_end = read(message, vals, vals_end, "value")
+                value = int(message[v_pos:v_end])
+        dn = bytes(message[dn_pos:dn_end])
+        last = self.last[search]
+        if self.refreshed[search]:
+            self.notices[search] += 1
+            before = last.get(dn)
+            if before is not None:
+                if value == before:
+                    self.repeated[search] += 1
+                elif value != before + 1:
+                    self.skipped[search] += max(1, value - before - 1)
+        last[dn] = value
+
+    def at(self, value: int, names: int) -> int:
+        """Searches holding ``value`` for each of ``names`` DNs."""
+        return sum(1 for held in self.last if len(held) == names and all(v == value for v in held.values()))
+
+
+def _reader_main(pipe: Any, port: int, base: str, flt: str, connections: int, per: int) -> None:
+    """A fan-out reader process: ``connections`` x ``per`` refreshAndPersist searches, one selector,
+    framing and counting only; answers ``("status", value, names)`` and ``("report",)`` on ``pipe``."""
+    state = _ReaderState(connections * per)
+    sel = selectors.DefaultSelector()
+    socks = []
+    buffers = []
+    for c in range(connections):
+        s = socket.create_connection((LOOPBACK, port), timeout=DEADLINE)
+        s.sendall(b"".join(loadgen.search_request(i + 1, base, loadgen.SCOPE_SUB, flt, ["GlueCEStateFreeCPUs"],
+                                                  controls=SYNC_RP) for i in range(per)))
+        s.setblocking(False)
+        socks.append(s)
+        buffers.append(bytearray())
+        sel.register(s, selectors.EVENT_READ, c)
+    sel.register(pipe, selectors.EVENT_READ, -1)
+    read = ber.read_header
+    while True:
+        for key, _ in sel.select(timeout=1.0):
+            c = key.data
+            if c < 0:
+                command = pipe.recv()
+                if command[0] == "status":
+                    pipe.send((sum(state.refreshed), state.at(command[1], command[2])))
+                    continue
+                pipe.send({"notices": state.notices, "skipped": state.skipped, "repeated": state.repeated,
+                           "ended": state.ended})
+                for s in socks:
+                    s.close()
+                return
+            sock: socket.socket = key.fileobj  # type: ignore[assignment]
+            try:
+                data = sock.recv(1 << 20)
+            except BlockingIOError:
+                continue
+            if not data:
+                sel.unregister(sock)
+                continue
+            buf = buffers[c]
+            buf += data
+            pos = 0
+            while True:
+                framed = loadgen.next_message(buf, pos)
+                if framed is None:
+                    break
+                end, tag, code = framed
+                _, body, _ = read(buf, pos, end, "message")
+                _, id_pos, id_end = read(buf, body, end, "messageID")
+                search = c * per + int.from_bytes(buf[id_pos:id_end], "big") - 1
+                if tag == ber.APP_SEARCH_RESULT_ENTRY:
+                    state.entry(search, buf, id_end, end)
+                elif tag == ber.APP_INTERMEDIATE_RESPONSE:
+                    state.refreshed[search] = True
+                elif tag == ber.APP_SEARCH_RESULT_DONE:
+                    state.ended[search] = code
+                pos = end
+            del buf[:pos]
+
+
+class Readers:
+    """``subscribers`` refreshAndPersist searches (``per`` per connection) at one server, spread over
+    ``processes`` forked reader processes (started before any thread of this one)."""
+
+    def __init__(self, port: int, base: str, flt: str, subscribers: int, per: int, processes: int):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        connections = max(1, subscribers // per)
+        processes = max(1, min(processes, connections))
+        self.total = connections * per
+        self.pipes = []
+        self.procs = []
+        for r in range(processes):
+            share = connections // processes + (1 if r < connections % processes else 0)
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_reader_main, args=(child, port, base, flt, share, per), daemon=True)
+            proc.start()
+            child.close()
+            self.pipes.append(parent)
+            self.procs.append(proc)
+
+    def status(self, value: int = -1, names: int = 0) -> tuple[int, int]:
+        """(searches refreshed, searches holding ``value`` for all ``names`` DNs)."""
+        for pipe in self.pipes:
+            pipe.send(("status", value, names))
+        answers = [pipe.recv() for pipe in self.pipes]
+        return sum(a[0] for a in answers), sum(a[1] for a in answers)
+
+    def cpu_seconds(self) -> float:
+        return sum(loadgen.process_cpu_seconds(p.pid) for p in self.procs if p.pid is not None)
+
+    def report(self) -> dict[str, list[Any]]:
+        for pipe in self.pipes:
+            pipe.send(("report",))
+        merged: dict[str, list[Any]] = {}
+        for pipe in self.pipes:
+            for key, values in pipe.recv().items():
+                merged.setdefault(key, []).extend(values)
+        for proc in self.procs:
+            proc.join(timeout=10)
+        return merged
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+
+
 def _ce_value(message: bytes, op_start: int) -> tuple[str, bytes]:
     """(CE name, free CPUs) of a SearchResultEntry message whose op starts at ``op_start``."""
     _, _, op_end = ber.read_header(message, op_start, len(message), "op")
@@ -298,45 +457,73 @@ def phase_fanout(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     names = [f"ce{i:04d}" for i in range(args.rate)]
     site.set({n: 0 for n in names})
     daemons: list[Daemon] = []
+    readers: Readers | None = None
     try:
         gris = Daemon("gris", ["--config", str(site.config)], folder)
         daemons.append(gris)
         giis = Daemon("giis", ["--config", str(giis_config(folder, "site", f"{gris.url}/mds-vo-name=local,o=grid"))], folder)
         daemons.append(giis)
-        source = Subscribers(gris.port, "o=grid", "(objectClass=GlueCE)", 1, 1)
         wait_for("the CEs at the GIIS", lambda: _count(giis.port, "mds-vo-name=site,o=grid") == args.rate, DEADLINE)
         per = min(100, args.subscribers)
-        subs = Subscribers(giis.port, "mds-vo-name=site,o=grid", "(objectClass=GlueCE)", max(1, args.subscribers // per), per)
-        wait_for(f"{subs.total} subscribers refreshed", lambda: subs.all_refreshed() and source.all_refreshed(), DEADLINE)
+        # forked before this process starts a thread (the GRIS's own stream below)
+        readers = Readers(giis.port, "mds-vo-name=site,o=grid", "(objectClass=GlueCE)", args.subscribers, per, args.readers)
+        source = Subscribers(gris.port, "o=grid", "(objectClass=GlueCE)", 1, 1)
+        wait_for(f"{readers.total} subscribers refreshed with the first values",
+                 lambda: readers.status(0, len(names)) == (readers.total, readers.total) and source.all_refreshed(),
+                 DEADLINE, interval=0.2)
+        load0 = os.getloadavg()
         cpu0, rss0 = cpu_rss(giis.proc.pid)
+        gris_cpu0, reader_cpu0 = loadgen.process_cpu_seconds(gris.proc.pid), readers.cpu_seconds()
         started = time.monotonic()
         tick = 0
         while time.monotonic() - started < args.fanout_seconds:
             tick += 1
             site.set({n: tick for n in names})
-            time.sleep(1.0)  # the provider runs once a second: one new value per CE per run
-        final = {n: str(tick).encode() for n in names}
-        wait_for("the GRIS's stream with the final values", lambda: source.everyone_has(final), DEADLINE)
+            # the provider runs once a second: wait for this run to carry the tick (so every tick is
+            # one change per CE in the GRIS's stream), then for the next second
+            values = {n: str(tick).encode() for n in names}
+            wait_for(f"tick {tick} in the GRIS's stream", lambda: source.everyone_has(values), DEADLINE, interval=0.02)
+            time.sleep(max(0.0, started + tick - time.monotonic()))
+        produced_at = time.monotonic()
         converged = True
         try:
-            wait_for("every subscriber with the final values", lambda: subs.everyone_has(final), DEADLINE)
+            wait_for("every subscriber with the final values",
+                     lambda: readers.status(tick, len(names))[1] == readers.total, DEADLINE, interval=0.2)
         except TimeoutError:
             converged = False
         elapsed = time.monotonic() - started
         cpu1, rss1 = cpu_rss(giis.proc.pid)
+        gris_cpu1, reader_cpu1 = loadgen.process_cpu_seconds(gris.proc.pid), readers.cpu_seconds()
+        load1 = os.getloadavg()
         produced = sum(source.notices.values())
-        counts = sorted(subs.notices.get(s, 0) for s in [(c, i + 1) for c in range(len(subs.socks)) for i in range(per)])
         source.close()
-        subs.close()
+        counts = readers.report()
+        readers.close()
+        notices = counts["notices"]
+        every = sum(1 for n, s, r in zip(notices, counts["skipped"], counts["repeated"])
+                    if n == produced and s == 0 and r == 0)
+        ordered = sorted(notices)
+        ended = [code for code in counts["ended"] if code is not None]
         return {
-            "subscribers": subs.total, "rate_per_s": args.rate, "seconds": round(elapsed, 1),
+            "subscribers": readers.total, "readers": len(readers.procs), "rate_per_s": args.rate,
+            "ticks": tick, "seconds_producing": round(produced_at - started, 1), "seconds": round(elapsed, 1),
             "changes_at_gris": produced,
-            "notices_min": counts[0], "notices_median": counts[len(counts) // 2], "notices_max": counts[-1],
+            "subscribers_saw_every_change": every,
+            "notices_min": ordered[0], "notices_median": ordered[len(ordered) // 2], "notices_max": ordered[-1],
+            "changes_skipped_total": sum(counts["skipped"]), "notices_repeated_total": sum(counts["repeated"]),
+            "subscribers_cut_off_refresh_required": sum(1 for code in ended if code == E_SYNC_REFRESH_REQUIRED),
+            "subscribers_ended_otherwise": sum(1 for code in ended if code != E_SYNC_REFRESH_REQUIRED),
             "every_subscriber_converged": converged,
-            "giis_cpu_percent": round(100 * (cpu1 - cpu0) / elapsed, 1),
+            "giis_cpu_s": round(cpu1 - cpu0, 2), "giis_cpu_percent": round(100 * (cpu1 - cpu0) / elapsed, 1),
+            "gris_cpu_s": round(gris_cpu1 - gris_cpu0, 2),
+            "reader_cpu_s": round(reader_cpu1 - reader_cpu0, 2),
+            "reader_cpu_percent": round(100 * (reader_cpu1 - reader_cpu0) / elapsed, 1),
             "giis_rss_mib_before": round(rss0 / 2**20, 1), "giis_rss_mib_after": round(rss1 / 2**20, 1),
+            "load_1min_before": load0[0], "load_1min_after": load1[0],
         }
     finally:
+        if readers is not None:
+            readers.close()
         for d in reversed(daemons):
             d.stop()
 
@@ -416,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subscribers", type=int, default=1000, help="refreshAndPersist subscribers on one GIIS (phase 2)")
     p.add_argument("--rate", type=int, default=100, help="changes per second in phase 2 (CEs rewritten each second)")
     p.add_argument("--fanout-seconds", type=float, default=20.0)
+    p.add_argument("--readers", type=int, default=os.cpu_count() or 1,
+                   help="processes reading the fan-out subscribers (phase 2; default: one per CPU)")
     p.add_argument("--replica-entries", type=int, default=100_000, help="entries a slapd replica copies (phase 3)")
     p.add_argument("--replica-changes", type=int, default=20)
     p.add_argument("--phases", default="latency,fanout,replica")
