@@ -99,3 +99,12 @@ def test_the_registration_status_entry_is_made_again_when_the_child_changed() ->
     assert status()["gridinfochildentries"] == [b"2"]
     clock.advance(61)  # past validto: INVALID, with nothing else changed
     assert status()["mds-reg-status"] == [b"INVALID"]
+
+
+def test_a_forwarded_answer_carries_the_keys_of_its_renamed_dns() -> None:
+    """The keys a merge de-duplicates by are made while renaming; they are the DNs' own keys."""
+    backend, clock, clients = warm(ports=(1001,))
+    child = backend.children.current(clock.seconds())[0]
+    (cached,) = child.cache.values()
+    assert cached.keys == [backend.normaliser.key(decode_entry(op)[0]) for op in cached.entries]
+    assert len(cached.keys) == 2
