@@ -26,6 +26,8 @@ AVA = tuple[str, str]
 RDN = tuple[AVA, ...]
 
 _SPECIAL = frozenset(',+"\\<>;=')
+#: a character escape_value escapes wherever it stands (_SPECIAL and NUL)
+_ESCAPED = re.compile(r'[,+"\\<>;=\0]')
 _HEX = frozenset("0123456789abcdefABCDEF")
 _TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*")
 _SIMPLE_DN = re.compile(r'[^\\"#+;]*\Z')
@@ -59,6 +61,8 @@ def escape_value(value: str) -> str:
     """Escape an attribute value for a string DN (RFC 4514, section 2.4)."""
     if not value:
         return value
+    if not _ESCAPED.search(value) and value[0] not in "# " and value[-1] != " ":
+        return value  # nothing to escape (the usual case): no copy, no per-character loop
     out = []
     last = len(value) - 1
     for i, ch in enumerate(value):

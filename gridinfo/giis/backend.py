@@ -62,6 +62,7 @@ from gridinfo.giis.duplicates import DuplicateFilter, ranked
 from gridinfo.giis.journal import RegistrationJournal
 from gridinfo.giis.leases import LeaseTable
 from gridinfo.giis.ownership import Registrant
+from gridinfo.giis.merged import MergedAnswers
 from gridinfo.giis.mirror import expire_held, pull_mirror
 from gridinfo.giis.namespace import Route
 from gridinfo.giis.published import Publisher
@@ -145,6 +146,8 @@ class GIISBackend:
         self.admission.restore()
         self._live_cache: tuple[float, set[str]] = (-1.0, set())
         self.duplicates = DuplicateFilter(self.normaliser, self._live_urls)
+        #: merges of searches every child answered from its cache, reused (gridinfo.giis.merged)
+        self.merged = MergedAnswers()
 
     # -- the Backend contract ------------------------------------------------------------------
 
@@ -287,19 +290,35 @@ class GIISBackend:
         may_forward = len(chain) < self.config.max_depth
         if not may_forward and chain:
             log.warn("not forwarding a search that passed {n} GIISes already", n=len(chain))
-        parts = self._ask_children(children, request, chain, now, may_forward)
+        memo_key = (base_key, int(request.scope), F.filter_to_string(request.filter),
+                    tuple(a.lower() for a in request.attributes), request.types_only, request.size_limit, may_forward)
+        reused = self.merged.get(memo_key, children, own, self.duplicates.version, now)
+        if reused is not None:
+            return reused
+        asked: list[tuple[Child, tuple[Any, ...]]] = []
+        parts = self._ask_children(children, request, chain, now, may_forward, asked)
         if not parts:
             if own is None:
                 assert missing is not None
                 raise missing
             return own
         if all(not isinstance(p, defer.Deferred) for p in parts):
-            return self._merge(request, own, missing, parts, timed_out=False)  # type: ignore[arg-type]
-        return self._gather(request, own, missing, parts)
+            result = self._merge(request, own, missing, parts, timed_out=False)  # type: ignore[arg-type]
+            self.merged.put(memo_key, children, own, asked, parts, result, self.duplicates.version, now)  # type: ignore[arg-type]
+            return result
+
+        def remember(answers: list[Part], result: SearchResult, timed_out: bool) -> None:
+            if not timed_out:
+                self.merged.put(memo_key, children, own, asked, answers, result, self.duplicates.version,
+                                self.reactor.seconds())
+
+        return self._gather(request, own, missing, parts, remember)
 
     def _ask_children(
-        self, children: list[Child], request: SearchRequest, chain: tuple[str, ...], now: float, may_forward: bool
+        self, children: list[Child], request: SearchRequest, chain: tuple[str, ...], now: float, may_forward: bool,
+        asked: list[tuple[Child, tuple[Any, ...]]] | None = None,
     ) -> list[Part | defer.Deferred[Part]]:
+        """Each relevant child's part, in rank order; ``asked`` gets (child, request key) of each."""
         # A route depends only on the child's suffix (as written) and the request; a request key
         # only on the route and the request.  Hundreds of GRIS children share one suffix, so
         # compute each once per search, not once per child.
@@ -319,6 +338,8 @@ class GIISBackend:
             if key is None:
                 key = keys[route] = self._request_key(route, request)
             parts.append(ranked(self.forwarder.ask(child, route, request, chain, key, now, may_forward=may_forward), child))
+            if asked is not None:
+                asked.append((child, key))
         return parts
 
     def _gather(
@@ -327,8 +348,10 @@ class GIISBackend:
         own: SearchResult | None,
         missing: NoSuchObject | None,
         parts: list[Part | defer.Deferred[Part]],
+        remember: Callable[[list[Part], SearchResult, bool], None] | None = None,
     ) -> defer.Deferred[SearchResult]:
-        """Wait for the children (each bounded by its timeout), and for the client's timeLimit."""
+        """Wait for the children (each bounded by its timeout), and for the client's timeLimit;
+        ``remember`` is given the answers and the merged result."""
         deadline_hit = [False]
         waits = [p for p in parts if isinstance(p, defer.Deferred)]
 
@@ -344,7 +367,10 @@ class GIISBackend:
         def merged(answers: list[Part]) -> SearchResult:
             if timer is not None and timer.active():
                 timer.cancel()
-            return self._merge(request, own, missing, answers, timed_out=deadline_hit[0])
+            result = self._merge(request, own, missing, answers, timed_out=deadline_hit[0])
+            if remember is not None:
+                remember(answers, result, deadline_hit[0])
+            return result
 
         return d.addCallback(merged)
 

@@ -102,6 +102,9 @@ class Child:
         self.mirror_last_success: float | None = None
         #: the change stream this child pushes to us (:mod:`gridinfo.giis.push`), if it does
         self.push: PushLink | None = None
+        #: its ``giisregistrationstatus`` entry, encoded, by detail: (what it was made from, bytes)
+        #: (gridinfo.giis.status builds it again only when one of those changed)
+        self.status_entries: dict[bool, tuple[tuple[Any, ...], bytes]] = {}
         #: whether the GIIS may subscribe to this child's change stream
         self.push_allowed = False
         #: objectClasses (lowercased) whose entries are not taken from this child (BDII layout)
@@ -223,6 +226,8 @@ class ChildRegistry:
         self.layout = layout
         self.drop_classes = frozenset(c.lower() for c in drop_classes) if layout is not None else frozenset()
         self.leases = leases
+        #: the last answer of current(): (leases version, valid until, static count, children)
+        self._current: tuple[int, float, int, list[Child]] | None = None
         self.giis_suffix = giis_suffix
         self.normaliser = normaliser
         self.client_factory = client_factory
@@ -364,7 +369,18 @@ class ChildRegistry:
 
     def current(self, now: float) -> list[Child]:
         """Every child searches may use now, in rank order: static ones, then one per unpurged
-        lease by its policy rule's position, then by age (a duplicate DN is served from the first)."""
+        lease by its policy rule's position, then by age (a duplicate DN is served from the first).
+
+        Worked out again only when the leases changed (LeaseTable.version) or one of them
+        reached its keepto; otherwise the same children, in the same order, as last time."""
+        kept = self._current
+        if kept is not None and kept[0] == self.leases.version and now < kept[1] and kept[2] == len(self.static):
+            return list(kept[3])
+        out = self._work_out_current(now)
+        self._current = (self.leases.version, self.leases.purged_from(), len(self.static), out)
+        return list(out)
+
+    def _work_out_current(self, now: float) -> list[Child]:
         leased = [self._for_lease(lease) for lease in self.leases.current(now)]
         if len(leased) != len(self._leased):
             live = {c.key for c in leased}

@@ -72,6 +72,9 @@ class DuplicateFilter:
         self.logged: set[tuple[str, str]] = set()
         self.mounts: dict[str, str] = {}  # mount point key -> child URL, of the current merge
         self.covering: set[str] = set()
+        #: bumped whenever a DN changes hands (or the holders are forgotten): a merged answer
+        #: remembered before (gridinfo.giis.merged) may then no longer be what a merge gives
+        self.version = 0
 
     def keys(self, entries: list[bytes], answer: CachedAnswer | None) -> list[str]:
         """The normalised DNs of entries (worked out once per cached answer)."""
@@ -140,6 +143,9 @@ class DuplicateFilter:
                     return False
             if len(self.holders) >= MAX_DN_OWNERS:
                 self.holders.clear()
+                self.version += 1
+            if held is None or held[1] != part.child or held[0] != part.rank:
+                self.version += 1
             self.holders[key] = (part.rank, part.child)
         return True
 

@@ -180,8 +180,9 @@ class Forwarder:
             if result.code not in USABLE_CODES:
                 child.set_state("unreachable", f"answered {result.code}: {result.message}")
                 return None
-            entries = rename_into_giis(child, result.entries, self.speller)
-            answer = CachedAnswer(entries, result.code, now, no_such_object=result.code == 32)
+            keys: list[str] = []
+            entries = rename_into_giis(child, result.entries, self.speller, keys)
+            answer = CachedAnswer(entries, result.code, now, no_such_object=result.code == 32, keys=keys)
             child.remember(key, answer)
             child.stats.latency = now - started
             child.stats.last_contact = now
@@ -295,20 +296,25 @@ def has_class(op: bytes, classes: frozenset[str]) -> bool:
     )
 
 
-def rename_into_giis(child: Child, ops: list[bytes], speller: ClassSpeller | None = None) -> list[bytes]:
+def rename_into_giis(
+    child: Child, ops: list[bytes], speller: ClassSpeller | None = None, keys: list[str] | None = None
+) -> list[bytes]:
     """The child's entries under their GIIS names; those outside its suffix, and its suffix
-    entry when mounted on the GIIS's own (ours wins), are left out."""
+    entry when mounted on the GIIS's own (ours wins), are left out.  ``keys`` gets the
+    normalised GIIS DN of each entry kept."""
     ns = child.namespace
     out = []
     drop = child.drop_classes
     for op in ops:
-        dn = ns.to_giis(entry_dn(op))
-        if dn is None or (ns.collapsed and dn is ns._mount_text):
+        named = ns.to_giis_keyed(entry_dn(op))
+        if named is None or (ns.collapsed and named[0] is ns._mount_text):
             continue
         if drop and has_class(op, drop):
             continue
-        renamed = rename_entry(op, dn)
+        renamed = rename_entry(op, named[0])
         out.append(speller.entry(renamed) if speller is not None else renamed)
+        if keys is not None:
+            keys.append(named[1])
     return out
 
 

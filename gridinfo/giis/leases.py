@@ -221,6 +221,9 @@ class LeaseTable:
 
     max_registrants: int = 0  # 0 = no cap
     leases: dict[tuple[str, int, str], Lease] = field(default_factory=dict)
+    #: bumped on every change (a lease added, renewed or removed): who derives something from
+    #: the leases (ChildRegistry.current) may keep it while the version and the clock allow
+    version: int = 0
 
     def __len__(self) -> int:
         return len(self.leases)
@@ -238,8 +241,10 @@ class LeaseTable:
         lease = self.leases.get(key)
         if lease is not None and lease.state(now) is LeaseState.PURGED:
             del self.leases[key]
+            self.version += 1
             lease = None
         if lease is not None:
+            self.version += 1
             lease.registration = registration
             lease.last_renewed = now
             lease.renewals += 1
@@ -253,6 +258,7 @@ class LeaseTable:
                 )
         lease = Lease(registration, first_registered=now, last_renewed=now, owner=owner, rank=rank, shared=shared)
         self.leases[key] = lease
+        self.version += 1
         return lease, True
 
     def restore(self, lease: Lease, now: float) -> bool:
@@ -260,6 +266,7 @@ class LeaseTable:
         if lease.state(now) is LeaseState.PURGED:
             return False
         self.leases[lease.key] = lease
+        self.version += 1
         return True
 
     def get(self, key: tuple[str, int, str], now: float) -> Lease | None:
@@ -267,6 +274,7 @@ class LeaseTable:
         lease = self.leases.get(key)
         if lease is not None and lease.state(now) is LeaseState.PURGED:
             del self.leases[key]
+            self.version += 1
             return None
         return lease
 
@@ -276,6 +284,7 @@ class LeaseTable:
         for key, lease in list(self.leases.items()):
             if lease.state(now) is LeaseState.PURGED:
                 del self.leases[key]
+                self.version += 1
             else:
                 out.append(lease)
         return out
@@ -289,7 +298,13 @@ class LeaseTable:
         gone = [lease for lease in self.leases.values() if lease.state(now) is LeaseState.PURGED]
         for lease in gone:
             del self.leases[lease.key]
+        if gone:
+            self.version += 1
         return gone
+
+    def purged_from(self) -> float:
+        """The earliest time a lease held now becomes PURGED (its keepto); inf when none is held."""
+        return min((lease.registration.keep_to for lease in self.leases.values()), default=float("inf"))
 
 
 __all__ = ["Lease", "LeaseState", "LeaseTable", "Registration", "format_generalized_time", "parse_generalized_time", "parse_registration"]

@@ -127,6 +127,12 @@ class ChildNamespace:
 
     def to_giis(self, child_dn: str) -> str | None:
         """The DN a child's entry has at the GIIS; None when it lies outside the child's suffix."""
+        named = self.to_giis_keyed(child_dn)
+        return None if named is None else named[0]
+
+    def to_giis_keyed(self, child_dn: str) -> tuple[str, str] | None:
+        """:meth:`to_giis`, with the normalised key of the GIIS DN (made from the RDNs parsed
+        already, so a merge need not parse the DN again)."""
         n = self._child_len
         dn = parse_dn(child_dn)
         if len(dn) < n:
@@ -150,8 +156,10 @@ class ChildNamespace:
         ):
             return None
         if not prefix:
-            return self._mount_text
-        return str(DN(prefix)) + "," + self._mount_text
+            return self._mount_text, self.mount_key
+        rdn_key = self.normaliser.rdn_key
+        key = ",".join([rdn_key(rdn) for rdn in prefix])
+        return str(DN(prefix)) + "," + self._mount_text, (key + "," + self.mount_key if self.mount_key else key)
 
     # -- GIIS -> child ------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ latencies of the children contacted in the cycle, summed, in whole seconds; ``Ne
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from gridinfo.directory.dn import escape_value
 from gridinfo.directory.query import SearchResult
@@ -85,12 +86,31 @@ def registration_status(
     """MDS2's ``-s base giisregistrationstatus``: one entry per registrant (coarse unless ``detailed``)."""
     out = []
     for child in children:
+        made_from = status_inputs(child, now, suffix)
+        kept = child.status_entries.get(detailed)
+        if kept is not None and kept[0] == made_from:
+            out.append(kept[1])
+            continue
         dn = (
             f"Mds-Service-Ldap-suffix={escape_value(child.suffix)},Mds-Service-port={child.port},"
             f"Mds-Service-hn={escape_value(child.host)},{suffix}"
         )
-        out.append(tree.builder.build(dn, child_attributes(child, now, detailed=detailed)).encoded)
+        encoded = tree.builder.build(dn, child_attributes(child, now, detailed=detailed)).encoded
+        child.status_entries[detailed] = (made_from, encoded)
+        out.append(encoded)
     return SearchResult(entries=out)
+
+
+def status_inputs(child: Child, now: float, suffix: str) -> tuple[Any, ...]:
+    """Everything :func:`child_attributes` reads of ``child`` at ``now`` (and the suffix its
+    status entry is named under): while it is unchanged, so is the encoded entry."""
+    s = child.stats
+    lease = child.lease
+    return (
+        suffix, child.url, child.suffix, child.host, child.port, child.effective_mode, child.timeout, child.cachettl,
+        s.state, s.entries, s.cache_hits, s.cache_misses, s.latency, s.last_contact, s.last_error,
+        None if lease is None else (lease.state(now), lease.registration),
+    )
 
 
 class GIISStatus:

@@ -276,22 +276,23 @@ class Answer:
     seconds: float
     code: int
     entries: list[bytes] = field(default_factory=list)
+    cpu_s: float = 0.0  # CPU this (Python) client spent framing the answer: part of ``seconds``
+    count: int = 0  # SearchResultEntry messages (kept in ``entries`` only when asked to)
 
 
-def _op_start(buf: bytes | bytearray, pos: int) -> int:
-    """Where the protocol op starts in the LDAPMessage at ``pos``."""
-    header = ber.read_pdu_header(buf, pos, len(buf))
-    assert header is not None  # next_message framed this message already
-    body = pos + header[0]
-    return body + 2 + buf[body + 1]
-
-
-def search(port: int, base: str, scope: int, filter_text: str, attributes: list[str], timeout: float) -> Answer:
-    """One search on a fresh connection; every SearchResultEntry op is kept (bytes)."""
+def search(
+    port: int, base: str, scope: int, filter_text: str, attributes: list[str], timeout: float, *, keep: bool = True
+) -> Answer:
+    """One search on a fresh connection; every SearchResultEntry op is kept (bytes) if ``keep``,
+    else only counted.  The framing is inlined (outer tag and length only): with 5,000 entries
+    per answer the client's own CPU is a large part of the measured latency."""
     request = loadgen.search_request(1, base, scope, filter_text, attributes)
     started = time.monotonic()
+    cpu = time.process_time()
     deadline = started + timeout
     entries: list[bytes] = []
+    count = 0
+    entry_tag, done_tag = ber.APP_SEARCH_RESULT_ENTRY, ber.APP_SEARCH_RESULT_DONE
     with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
         sock.sendall(request)
         buf = bytearray()
@@ -305,32 +306,53 @@ def search(port: int, base: str, scope: int, filter_text: str, attributes: list[
             if not chunk:
                 raise BenchError("the GIIS closed the connection before SearchResultDone")
             buf += chunk
-            while (framed := loadgen.next_message(buf, pos)) is not None:
-                end, tag, code = framed
-                if tag == ber.APP_SEARCH_RESULT_ENTRY:
-                    entries.append(bytes(buf[_op_start(buf, pos) : end]))
-                elif tag == ber.APP_SEARCH_RESULT_DONE:
+            size = len(buf)
+            while pos + 2 <= size:
+                first = buf[pos + 1]
+                if first < 0x80:
+                    body, length = pos + 2, first
+                else:
+                    k = first & 0x7F
+                    if pos + 2 + k > size:
+                        break
+                    body, length = pos + 2 + k, int.from_bytes(buf[pos + 2 : pos + 2 + k], "big")
+                end = body + length
+                if end > size:
+                    break
+                op = body + 2 + buf[body + 1]  # past the messageID (INTEGER, short length)
+                tag = buf[op]
+                if tag == entry_tag:
+                    count += 1
+                    if keep:
+                        entries.append(bytes(buf[op:end]))
+                elif tag == done_tag:
+                    framed = loadgen.next_message(buf, pos)  # the result code
                     seconds = time.monotonic() - started
                     sock.sendall(loadgen.unbind_request(2))
-                    return Answer(seconds, code, entries)
+                    code = framed[2] if framed is not None else -1
+                    return Answer(seconds, code, entries, time.process_time() - cpu, count)
                 pos = end
             if pos > 1 << 20:
                 del buf[:pos]
                 pos = 0
 
 
-def registration_status(port: int, suffix: str, timeout: float) -> tuple[Answer, int]:
-    """(the answer, how many registrants are VALID) of ``-s base giisregistrationstatus``."""
+def registration_status(port: int, suffix: str, timeout: float) -> tuple[Answer, int, int]:
+    """(the answer, how many registrants are VALID, how many the GIIS follows by push) of
+    ``-s base giisregistrationstatus``."""
     from gridinfo.ldap.client import decode_entry
 
     answer = search(port, suffix, SCOPE_BASE, "(objectClass=*)", ["giisregistrationstatus"], timeout)
-    valid = 0
+    valid = pushed = 0
     for op in answer.entries:
         _, attrs = decode_entry(op)
         for name, values in attrs:
-            if name.lower() == "mds-reg-status" and values == [b"VALID"]:
+            low = name.lower()
+            if low == "mds-reg-status" and values == [b"VALID"]:
                 valid += 1
-    return answer, valid
+            elif low == "gridinfochildmode" and values == [b"push"]:
+                pushed += 1
+    return answer, valid, pushed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,14 +461,22 @@ def process_nofile(pid: int) -> str:
 class Phase:
     """CPU seconds of the GIIS and of the child hosts over a phase, and searches children served."""
 
-    def __init__(self, giis_pid: int, hosts: list[ChildHost]):
+    def __init__(self, giis_pid: int, hosts: list[ChildHost], *, profile: bool = False):
+        """``profile``: signal the GIIS (run under gridinfo_dev.phaseprof) at the start and end,
+        so the phase gets a cProfile of its own."""
         self.giis_pid, self.hosts = giis_pid, hosts
+        self.profile = profile
+        if profile:
+            os.kill(giis_pid, signal.SIGUSR1)
         self.started = time.monotonic()
         self.giis_cpu = loadgen.process_cpu_seconds(giis_pid)
         self.host_cpu = [loadgen.process_cpu_seconds(h.pid) for h in hosts]
 
     def end(self) -> dict[str, Any]:
         wall = time.monotonic() - self.started
+        if self.profile:
+            os.kill(self.giis_pid, signal.SIGUSR1)
+            self.profile = False
         per_host = [loadgen.process_cpu_seconds(h.pid) - c for h, c in zip(self.hosts, self.host_cpu)]
         return {
             "wall_s": wall,
@@ -475,14 +505,22 @@ def searches_since(hosts: list[ChildHost], before: dict[int, int], timeout: floa
     return {"child_searches": sum(delta), "children_asked": len(delta), "max_per_child": max(delta, default=0)}
 
 
-def run_one(n: int, args: argparse.Namespace, log_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
-    """Measure one children count; figures go into ``result`` as they are taken (kept on failure)."""
+def run_one(n: int, args: argparse.Namespace, log_dir: Path, result: dict[str, Any], mode: str = "pull") -> dict[str, Any]:
+    """Measure one children count; figures go into ``result`` as they are taken (kept on failure).
+
+    ``mode`` pull: the GIIS runs with ``push: false`` and asks its children per search (cold: asks
+    every child; warm: from its per-child cache).  push: the GIIS follows each child's change
+    stream (the children advertise RFC 4533 sync, as a GRIS does), so once every child is in push
+    mode a search is answered from the GIIS's own tree; registration also waits for that."""
     from gridinfo_dev.ports import free_port
 
+    push = mode == "push"
     suffix = f"mds-vo-name={GIIS_NAME},o=grid"
     port = args.port_base - 1 if args.port_base and port_is_free(args.port_base - 1) else free_port()
-    giis_log = log_dir / f"giis-{n}.log"
-    profile = [] if not args.giis_profile else ["-m", "cProfile", "-o", f"{args.giis_profile}.{n}"]
+    giis_log = log_dir / f"giis-{n}-{mode}.log"
+    # --giis-profile: one cProfile per phase (gridinfo_dev.phaseprof), toggled by SIGUSR1 (Phase)
+    profiling = bool(args.giis_profile)
+    profile = [] if not profiling else ["-m", "gridinfo_dev.phaseprof", f"{args.giis_profile}.{n}.{mode}"]
     command = [python_command(), *profile, "-m", "gridinfo.cli.giis", "--name", GIIS_NAME,
                "--listen", f"tcp:{port}:interface={LOOPBACK}"]
     if args.giis_config:
@@ -492,8 +530,8 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path, result: dict[str, A
         # one hostile client) would throttle the registration burst: lift it for the bench.
         # Forwarding is what this bench measures: children that offer a change stream would be
         # followed (held, never asked per search) unless push is off.
-        config = log_dir / f"giis-{n}.yaml"
-        config.write_text("push: false\nlimits:\n  max_connections_per_address: 0\n")
+        config = log_dir / f"giis-{n}-{mode}.yaml"
+        config.write_text(f"push: {'true' if push else 'false'}\nlimits:\n  max_connections_per_address: 0\n")
         command += ["--config", str(config)]
     log(f"{n} children: {' '.join(command)} (log: {giis_log})")
     with open(giis_log, "wb") as out:
@@ -503,7 +541,7 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path, result: dict[str, A
         hard = resource.prlimit(giis.pid, resource.RLIMIT_NOFILE)[1]
         resource.prlimit(giis.pid, resource.RLIMIT_NOFILE, (min(args.giis_nofile, hard), hard))
     hosts: list[ChildHost] = []
-    result.update({"children": n, "entries_per_child": args.entries_per_child,
+    result.update({"children": n, "mode": mode, "entries_per_child": args.entries_per_child,
                    "loadavg_before": Path("/proc/loadavg").read_text().split()[:3]})
     try:
         loadgen.wait_for_ldap(LOOPBACK, port, args.start_timeout, alive=lambda: giis.poll() is None, poll_interval=0.05)
@@ -522,27 +560,31 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path, result: dict[str, A
         result["rss_before_registration_bytes"] = loadgen.process_rss_bytes(giis.pid)
 
         # -- registration --
-        phase = Phase(giis.pid, hosts)
+        phase = Phase(giis.pid, hosts, profile=profiling)
         for h in hosts:
             h.send("register")
         sent_at = time.monotonic()
         deadline = sent_at + args.register_timeout
         polls = 0
         visible_at = None
+        pushed_at = None
         status_answer = None
-        valid = 0
+        valid = pushed = 0
         refused_polls = 0
         while time.monotonic() < deadline:
             polls += 1
             try:
-                status_answer, valid = registration_status(port, suffix, args.search_timeout)
+                status_answer, valid, pushed = registration_status(port, suffix, args.search_timeout)
             except (BenchError, OSError) as e:  # e.g. the GIIS refusing connections at max_connections
                 refused_polls += 1
                 result["status_poll_error"] = str(e)
                 time.sleep(args.poll_interval)
                 continue
-            if valid >= n:
+            if valid >= n and visible_at is None:
                 visible_at = time.monotonic()
+            if pushed >= n and pushed_at is None:
+                pushed_at = time.monotonic()
+            if visible_at is not None and (pushed_at is not None or not push):
                 break
             time.sleep(args.poll_interval)
         reg = phase.end()
@@ -557,6 +599,8 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path, result: dict[str, A
             "failures": [f for r in reports for f in r["failures"]][:10],
             "adds_answered_s": max(r["last_answer"] for r in reports) - first_sent,
             "visible_s": None if visible_at is None else visible_at - first_sent,
+            "push_s": None if pushed_at is None else pushed_at - first_sent,
+            "pushed_in_status": pushed,
             "status_polls": polls,
             "status_polls_refused": refused_polls,
             "valid_in_status": valid,
@@ -567,6 +611,21 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path, result: dict[str, A
             f"{result['registration']['visible_s']} s")
         if visible_at is None:
             raise BenchError(f"only {valid} of {n} registrations visible within {args.register_timeout:g} s")
+        if push and pushed_at is None:
+            raise BenchError(f"only {pushed} of {n} children in push mode within {args.register_timeout:g} s")
+        if push:
+            log(f"  push: all {n} children followed by push after {result['registration']['push_s']:.2f} s")
+
+        # -- registration status, settled (nothing registering) --
+        if args.status_runs:
+            phase = Phase(giis.pid, hosts, profile=profiling)
+            runs = [registration_status(port, suffix, args.search_timeout)[0] for _ in range(args.status_runs)]
+            ms = [a.seconds * 1000 for a in runs]
+            result["status"] = {**phase.end(), "runs": len(runs), "median_ms": statistics.median(ms),
+                                "client_cpu_per_search_s": statistics.median(a.cpu_s for a in runs),
+                                "min_ms": min(ms), "max_ms": max(ms), "entries": len(runs[-1].entries)}
+            result["status"]["giis_cpu_per_search_s"] = result["status"]["giis_cpu_s"] / len(runs)
+            log(f"  giisregistrationstatus: median {result['status']['median_ms']:.1f} ms over {len(runs)} runs")
         result["rss_after_registration_bytes"] = loadgen.process_rss_bytes(giis.pid)
         result["fds_after_registration"] = open_fds(giis.pid)
 
@@ -574,25 +633,27 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path, result: dict[str, A
         flt = args.filter
         expected = n * args.entries_per_child
         before = child_searches(hosts, args.start_timeout)
-        phase = Phase(giis.pid, hosts)
-        cold = search(port, suffix, SCOPE_SUB, flt, [], args.search_timeout)
+        phase = Phase(giis.pid, hosts, profile=profiling)
+        cold = search(port, suffix, SCOPE_SUB, flt, [], args.search_timeout, keep=False)
         cold_done = time.monotonic()
-        if len(cold.entries) != expected:
-            result["incomplete"] = f"the cold search returned {len(cold.entries)} of {expected} entries"
-        result["cold"] = {**phase.end(), "ms": cold.seconds * 1000, "code": cold.code, "entries": len(cold.entries),
+        if cold.count != expected:
+            result["incomplete"] = f"the cold search returned {cold.count} of {expected} entries"
+        result["cold"] = {**phase.end(), "ms": cold.seconds * 1000, "code": cold.code, "entries": cold.count,
+                          "client_cpu_s": cold.cpu_s,
                           **searches_since(hosts, before, args.start_timeout)}
-        log(f"  cold: {cold.seconds * 1000:.0f} ms, {len(cold.entries)} entries (expected {expected}), code {cold.code}")
+        log(f"  cold: {cold.seconds * 1000:.0f} ms, {cold.count} entries (expected {expected}), code {cold.code}")
         result["rss_after_cold_bytes"] = loadgen.process_rss_bytes(giis.pid)
         result["fds_after_cold"] = open_fds(giis.pid)
 
         # -- warm searches --
         before = child_searches(hosts, args.start_timeout)
-        phase = Phase(giis.pid, hosts)
-        warm = [search(port, suffix, SCOPE_SUB, flt, [], args.search_timeout) for _ in range(args.warm_runs)]
+        phase = Phase(giis.pid, hosts, profile=profiling)
+        warm = [search(port, suffix, SCOPE_SUB, flt, [], args.search_timeout, keep=False) for _ in range(args.warm_runs)]
         warm_ms = [a.seconds * 1000 for a in warm]
         result["warm"] = {**phase.end(), "runs": len(warm), "median_ms": statistics.median(warm_ms),
                           "min_ms": min(warm_ms), "max_ms": max(warm_ms),
-                          "entries": [len(a.entries) for a in warm][-1], "codes": sorted({a.code for a in warm}),
+                          "client_cpu_per_search_s": statistics.median(a.cpu_s for a in warm),
+                          "entries": warm[-1].count, "codes": sorted({a.code for a in warm}),
                           **searches_since(hosts, before, args.start_timeout)}
         if time.monotonic() - cold_done > args.cachettl:
             result["warm"]["note"] = "the warm runs outlasted cachettl: some were not warm"
@@ -601,7 +662,7 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path, result: dict[str, A
         result["rss_after_warm_bytes"] = loadgen.process_rss_bytes(giis.pid)
 
         # -- cache expired, connections open --
-        if args.refetch_runs:
+        if args.refetch_runs and not push:  # push: nothing is cached per child
             refetch: list[Answer] = []
             before = child_searches(hosts, args.start_timeout)
             cpu = Phase(giis.pid, hosts)
@@ -613,7 +674,7 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path, result: dict[str, A
                     log(f"  waiting {wait:.0f} s for cachettl to run out")
                     time.sleep(wait)
                 cpu = Phase(giis.pid, hosts)
-                a = search(port, suffix, SCOPE_SUB, flt, [], args.search_timeout)
+                a = search(port, suffix, SCOPE_SUB, flt, [], args.search_timeout, keep=False)
                 last = time.monotonic()
                 used = cpu.end()
                 cpu_used["giis_cpu_s"] += used["giis_cpu_s"]
@@ -621,7 +682,7 @@ def run_one(n: int, args: argparse.Namespace, log_dir: Path, result: dict[str, A
                 refetch.append(a)
             ms = [a.seconds * 1000 for a in refetch]
             result["refetch"] = {"runs": len(refetch), "median_ms": statistics.median(ms), "ms": ms,
-                                 "entries": len(refetch[-1].entries), "codes": sorted({a.code for a in refetch}),
+                                 "entries": refetch[-1].count, "codes": sorted({a.code for a in refetch}),
                                  "giis_cpu_s": cpu_used["giis_cpu_s"] / len(refetch),
                                  "children_cpu_s": cpu_used["children_cpu_s"] / len(refetch),
                                  **searches_since(hosts, before, args.start_timeout)}
@@ -664,15 +725,22 @@ ROWS: list[tuple[str, tuple[str, ...], float, int]] = [
     ("registration: first add sent -> last add answered, s", ("registration", "adds_answered_s"), 1, 2),
     ("registration: failed adds", ("registration", "failed"), 1, 0),
     ("registration: GIIS CPU-s / child-host CPU-s", ("registration", "giis_cpu_s", "children_cpu_s"), 1, 2),
-    ("`-s base giisregistrationstatus` at the end, ms", ("registration", "status_search_ms"), 1, 1),
-    ("cold subtree search (every child connected and asked), ms", ("cold", "ms"), 1, 0),
+    ("registration: first add sent -> every child followed by push, s", ("registration", "push_s"), 1, 2),
+    ("`-s base giisregistrationstatus` at the end of registration, ms", ("registration", "status_search_ms"), 1, 1),
+    ("`-s base giisregistrationstatus` settled, median, ms", ("status", "median_ms"), 1, 1),
+    ("  min / max, ms", ("status", "min_ms", "max_ms"), 1, 1),
+    ("  GIIS CPU-s per search", ("status", "giis_cpu_per_search_s"), 1, 4),
+    ("  bench client CPU-s per search", ("status", "client_cpu_per_search_s"), 1, 4),
+    ("cold subtree search (pull: every child connected and asked; push: first search), ms", ("cold", "ms"), 1, 0),
     ("  entries returned", ("cold", "entries"), 1, 0),
     ("  searches the children answered / children asked", ("cold", "child_searches", "children_asked"), 1, 0),
     ("  GIIS CPU-s / child-host CPU-s", ("cold", "giis_cpu_s", "children_cpu_s"), 1, 2),
-    ("warm subtree search (per-child cache), median, ms", ("warm", "median_ms"), 1, 1),
+    ("warm subtree search (pull: per-child cache; push: own tree), median, ms", ("warm", "median_ms"), 1, 1),
     ("  min / max, ms", ("warm", "min_ms", "max_ms"), 1, 1),
     ("  searches the children answered (all runs)", ("warm", "child_searches"), 1, 0),
-    ("  GIIS CPU-s per search", ("warm", "giis_cpu_per_search_s"), 1, 3),
+    ("  GIIS CPU-s per search", ("warm", "giis_cpu_per_search_s"), 1, 4),
+    ("  bench client CPU-s per search (framing 5 x children entries, within the latency)",
+     ("warm", "client_cpu_per_search_s"), 1, 4),
     ("search after cachettl (connections open), median, ms", ("refetch", "median_ms"), 1, 0),
     ("  GIIS CPU-s / child-host CPU-s per search", ("refetch", "giis_cpu_s", "children_cpu_s"), 1, 2),
     ("  searches the children answered / children asked (all runs)", ("refetch", "child_searches", "children_asked"), 1, 0),
@@ -700,13 +768,13 @@ def _cell(result: dict[str, Any], path: tuple[str, ...], scale: float, digits: i
 
 
 def markdown_table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    head = "| figure | " + " | ".join(f"{r['children']:,} children" for r in results) + " |"
+    head = "| figure | " + " | ".join(f"{r['children']:,} children, {r.get('mode', 'pull')}" for r in results) + " |"
     lines = [head, "|---|" + "--:|" * len(results)]
     for label, path, scale, digits in ROWS:
         lines.append(f"| {label} | " + " | ".join(_cell(r, path, scale, digits) for r in results) + " |")
     for r in results:
         if "incomplete" in r:
-            lines.append(f"\n{r['children']:,} children: {r['incomplete']}")
+            lines.append(f"\n{r['children']:,} children ({r.get('mode', 'pull')}): {r['incomplete']}")
         if "error" in r:
             lines.append(f"\n{r['children']:,} children failed: {r['error'].splitlines()[0]}")
         for w in r.get("giis_log_first_warnings", [])[:2]:
@@ -750,6 +818,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--child-timeout", type=float, default=30.0, help="Mds-Service-Ldap-timeout the children register")
     p.add_argument("--filter", default="(objectClass=GlueCE)", help="filter of the subtree searches")
     p.add_argument("--warm-runs", type=int, default=10)
+    p.add_argument("--status-runs", type=int, default=10,
+                   help="`-s base giisregistrationstatus` searches once registration has settled")
+    p.add_argument("--modes", default="pull",
+                   help="comma-separated: pull (push: false, the GIIS asks its children per search) and/or push "
+                        "(the GIIS follows the children's change streams and answers from its tree)")
     p.add_argument("--refetch-runs", type=int, default=2, help="searches after cachettl ran out (each waits for it)")
     p.add_argument("--poll-interval", type=float, default=0.05, help="seconds between registration-status polls")
     p.add_argument("--register-timeout", type=float, default=300.0)
@@ -774,11 +847,14 @@ def main(argv: list[str] | None = None) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"environment": environment(), "settings": {
         k: v for k, v in vars(args).items() if k != "json"}, "log_dir": str(log_dir), "runs": []}
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or any(m not in ("pull", "push") for m in modes):
+        p.error("--modes takes pull, push or pull,push")
     results = []
-    for n in counts:
-        r: dict[str, Any] = {"children": n}
+    for n, mode in [(n, m) for m in modes for n in counts]:
+        r: dict[str, Any] = {"children": n, "mode": mode}
         try:
-            run_one(n, args, log_dir, r)
+            run_one(n, args, log_dir, r, mode)
         except (BenchError, loadgen.LoadGenError, TimeoutError, OSError, subprocess.SubprocessError) as e:
             log(f"{n} children failed: {e}")
             r["error"] = str(e) or type(e).__name__
