@@ -116,7 +116,11 @@ class Entry:
         source: str = "",
         valid_to: float | None = None,
         encoded_attributes: list[bytes] | None = None,
+        encoded: bytes | None = None,
+        ends: array[int] | None = None,
     ):
+        """``encoded`` and ``ends``, given together, are the entry's encoding and attribute
+        offsets as an earlier build of the same entry made them (a snapshot): not encoded again."""
         self.dn = dn
         self.key = key
         self.shape = names if isinstance(names, Shape) else shape_for(names)
@@ -128,7 +132,16 @@ class Entry:
         self.valid_to = valid_to
         self.object_classes = object_classes
         self._norm: dict[Any, Any] | None = None
-        self._encode(encoded_attributes)
+        if encoded is not None and ends is not None:
+            self.encoded = encoded
+            self._ends = ends
+        else:
+            self._encode(encoded_attributes)
+
+    @property
+    def ends(self) -> array[int]:
+        """Offsets in :attr:`encoded` where each attribute starts, then where the last ends."""
+        return self._ends
 
     @property
     def attributes(self) -> AttributeView:
@@ -202,6 +215,22 @@ class Entry:
             cache[ck] = hit
         return hit
 
+    def normalise(self, key: str, normalise: Any) -> list[Any]:
+        """Values of ``key`` normalised by ``normalise`` (invalid ones dropped), not cached.
+
+        For building indexes: the index holds the normalised values, a per-entry cache of them
+        would be a second copy of every indexed value of every entry.
+        """
+        i = self.shape.index.get(key)
+        if i is None:
+            return []
+        out = []
+        for v in self.values[i]:
+            n = normalise(v)
+            if n is not None:
+                out.append(n)
+        return out
+
     def get(self, key: str) -> list[bytes]:
         i = self.shape.index.get(key)
         return list(self.values[i]) if i is not None else []
@@ -226,6 +255,15 @@ class EntryBuilder:
         self._plans: dict[tuple[str, ...], Any] = {}
         self._values: dict[bytes, bytes] = {}
         self._encoded: dict[tuple[bytes, tuple[bytes, ...]], tuple[bytes, tuple[bytes, ...]]] = {}
+
+    def forget_values(self) -> None:
+        """Empty the value-sharing caches (after a bulk load: they refill with what repeats).
+
+        During a load they share value tuples and encoded attributes between entries; kept
+        afterwards they would hold up to their bounds of one-off values (IDs, URLs) forever.
+        """
+        self._values.clear()
+        self._encoded.clear()
 
     def attribute_key(self, description: str) -> tuple[str, str]:
         """(canonical key, name to publish) for an attribute description as written."""

@@ -342,7 +342,7 @@ class DirectoryTree:
             if entry.has(attr):
                 m = self.schema.matching(attr)
                 assert m is not None and m.equality is not None
-                for v in entry.normalised(attr, "eq", m.equality):
+                for v in entry.normalise(attr, m.equality):
                     index.setdefault(v, {})[key] = None
 
     def _unindex(self, entry: Entry) -> None:
@@ -357,7 +357,7 @@ class DirectoryTree:
             if entry.has(attr):
                 m = self.schema.matching(attr)
                 assert m is not None and m.equality is not None
-                for v in entry.normalised(attr, "eq", m.equality):
+                for v in entry.normalise(attr, m.equality):
                     bucket = index.get(v)
                     if bucket is not None:
                         bucket.pop(key, None)
