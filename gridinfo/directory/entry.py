@@ -87,7 +87,6 @@ class Entry:
     __slots__ = (
         "dn",
         "key",
-        "values",
         "shape",
         "encoded",
         "_ends",
@@ -99,8 +98,7 @@ class Entry:
 
     dn: str
     key: str
-    values: tuple[tuple[bytes, ...], ...]  # per attribute, in the shape's order
-    encoded: bytes  # [APPLICATION 4] SearchResultEntry with every attribute
+    encoded: bytes  # [APPLICATION 4] SearchResultEntry with every attribute: the one copy of the values
     source: str  # where it came from: "file.ldif", "provider:host", "child:ldap://..."
     valid_to: float | None  # when it stops being served (None: never)
     object_classes: frozenset[str]  # canonical keys of its classes and their superclasses
@@ -124,10 +122,6 @@ class Entry:
         self.dn = dn
         self.key = key
         self.shape = names if isinstance(names, Shape) else shape_for(names)
-        if isinstance(attributes, tuple):
-            self.values = attributes
-        else:
-            self.values = tuple(tuple(attributes[k]) for k in self.shape.names)
         self.source = source
         self.valid_to = valid_to
         self.object_classes = object_classes
@@ -135,8 +129,30 @@ class Entry:
         if encoded is not None and ends is not None:
             self.encoded = encoded
             self._ends = ends
-        else:
+        elif encoded_attributes is not None:
             self._encode(encoded_attributes)
+        else:
+            if isinstance(attributes, tuple):
+                values = attributes
+            else:
+                values = tuple(tuple(attributes[k]) for k in self.shape.names)
+            keys = self.shape.names
+            self._encode([ber.partial_attribute(keys[k].encode("utf-8"), vals) for k, vals in zip(keys, values)])
+
+    @property
+    def values(self) -> tuple[tuple[bytes, ...], ...]:
+        """Each attribute's values, in the shape's order, decoded from :attr:`encoded`.
+
+        The encoding is the only copy an entry keeps (a second, decoded one cost about half a
+        kilobyte per GLUE entry); hot paths read :attr:`encoded` or cached normalised values.
+        """
+        ends = self._ends
+        enc = self.encoded
+        return tuple([_decode_values(enc, ends[i], ends[i + 1]) for i in range(len(ends) - 1)])
+
+    def values_of(self, i: int) -> tuple[bytes, ...]:
+        """The values of the shape's ``i``-th attribute."""
+        return _decode_values(self.encoded, self._ends[i], self._ends[i + 1])
 
     @property
     def ends(self) -> array[int]:
@@ -156,10 +172,7 @@ class Entry:
         """Canonical key -> attribute description as published."""
         return self.shape.names
 
-    def _encode(self, parts: list[bytes] | None) -> None:
-        names = self.shape.names
-        if parts is None:
-            parts = [ber.partial_attribute(names[k].encode("utf-8"), vals) for k, vals in zip(names, self.values)]
+    def _encode(self, parts: list[bytes]) -> None:
         dn_tlv = ber.octet_string(self.dn.encode("utf-8"))
         body = b"".join(parts)
         attrs_tlv = ber.tlv(ber.SEQUENCE, body)
@@ -202,7 +215,7 @@ class Entry:
         hit = cache.get(ck)
         if hit is None:
             i = self.shape.index.get(key)
-            values = self.values[i] if i is not None else None
+            values = self.values_of(i) if i is not None else None
             if not values:
                 hit = ()
             else:
@@ -225,7 +238,7 @@ class Entry:
         if i is None:
             return []
         out = []
-        for v in self.values[i]:
+        for v in self.values_of(i):
             n = normalise(v)
             if n is not None:
                 out.append(n)
@@ -233,7 +246,7 @@ class Entry:
 
     def get(self, key: str) -> list[bytes]:
         i = self.shape.index.get(key)
-        return list(self.values[i]) if i is not None else []
+        return list(self.values_of(i)) if i is not None else []
 
     def first(self, key: str, default: bytes | None = None) -> bytes | None:
         vals = self.get(key)
@@ -389,6 +402,28 @@ class EntryBuilder:
         )
         _remember(self._plans, descriptions, plan, _PLAN_CACHE_MAX)
         return plan
+
+
+def _length(data: bytes, i: int) -> tuple[int, int]:
+    """A BER definite length at ``data[i]``: (length, offset after it)."""
+    n = data[i]
+    if n < 0x80:
+        return n, i + 1
+    k = n & 0x7F
+    return int.from_bytes(data[i + 1 : i + 1 + k], "big"), i + 1 + k
+
+
+def _decode_values(data: bytes, start: int, end: int) -> tuple[bytes, ...]:
+    """The values of the PartialAttribute ``data[start:end]`` (as :func:`ber.partial_attribute` wrote it)."""
+    _, i = _length(data, start + 1)  # SEQUENCE
+    n, i = _length(data, i + 1)  # type
+    _, i = _length(data, i + 1 + n)  # SET OF
+    out = []
+    while i < end:
+        n, i = _length(data, i + 1)
+        out.append(data[i : i + n])
+        i += n
+    return tuple(out)
 
 
 def _remember(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> None:

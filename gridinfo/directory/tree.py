@@ -164,7 +164,7 @@ def _same_content(old: Entry, new: Entry, stamps: Collection[str]) -> bool:
     """Same DN spelling and the same values, freshness stamps aside (names' case aside)."""
     if old.dn != new.dn:
         return False
-    if old.values == new.values and (old.shape is new.shape or list(old.shape.names) == list(new.shape.names)):
+    if old.encoded == new.encoded:  # the DN, the names as spelled and every value
         return True
     a = {k: v for k, v in zip(old.shape.names, old.values) if k not in stamps}
     b = {k: v for k, v in zip(new.shape.names, new.values) if k not in stamps}
