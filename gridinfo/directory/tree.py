@@ -235,6 +235,20 @@ class DirectoryTree:
             m = schema.matching(name)
             if m is not None and m.key != "objectclass" and m.equality is not None and m.key not in _OPERATIONAL_SET:
                 self.eq_indexes[m.key] = {}
+        #: (attribute key, its index, its equality normaliser) for each equality index, looked up once
+        self._eq_rules: list[tuple[str, dict[object, dict[str, None]], Callable[[bytes], object]]] = []
+
+    def _index_rules(self) -> list[tuple[str, dict[object, dict[str, None]], Callable[[bytes], object]]]:
+        """:attr:`_eq_rules`, remade when an index was added to :attr:`eq_indexes` since
+        (indexes are only ever added, as :mod:`gridinfo.vm.backend` does)."""
+        rules = self._eq_rules
+        if len(rules) != len(self.eq_indexes):
+            rules = self._eq_rules = []
+            for k, index in self.eq_indexes.items():
+                m = self.schema.matching(k)
+                assert m is not None and m.equality is not None
+                rules.append((k, index, m.equality))
+        return rules
 
     # -- updates ----------------------------------------------------------------------------
 
@@ -338,11 +352,10 @@ class DirectoryTree:
         key = entry.key
         for oc in entry.object_classes:
             self.oc_index.setdefault(oc, {})[key] = None
-        for attr, index in self.eq_indexes.items():
-            if entry.has(attr):
-                m = self.schema.matching(attr)
-                assert m is not None and m.equality is not None
-                for v in entry.normalise(attr, m.equality):
+        has = entry.shape.index
+        for attr, index, equality in self._index_rules():
+            if attr in has:
+                for v in entry.normalise(attr, equality):
                     index.setdefault(v, {})[key] = None
 
     def _unindex(self, entry: Entry) -> None:
@@ -353,11 +366,10 @@ class DirectoryTree:
                 bucket.pop(key, None)
                 if not bucket:
                     del self.oc_index[oc]
-        for attr, index in self.eq_indexes.items():
-            if entry.has(attr):
-                m = self.schema.matching(attr)
-                assert m is not None and m.equality is not None
-                for v in entry.normalise(attr, m.equality):
+        has = entry.shape.index
+        for attr, index, equality in self._index_rules():
+            if attr in has:
+                for v in entry.normalise(attr, equality):
                     bucket = index.get(v)
                     if bucket is not None:
                         bucket.pop(key, None)
