@@ -157,7 +157,7 @@ def read_snapshot(path: Path, key: dict[str, Any]) -> tuple[list[Entry], list[In
                 )
             )
         errors = [InputError(message, source, line) for message, source, line in refused]
-    except (ValueError, TypeError, EOFError, IndexError) as e:
+    except (ValueError, TypeError, EOFError, IndexError, KeyError, AttributeError) as e:
         raise SnapshotRejected(f"its content cannot be read ({e})") from None
     if len(entries) != header.get("entries"):
         raise SnapshotRejected("it holds a different number of entries than its header says")
