@@ -223,6 +223,7 @@ class GRISConfig:
     glue2_suffix: str = "GLUE2GroupID=resource,o=glue"  # GLUE 2.0 entries live below it ("": no GLUE 2)
     glue2_site_id: str = ""  # GLUE2DomainID of the site: the GRIS's own GLUE2Service names it
     ldif: tuple[str, ...] = ()
+    ldif_snapshot: str = ""  # folder of a verified snapshot of the static LDIF ("": none; docs/performance.md)
     schema: tuple[str, ...] = ()
     credentials: dict[str, str] = field(default_factory=dict)
     limits: LimitsConfig = field(default_factory=LimitsConfig)

@@ -151,7 +151,7 @@ def make_gris_tree(
     """
     schema = schema if schema is not None else load_schema(config.schema)
     tree = DirectoryTree(schema, indexed=DEFAULT_INDEXED + tuple(config.index), wallclock=wallclock)
-    load_static_ldif(tree, config.ldif)
+    load_static_ldif(tree, config.ldif, snapshot_dir=config.ldif_snapshot)
     add_base_entries(tree, config.suffix)
     add_glue2_base_entries(tree, config.glue2_suffix)
     return tree

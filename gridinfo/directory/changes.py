@@ -231,6 +231,16 @@ class ChangeLog:
     def __len__(self) -> int:
         return len(self._changes)
 
+    def forget(self) -> None:
+        """Drop every recorded change: a cookie from before now gets a full refresh.
+
+        For the end of a bulk load before anyone is served (static LDIF at start): no client
+        can hold a cookie from inside it, and the log would keep one change per loaded entry.
+        """
+        if self._changes:
+            self.horizon = self.csn
+            self._changes.clear()
+
     def record(self, change: Change) -> None:
         """Keep ``change`` (CSNs strictly increase) and offer it to every subscription."""
         if change.csn <= self.csn:

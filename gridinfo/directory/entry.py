@@ -87,7 +87,6 @@ class Entry:
     __slots__ = (
         "dn",
         "key",
-        "values",
         "shape",
         "encoded",
         "_ends",
@@ -99,8 +98,7 @@ class Entry:
 
     dn: str
     key: str
-    values: tuple[tuple[bytes, ...], ...]  # per attribute, in the shape's order
-    encoded: bytes  # [APPLICATION 4] SearchResultEntry with every attribute
+    encoded: bytes  # [APPLICATION 4] SearchResultEntry with every attribute: the one copy of the values
     source: str  # where it came from: "file.ldif", "provider:host", "child:ldap://..."
     valid_to: float | None  # when it stops being served (None: never)
     object_classes: frozenset[str]  # canonical keys of its classes and their superclasses
@@ -116,19 +114,50 @@ class Entry:
         source: str = "",
         valid_to: float | None = None,
         encoded_attributes: list[bytes] | None = None,
+        encoded: bytes | None = None,
+        ends: array[int] | None = None,
     ):
+        """``encoded`` and ``ends``, given together, are the entry's encoding and attribute
+        offsets as an earlier build of the same entry made them (a snapshot): not encoded again."""
         self.dn = dn
         self.key = key
         self.shape = names if isinstance(names, Shape) else shape_for(names)
-        if isinstance(attributes, tuple):
-            self.values = attributes
-        else:
-            self.values = tuple(tuple(attributes[k]) for k in self.shape.names)
         self.source = source
         self.valid_to = valid_to
         self.object_classes = object_classes
         self._norm: dict[Any, Any] | None = None
-        self._encode(encoded_attributes)
+        if encoded is not None and ends is not None:
+            self.encoded = encoded
+            self._ends = ends
+        elif encoded_attributes is not None:
+            self._encode(encoded_attributes)
+        else:
+            if isinstance(attributes, tuple):
+                values = attributes
+            else:
+                values = tuple(tuple(attributes[k]) for k in self.shape.names)
+            keys = self.shape.names
+            self._encode([ber.partial_attribute(keys[k].encode("utf-8"), vals) for k, vals in zip(keys, values)])
+
+    @property
+    def values(self) -> tuple[tuple[bytes, ...], ...]:
+        """Each attribute's values, in the shape's order, decoded from :attr:`encoded`.
+
+        The encoding is the only copy an entry keeps (a second, decoded one cost about half a
+        kilobyte per GLUE entry); hot paths read :attr:`encoded` or cached normalised values.
+        """
+        ends = self._ends
+        enc = self.encoded
+        return tuple([_decode_values(enc, ends[i], ends[i + 1]) for i in range(len(ends) - 1)])
+
+    def values_of(self, i: int) -> tuple[bytes, ...]:
+        """The values of the shape's ``i``-th attribute."""
+        return _decode_values(self.encoded, self._ends[i], self._ends[i + 1])
+
+    @property
+    def ends(self) -> array[int]:
+        """Offsets in :attr:`encoded` where each attribute starts, then where the last ends."""
+        return self._ends
 
     @property
     def attributes(self) -> AttributeView:
@@ -143,10 +172,7 @@ class Entry:
         """Canonical key -> attribute description as published."""
         return self.shape.names
 
-    def _encode(self, parts: list[bytes] | None) -> None:
-        names = self.shape.names
-        if parts is None:
-            parts = [ber.partial_attribute(names[k].encode("utf-8"), vals) for k, vals in zip(names, self.values)]
+    def _encode(self, parts: list[bytes]) -> None:
         dn_tlv = ber.octet_string(self.dn.encode("utf-8"))
         body = b"".join(parts)
         attrs_tlv = ber.tlv(ber.SEQUENCE, body)
@@ -189,7 +215,7 @@ class Entry:
         hit = cache.get(ck)
         if hit is None:
             i = self.shape.index.get(key)
-            values = self.values[i] if i is not None else None
+            values = self.values_of(i) if i is not None else None
             if not values:
                 hit = ()
             else:
@@ -202,9 +228,25 @@ class Entry:
             cache[ck] = hit
         return hit
 
+    def normalise(self, key: str, normalise: Any) -> list[Any]:
+        """Values of ``key`` normalised by ``normalise`` (invalid ones dropped), not cached.
+
+        For building indexes: the index holds the normalised values, a per-entry cache of them
+        would be a second copy of every indexed value of every entry.
+        """
+        i = self.shape.index.get(key)
+        if i is None:
+            return []
+        out = []
+        for v in self.values_of(i):
+            n = normalise(v)
+            if n is not None:
+                out.append(n)
+        return out
+
     def get(self, key: str) -> list[bytes]:
         i = self.shape.index.get(key)
-        return list(self.values[i]) if i is not None else []
+        return list(self.values_of(i)) if i is not None else []
 
     def first(self, key: str, default: bytes | None = None) -> bytes | None:
         vals = self.get(key)
@@ -226,6 +268,15 @@ class EntryBuilder:
         self._plans: dict[tuple[str, ...], Any] = {}
         self._values: dict[bytes, bytes] = {}
         self._encoded: dict[tuple[bytes, tuple[bytes, ...]], tuple[bytes, tuple[bytes, ...]]] = {}
+
+    def forget_values(self) -> None:
+        """Empty the value-sharing caches (after a bulk load: they refill with what repeats).
+
+        During a load they share value tuples and encoded attributes between entries; kept
+        afterwards they would hold up to their bounds of one-off values (IDs, URLs) forever.
+        """
+        self._values.clear()
+        self._encoded.clear()
 
     def attribute_key(self, description: str) -> tuple[str, str]:
         """(canonical key, name to publish) for an attribute description as written."""
@@ -351,6 +402,28 @@ class EntryBuilder:
         )
         _remember(self._plans, descriptions, plan, _PLAN_CACHE_MAX)
         return plan
+
+
+def _length(data: bytes, i: int) -> tuple[int, int]:
+    """A BER definite length at ``data[i]``: (length, offset after it)."""
+    n = data[i]
+    if n < 0x80:
+        return n, i + 1
+    k = n & 0x7F
+    return int.from_bytes(data[i + 1 : i + 1 + k], "big"), i + 1 + k
+
+
+def _decode_values(data: bytes, start: int, end: int) -> tuple[bytes, ...]:
+    """The values of the PartialAttribute ``data[start:end]`` (as :func:`ber.partial_attribute` wrote it)."""
+    _, i = _length(data, start + 1)  # SEQUENCE
+    n, i = _length(data, i + 1)  # type
+    _, i = _length(data, i + 1 + n)  # SET OF
+    out = []
+    while i < end:
+        n, i = _length(data, i + 1)
+        out.append(data[i : i + n])
+        i += n
+    return tuple(out)
 
 
 def _remember(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> None:

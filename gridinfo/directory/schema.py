@@ -47,6 +47,7 @@ the tree can index an entry under every ancestor of its classes, which is how Op
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 import sys
@@ -760,6 +761,20 @@ class Schema:
     _superclass_cache: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     _check_shapes: dict[tuple[tuple[str, ...], tuple[bytes, ...]], Any] = field(default_factory=dict, repr=False)
     _check_good_values: set[tuple[str, bytes]] = field(default_factory=set, repr=False)
+
+    def forget_checked_values(self) -> None:
+        """Empty :meth:`check_entry`'s cache of values already found valid (after a bulk load:
+        it would otherwise keep up to its bound of one-off values; it refills with what repeats)."""
+        self._check_good_values.clear()
+
+    def fingerprint(self) -> str:
+        """A SHA-256 of every definition: equal for schemas that check and match alike."""
+        h = hashlib.sha256()
+        for at in sorted(self._attributes.values(), key=lambda a: a.oid):
+            h.update(repr(at).encode("utf-8"))
+        for oc in sorted(self._classes.values(), key=lambda c: c.oid):
+            h.update(repr(oc).encode("utf-8"))
+        return h.hexdigest()
 
     def __repr__(self) -> str:
         return f"<Schema: {len(self._attributes)} attribute types, {len(self._classes)} object classes>"

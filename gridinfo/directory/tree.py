@@ -166,7 +166,7 @@ def _same_content(old: Entry, new: Entry, stamps: Collection[str]) -> bool:
     """Same DN spelling and the same values, freshness stamps aside (names' case aside)."""
     if old.dn != new.dn:
         return False
-    if old.values == new.values and (old.shape is new.shape or list(old.shape.names) == list(new.shape.names)):
+    if old.encoded == new.encoded:  # the DN, the names as spelled and every value
         return True
     a = {k: v for k, v in zip(old.shape.names, old.values) if k not in stamps}
     b = {k: v for k, v in zip(new.shape.names, new.values) if k not in stamps}
@@ -245,6 +245,20 @@ class DirectoryTree:
             m = schema.matching(name)
             if m is not None and m.key != "objectclass" and m.equality is not None and m.key not in _OPERATIONAL_SET:
                 self.eq_indexes[m.key] = {}
+        #: (attribute key, its index, its equality normaliser) for each equality index, looked up once
+        self._eq_rules: list[tuple[str, dict[object, dict[str, None]], Callable[[bytes], object]]] = []
+
+    def _index_rules(self) -> list[tuple[str, dict[object, dict[str, None]], Callable[[bytes], object]]]:
+        """:attr:`_eq_rules`, remade when an index was added to :attr:`eq_indexes` since
+        (indexes are only ever added, as :mod:`gridinfo.vm.backend` does)."""
+        rules = self._eq_rules
+        if len(rules) != len(self.eq_indexes):
+            rules = self._eq_rules = []
+            for k, index in self.eq_indexes.items():
+                m = self.schema.matching(k)
+                assert m is not None and m.equality is not None
+                rules.append((k, index, m.equality))
+        return rules
 
     # -- updates ----------------------------------------------------------------------------
 
@@ -348,11 +362,10 @@ class DirectoryTree:
         key = entry.key
         for oc in entry.object_classes:
             self.oc_index.setdefault(oc, {})[key] = None
-        for attr, index in self.eq_indexes.items():
-            if entry.has(attr):
-                m = self.schema.matching(attr)
-                assert m is not None and m.equality is not None
-                for v in entry.normalised(attr, "eq", m.equality):
+        has = entry.shape.index
+        for attr, index, equality in self._index_rules():
+            if attr in has:
+                for v in entry.normalise(attr, equality):
                     index.setdefault(v, {})[key] = None
 
     def _unindex(self, entry: Entry) -> None:
@@ -363,11 +376,10 @@ class DirectoryTree:
                 bucket.pop(key, None)
                 if not bucket:
                     del self.oc_index[oc]
-        for attr, index in self.eq_indexes.items():
-            if entry.has(attr):
-                m = self.schema.matching(attr)
-                assert m is not None and m.equality is not None
-                for v in entry.normalised(attr, "eq", m.equality):
+        has = entry.shape.index
+        for attr, index, equality in self._index_rules():
+            if attr in has:
+                for v in entry.normalise(attr, equality):
                     bucket = index.get(v)
                     if bucket is not None:
                         bucket.pop(key, None)

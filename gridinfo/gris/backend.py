@@ -18,6 +18,15 @@ from twisted.logger import Logger
 
 from gridinfo.directory.ldif import LDIFError, LDIFLimits, iter_ldif_tolerant
 from gridinfo.directory.query import SearchRequest, SearchResult
+from gridinfo.directory.entry import Entry
+from gridinfo.directory.snapshot import (
+    SnapshotRejected,
+    read_snapshot,
+    snapshot_key,
+    snapshot_path,
+    unchanged_since,
+    write_snapshot,
+)
 from gridinfo.directory.tree import DirectoryTree
 from gridinfo.errors import InputError, LDAPError
 from gridinfo.ldap.tree_backend import ROOT_DN, TreeBackend, add_base_entries, suffix_attributes
@@ -72,14 +81,83 @@ def ldif_files(paths: Iterable[str]) -> list[Path]:
     return files
 
 
-def load_static_ldif(tree: DirectoryTree, paths: Iterable[str], limits: LDIFLimits | None = None) -> list[InputError]:
+#: a static file is streamed record by record: its records are bounded, not its size (1M entries is ~1 GB)
+STATIC_LIMITS = LDIFLimits(max_file_bytes=1 << 40)
+
+
+def load_static_ldif(
+    tree: DirectoryTree, paths: Iterable[str], limits: LDIFLimits | None = None, *, snapshot_dir: str = ""
+) -> list[InputError]:
     """Load static LDIF files into the tree; a bad record is logged (file:line) and skipped.
 
     Returns the errors, so callers (and tests) can see what was refused.  A file that cannot be
-    read is one error; everything else keeps loading.
+    read is one error; everything else keeps loading.  With ``snapshot_dir`` the entries come
+    from a verified snapshot of the same files when there is one (:mod:`gridinfo.directory.snapshot`),
+    and a load that parsed the files writes one.
     """
+    files = ldif_files(paths)
+    limits = limits or STATIC_LIMITS
+    key: dict[str, Any] | None = None
+    where = None
+    if snapshot_dir and files:
+        where = snapshot_path(snapshot_dir, files)
+        try:
+            key = snapshot_key(files, tree.schema.fingerprint(), limits)
+        except OSError as e:
+            log.info("LDIF snapshot not used: cannot read {file}: {error}", file=e.filename, error=e.strerror)
+        else:
+            restored = _restore(tree, where, key)
+            if restored is not None:
+                return restored
+    loaded: list[Entry] = []
+    errors = _parse_files(tree, files, limits, loaded)
+    if where is not None and key is not None:
+        if not unchanged_since(key):
+            log.info("LDIF snapshot not written: an LDIF file changed while it was read")
+        else:
+            try:
+                size = write_snapshot(where, key, loaded, errors)
+            except OSError as e:
+                log.error("LDIF snapshot not written to {path}: {error}", path=str(where), error=str(e))
+            else:
+                log.info("wrote LDIF snapshot {path} ({count} entries, {size} bytes)",
+                         path=str(where), count=len(loaded), size=size)
+    return errors
+
+
+def _restore(tree: DirectoryTree, where: Path, key: dict[str, Any]) -> list[InputError] | None:
+    """Add a snapshot's entries to the tree and log its refused records; None if not usable."""
+    if not where.exists():
+        log.info("no LDIF snapshot at {path} yet: parsing the LDIF files", path=str(where))
+        return None
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        try:
+            entries, errors = read_snapshot(where, key)
+        except SnapshotRejected as e:
+            log.warn("LDIF snapshot {path} not used, parsing the LDIF files: {why}", path=str(where), why=str(e))
+            return None
+        except OSError as e:
+            log.warn("LDIF snapshot {path} not used, parsing the LDIF files: {error}", path=str(where), error=str(e))
+            return None
+        for err in errors:
+            log.error("refused LDIF record: {error}", error=str(err))
+        for entry in entries:
+            tree.add(entry)
+        tree.builder.forget_values()
+        tree.changelog.forget()
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    gc.freeze()  # the loaded entries are long-lived: later collections need not walk them
+    log.info("loaded {count} entries from LDIF snapshot {path}", count=len(entries), path=str(where))
+    return errors
+
+
+def _parse_files(tree: DirectoryTree, files: list[Path], limits: LDIFLimits, loaded: list[Entry]) -> list[InputError]:
     errors: list[InputError] = []
-    for path in ldif_files(paths):
+    for path in files:
         source = str(path)
         try:
             stream = path.open("rb")
@@ -89,7 +167,7 @@ def load_static_ldif(tree: DirectoryTree, paths: Iterable[str], limits: LDIFLimi
             errors.append(err)
             continue
         bad: list[LDIFError] = []
-        loaded = 0
+        count = 0
 
         def refuse(err: InputError) -> None:
             log.error("refused LDIF record: {error}", error=str(err))
@@ -101,7 +179,7 @@ def load_static_ldif(tree: DirectoryTree, paths: Iterable[str], limits: LDIFLimi
         gc.disable()
         with stream:
             try:
-                for rec in iter_ldif_tolerant(stream, bad, source, limits or LDIFLimits()):
+                for rec in iter_ldif_tolerant(stream, bad, source, limits):
                     while bad:
                         refuse(bad.pop(0))
                     if rec.changetype not in (None, "add"):
@@ -117,7 +195,8 @@ def load_static_ldif(tree: DirectoryTree, paths: Iterable[str], limits: LDIFLimi
                         refuse(InputError(e.message, source, rec.line))
                         continue
                     tree.add(entry)
-                    loaded += 1
+                    loaded.append(entry)
+                    count += 1
             except LDIFError as e:  # a limit broken: the rest of the file is refused
                 refuse(e)
             except OSError as e:
@@ -127,7 +206,13 @@ def load_static_ldif(tree: DirectoryTree, paths: Iterable[str], limits: LDIFLimi
                     gc.enable()
         while bad:
             refuse(bad.pop(0))
-        log.info("loaded {count} entries from {source}", count=loaded, source=source)
+        log.info("loaded {count} entries from {source}", count=count, source=source)
+    if files:
+        # the sharing caches of a bulk load would keep their bounds of one-off values forever
+        tree.builder.forget_values()
+        tree.schema.forget_checked_values()
+        tree.changelog.forget()
+        gc.freeze()  # the loaded entries are long-lived: later collections need not walk them
     return errors
 
 

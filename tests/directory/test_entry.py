@@ -36,9 +36,14 @@ def test_object_classes_include_superclasses():
     assert {"gluece", "gluecetop", "gluetop", "top"} <= e.object_classes
 
 
-def test_entries_share_repeated_values():
-    """Two entries with the same value for an attribute share one stored tuple (memory)."""
+def test_values_are_decoded_from_the_one_encoding():
+    """An entry keeps its encoded SearchResultEntry only: values read back as given, in order."""
     b = EntryBuilder(default_schema())
-    one = b.build("cn=a,o=grid", [("objectClass", [b"top", b"device"]), ("cn", [b"a"])])
-    two = b.build("cn=b,o=grid", [("objectClass", [b"top", b"device"]), ("cn", [b"b"])])
-    assert one.values[one.shape.index["objectclass"]] is two.values[two.shape.index["objectclass"]]
+    long_value = b"x" * 300  # a long-form BER length
+    e = b.build("cn=a,o=grid", [("objectClass", [b"top", b"device"]), ("cn", [b"a"]), ("description", [long_value, b""])])
+    assert e.values == ((b"top", b"device"), (b"a",), (long_value, b""))
+    assert e.get("description") == [long_value, b""]
+    assert e.attributes["objectclass"] == [b"top", b"device"]
+    assert not hasattr(e, "__dict__")
+
+
