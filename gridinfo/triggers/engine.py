@@ -55,10 +55,10 @@ import heapq
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gridinfo.directory import filters as F
-from gridinfo.directory.changes import Change, Subscription
+from gridinfo.directory.changes import Change, ChangeKind, Notice, Subscription
 from gridinfo.directory.dn import parent_key
 
 if TYPE_CHECKING:
@@ -412,7 +412,11 @@ class ChangeListener(Subscription):
         super().__init__(lambda e: False, max_pending=0)
         self.hear = hear
 
-    def offer(self, change: Change) -> None:
+    def offer_classified(
+        self, change: Change, kind: ChangeKind | None, notices: dict[Any, Notice] | None = None
+    ) -> None:
+        """The change log offers every change this way (``kind`` is for pending notices; a
+        listener keeps none and hears each change whatever its kind)."""
         if change.csn > self.csn:
             self.csn = change.csn
         self.hear(change)
