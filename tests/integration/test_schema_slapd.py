@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -71,6 +73,8 @@ def slapd():
             proc.wait()
             shutil.rmtree(tmp, ignore_errors=True)
     assert started, f"slapd did not start (exit {proc.returncode})"
+    # "slapd starting" can come a moment before the ldapi listener accepts: wait until it does
+    _wait_for_unix_socket(tmp / "s", proc)
     # keep reading slapd's log so that a full pipe never blocks it
     threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
 
@@ -118,3 +122,18 @@ def test_check_entry_agrees_with_slapd(slapd):
         ours = schema.check_entry(attrs)
         theirs = slapd(_ldif(dn, attrs))
         assert (ours == []) == (theirs.returncode == 0), (dn, ours, theirs.stderr)
+
+
+def _wait_for_unix_socket(path: Path, proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
+    """Return once ``path`` accepts a connection; fail if slapd exits or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(path))
+                return
+            except OSError:
+                pass
+        assert proc.poll() is None, f"slapd exited (status {proc.returncode}) before listening on {path}"
+        assert time.monotonic() < deadline, f"slapd did not listen on {path} within {timeout} s"
+        time.sleep(0.02)
