@@ -266,16 +266,12 @@ class EntryBuilder:
         self._oc_cache: dict[bytes, frozenset[str]] = {}
         self._oc_sets: dict[tuple[bytes, ...], frozenset[str]] = {}
         self._plans: dict[tuple[str, ...], Any] = {}
-        self._values: dict[bytes, bytes] = {}
-        self._encoded: dict[tuple[bytes, tuple[bytes, ...]], tuple[bytes, tuple[bytes, ...]]] = {}
+        #: (attribute name, values) -> encoded PartialAttribute, for the short ones entries repeat
+        #: (objectClass lists, states, small numbers); small, and emptied when full
+        self._encoded: dict[tuple[bytes, tuple[bytes, ...]], bytes] = {}
 
     def forget_values(self) -> None:
-        """Empty the value-sharing caches (after a bulk load: they refill with what repeats).
-
-        During a load they share value tuples and encoded attributes between entries; kept
-        afterwards they would hold up to their bounds of one-off values (IDs, URLs) forever.
-        """
-        self._values.clear()
+        """Empty the encoding cache (after a bulk load: it refills with what repeats)."""
         self._encoded.clear()
 
     def attribute_key(self, description: str) -> tuple[str, str]:
@@ -339,26 +335,17 @@ class EntryBuilder:
             grouped = [[] for _ in encoded_names]
             for (_, vals), slot in zip(attributes, slots):
                 grouped[slot].extend(vals)
-        intern = self._values
         encoded = self._encoded
         parts = []
         stored = []
         for name, vals in zip(encoded_names, grouped):
-            if len(vals) == 1:
-                v = vals[0]
-                if len(v) <= _INTERN_MAX_LEN:
-                    v = intern.get(v) or (intern.setdefault(v, v) if len(intern) < _INTERN_MAX_VALUES else v)
-                tv: tuple[bytes, ...] = (v,)
-            else:
-                tv = tuple(dict.fromkeys(vals))  # attribute values are a set: drop repeats, keep order
+            tv: tuple[bytes, ...] = (vals[0],) if len(vals) == 1 else tuple(dict.fromkeys(vals))  # a set: no repeats
             hit = encoded.get((name, tv))
             if hit is None:
-                part = ber.partial_attribute(name, tv)
-                if len(part) <= _ENCODE_CACHE_MAX_LEN and len(encoded) < _ENCODE_CACHE_MAX:
-                    encoded[(name, tv)] = (part, tv)
-            else:
-                part, tv = hit  # share the value tuple with every entry that has it
-            parts.append(part)
+                hit = ber.partial_attribute(name, tv)
+                if len(hit) <= _ENCODE_CACHE_MAX_LEN:
+                    _remember(encoded, (name, tv), hit, _ENCODE_CACHE_MAX)
+            parts.append(hit)
             stored.append(tv)
         ocs: frozenset[str] = frozenset()
         if oc_slot is not None:
@@ -443,7 +430,8 @@ _ATTR_CACHE_MAX = 4096
 _OC_CACHE_MAX = 4096
 _PLAN_CACHE_MAX = 4096
 
-_INTERN_MAX_LEN = 48
-_INTERN_MAX_VALUES = 200_000
+#: Bounds of the encoding cache.  Small on purpose: a bulk load's hundreds of thousands of
+#: one-off values (IDs, URLs) cached beside the entries and freed afterwards left 50 MiB of
+#: holes in the allocator's arenas at 100k entries; what repeats fits in a few thousand.
 _ENCODE_CACHE_MAX_LEN = 256
-_ENCODE_CACHE_MAX = 200_000
+_ENCODE_CACHE_MAX = 4096

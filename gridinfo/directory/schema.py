@@ -102,6 +102,12 @@ def _render_oids(keyword: str, oids: tuple[str, ...]) -> list[str]:
     return out
 
 
+#: Bound of :meth:`Schema.check_entry`'s cache of values already found valid.  Small: what
+#: repeats (states, types, small numbers) fits, and a bulk load's one-off values kept beside
+#: its entries and freed afterwards would leave holes in the allocator's arenas.
+_CHECKED_VALUES_MAX = 8192
+
+
 @dataclass(frozen=True, slots=True)
 class AttributeType:
     """An attribute type with EQUALITY/ORDERING/SUBSTR/SYNTAX already resolved through SUP."""
@@ -998,7 +1004,9 @@ class Schema:
                     if normalised in seen:
                         problems.append(f"attribute {shown!r} has the value {_show(value)} more than once")
                     seen.add(normalised)
-                if len(value) <= 64 and len(known_good) < 200_000:
+                if len(value) <= 64:
+                    if len(known_good) >= _CHECKED_VALUES_MAX:
+                        known_good.clear()  # emptied, not frozen: what repeats now is cached again
                     known_good.add((key, value))
         return problems
 
