@@ -85,7 +85,6 @@ class Entry:
     """One directory entry, immutable once built."""
 
     __slots__ = (
-        "dn",
         "key",
         "shape",
         "encoded",
@@ -96,9 +95,8 @@ class Entry:
         "object_classes",
     )
 
-    dn: str
     key: str
-    encoded: bytes  # [APPLICATION 4] SearchResultEntry with every attribute: the one copy of the values
+    encoded: bytes  # [APPLICATION 4] SearchResultEntry: the one copy of the DN and of the values
     source: str  # where it came from: "file.ldif", "provider:host", "child:ldap://..."
     valid_to: float | None  # when it stops being served (None: never)
     object_classes: frozenset[str]  # canonical keys of its classes and their superclasses
@@ -119,7 +117,6 @@ class Entry:
     ):
         """``encoded`` and ``ends``, given together, are the entry's encoding and attribute
         offsets as an earlier build of the same entry made them (a snapshot): not encoded again."""
-        self.dn = dn
         self.key = key
         self.shape = names if isinstance(names, Shape) else shape_for(names)
         self.source = source
@@ -130,14 +127,30 @@ class Entry:
             self.encoded = encoded
             self._ends = ends
         elif encoded_attributes is not None:
-            self._encode(encoded_attributes)
+            self._encode(dn, encoded_attributes)
         else:
             if isinstance(attributes, tuple):
                 values = attributes
             else:
                 values = tuple(tuple(attributes[k]) for k in self.shape.names)
             keys = self.shape.names
-            self._encode([ber.partial_attribute(keys[k].encode("utf-8"), vals) for k, vals in zip(keys, values)])
+            self._encode(dn, [ber.partial_attribute(keys[k].encode("utf-8"), vals) for k, vals in zip(keys, values)])
+
+    @property
+    def dn(self) -> str:
+        """The DN as given, decoded from :attr:`encoded` (a second copy as text cost ~150 bytes
+        per GLUE entry; the DN is read off the hot paths, which send the encoding)."""
+        enc = self.encoded
+        _, i = _length(enc, 1)  # [APPLICATION 4]
+        n, i = _length(enc, i + 1)  # OCTET STRING objectName
+        return enc[i : i + n].decode("utf-8")
+
+    def _dn_tlv(self) -> bytes:
+        """The encoded objectName (OCTET STRING) of :attr:`encoded`."""
+        enc = self.encoded
+        _, i = _length(enc, 1)
+        n, j = _length(enc, i + 1)
+        return enc[i : j + n]
 
     @property
     def values(self) -> tuple[tuple[bytes, ...], ...]:
@@ -172,8 +185,8 @@ class Entry:
         """Canonical key -> attribute description as published."""
         return self.shape.names
 
-    def _encode(self, parts: list[bytes]) -> None:
-        dn_tlv = ber.octet_string(self.dn.encode("utf-8"))
+    def _encode(self, dn: str, parts: list[bytes]) -> None:
+        dn_tlv = ber.octet_string(dn.encode("utf-8"))
         body = b"".join(parts)
         attrs_tlv = ber.tlv(ber.SEQUENCE, body)
         inner = dn_tlv + attrs_tlv
@@ -201,7 +214,7 @@ class Entry:
                     parts.append(enc[ends[i] : ends[i + 1]])
         if extra:
             parts.extend(extra)
-        return ber.search_result_entry(self.dn.encode("utf-8"), parts)
+        return ber.tlv(ber.APP_SEARCH_RESULT_ENTRY, self._dn_tlv() + ber.tlv(ber.SEQUENCE, b"".join(parts)))
 
     def normalised(self, key: str, kind: str, normalise: Any) -> tuple[Any, ...]:
         """Values of attribute ``key`` normalised by ``normalise``; invalid values are dropped.

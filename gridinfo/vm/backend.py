@@ -41,7 +41,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from gridinfo.directory.dn import escape_value, parent_key
-from gridinfo.directory.tree import DirectoryTree
+from gridinfo.directory.tree import DirectoryTree, EqualityIndex, index_add
 from gridinfo.errors import ConstraintViolation, LDAPError, ResultCode, Unavailable
 from gridinfo.vm.acl import AccessPolicy
 from gridinfo.vm.events import Event, EventError, event_from_entry, format_time
@@ -99,11 +99,11 @@ def ensure_indexes(tree: DirectoryTree, names: Iterable[str]) -> list[str]:
         m = tree.schema.matching(name)
         if m is None or m.equality is None or m.key == "objectclass" or m.key in tree.eq_indexes:
             continue
-        index: dict[object, dict[str, None]] = {}
+        index: EqualityIndex = {}
         for entry in tree.entries.values():
             if entry.has(m.key):
                 for v in entry.normalised(m.key, "eq", m.equality):
-                    index.setdefault(v, {})[entry.key] = None
+                    index_add(index, v, entry.key)
         tree.eq_indexes[m.key] = index
         added.append(name)
     return added

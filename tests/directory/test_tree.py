@@ -216,3 +216,49 @@ def test_compare_answers_by_the_attributes_equality_rule():
     assert tree.compare(ce, "gluecestatefreecpus", b"1") is True
     assert tree.compare(ce, "GlueCEStateStatus", b"draining") is True
     assert tree.compare(ce, "GlueCEStateStatus", b"closed") is False
+
+
+def test_an_equality_index_follows_values_shared_then_unshared_and_removed():
+    """A value one entry holds, then two, then one again, then none: the indexed search finds
+    exactly the entries that hold it at each step (the index keeps a lone holder's key
+    without a bucket of its own, and goes back to that when a bucket empties to one)."""
+    tree = DirectoryTree(default_schema(), indexed=("GlueCEInfoHostName",))
+    tree.add(tree.build("o=grid", [("objectClass", [b"organization"]), ("o", [b"grid"])]))
+    tree.add(tree.build(SUFFIX, [("objectClass", [b"MdsVo"]), ("Mds-Vo-name", [b"local"])]))
+
+    def ce(name: str, host: bytes):
+        return tree.build(
+            f"GlueCEUniqueID={name},{SUFFIX}",
+            [("objectClass", [b"GlueCETop", b"GlueCE", b"GlueCEInfo"]), ("GlueCEUniqueID", [name.encode()]),
+             ("GlueCEInfoHostName", [host])],
+        )
+
+    def holders(host: str) -> set[str]:
+        return {dn.split(",")[0] for dn in dns(search(tree, flt=f"(GlueCEInfoHostName={host})"))}
+
+    tree.add(ce("a", b"CE1.example.org"))
+    assert holders("ce1.EXAMPLE.org") == {"GlueCEUniqueID=a"}
+    tree.add(ce("b", b"ce1.example.org"))
+    assert holders("ce1.example.org") == {"GlueCEUniqueID=a", "GlueCEUniqueID=b"}
+    tree.add(ce("a", b"ce2.example.org"))  # a moves away: b alone holds ce1
+    assert holders("ce1.example.org") == {"GlueCEUniqueID=b"}
+    assert holders("ce2.example.org") == {"GlueCEUniqueID=a"}
+    tree.remove(tree.key(f"GlueCEUniqueID=b,{SUFFIX}"))
+    assert holders("ce1.example.org") == set()
+    tree.remove(tree.key(f"GlueCEUniqueID=a,{SUFFIX}"))
+    assert holders("ce2.example.org") == set()
+    assert tree.eq_indexes["glueceinfohostname"] == {}
+
+
+@pytest.mark.parametrize("dn", [
+    "GlueCEUniqueID=ce1.example.org:8443/cream-pbs-long,mds-vo-name=local,o=grid",
+    "GlueSiteUniqueID=Zürich " + "x" * 300 + ",mds-vo-name=local,o=grid",  # non-ASCII, long-form BER length
+])
+def test_an_entry_gives_back_its_dn_as_written(dn):
+    """An entry keeps its DN only inside its encoding; the DN it gives back is the one it was
+    built with, spelling and all, and its encoding decodes to it (ldaptor's decoder)."""
+    tree = DirectoryTree(default_schema())
+    entry = tree.build(dn, [("objectClass", [b"GlueTop"]), ("description", [b"d"])])
+    assert entry.dn == dn
+    assert decode(entry.encoded)[0] == dn
+    assert decode(entry.encode_selected(["description"]))[0] == dn
