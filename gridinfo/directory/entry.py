@@ -140,17 +140,15 @@ class Entry:
     def dn(self) -> str:
         """The DN as given, decoded from :attr:`encoded` (a second copy as text cost ~150 bytes
         per GLUE entry; the DN is read off the hot paths, which send the encoding)."""
+        _, start, end = self._dn_span()
+        return self.encoded[start:end].decode("utf-8")
+
+    def _dn_span(self) -> tuple[int, int, int]:
+        """Where in :attr:`encoded` the objectName OCTET STRING starts, its value starts, it ends."""
         enc = self.encoded
         _, i = _length(enc, 1)  # [APPLICATION 4]
-        n, i = _length(enc, i + 1)  # OCTET STRING objectName
-        return enc[i : i + n].decode("utf-8")
-
-    def _dn_tlv(self) -> bytes:
-        """The encoded objectName (OCTET STRING) of :attr:`encoded`."""
-        enc = self.encoded
-        _, i = _length(enc, 1)
         n, j = _length(enc, i + 1)
-        return enc[i : j + n]
+        return i, j, j + n
 
     @property
     def values(self) -> tuple[tuple[bytes, ...], ...]:
@@ -214,7 +212,8 @@ class Entry:
                     parts.append(enc[ends[i] : ends[i + 1]])
         if extra:
             parts.extend(extra)
-        return ber.tlv(ber.APP_SEARCH_RESULT_ENTRY, self._dn_tlv() + ber.tlv(ber.SEQUENCE, b"".join(parts)))
+        tag, _, end = self._dn_span()
+        return ber.tlv(ber.APP_SEARCH_RESULT_ENTRY, self.encoded[tag:end] + ber.tlv(ber.SEQUENCE, b"".join(parts)))
 
     def normalised(self, key: str, kind: str, normalise: Any) -> tuple[Any, ...]:
         """Values of attribute ``key`` normalised by ``normalise``; invalid values are dropped.
