@@ -329,10 +329,10 @@ class ProviderManager(service.Service):
     def sweep(self) -> None:
         """Expire soft state by the clock and start background refreshes that are due."""
         now = self.reactor.seconds()
-        changes = self.expire(now)
         standing = bool(self.tree.changelog.subscriptions)
         for name in self.table.due_background(now, standing=standing, horizon=self.config.sweep_interval):
-            self.refresh(name)
+            self.refresh(name)  # before expiring: data whose time ends now stays while its refresh runs
+        changes = self.expire(now)
         if changes:
             self.publish_status(now)
 
@@ -364,6 +364,8 @@ class ProviderManager(service.Service):
         log.failure("running provider {provider} failed", failure, provider=definition.name)
         now = self.reactor.seconds()
         self.table.fail(definition.name, now, "internal error", RunOutput(exit_code=None, spawn_error="internal error"))
+        if self.expire(now):
+            self.publish_status(now)
         self._wake(definition.name)
 
     def _finished(self, output: RunOutput, definition: ProviderDefinition) -> None:
@@ -391,6 +393,7 @@ class ProviderManager(service.Service):
             )
         else:
             self.table.fail(name, now, report.error or "failed", output)
+            self.expire(now)  # past keepto, the data the run was to replace goes now
             for v in report.violations[1:20]:
                 log.warn("provider {provider}: schema violation: {violation}", provider=name, violation=v)
             record = self.table.get(name)
@@ -449,28 +452,29 @@ class ProviderManager(service.Service):
         """
         self.searches += 1
         now = self.reactor.seconds()
-        if self.expire(now):
-            self.publish_status(now)
         try:
             base_key = self.tree.key(request.base)
         except LDAPError:
+            if self.expire(now):
+                self.publish_status(now)
             return None  # the tree answers invalidDNSyntax
-        if self.status.is_status_key(base_key) or not base_key:
-            self.publish_status(now)
         names = [n for n in self.table.overlapping(base_key, request.scope) if self.table.wants_refresh(n, now)]
-        if not names:
-            return None
-        timeout = max(self.table.records[n].definition.timelimit for n in names)
-        waiter = _Waiter(self.reactor, len(names), timeout)
-        for n in names:
-            self._waiters.setdefault(n, []).append(waiter)
-        for n in names:
-            if not self.refresh(n):
-                waiting = self._waiters.get(n, [])
-                if waiter in waiting:
-                    waiting.remove(waiter)
-                    waiter.one_done()
-        if waiter.deferred.called:  # every run ended at once (static files): answer now
+        waiter = None
+        if names:
+            timeout = max(self.table.records[n].definition.timelimit for n in names)
+            waiter = _Waiter(self.reactor, len(names), timeout)
+            for n in names:
+                self._waiters.setdefault(n, []).append(waiter)
+            for n in names:
+                if not self.refresh(n):
+                    waiting = self._waiters.get(n, [])
+                    if waiter in waiting:
+                        waiting.remove(waiter)
+                        waiter.one_done()
+        # expired after the refreshes started: data whose time ends now stays while its refresh runs
+        if self.expire(now) or self.status.is_status_key(base_key) or not base_key:
+            self.publish_status(now)
+        if waiter is None or waiter.deferred.called:  # no run, or every run ended at once (static files)
             return None
         return waiter.deferred
 

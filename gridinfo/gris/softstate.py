@@ -37,7 +37,11 @@ Events and what they do (``TRANSITIONS`` below is the table the code follows)::
 the rest added or replaced); ``note`` records the failure in the statistics and changes nothing
 served; ``drop`` removes the provider's entries.  ``TTL_ENDS`` and ``KEEPTO_ENDS`` are raised
 by :meth:`SoftStateTable.advance`, which callers run on every read (expiry on read) and from a
-periodic sweep.
+periodic sweep.  ``KEEPTO_ENDS`` waits while a run is in flight: the run decides (a success
+installs, a failure drops at once), so data refreshed as it expires is never absent between the
+two (with ``keepto: 0`` every refresh of an on-demand provider would otherwise delete its
+entries and add them back a moment later, to searches and change streams alike).  The wait is
+bounded by the provider's ``timelimit``.
 
 Plugins (BDII's ``plugin/`` folder) are records of kind ``plugin``: their output is
 ``changetype: modify`` LDIF; while a plugin's data state is FRESH or STALE its modifications
@@ -456,7 +460,7 @@ class SoftStateTable:
             return True
         if r.retry_at is not None and now < r.retry_at:
             return False
-        return r.state != DataState.FRESH
+        return r.state != DataState.FRESH or (r.valid_to is not None and now >= r.valid_to)
 
     def due_background(self, now: float, *, standing: bool = False, horizon: float = 0.0) -> list[str]:
         """Background providers to run now: before their data goes stale (by their timelimit).
@@ -573,8 +577,8 @@ class SoftStateTable:
                 event = None
                 if r.state == DataState.FRESH and r.valid_to is not None and now >= r.valid_to:
                     event = Event.TTL_ENDS
-                elif r.state == DataState.STALE and r.keep_to is not None and now >= r.keep_to:
-                    event = Event.KEEPTO_ENDS
+                elif r.state == DataState.STALE and r.keep_to is not None and now >= r.keep_to and not r.running:
+                    event = Event.KEEPTO_ENDS  # (a run in flight decides: its success installs, its failure drops)
                 if event is None:
                     break
                 old = r.state

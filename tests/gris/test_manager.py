@@ -22,6 +22,7 @@ from gridinfo.gris.backend import GRISBackend
 from gridinfo.gris.providers import ProviderManager, merged_settings, scan_folders, skip_reason
 from gridinfo.gris.softstate import ProviderDefinition, RunOutput
 from gridinfo.service import make_gris_tree
+from gridinfo.triggers.engine import ChangeListener
 
 SUFFIX = "mds-vo-name=local,o=grid"
 
@@ -323,3 +324,33 @@ def test_scan_skips_what_is_not_a_provider(tmp_path):
     assert {n: d.kind for n, d in result.definitions.items()} == {"host": "provider", "site.ldif": "static"}
     assert skip_reason(tmp_path / "notes.txt") == "not executable"
     assert skip_reason(tmp_path / "sub") == "not a regular file"
+
+
+def test_with_keepto_0_a_refresh_in_flight_keeps_the_data_until_it_ends(tmp_path):
+    """keepto 0: the ttl runs out while the refresh a search started is still running.  The entries
+    stay until the run ends (no delete and add again in between, for searches and change streams
+    alike); its success replaces them, and a failure drops them at once, as keepto says."""
+    w = World(tmp_path, keepto=0.0)
+    executable(tmp_path, "p")
+    w.manager.startService()
+    deletes: list[str] = []
+    w.tree.changelog.subscribe(ChangeListener(lambda c: deletes.append(c.key) if c.new is None else None))
+    w.search()
+    w.runner.finish(stdout=site("a"))
+    w.clock.advance(60)  # the ttl ends now; the search starts a refresh
+    d = w.search()
+    assert len(w.runner.runs) == 2 and not d.called
+    w.clock.advance(1)  # past keepto, the run still in flight: a sweep and a read keep the data
+    assert w.served("a")
+    w.runner.finish(stdout=site("a"))
+    assert len(result_of(d).entries) == 1 and w.served("a")
+    assert deletes == []
+    w.clock.advance(60)
+    d = w.search()
+    w.clock.advance(1)
+    assert w.served("a")
+    w.runner.finish(exit_code=3)  # the refresh failed, past keepto: gone now
+    assert not w.served("a")
+    assert w.status("p")["gridinfoproviderstate"] == [b"gone"]
+    assert len(deletes) == 1
+    w.manager.stopService()
