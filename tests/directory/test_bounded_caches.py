@@ -9,6 +9,7 @@ objectClass values, DN attribute types) have a fixed bound.
 from __future__ import annotations
 
 from gridinfo.directory import entry as entry_module
+from gridinfo.directory import schema as schema_module
 from gridinfo.directory.dn import _TYPE_CACHE_MAX, DNNormaliser
 from gridinfo.directory.entry import EntryBuilder
 from gridinfo.directory.filters import parse_filter
@@ -145,3 +146,25 @@ def test_compiled_filters_have_a_bound_and_answer_as_compiled():
         assert len(tree.search(request).entries) == 1
     assert tree.compiler._compiled_terms <= _COMPILED_TERMS
     assert sum(w for _, w in tree.compiler._compiled.values()) == tree.compiler._compiled_terms
+
+
+def test_a_bulk_load_keeps_the_value_caches_small():
+    """Many entries with one-off values (IDs, URLs): the builder's encoding cache and the schema's
+    checked-values cache stay within their small bounds as they pour in, and what repeats is still
+    encoded the same (the encoding of a cached value is the one of a fresh build)."""
+    schema = load_schema(())
+    builder = EntryBuilder(schema)
+    limit = max(entry_module._ENCODE_CACHE_MAX, schema_module._CHECKED_VALUES_MAX)
+    first = None
+    for i in range(limit + 2_000):
+        attrs = [("objectClass", [b"organizationalUnit"]), ("ou", [f"unit{i}".encode()]), ("description", [b"same"])]
+        assert schema.check_entry(dict(attrs)) == []
+        e = builder.build(f"ou=unit{i},o=grid", attrs)
+        assert len(builder._encoded) <= entry_module._ENCODE_CACHE_MAX
+        assert len(schema._check_good_values) <= schema_module._CHECKED_VALUES_MAX
+        if first is None:
+            first = e
+    fresh = EntryBuilder(load_schema(())).build(
+        "ou=unit0,o=grid", [("objectClass", [b"organizationalUnit"]), ("ou", [b"unit0"]), ("description", [b"same"])]
+    )
+    assert first is not None and first.encoded == fresh.encoded
