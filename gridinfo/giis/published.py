@@ -116,6 +116,9 @@ class ChildStore:
         #: the unmarked version of each entry marked stale (:meth:`mark`), restored by :meth:`unmark`
         self.fresh: dict[str, Entry] = {}
         self.builder: EntryBuilder = publisher.tree.builder
+        #: entries are kept but not published yet (a pushed child's first refresh, during which
+        #: the child is still asked as its mode says): :meth:`publish` puts them all in the tree
+        self.withheld = False
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -130,7 +133,8 @@ class ChildStore:
         """Keep (and publish) ``entry``, replacing this child's entry of the same DN."""
         self.fresh.pop(entry.key, None)
         self.entries[entry.key] = entry
-        self.publisher.put(self, entry)
+        if not self.withheld:
+            self.publisher.put(self, entry)
 
     def mark(self, stale: Entry) -> None:
         """Replace an entry by its stale-marked version, remembering the unmarked one."""
@@ -138,7 +142,8 @@ class ChildStore:
         if old is not None:
             self.fresh.setdefault(stale.key, old)
         self.entries[stale.key] = stale
-        self.publisher.put(self, stale)
+        if not self.withheld:
+            self.publisher.put(self, stale)
 
     def unmark(self) -> int:
         """The child is back and current: entries still marked stale get their fresh version
@@ -147,12 +152,20 @@ class ChildStore:
         for entry in fresh.values():
             if entry.key in self.entries:
                 self.entries[entry.key] = entry
-                self.publisher.put(self, entry)
+                if not self.withheld:
+                    self.publisher.put(self, entry)
         return len(fresh)
+
+    def publish(self) -> None:
+        """Publish every withheld entry (the first refresh is in: the child is held from now)."""
+        if self.withheld:
+            self.withheld = False
+            for entry in self.entries.values():
+                self.publisher.put(self, entry)
 
     def remove(self, key: str) -> None:
         self.fresh.pop(key, None)
-        if self.entries.pop(key, None) is not None:
+        if self.entries.pop(key, None) is not None and not self.withheld:
             self.publisher.drop(self, key)
 
     def clear(self) -> None:

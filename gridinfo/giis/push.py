@@ -15,7 +15,9 @@ every GIIS above it without anyone polling.  One :class:`PushLink` per child::
     probing      asked as its mode says (forward /    stream offered -> refreshing; none ->
                  mirror)                              unsupported; unreachable -> probing again
                                                       after the backoff
-    refreshing   the same, until the refresh is in    refresh done -> live
+    refreshing   the same, until the refresh is in    refresh done -> live (a first refresh is
+                                                      kept out of our tree until then, and
+                                                      published at once)
     live         held: answered from our tree         stream ends or drops -> lost;
                                                       e-syncRefreshRequired -> refreshing (full)
     lost         held, entries marked stale (as a     backoff over -> refreshing, resumed with the
@@ -135,7 +137,11 @@ class PushLink:
 
     def _subscribe(self) -> None:
         child = self.child
-        self.registry.hold(child)
+        store = self.registry.hold(child)
+        if not child.held:
+            # until the refresh is in, searches still ask the child: what has arrived so far is
+            # kept out of our tree (a half-copied child served beside its own answers)
+            store.withheld = True
         if self.consumer is None:
             self.consumer = SyncConsumer(
                 child.client, child.suffix, self, max_entries=self.max_entries,
@@ -247,6 +253,7 @@ class PushLink:
         if store is None or self.state == "closed":
             return
         now = self.reactor.seconds()
+        store.publish()
         store.unmark()
         self.ready = True
         self.state = "live"

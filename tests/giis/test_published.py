@@ -121,3 +121,25 @@ def test_subscribers_of_the_giis_tree_hear_held_children_changes_once() -> None:
     second.remove(tree.key(DN))
     (notice,) = sub.drain(10)
     assert notice.kind is ChangeKind.DELETE
+
+
+def test_a_withheld_store_publishes_nothing_until_its_refresh_is_in() -> None:
+    """A pushed child's first refresh: what arrives is kept in its store, not in the tree (the child
+    is still asked per search, so a half-copied child would be served twice), and is published at
+    once, as it stands then, when the refresh is in."""
+    tree, _, first, _ = setup()
+    heard = Subscription(lambda e: True)
+    tree.changelog.subscribe(heard)
+    first.withheld = True
+    other = "GlueCEUniqueID=gone,mds-vo-name=site,o=grid"
+    first.add(ce(first, "1"))
+    first.add(ce(first, "5", dn=other))
+    first.add(ce(first, "2"))
+    first.remove(tree.key(other))  # the refresh's present phase dropped it
+    assert tree.lookup(DN) is None and len(first) == 1
+    assert not heard.pending
+    first.publish()
+    assert free(tree) == b"2" and tree.lookup(other) is None
+    assert [(n.kind, n.dn) for n in heard.pending.values()] == [(ChangeKind.ADD, DN)]
+    first.add(ce(first, "3"))  # published from now on
+    assert free(tree) == b"3"
