@@ -255,7 +255,8 @@ def make_giis_service(config: GIISConfig, reactor: Any) -> service.MultiService:
     validate(config)
     config = replace(config, children=tuple(replace(c, password=read_secret(c.password)) for c in config.children))
     schema = load_schema(config.schema)
-    tree = DirectoryTree(schema, indexed=DEFAULT_INDEXED, wallclock=reactor.seconds)
+    # a GIIS answers the same large searches again and again between changes: remember them
+    tree = DirectoryTree(schema, indexed=DEFAULT_INDEXED, wallclock=reactor.seconds, answer_cache=True)
     add_base_entries(tree, config.suffix)
     if config.layout == "bdii":
         from gridinfo.giis.children import bdii_layout

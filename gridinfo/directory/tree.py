@@ -69,9 +69,10 @@ import functools
 import re
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gridinfo.directory import filters as F
 from gridinfo.directory.changes import LOG_CAPACITY, Change, ChangeLog
@@ -237,6 +238,15 @@ def index_remove(index: EqualityIndex, value: object, key: str) -> None:
 
 _SMALL_ANSWER = 64
 
+#: Bounds of a tree's remembered answers (``answer_cache``): answers, and entries in all (each
+#: a reference to an entry's encoding, not a copy).
+_ANSWERS_MAX = 64
+_ANSWERS_MAX_ENTRIES = 500_000
+
+
+def _copy_result(result: SearchResult) -> SearchResult:
+    return SearchResult(list(result.entries), result.code, result.matched_dn, result.message, list(result.references))
+
 
 class DirectoryTree:
     """An in-memory DIT with indexes.  Not thread-safe; lives in the reactor thread."""
@@ -250,10 +260,17 @@ class DirectoryTree:
         wallclock: Callable[[], float] = time.time,
         slice_seconds: float = SLICE_SECONDS,
         changelog_capacity: int = LOG_CAPACITY,
+        answer_cache: bool = False,
     ):
         """``clock`` times searches (time limits, slices); ``wallclock`` (seconds since the
-        epoch) stamps entries: createTimestamp, modifyTimestamp, entryCSN."""
+        epoch) stamps entries: createTimestamp, modifyTimestamp, entryCSN.  ``answer_cache``:
+        remember large answers until the tree changes (:meth:`search`)."""
         self.schema = schema
+        #: bumped by every add, remove and touch: a remembered answer holds while it is unchanged
+        self.generation = 0
+        self._answers: OrderedDict[tuple[Any, ...], SearchResult] | None = OrderedDict() if answer_cache else None
+        self._answers_generation = 0
+        self._answers_entries = 0
         self.slice_seconds = slice_seconds
         self.builder = EntryBuilder(schema)
         self.normaliser: DNNormaliser = self.builder.dn_normaliser
@@ -329,6 +346,7 @@ class DirectoryTree:
         A new entry, or one whose content changed, is a change in :attr:`changelog`.
         """
         key = entry.key
+        self.generation += 1
         old = self.entries.get(key)
         changed = True
         if old is not None:
@@ -363,6 +381,7 @@ class DirectoryTree:
         old = self.entries.pop(key, None)
         if old is None:
             return None
+        self.generation += 1
         self._unindex(old)
         self.meta.pop(key, None)
         self.changes[2] += 1
@@ -390,6 +409,7 @@ class DirectoryTree:
         """Move an entry's modifyTimestamp and entryCSN to now, whatever its content."""
         created = self.csns(key)
         if created is not None:
+            self.generation += 1
             self.meta[key] = (created[0], self.next_csn())
 
     def csns(self, key: str) -> tuple[int, int] | None:
@@ -535,10 +555,33 @@ class DirectoryTree:
             candidates = self._subtree_candidates(request.filter, base_key, scope == Scope.CHILDREN)
         if type(candidates) is list and len(candidates) <= _SMALL_ANSWER:
             return self._answer_small(candidates, predicate, request, server_size_limit)
+        remembered = self._answers
+        if remembered is not None:
+            if self._answers_generation != self.generation:
+                remembered.clear()
+                self._answers_generation = self.generation
+                self._answers_entries = 0
+            memo = (request.base, scope, request.filter, request.attributes, request.types_only,
+                    request.size_limit, server_size_limit)
+            hit = remembered.get(memo)
+            if hit is not None:
+                remembered.move_to_end(memo)
+                return _copy_result(hit)
         cursor = self.cursor(candidates, predicate, request, server_size_limit=server_size_limit, sliced=sliced)
         if not cursor.run():
             cursor.result.cursor = cursor
+        elif remembered is not None and len(cursor.result.entries) > _SMALL_ANSWER:
+            self._remember_answer(memo, _copy_result(cursor.result))
         return cursor.result
+
+    def _remember_answer(self, memo: tuple[Any, ...], result: SearchResult) -> None:
+        """Keep a finished answer (a copy: callers may change theirs) until the tree changes."""
+        remembered = self._answers
+        assert remembered is not None
+        remembered[memo] = result
+        self._answers_entries += len(result.entries)
+        while len(remembered) > _ANSWERS_MAX or self._answers_entries > _ANSWERS_MAX_ENTRIES:
+            self._answers_entries -= len(remembered.popitem(last=False)[1].entries)
 
     def _answer_small(
         self, candidates: list[Entry], predicate: Callable[[Entry], bool | None], request: SearchRequest, server_size_limit: int

@@ -262,3 +262,35 @@ def test_an_entry_gives_back_its_dn_as_written(dn):
     assert entry.dn == dn
     assert decode(entry.encoded)[0] == dn
     assert decode(entry.encode_selected(["description"]))[0] == dn
+
+
+def test_remembered_answers_hold_until_the_tree_changes():
+    """A tree with answer_cache (a GIIS's) answers a repeated large search from memory, and any
+    add, replace (a freshness stamp included), remove or touch makes the next one search again;
+    a caller changing its answer does not change the remembered one."""
+    tree = DirectoryTree(default_schema(), answer_cache=True)
+    add = lambda dn, **a: tree.add(tree.build(dn, [(k, [v.encode()]) for k, v in a.items()]))  # noqa: E731
+    add("o=grid", objectClass="organization", o="grid")
+    add(SUFFIX, objectClass="MdsVo", **{"Mds-Vo-name": "local"})
+    for i in range(100):
+        add(f"GlueCEUniqueID=ce{i},{SUFFIX}", objectClass="GlueCE", GlueCEUniqueID=f"ce{i}", GlueCEStateFreeCPUs=str(i))
+
+    def ask():
+        return search(tree, flt="(objectClass=GlueCE)")
+
+    first = ask()
+    assert len(first.entries) == 100 and len(tree._answers) == 1
+    first.entries.clear()  # the caller's copy
+    again = ask()
+    assert len(again.entries) == 100
+    add(f"GlueCEUniqueID=ce100,{SUFFIX}", objectClass="GlueCE", GlueCEUniqueID="ce100", GlueCEStateFreeCPUs="1")
+    assert len(ask().entries) == 101
+    add(f"GlueCEUniqueID=ce5,{SUFFIX}", objectClass="GlueCE", GlueCEUniqueID="ce5", GlueCEStateFreeCPUs="5",
+        **{"Mds-validto": "20990101000000Z"})  # only a freshness stamp differs
+    assert any(b"Mds-validto" in e for e in ask().entries)
+    tree.remove(tree.key(f"GlueCEUniqueID=ce7,{SUFFIX}"))
+    assert len(ask().entries) == 100
+    with_csn = SearchRequest(base=SUFFIX, scope=Scope.SUB, filter=parse_filter("(objectClass=GlueCE)"), attributes=("entryCSN",))
+    before = tree.search(with_csn).entries
+    tree.touch(tree.key(f"GlueCEUniqueID=ce1,{SUFFIX}"))
+    assert tree.search(with_csn).entries != before
