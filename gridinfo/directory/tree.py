@@ -547,15 +547,7 @@ class DirectoryTree:
             if predicate(base) is True:
                 result.entries.append(self.encoder(request.attributes, request.types_only)(base))
             return result
-        candidates: Iterable[Entry]
-        if scope == Scope.ONE:
-            entries = self.entries
-            candidates = (entries[k] for k in self.children.get(base_key, ()) if k in entries)
-        else:
-            candidates = self._subtree_candidates(request.filter, base_key, scope == Scope.CHILDREN)
-        if type(candidates) is list and len(candidates) <= _SMALL_ANSWER:
-            return self._answer_small(candidates, predicate, request, server_size_limit)
-        remembered = self._answers
+        remembered = self._answers  # looked up before the candidates: working them out is most of a large search
         if remembered is not None:
             if self._answers_generation != self.generation:
                 remembered.clear()
@@ -567,6 +559,14 @@ class DirectoryTree:
             if hit is not None:
                 remembered.move_to_end(memo)
                 return _copy_result(hit)
+        candidates: Iterable[Entry]
+        if scope == Scope.ONE:
+            entries = self.entries
+            candidates = (entries[k] for k in self.children.get(base_key, ()) if k in entries)
+        else:
+            candidates = self._subtree_candidates(request.filter, base_key, scope == Scope.CHILDREN)
+        if type(candidates) is list and len(candidates) <= _SMALL_ANSWER:
+            return self._answer_small(candidates, predicate, request, server_size_limit)
         cursor = self.cursor(candidates, predicate, request, server_size_limit=server_size_limit, sliced=sliced)
         if not cursor.run():
             cursor.result.cursor = cursor
