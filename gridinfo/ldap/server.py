@@ -114,7 +114,8 @@ NO_SUCH_OPERATION = 119  # RFC 3909
 CANNOT_CANCEL = 121
 #: The LDAPMessage SEQUENCE header of each content length up to 8 KiB (every GLUE entry's),
 #: looked up per entry written instead of encoding the length each time (~300 KiB)
-_SEQUENCE_HEADERS = [bytes((ber.SEQUENCE,)) + ber.encode_length(n) for n in range(8192)]
+_TABLED_LENGTHS = 8192
+_SEQUENCE_HEADERS = [bytes((ber.SEQUENCE,)) + ber.encode_length(n) for n in range(_TABLED_LENGTHS)]
 _DONE_SUCCESS = ber.ldap_result(ber.APP_SEARCH_RESULT_DONE, ResultCode.SUCCESS)
 
 
@@ -1017,7 +1018,7 @@ class LDAPServerProtocol(Protocol):
         headers = _SEQUENCE_HEADERS
         for entry in result.entries[start:stop]:
             n = id_length + len(entry)
-            append(headers[n] if n < 8192 else b"\x30" + ber.encode_length(n))
+            append(headers[n] if n < _TABLED_LENGTHS else b"\x30" + ber.encode_length(n))
             append(id_element)
             append(entry)
         if self._observers:
@@ -1035,7 +1036,7 @@ class LDAPServerProtocol(Protocol):
             code, message, matched = ResultCode.SUCCESS, "", ""
         if code == 0 and not message and not matched and not controls:
             n = id_length + len(_DONE_SUCCESS)
-            append(headers[n] if n < 8192 else b"\x30" + ber.encode_length(n))
+            append(headers[n] if n < _TABLED_LENGTHS else b"\x30" + ber.encode_length(n))
             append(id_element)
             append(_DONE_SUCCESS)
         else:

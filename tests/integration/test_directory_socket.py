@@ -274,3 +274,43 @@ def _pipeline(port: int, requests: bytes, n: int) -> list[tuple[int, int]]:
         sender.join()
         s.close()
     return seen
+
+
+class MessageLengthsOverTheWire(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_entries_around_every_length_boundary_arrive_whole(self):
+        """Answers whose LDAPMessage lengths cross each BER length form (1, 2 and 3 length bytes)
+        and the server's table of message headers (8 KiB): OpenLDAP's ldapsearch reads each entry
+        back with its value intact, in one search and in base lookups."""
+        tree = DirectoryTree(load_schema(()))
+        tree.add(tree.build("o=grid", [("objectClass", [b"organization"]), ("o", [b"grid"])]))
+        values: dict[str, bytes] = {}
+        for target in (128, 256, 8192, 65536):
+            for size in range(target - 80, target + 8):
+                name = f"e{target}-{size}"
+                values[name] = (name.encode() + b"x" * size)[:size].ljust(size, b"y")
+                tree.add(tree.build(f"cn={name},o=grid", [("objectClass", [b"device"]), ("cn", [name.encode()]),
+                                                          ("description", [values[name]])]))
+        served = Served(tree)
+        self.addCleanup(served.port.stopListening)
+
+        def ldapsearch(*args: str) -> str:
+            import subprocess
+            out = subprocess.run(["ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-H", served.url, *args],
+                                 capture_output=True, text=True, timeout=60, check=True)
+            return out.stdout
+
+        def parsed(ldif: str) -> dict[str, bytes]:
+            import base64
+            found: dict[str, bytes] = {}
+            for record in ldif.strip().split("\n\n"):
+                fields = dict(line.split(": ", 1) if ": " in line else line.split(":: ", 1) for line in record.splitlines())
+                name = fields["dn"].removeprefix("cn=").removesuffix(",o=grid")
+                found[name] = fields["description"].encode() if "description" in fields else base64.b64decode(fields["description:"])
+            return found
+
+        everything = yield threads.deferToThread(ldapsearch, "-b", "o=grid", "(objectClass=device)", "description")
+        self.assertEqual(parsed(everything), values)
+        for name in ("e8192-8112", "e8192-8150", "e65536-65500"):
+            one = yield threads.deferToThread(ldapsearch, "-b", f"cn={name},o=grid", "-s", "base", "description")
+            self.assertEqual(parsed(one), {name: values[name]})
