@@ -7,9 +7,11 @@ the order in which answers arrive.
 
 from __future__ import annotations
 
+import base64
 import random
 import socket
 import string
+import subprocess
 import threading
 
 from twisted.internet import defer, reactor, threads
@@ -295,13 +297,11 @@ class MessageLengthsOverTheWire(unittest.TestCase):
         self.addCleanup(served.port.stopListening)
 
         def ldapsearch(*args: str) -> str:
-            import subprocess
             out = subprocess.run(["ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-H", served.url, *args],
                                  capture_output=True, text=True, timeout=60, check=True)
             return out.stdout
 
         def parsed(ldif: str) -> dict[str, bytes]:
-            import base64
             found: dict[str, bytes] = {}
             for record in ldif.strip().split("\n\n"):
                 fields = dict(line.split(": ", 1) if ": " in line else line.split(":: ", 1) for line in record.splitlines())
