@@ -116,7 +116,9 @@ class Entry:
         ends: array[int] | None = None,
     ):
         """``encoded`` and ``ends``, given together, are the entry's encoding and attribute
-        offsets as an earlier build of the same entry made them (a snapshot): not encoded again."""
+        offsets as an earlier build of the same entry made them (a snapshot): not encoded again,
+        and ``dn`` and ``attributes`` are not read (the encoding holds both); with
+        ``encoded_attributes``, ``attributes`` is not read either."""
         self.key = key
         self.shape = names if isinstance(names, Shape) else shape_for(names)
         self.source = source
@@ -372,7 +374,7 @@ class EntryBuilder:
         return Entry(
             text,
             key,
-            tuple(stored),
+            (),  # the values are in encoded_attributes
             shape,
             object_classes=ocs,
             source=source,

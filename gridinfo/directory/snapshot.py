@@ -40,7 +40,7 @@ from gridinfo.errors import InputError
 log = Logger()
 
 MAGIC = b"gridinfo-ldif-snapshot\n"
-FORMAT = 2
+FORMAT = 3  # 3: no DN beside the encoding (an entry reads its DN from it)
 _MARSHAL_VERSION = 4
 
 
@@ -97,7 +97,7 @@ def write_snapshot(path: Path, key: dict[str, Any], entries: Sequence[Entry], er
         if si is None:
             si = shapes[id(e.shape)] = len(shape_names)
             shape_names.append(e.shape.names)
-        rows.append((e.dn, e.key, si, e.encoded, e.ends.tobytes(), e.source, e.object_classes))
+        rows.append((e.key, si, e.encoded, e.ends.tobytes(), e.source, e.object_classes))
     refused = [(err.message, err.source, err.line) for err in errors]
     payload = marshal.dumps((shape_names, rows, refused), _MARSHAL_VERSION)
     header = json.dumps(
@@ -149,10 +149,10 @@ def read_snapshot(path: Path, key: dict[str, Any]) -> tuple[list[Entry], list[In
         shape_names, rows, refused = marshal.loads(payload)
         shapes: list[Shape] = [shape_for(names) for names in shape_names]
         entries = []
-        for dn, ekey, si, encoded, ends, source, ocs in rows:
+        for ekey, si, encoded, ends, source, ocs in rows:
             entries.append(
                 Entry(
-                    dn, ekey, (), shapes[si],
+                    "", ekey, (), shapes[si],  # the DN is in the encoding
                     object_classes=ocs, source=source, encoded=encoded, ends=array("I", ends),
                 )
             )

@@ -203,7 +203,6 @@ class SyncView:
     encoding: Hashable | None = None
 
 
-#: Candidate lists at most this long are answered at once (:meth:`DirectoryTree._answer_small`).
 #: An equality index: normalised value -> the key of the one entry that has it, or a dict of
 #: the keys (in insertion order) when several do.  Most indexed GLUE values are IDs held by one
 #: entry each: a dict per such value cost ~180 bytes (5.5 MiB at 100k GLUE 1.3 entries).
@@ -236,6 +235,7 @@ def index_remove(index: EqualityIndex, value: object, key: str) -> None:
         del index[value]
 
 
+#: Candidate lists at most this long are answered at once (:meth:`DirectoryTree._answer_small`).
 _SMALL_ANSWER = 64
 
 #: Bounds of a tree's remembered answers (``answer_cache``): answers, and entries in all (each
