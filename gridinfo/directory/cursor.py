@@ -22,6 +22,11 @@ no candidates left          success (the code already set stays)             Tru
 cancelled                   nothing (the result is left as it is)            True
 ==========================  ===============================================  ==============
 
+A driver that streams (the LDAP server, for a search that is not paged) calls :meth:`take`
+after each unfinished slice: it hands over the entries found so far and ``result.entries``
+starts again empty, so a 100,000-entry answer is written as it is found and never held whole.
+The size limit counts every entry found, taken or not.
+
 The time limit is the request's, counted from the start of the search as slapd counts it,
 and it is checked at the start of every slice too: a search resumed after its deadline ends
 at once.  A slice length of 0 means "no slicing": ``run()`` finishes the search in one call.
@@ -61,6 +66,7 @@ class SearchCursor:
         "_slice_seconds",
         "finished",
         "slices",
+        "_taken",
     )
 
     def __init__(
@@ -86,11 +92,19 @@ class SearchCursor:
         self._slice_seconds = slice_seconds
         self.finished = False
         self.slices = 0
+        self._taken = 0  # entries handed over by take(), which the size limit still counts
 
     def cancel(self) -> None:
         """Stop for good (the client abandoned the search or went away)."""
         self.finished = True
         self._candidates = iter(())
+
+    def take(self) -> list[bytes]:
+        """The entries found so far, handed over for writing; the result keeps none of them."""
+        out = self.result.entries
+        self.result.entries = []
+        self._taken += len(out)
+        return out
 
     def run(self) -> bool:
         """Work for one slice; True when the search is over and ``result`` is complete."""
@@ -104,15 +118,16 @@ class SearchCursor:
         slice_end = clock() + self._slice_seconds if self._slice_seconds > 0 else None
         predicate = self._predicate
         encode = self._encode
-        limit = self._limit
+        limited = self._limit > 0
+        room = self._limit - self._taken  # what this slice may still add
         out = self.result.entries
         append = out.append
         n = 0
         for entry in self._candidates:
             if predicate(entry) is True:
-                if limit and len(out) >= limit:
+                if limited and len(out) >= room:
                     self.result.code = ResultCode.SIZE_LIMIT_EXCEEDED
-                    self.result.message = f"size limit of {limit} entries exceeded"
+                    self.result.message = f"size limit of {self._limit} entries exceeded"
                     return self._finish()
                 append(encode(entry))
             n += 1

@@ -279,6 +279,7 @@ class LDAPServerProtocol(Protocol):
         self._buffer = bytearray()
         self._closing = False
         self._streams: list[list[Any]] = []  # large results being written, oldest first
+        self._held_searches: list[Callable[[], None]] = []  # next slices, waiting for the output to drain
         self._counted = False
         self._pending: dict[int, defer.Deferred[Any]] = {}
         self._paged: OrderedDict[bytes, _PagedSession] = OrderedDict()
@@ -376,6 +377,7 @@ class LDAPServerProtocol(Protocol):
             d.cancel()
         self._paged.clear()
         self._streams.clear()
+        self._held_searches.clear()
         self._buffer = bytearray()
 
     def _check_idle(self) -> None:
@@ -438,6 +440,7 @@ class LDAPServerProtocol(Protocol):
             return
         self._closing = True
         self._streams.clear()
+        self._held_searches.clear()
         self._buffer = bytearray()
         if self._request_call is not None and self._request_call.active():
             self._request_call.cancel()
@@ -455,6 +458,7 @@ class LDAPServerProtocol(Protocol):
         self._abort_call = None
         self._closing = True
         self._streams.clear()
+        self._held_searches.clear()
         transport: Any = self.transport
         if self._producing:
             self._producing = False
@@ -867,10 +871,25 @@ class LDAPServerProtocol(Protocol):
 
         done: defer.Deferred[SearchResult] = defer.Deferred(cancel)
 
+        streaming = paged is None  # a paged search keeps its whole answer for the pages to come
+
+        def write_found() -> None:
+            """Send what the slices found so far: the client reads while the search goes on."""
+            found = cursor.take()
+            if found:
+                self._write_entries(message_id, SearchResult(entries=found), 0, len(found), False, b"", closes=False)
+
         def step() -> None:
             call[0] = None
+            if done.called:  # abandoned, or the connection went, while this slice waited
+                return
             if self._closing:
                 cursor.cancel()
+                return
+            if streaming and self._paused:
+                # The client has not read what was sent: find no more until it has, so the
+                # server holds at most one slice of entries beyond the socket's buffer.
+                self._held_searches.append(step)
                 return
             try:
                 finished = cursor.run()
@@ -880,10 +899,14 @@ class LDAPServerProtocol(Protocol):
             if finished:
                 result.cursor = None
                 done.callback(result)
-            else:
-                call[0] = reactor.callLater(0, step)
+                return
+            if streaming:
+                write_found()
+            call[0] = reactor.callLater(0, step)
 
         self._await(message_id, ber.APP_SEARCH_RESULT_DONE, "search", done, lambda mid, r: self._send_search(mid, r, paged, op))
+        if streaming:
+            write_found()  # the backend's first slice
         call[0] = reactor.callLater(0, step)
 
     def _send_page(self, message_id: int, result: SearchResult, offset: int, size: int, op: wire.SearchOp) -> None:
@@ -922,35 +945,44 @@ class LDAPServerProtocol(Protocol):
         self._send_page(message_id, session.result, session.offset, size, op)
 
     def _write_entries(
-        self, message_id: int, result: SearchResult, start: int, stop: int, final: bool, controls: bytes
+        self,
+        message_id: int,
+        result: SearchResult,
+        start: int,
+        stop: int,
+        final: bool,
+        controls: bytes,
+        *,
+        closes: bool = True,
     ) -> None:
-        """Write entries ``start:stop`` and the SearchResultDone.
+        """Write entries ``start:stop`` and (``closes``) the SearchResultDone.
 
         Small results go out in one transport write.  Large ones (a full dump) are streamed in
         chunks as the transport drains, so the server never holds a second copy of a
-        100,000-entry answer in its send buffer.
+        100,000-entry answer in its send buffer.  Without ``closes`` only the entries are
+        written: part of a search whose later slices follow.
         """
         if self._closing:
             return
         if stop - start > STREAM_CHUNK_ENTRIES or self._streams or self._paused:
-            self._streams.append([message_id, result, start, stop, final, controls])
+            self._streams.append([message_id, result, start, stop, final, controls, closes])
             self._write_streams()
             return
-        self._write_chunk(message_id, result, start, stop, final, controls)
+        self._write_chunk(message_id, result, start, stop, final, controls, done=closes)
 
     def _write_streams(self) -> None:
         """Write queued results chunk by chunk until they are done or the transport pauses us."""
         streams = self._streams
         while streams and not (self._paused or self._closing):
             job = streams[0]
-            message_id, result, start, stop, final, controls = job
+            message_id, result, start, stop, final, controls, closes = job
             end = min(stop, start + STREAM_CHUNK_ENTRIES)
             last = end >= stop
             if last:
                 streams.pop(0)
             else:
                 job[2] = end
-            self._write_chunk(message_id, result, start, end, final and last, controls if last else b"", done=last)
+            self._write_chunk(message_id, result, start, end, final and last, controls if last else b"", done=last and closes)
 
     def _send(self, data: bytes) -> None:
         """Write an answer: straight to the socket when nothing is queued before it.
@@ -992,6 +1024,10 @@ class LDAPServerProtocol(Protocol):
         if self.limits.idle_timeout > 0:
             self._last_activity = self.server.reactor.seconds()  # the client is reading
         self._write_streams()
+        if self._held_searches and not self._paused:
+            held, self._held_searches = self._held_searches, []
+            for step in held:  # their next slices, one reactor turn from now
+                self.server.reactor.callLater(0, step)
         for stream in list(self._change_streams.values()):
             stream.pump()
         if not (self._paused or self._streams or self._closing) and self._buffer:
@@ -1000,6 +1036,7 @@ class LDAPServerProtocol(Protocol):
 
     def stopProducing(self) -> None:
         self._streams.clear()
+        self._held_searches.clear()
 
     def _write_chunk(
         self,

@@ -91,3 +91,40 @@ def test_cancelled_cursor_does_no_more_work():
     result.cursor.cancel()
     assert result.cursor.run() is True
     assert len(result.entries) == so_far < 600
+
+
+def test_taking_the_entries_of_each_slice_gives_the_whole_answer_in_order():
+    """A streaming driver takes what each slice found: the pieces, joined, are the one-go answer,
+    and the result never holds more than one slice of them."""
+    tree = make_tree(600)
+    whole = tree.search(request())
+    tree.clock = ticking()
+    tree.slice_seconds = 2.0
+    result = tree.search(request(), sliced=True)
+    cursor = result.cursor
+    assert cursor is not None
+    pieces = [cursor.take()]
+    while not cursor.run():
+        assert len(result.entries) <= 64
+        pieces.append(cursor.take())
+    pieces.append(result.entries)
+    assert len(pieces) >= 9
+    assert [e for piece in pieces for e in piece] == whole.entries
+    assert result.code == ResultCode.SUCCESS
+
+
+def test_the_size_limit_counts_the_entries_already_taken():
+    """sizeLimit 100 over slices whose entries were taken: 100 entries in all, then code 4."""
+    tree = make_tree(600)
+    tree.clock = ticking()
+    tree.slice_seconds = 2.0
+    result = tree.search(request(size_limit=100), sliced=True)
+    cursor = result.cursor
+    assert cursor is not None
+    taken = cursor.take()
+    while not cursor.run():
+        taken += cursor.take()
+    assert len(taken) > 0
+    assert len(taken) + len(result.entries) == 100
+    assert result.code == ResultCode.SIZE_LIMIT_EXCEEDED
+    assert result.message == "size limit of 100 entries exceeded"

@@ -21,10 +21,13 @@ from twisted.trial import unittest
 from gridinfo import ber
 from gridinfo.directory import entry as entry_module
 from gridinfo.directory.dn import _TYPE_CACHE_MAX
+from gridinfo.directory.filters import parse_filter
+from gridinfo.directory.query import Scope, SearchRequest
 from gridinfo.directory.schema import load_schema
 from gridinfo.directory.tree import DirectoryTree
 from gridinfo.errors import ResultCode
 from gridinfo.gris.backend import TreeBackend
+from gridinfo.ldap import client as client_module
 from gridinfo.ldap.client import LDAPClient, decode_entry
 from gridinfo.ldap.server import LDAPServerFactory, ServerLimits
 from gridinfo_dev import loadgen
@@ -200,6 +203,92 @@ class LongSearchesAreSliced(unittest.TestCase):
         while not cursors[0].finished:
             yield deferLater(reactor, 0, lambda: None)
         self.assertLess(len(cursors[0].result.entries), 5_000)
+
+
+class LongSearchesAreStreamed(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_a_long_search_is_sent_as_it_is_found_and_waits_for_a_client_that_does_not_read(self):
+        """A search longer than a slice sends each slice's entries as it goes.  While its client
+        reads nothing, the server finds no more: it holds at most one slice of entries beyond
+        the socket's buffers, not the whole answer.  Once the client reads, every entry arrives,
+        in the order and with the bytes of the answer given in one go, then a success."""
+        cursors = []
+        tree = wide_tree(5_000)
+        whole = tree.search(SearchRequest("o=grid", Scope.SUB, parse_filter(EXPENSIVE)))
+        factory = LDAPServerFactory(HookedBackend(tree, lambda req, res: cursors.append(res.cursor)), reactor=reactor, vendor_version="test")
+        protocols = []
+        build = factory.buildProtocol
+
+        def recording(addr):
+            p = build(addr)
+            protocols.append(p)
+            made = p.makeConnection
+
+            def small_send_buffer(transport):
+                transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+                made(transport)
+
+            p.makeConnection = small_send_buffer
+            return p
+
+        factory.buildProtocol = recording
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        read_now = threading.Event()
+        answer = threads.deferToThread(
+            _read_one_answer, port.getHost().port,
+            ber.ldap_message(7, client_module.search_request("o=grid", 2, parse_filter(EXPENSIVE))), read_now
+        )
+        turns = 0
+        while not (protocols and protocols[0]._held_searches) and turns < 200_000:
+            turns += 1
+            yield deferLater(reactor, 0, lambda: None)
+        try:
+            self.assertTrue(protocols[0]._held_searches, "the server never stopped to wait for its client")
+            cursor = cursors[0]
+            self.assertIsNotNone(cursor)
+            self.assertFalse(cursor.finished)
+            self.assertLess(len(cursor.result.entries), 5_000)  # what the server holds: not the answer
+        finally:
+            read_now.set()
+        entries, done = yield answer
+        self.assertEqual(entries, whole.entries)
+        self.assertEqual(done[0], ber.APP_SEARCH_RESULT_DONE)
+        self.assertEqual(done[1], ResultCode.SUCCESS)
+
+
+def _read_one_answer(port: int, request: bytes, read_now: threading.Event) -> tuple[list[bytes], tuple[int, int]]:
+    """Send one search, read nothing until ``read_now``, then read its whole answer: the
+    SearchResultEntry ops (as the server encodes them) and the done's (tag, result code)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    s.settimeout(60)
+    s.connect(("127.0.0.1", port))
+    entries: list[bytes] = []
+    buf = bytearray()
+    try:
+        s.sendall(request)
+        if not read_now.wait(60):
+            raise AssertionError("never told to read")
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise AssertionError("connection closed before the SearchResultDone")
+            buf += chunk
+            pos = 0
+            while True:
+                framed = loadgen.next_message(buf, pos)
+                if framed is None:
+                    break
+                end, tag, code = framed
+                if tag == ber.APP_SEARCH_RESULT_DONE:
+                    return entries, (tag, code)
+                body = pos + ber.read_pdu_header(buf, pos, len(buf))[0]
+                entries.append(bytes(buf[body + 2 + buf[body + 1] : end]))
+                pos = end
+            del buf[:pos]
+    finally:
+        s.close()
 
 
 class PipelinedAnswersOverARealSocket(unittest.TestCase):
