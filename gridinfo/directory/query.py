@@ -60,6 +60,10 @@ class Continuation(Protocol):
 
     def cancel(self) -> None: ...
 
+    def take(self) -> list[bytes]:
+        """Hand over the entries found so far (they leave ``result.entries``), to be sent now."""
+        ...
+
 
 @dataclass(slots=True)
 class SearchResult:
