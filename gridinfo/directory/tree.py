@@ -241,6 +241,12 @@ _SMALL_ANSWER = 64
 #: Bounds of a tree's remembered answers (``answer_cache``): answers, and entries in all (each
 #: a reference to an entry's encoding, not a copy).
 _ANSWERS_MAX = 64
+#: Subtree key lists kept (:meth:`DirectoryTree.subtree_keys`): at most this many bases, this
+#: many keys in all (~8 bytes each), and only subtrees of at least ``_SUBTREE_KEPT_MIN`` keys,
+#: whose walk costs more than the lookup.
+_SUBTREES_MAX = 1024
+_SUBTREE_KEYS_MAX = 262_144
+_SUBTREE_KEPT_MIN = 32
 _ANSWERS_MAX_ENTRIES = 500_000
 
 
@@ -290,6 +296,9 @@ class DirectoryTree:
         self.entries: dict[str, Entry] = {}
         self.children: dict[str, dict[str, None]] = {}
         self.subtree_sizes: dict[str, int] = {}
+        #: base key -> its subtree_keys(), until a key is added or removed below it (see there)
+        self._subtrees: OrderedDict[str, list[str]] = OrderedDict()
+        self._subtree_keys_kept = 0
         self.oc_index: dict[str, dict[str, None]] = {}
         self.eq_indexes: dict[str, EqualityIndex] = {}
         for name in indexed:
@@ -370,6 +379,8 @@ class DirectoryTree:
             while k is not None:
                 sizes[k] = sizes.get(k, 0) + 1
                 k = parent_key(k)
+            if self._subtrees:
+                self._forget_subtrees(key)
         self.entries[key] = entry
         self._index(entry)
         if changed:
@@ -402,6 +413,8 @@ class DirectoryTree:
             else:
                 sizes[k] = n
             k = parent_key(k)
+        if self._subtrees:
+            self._forget_subtrees(key)
         self.changelog.record(Change(key, old, None, csn))
         return old
 
@@ -459,7 +472,37 @@ class DirectoryTree:
                 yield e
 
     def subtree_keys(self, base_key: str) -> list[str]:
-        """Keys at and below ``base_key`` (that exist or have children), preorder."""
+        """Keys at and below ``base_key`` (that exist or have children), preorder.
+
+        The list of a large subtree is kept until a key is added below ``base_key`` or removed
+        from it: a subtree search under a site walks ~250 keys, which was most of its cost.
+        Callers must not change the list they get.
+        """
+        kept = self._subtrees.get(base_key)
+        if kept is not None:
+            self._subtrees.move_to_end(base_key)
+            return kept
+        out = self._walk_subtree(base_key)
+        n = len(out)
+        if _SUBTREE_KEPT_MIN <= n <= _SUBTREE_KEYS_MAX // 2:
+            subtrees = self._subtrees
+            subtrees[base_key] = out
+            self._subtree_keys_kept += n
+            while len(subtrees) > _SUBTREES_MAX or self._subtree_keys_kept > _SUBTREE_KEYS_MAX:
+                self._subtree_keys_kept -= len(subtrees.popitem(last=False)[1])
+        return out
+
+    def _forget_subtrees(self, key: str) -> None:
+        """``key`` came or went: the kept lists of it and of every ancestor are out of date."""
+        subtrees = self._subtrees
+        k: str | None = key
+        while k is not None:
+            gone = subtrees.pop(k, None)
+            if gone is not None:
+                self._subtree_keys_kept -= len(gone)
+            k = parent_key(k)
+
+    def _walk_subtree(self, base_key: str) -> list[str]:
         children = self.children
         out: list[str] = []
         stack = [base_key]

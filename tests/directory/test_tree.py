@@ -264,6 +264,57 @@ def test_an_entry_gives_back_its_dn_as_written(dn):
     assert decode(entry.encode_selected(["description"]))[0] == dn
 
 
+def test_kept_subtree_key_lists_follow_adds_and_removes_below_them():
+    """A large subtree's key list is kept between searches; adding or removing any key below
+    it (a grandchild, an orphan under a missing parent, the base itself) gives the next search
+    the list a fresh walk gives; small subtrees are not kept."""
+    tree = make_tree(40)
+    site = tree.key(f"GlueSiteUniqueID=site1,{SUFFIX}")
+    other = tree.key(f"GlueSiteUniqueID=names,{SUFFIX}")
+
+    def under(base_dn):
+        return dns(search(tree, base=base_dn, flt="(objectClass=*)"))
+
+    def walk_is_kept_and_exact(key):
+        kept = tree.subtree_keys(key)
+        assert kept is tree.subtree_keys(key)  # kept, not walked again
+        assert kept == tree._walk_subtree(key)
+
+    base_dn = f"GlueSiteUniqueID=site1,{SUFFIX}"
+    assert len(under(base_dn)) == 41
+    walk_is_kept_and_exact(site)
+    walk_is_kept_and_exact(tree.key(SUFFIX))
+    ce = f"GlueCEUniqueID=ce3.example.org:8443/cream-pbs-q3,{base_dn}"
+    tree.add(tree.build(f"cn=x,{ce}", [("objectClass", [b"device"]), ("cn", [b"x"])]))  # a grandchild
+    assert f"cn=x,{ce}".lower() in {d.lower() for d in under(base_dn)}
+    assert len(under(SUFFIX)) == 44
+    tree.add(tree.build(f"cn=y,cn=missing,{base_dn}", [("objectClass", [b"device"]), ("cn", [b"y"])]))  # an orphan
+    walk_is_kept_and_exact(site)
+    tree.remove(tree.key(ce))  # its child stays, an orphan no walk from the site reaches
+    assert len(under(base_dn)) == 40
+    walk_is_kept_and_exact(site)
+    tree.remove(site)
+    assert tree.subtree_keys(site) == tree._walk_subtree(site)
+    assert tree.subtree_keys(tree.key(SUFFIX)) == tree._walk_subtree(tree.key(SUFFIX))
+    assert len(tree.subtree_keys(other)) == 1  # small subtrees are walked, not kept
+    assert other not in tree._subtrees
+
+
+def test_kept_subtree_key_lists_are_bounded():
+    """At most _SUBTREES_MAX lists and _SUBTREE_KEYS_MAX keys in all are kept, oldest out first."""
+    from gridinfo.directory import tree as tree_module
+
+    tree = make_tree(40)
+    site = tree.key(f"GlueSiteUniqueID=site1,{SUFFIX}")
+    for i in range(tree_module._SUBTREES_MAX + 10):
+        tree._subtrees[f"cn=fake{i}"] = ["k"] * 40  # noqa: as the kept lists look, without the walks
+        tree._subtree_keys_kept += 40
+    tree.subtree_keys(site)
+    assert len(tree._subtrees) <= tree_module._SUBTREES_MAX
+    assert tree._subtree_keys_kept == sum(len(v) for v in tree._subtrees.values()) <= tree_module._SUBTREE_KEYS_MAX
+    assert site in tree._subtrees and "cn=fake0" not in tree._subtrees
+
+
 def test_remembered_answers_hold_until_the_tree_changes():
     """A tree with answer_cache (a GIIS's) answers a repeated large search from memory, and any
     add, replace (a freshness stamp included), remove or touch makes the next one search again;
