@@ -87,6 +87,21 @@ def _terms(f: F.Filter) -> int:
     return 1
 
 
+def _any_at_least(values: tuple[Any, ...], assertion: Any) -> bool:
+    """(attr>=value): a plain loop, not any() over a generator (this runs per candidate)."""
+    for v in values:
+        if v >= assertion:
+            return True
+    return False
+
+
+def _any_at_most(values: tuple[Any, ...], assertion: Any) -> bool:
+    for v in values:
+        if v <= assertion:
+            return True
+    return False
+
+
 class FilterCompiler:
     """Compiles filters for one schema; caches attribute facts (subtypes, matching)."""
 
@@ -383,11 +398,7 @@ class FilterCompiler:
         m, keys = self._resolve(attribute)
         if m is None:
             return _undefined
-        if ge:
-            test = lambda vals, a: any(v >= a for v in vals)  # noqa: E731
-        else:
-            test = lambda vals, a: any(v <= a for v in vals)  # noqa: E731
-        return self._match_values(keys, m.ordering, value, "ord", test)
+        return self._match_values(keys, m.ordering, value, "ord", _any_at_least if ge else _any_at_most)
 
     @staticmethod
     def _match_values(
