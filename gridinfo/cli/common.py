@@ -55,6 +55,9 @@ def run_daemon(prog: str, make_config: Any, make_service: Any, log_level: str) -
 
     try:
         config = make_config()
+        from gridinfo import eventloop
+
+        eventloop.install()
         from twisted.internet import reactor
 
         start_logging(log_level)
