@@ -253,3 +253,27 @@ def test_object_class_names_come_back_as_the_schema_spells_them() -> None:
     )
     (op,) = search(backend, "(Mds-Vo-name=sub)").entries
     assert dict(decode_entry(op)[1])["objectClass"] == [b"Mds"]
+
+
+def test_a_childs_first_answer_is_not_logged_but_its_recovery_is() -> None:
+    """Its registration is logged already, so its first answer adds no info line (1,000 of them
+    were a tenth of the first search's CPU); answering again after failing is logged."""
+    from twisted.logger import LogLevel, capturedLogs
+
+    backend, clock, clients = make()
+    register(backend, clock, 1, cachettl=1)
+    with capturedLogs() as events:
+        d = search(backend)
+        answer(clients, 1, ces("a", 1))
+        result_of(d)
+    assert not [e for e in events if e["log_level"] >= LogLevel.info and "child" in e["log_format"]]
+    clock.advance(2)
+    d = search(backend)
+    answer(clients, 1, [], code=51)
+    result_of(d)
+    clock.advance(2)
+    with capturedLogs() as events:
+        d = search(backend)
+        answer(clients, 1, ces("a", 1))
+        result_of(d)
+    assert [e["state"] for e in events if e.get("log_format") == "child {url} is {state}"] == ["ok"]
