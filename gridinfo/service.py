@@ -22,7 +22,9 @@ from dataclasses import replace
 from gridinfo.config import GIISConfig, GRISConfig, read_secret, validate
 from gridinfo.directory.schema import Schema, load_schema
 from gridinfo.directory.tree import DirectoryTree
+from gridinfo.gris import snapshot_writer
 from gridinfo.gris.backend import GRISBackend, add_glue2_base_entries, glue2_naming_context, load_static_ldif
+from gridinfo.gris.snapshot_writer import SnapshotWriter, write_here
 from gridinfo.ldap.tree_backend import add_base_entries
 from gridinfo.gris.providers import ProviderManager
 from gridinfo.infosys import connection_attributes
@@ -142,16 +144,21 @@ def server_limits(config: Any) -> ServerLimits:
 
 
 def make_gris_tree(
-    config: GRISConfig, schema: Schema | None = None, *, wallclock: Callable[[], float] = time.time
+    config: GRISConfig,
+    schema: Schema | None = None,
+    *,
+    wallclock: Callable[[], float] = time.time,
+    snapshot_writer: SnapshotWriter = write_here,
 ) -> DirectoryTree:
     """The GRIS's tree: base entries (o=grid and its suffix; o=glue and its GLUE 2 suffix),
     then the static LDIF (whose versions win).
 
-    ``wallclock`` stamps entries (createTimestamp, modifyTimestamp); daemons pass the reactor's.
+    ``wallclock`` stamps entries (createTimestamp, modifyTimestamp); daemons pass the reactor's,
+    and a ``snapshot_writer`` that writes the LDIF snapshot from a forked child while they serve.
     """
     schema = schema if schema is not None else load_schema(config.schema)
     tree = DirectoryTree(schema, indexed=DEFAULT_INDEXED + tuple(config.index), wallclock=wallclock)
-    load_static_ldif(tree, config.ldif, snapshot_dir=config.ldif_snapshot)
+    load_static_ldif(tree, config.ldif, snapshot_dir=config.ldif_snapshot, snapshot_writer=snapshot_writer)
     add_base_entries(tree, config.suffix)
     add_glue2_base_entries(tree, config.glue2_suffix)
     return tree
@@ -170,7 +177,8 @@ def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree |
     state; their status is published under ``o=infosys``.
     """
     validate(config)
-    tree = tree if tree is not None else make_gris_tree(config, wallclock=reactor.seconds)
+    if tree is None:
+        tree = make_gris_tree(config, wallclock=reactor.seconds, snapshot_writer=snapshot_writer.forked(reactor.callFromThread))
     events = None
     vm_feed = None
     if config.vm.enabled:

@@ -25,10 +25,10 @@ from gridinfo.directory.snapshot import (
     snapshot_key,
     snapshot_path,
     unchanged_since,
-    write_snapshot,
 )
 from gridinfo.directory.tree import DirectoryTree
 from gridinfo.errors import InputError, LDAPError
+from gridinfo.gris.snapshot_writer import SnapshotWriter, write_here
 from gridinfo.ldap.tree_backend import ROOT_DN, TreeBackend, add_base_entries, suffix_attributes
 
 log = Logger()
@@ -86,14 +86,20 @@ STATIC_LIMITS = LDIFLimits(max_file_bytes=1 << 40)
 
 
 def load_static_ldif(
-    tree: DirectoryTree, paths: Iterable[str], limits: LDIFLimits | None = None, *, snapshot_dir: str = ""
+    tree: DirectoryTree,
+    paths: Iterable[str],
+    limits: LDIFLimits | None = None,
+    *,
+    snapshot_dir: str = "",
+    snapshot_writer: SnapshotWriter = write_here,
 ) -> list[InputError]:
     """Load static LDIF files into the tree; a bad record is logged (file:line) and skipped.
 
     Returns the errors, so callers (and tests) can see what was refused.  A file that cannot be
     read is one error; everything else keeps loading.  With ``snapshot_dir`` the entries come
     from a verified snapshot of the same files when there is one (:mod:`gridinfo.directory.snapshot`),
-    and a load that parsed the files writes one.
+    and a load that parsed the files writes one with ``snapshot_writer`` (a daemon's forks:
+    :mod:`gridinfo.gris.snapshot_writer`).
     """
     files = ldif_files(paths)
     limits = limits or STATIC_LIMITS
@@ -115,13 +121,7 @@ def load_static_ldif(
         if not unchanged_since(key):
             log.info("LDIF snapshot not written: an LDIF file changed while it was read")
         else:
-            try:
-                size = write_snapshot(where, key, loaded, errors)
-            except OSError as e:
-                log.error("LDIF snapshot not written to {path}: {error}", path=str(where), error=str(e))
-            else:
-                log.info("wrote LDIF snapshot {path} ({count} entries, {size} bytes)",
-                         path=str(where), count=len(loaded), size=size)
+            snapshot_writer(where, key, loaded, errors)
     return errors
 
 

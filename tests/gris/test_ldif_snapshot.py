@@ -6,9 +6,12 @@ runs real ``gris`` processes and compares full dumps over a socket with ldapsear
 
 from __future__ import annotations
 
+import errno
 import os
+import queue
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ from twisted.logger import globalLogPublisher
 from gridinfo.config import GRISConfig
 from gridinfo.directory.entry import Entry
 from gridinfo.directory.tree import DirectoryTree
+from gridinfo.gris import snapshot_writer
 from gridinfo.service import make_gris_tree
 from tests.support.gris import GrisProcess
 
@@ -219,11 +223,62 @@ def test_full_dump_from_a_snapshot_equals_the_dump_from_ldif(tmp_path):
         ).stdout
 
     with GrisProcess(args) as gris:
-        from_ldif = dump(gris.url)
-        assert "wrote LDIF snapshot" in gris.log
+        from_ldif = dump(gris.url)  # served before the snapshot is known to be written
+        assert "writing LDIF snapshot" in gris.log and "serving meanwhile" in gris.log
+        for _ in range(600):  # the forked writer's outcome, logged when it exits: at most 60 s
+            if "wrote LDIF snapshot" in gris.log:
+                break
+            time.sleep(0.1)
+        assert "wrote LDIF snapshot" in gris.log and "in process" in gris.log, gris.log
     with GrisProcess(args) as gris:
         from_snapshot = dump(gris.url)
         assert "from LDIF snapshot" in gris.log
         assert "breaks the schema" in gris.log
     assert from_ldif.count(b"\ndn: ") + from_ldif.startswith(b"dn: ") == 4
     assert from_snapshot == from_ldif
+
+
+def _forked_load(tmp_path: Path, **kw) -> tuple[DirectoryTree, str]:
+    """make_gris_tree with the daemons' forked writer; the child's outcome is logged here, as
+    the reactor thread would log it, once it has come back (at most 60 s)."""
+    outcomes: queue.Queue = queue.Queue()
+    tree = make_gris_tree(_config(tmp_path), snapshot_writer=snapshot_writer.forked(
+        lambda f, *a: outcomes.put((f, a)), **kw))
+    f, a = outcomes.get(timeout=60)
+    f(*a)
+    return tree, a[-1]
+
+
+def test_a_forked_child_writes_the_snapshot_the_restart_reads(tmp_path, logged):
+    """The load returns before the snapshot exists; a child writes it and the outcome is logged
+    (path, entries, bytes, its process); a restart then reads it, entry for entry."""
+    first, outcome = _forked_load(tmp_path)
+    assert outcome.startswith("ok ")
+    assert any("writing LDIF snapshot" in line and "serving meanwhile" in line for line in logged), logged
+    assert any("wrote LDIF snapshot" in line and "(4 entries" in line and "in process" in line for line in logged), logged
+    logged.clear()
+    again = make_gris_tree(_config(tmp_path))
+    assert any("loaded 4 entries from LDIF snapshot" in line for line in logged), logged
+    assert _state(first) == _state(again)
+
+
+def test_a_writer_that_cannot_write_is_logged_and_the_tree_is_whole(tmp_path, logged):
+    """The snapshot folder cannot be made (a file is in its place): the child reports why, the
+    parent logs it as an error, and the tree it serves has every entry."""
+    (tmp_path / "cache").write_text("not a folder")
+    tree, outcome = _forked_load(tmp_path)
+    assert outcome.startswith("error ")
+    assert any("LDIF snapshot not written to" in line for line in logged), logged
+    assert len(tree.entries) >= 4
+
+
+def test_when_fork_fails_the_snapshot_is_written_before_serving(tmp_path, logged):
+    """No fork (EAGAIN: the process limit): a warning, and the snapshot is written in process."""
+
+    def no_fork() -> int:
+        raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+    make_gris_tree(_config(tmp_path), snapshot_writer=snapshot_writer.forked(lambda f, *a: f(*a), fork=no_fork))
+    assert any("cannot fork a writer" in line for line in logged), logged
+    assert any("wrote LDIF snapshot" in line for line in logged), logged
+    assert _snapshot(tmp_path).exists()

@@ -157,6 +157,9 @@ def serve_children(argv: list[str]) -> int:
     args = p.parse_args(argv)
     raise_nofile()
 
+    from gridinfo import eventloop
+
+    eventloop.install()  # the reactor a gris runs on (gridinfo.cli.common.run_daemon)
     from twisted.internet import defer, reactor, stdio
     from twisted.protocols.basic import LineReceiver
 
