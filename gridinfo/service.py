@@ -178,7 +178,10 @@ def make_gris_service(config: GRISConfig, reactor: Any, *, tree: DirectoryTree |
     """
     validate(config)
     if tree is None:
-        tree = make_gris_tree(config, wallclock=reactor.seconds, snapshot_writer=snapshot_writer.forked(reactor.callFromThread))
+        # a real reactor can hear from the writer's thread; a test's Clock cannot: written in process
+        call_from_thread = getattr(reactor, "callFromThread", None)
+        writer = snapshot_writer.forked(call_from_thread) if call_from_thread is not None else write_here
+        tree = make_gris_tree(config, wallclock=reactor.seconds, snapshot_writer=writer)
     events = None
     vm_feed = None
     if config.vm.enabled:
