@@ -152,3 +152,13 @@ def test_bench_sync_runs_at_a_tiny_size(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["slapd_syncprov"]["entries"] == report["gris"]["entries"] > 0
     assert all(report[server]["sync_refresh_entries_per_s"] > 0 for server in ("slapd_syncprov", "gris"))
+
+
+def test_bench_hotpath_answers_every_workload_in_process(tmp_path: Path) -> None:
+    """`tools/bench-hotpath` loads a generated tree and answers each workload's requests (its
+    figure is printed, not checked: only that every request was answered)."""
+    for workload in ("base", "equality", "subtree"):
+        done = _run("bench-hotpath", "--entries", "300", "--requests", "200", "--workload", workload,
+                    "--cache-dir", str(tmp_path / "cache"))
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert f"{workload}, 300 entries: " in done.stdout and "us of CPU per request" in done.stdout
