@@ -699,7 +699,8 @@ class DirectoryTree:
         total = self.subtree_sizes.get(base_key, 0) if base_key else len(self.entries)
         if indexed is not None and len(indexed) < total:
             entries = self.entries
-            if not base_key:
+            if not base_key or (total == len(entries) and not children_only):
+                # the root, or a base every key descends from (o=grid of a GRIS): no key to test
                 return [entries[k] for k in indexed]
             return [
                 entries[k]

@@ -345,3 +345,23 @@ def test_remembered_answers_hold_until_the_tree_changes():
     before = tree.search(with_csn).entries
     tree.touch(tree.key(f"GlueCEUniqueID=ce1,{SUFFIX}"))
     assert tree.search(with_csn).entries != before
+
+
+def test_an_indexed_search_from_a_base_above_every_entry_or_not():
+    """An equality search answered from an index: from a base every entry lies below, the index
+    hits are the answer; once an entry lies elsewhere (another suffix), it is left out."""
+    tree = DirectoryTree(default_schema(), indexed=("GlueCEUniqueID",))
+    add = lambda dn, **a: tree.add(tree.build(dn, [(k, [v.encode()]) for k, v in a.items()]))  # noqa: E731
+    add("o=grid", objectClass="organization", o="grid")
+    for i in range(20):
+        add(f"GlueCEUniqueID=ce{i},o=grid", objectClass="GlueCE", GlueCEUniqueID=f"ce{i}")
+
+    def ids(base):
+        return {d.split(",")[0] for d in dns(search(tree, base=base, flt="(GlueCEUniqueID=ce3)"))}
+
+    assert ids("o=grid") == {"GlueCEUniqueID=ce3"}
+    add("o=other", objectClass="organization", o="other")
+    add("GlueCEUniqueID=ce3,o=other", objectClass="GlueCE", GlueCEUniqueID="ce3")
+    assert dns(search(tree, base="o=grid", flt="(GlueCEUniqueID=ce3)")) == {"GlueCEUniqueID=ce3,o=grid"}
+    assert dns(search(tree, base="o=other", flt="(GlueCEUniqueID=ce3)")) == {"GlueCEUniqueID=ce3,o=other"}
+    assert len(search(tree, base="", flt="(GlueCEUniqueID=ce3)").entries) == 2
