@@ -847,12 +847,21 @@ def iter_ldif_tolerant(
     errors: list[LDIFError],
     source: str = "<ldif>",
     limits: LDIFLimits = _DEFAULT_LIMITS,
+    *,
+    resume: tuple[int, int] | None = None,
 ) -> Iterator[LDIFRecord]:
     """Streaming :func:`parse_ldif_tolerant`: good records as they are read, bad ones appended
     to ``errors``.  Memory stays bounded by a block plus one record, whatever the file size.
+
+    ``resume`` (byte offset, physical line) reads the rest of a file from a record boundary
+    there, as the reader of the whole file would: lines numbered from that line, no
+    ``version:`` line allowed, the file's byte limit counted from the start of the file.
     """
     reader = _Reader(source, limits, tolerant=True)
     reader.errors = errors
+    if resume is not None:
+        reader.total, reader.buf_line = resume
+        reader.first = False
     for block in _blocks(stream):
         yield from reader.feed(block)
     yield from reader.close()

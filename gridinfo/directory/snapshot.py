@@ -87,8 +87,10 @@ def unchanged_since(key: dict[str, Any]) -> bool:
     return True
 
 
-def write_snapshot(path: Path, key: dict[str, Any], entries: Sequence[Entry], errors: Sequence[InputError]) -> int:
-    """Write the snapshot atomically (a temporary file renamed over it); returns its size."""
+def pack(entries: Sequence[Entry], errors: Sequence[InputError]) -> bytes:
+    """Built entries and refused records as one ``marshal`` payload (what :func:`unpack` reads):
+    per entry its key, attribute names (shared by shape), encoding, offsets, source and
+    objectClass closure.  The snapshot's payload, and what a parallel load's worker sends."""
     shapes: dict[int, int] = {}
     shape_names: list[dict[str, str]] = []
     rows = []
@@ -99,9 +101,31 @@ def write_snapshot(path: Path, key: dict[str, Any], entries: Sequence[Entry], er
             shape_names.append(e.shape.names)
         rows.append((e.key, si, e.encoded, e.ends.tobytes(), e.source, e.object_classes))
     refused = [(err.message, err.source, err.line) for err in errors]
-    payload = marshal.dumps((shape_names, rows, refused), _MARSHAL_VERSION)
+    return marshal.dumps((shape_names, rows, refused), _MARSHAL_VERSION)
+
+
+def unpack(payload: bytes | memoryview) -> tuple[list[Entry], list[InputError]]:
+    """The entries and refused records of a :func:`pack` payload (ValueError, TypeError, ... when
+    it is not one)."""
+    shape_names, rows, refused = marshal.loads(payload)
+    shapes: list[Shape] = [shape_for(names) for names in shape_names]
+    entries = []
+    for ekey, si, encoded, ends, source, ocs in rows:
+        entries.append(
+            Entry(
+                "", ekey, (), shapes[si],  # the DN is in the encoding
+                object_classes=ocs, source=source, encoded=encoded, ends=array("I", ends),
+            )
+        )
+    errors = [InputError(message, source, line) for message, source, line in refused]
+    return entries, errors
+
+
+def write_snapshot(path: Path, key: dict[str, Any], entries: Sequence[Entry], errors: Sequence[InputError]) -> int:
+    """Write the snapshot atomically (a temporary file renamed over it); returns its size."""
+    payload = pack(entries, errors)
     header = json.dumps(
-        {"key": key, "sha256": hashlib.sha256(payload).hexdigest(), "entries": len(rows)}, sort_keys=True
+        {"key": key, "sha256": hashlib.sha256(payload).hexdigest(), "entries": len(entries)}, sort_keys=True
     ).encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
@@ -146,17 +170,7 @@ def read_snapshot(path: Path, key: dict[str, Any]) -> tuple[list[Entry], list[In
     if hashlib.sha256(payload).hexdigest() != header["sha256"]:
         raise SnapshotRejected("its content does not match its digest (truncated or modified)")
     try:
-        shape_names, rows, refused = marshal.loads(payload)
-        shapes: list[Shape] = [shape_for(names) for names in shape_names]
-        entries = []
-        for ekey, si, encoded, ends, source, ocs in rows:
-            entries.append(
-                Entry(
-                    "", ekey, (), shapes[si],  # the DN is in the encoding
-                    object_classes=ocs, source=source, encoded=encoded, ends=array("I", ends),
-                )
-            )
-        errors = [InputError(message, source, line) for message, source, line in refused]
+        entries, errors = unpack(payload)
     except (ValueError, TypeError, EOFError, IndexError, KeyError, AttributeError) as e:
         raise SnapshotRejected(f"its content cannot be read ({e})") from None
     if len(entries) != header.get("entries"):

@@ -1,0 +1,140 @@
+"""A large static LDIF file read in two halves, the second by a forked worker: the tree and the
+refused records (file:line) are the one-piece load's.
+
+The size threshold is lowered so that small files are split; the halves are real processes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+from twisted.logger import globalLogPublisher
+
+from gridinfo.config import GRISConfig
+from gridinfo.gris import parallel_load
+from gridinfo.service import make_gris_tree
+
+
+def _ldif(n: int, crlf: bool = False) -> str:
+    parts = ["version: 1\n\ndn: o=grid\nobjectClass: organization\no: grid\n\n"
+             "dn: mds-vo-name=local,o=grid\nobjectClass: MdsVo\nMds-Vo-name: local\n\n"]
+    for i in range(n):
+        dn = f"GlueCEUniqueID=ce{i}.example.org:2119/jobmanager-pbs-q,mds-vo-name=local,o=grid"
+        if i % 97 == 13:
+            parts.append(f"# a comment before a record\ndn: GlueSiteUniqueID=bad{i},mds-vo-name=local,o=grid\n"
+                         "objectClass: GlueSite\nGlueSiteName: no unique id\n\n")  # refused: schema
+        if i % 89 == 7:
+            parts.append(f"dn: cn=broken{i},o=grid\nthis line has no colon\n\n")  # refused: syntax
+        parts.append(
+            f"dn: {dn}\nobjectClass: GlueCETop\nobjectClass: GlueCE\nGlueCEUniqueID: ce{i}.example.org:2119/jobmanager-pbs-q\n"
+            f"GlueCEName: queue {i} with a name long enough to be folded over two\n  lines by a writer\n\n"
+        )
+    # the first CE again, changed: the later version is the one kept
+    parts.append("dn: GlueCEUniqueID=ce0.example.org:2119/jobmanager-pbs-q,mds-vo-name=local,o=grid\n"
+                 "objectClass: GlueCETop\nobjectClass: GlueCE\nGlueCEUniqueID: ce0.example.org:2119/jobmanager-pbs-q\n"
+                 "GlueCEName: given again\n")
+    text = "".join(parts)
+    return text.replace("\n", "\r\n") if crlf else text
+
+
+@pytest.fixture
+def logged():
+    lines: list[str] = []
+
+    def observe(event):
+        fmt = event.get("log_format")
+        if fmt:
+            lines.append(fmt.format(**{k: v for k, v in event.items() if isinstance(k, str)}))
+
+    globalLogPublisher.addObserver(observe)
+    yield lines
+    globalLogPublisher.removeObserver(observe)
+
+
+def _load(tmp_path: Path, text: str, name: str):
+    """The tree of ``text`` in tmp_path/ldif/site.ldif (written once; ``name`` tells the loads apart in logs)."""
+    folder = tmp_path / "ldif"
+    if not folder.exists():
+        folder.mkdir()
+        (folder / "site.ldif").write_text(text, newline="")
+    return make_gris_tree(GRISConfig(ldif=(str(folder),), index=("GlueCEUniqueID",), glue2_suffix=""))
+
+
+def _state(tree):
+    return ([(e.key, e.encoded, e.source, e.object_classes) for e in tree.entries.values()],
+            tree.eq_indexes, tree.oc_index, sorted(tree.children.items()))
+
+
+def _refusals(lines: list[str]) -> list[str]:
+    return [line for line in lines if line.startswith("refused LDIF record") or "loaded" in line]
+
+
+@pytest.mark.parametrize("crlf", [False, True], ids=["lf", "crlf"])
+def test_two_halves_give_the_one_piece_tree_and_refusals(tmp_path, logged, monkeypatch, crlf):
+    text = _ldif(1500, crlf=crlf)
+    monkeypatch.setattr(parallel_load, "PARALLEL_MIN_BYTES", 1 << 40)
+    whole = _load(tmp_path, text, "whole")
+    one_piece_log = _refusals(logged)
+    logged.clear()
+    monkeypatch.setattr(parallel_load, "PARALLEL_MIN_BYTES", 0)
+    halves = _load(tmp_path, text, "halves")
+    assert _state(halves) == _state(whole)
+    # the same refusals, each with its file:line (a reader logs a block's syntax errors before
+    # its records' schema errors, so the interleaving follows where the blocks fall)
+    assert sorted(_refusals(logged)) == sorted(one_piece_log)
+    assert len([line for line in one_piece_log if "breaks the schema" in line]) > 10
+    assert any("line " in line and "colon" in line for line in one_piece_log)
+    ce0 = halves.lookup("GlueCEUniqueID=ce0.example.org:2119/jobmanager-pbs-q,mds-vo-name=local,o=grid")
+    assert b"given again" in ce0.encoded
+
+
+def test_a_worker_that_dies_leaves_its_half_to_this_process(tmp_path, logged, monkeypatch):
+    """The worker exits without a report (as if killed): a warning, and the second half is read
+    here; the tree is the one-piece load's."""
+    text = _ldif(600)
+    monkeypatch.setattr(parallel_load, "PARALLEL_MIN_BYTES", 1 << 40)
+    whole = _load(tmp_path, text, "whole")
+    monkeypatch.setattr(parallel_load, "PARALLEL_MIN_BYTES", 0)
+    real_read_in_two = parallel_load.read_in_two
+
+    def dying_fork() -> int:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(3)
+        return pid
+
+    monkeypatch.setattr(parallel_load, "read_in_two", lambda *a, **kw: real_read_in_two(*a, fork=dying_fork, **kw))
+    logged.clear()
+    halves = _load(tmp_path, text, "halves")
+    assert any("did not finish (exit status 3); reading it here" in line for line in logged), logged
+    assert _state(halves) == _state(whole)
+
+
+def test_without_fork_the_file_is_read_in_one_piece(tmp_path, logged, monkeypatch):
+    text = _ldif(300)
+    monkeypatch.setattr(parallel_load, "PARALLEL_MIN_BYTES", 1 << 40)
+    whole = _load(tmp_path, text, "whole")
+    monkeypatch.setattr(parallel_load, "PARALLEL_MIN_BYTES", 0)
+    real_read_in_two = parallel_load.read_in_two
+
+    def no_fork() -> int:
+        raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+    monkeypatch.setattr(parallel_load, "read_in_two", lambda *a, **kw: real_read_in_two(*a, fork=no_fork, **kw))
+    logged.clear()
+    assert _state(_load(tmp_path, text, "halves")) == _state(whole)
+    assert any("read in one piece, no worker" in line for line in logged), logged
+
+
+def test_the_cut_is_at_a_record_boundary_or_nowhere(tmp_path):
+    path = tmp_path / "a.ldif"
+    path.write_bytes(b"dn: o=grid\no: grid\n\n" * 1000)
+    offset = parallel_load.split_point(path, path.stat().st_size)
+    assert offset is not None and path.read_bytes()[offset - 2 : offset + 4] == b"\n\ndn: "
+    assert parallel_load.line_at(path, offset) == path.read_bytes()[:offset].count(b"\n") + 1
+    one = tmp_path / "one.ldif"
+    one.write_bytes(b"dn: o=grid\n" + b"description: x\n" * 200_000)  # one record, no blank line
+    assert parallel_load.split_point(one, one.stat().st_size) is None
