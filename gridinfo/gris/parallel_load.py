@@ -189,6 +189,8 @@ def read_in_two(
                 on_refused(err)
             for entry in entries:
                 on_entry(entry)
+            log.info("{source}: read in two parts, from byte {offset} (line {line}) by process {pid}",
+                     source=source, offset=offset, line=first_line, pid=pid)
             return report[-1:] == b"1"
     return read_half(path, source, limits, build, on_entry, on_refused, start=offset, first_line=first_line)
 

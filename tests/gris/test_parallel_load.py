@@ -82,6 +82,7 @@ def test_two_halves_give_the_one_piece_tree_and_refusals(tmp_path, logged, monke
     monkeypatch.setattr(parallel_load, "PARALLEL_MIN_BYTES", 0)
     halves = _load(tmp_path, text, "halves")
     assert _state(halves) == _state(whole)
+    assert any("site.ldif: read in two parts, from byte" in line for line in logged), logged
     # the same refusals, each with its file:line (a reader logs a block's syntax errors before
     # its records' schema errors, so the interleaving follows where the blocks fall)
     assert sorted(_refusals(logged)) == sorted(one_piece_log)
