@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-from twisted.logger import globalLogPublisher
 
 from gridinfo.config import GRISConfig
 from gridinfo.directory.entry import Entry
@@ -57,20 +56,6 @@ objectClass: GlueSite
 GlueSiteName: no unique id
 
 """
-
-
-@pytest.fixture
-def logged():
-    lines: list[str] = []
-
-    def observe(event):
-        fmt = event.get("log_format")
-        if fmt:
-            lines.append(fmt.format(**{k: v for k, v in event.items() if isinstance(k, str)}))
-
-    globalLogPublisher.addObserver(observe)
-    yield lines
-    globalLogPublisher.removeObserver(observe)
 
 
 def _config(tmp_path: Path) -> GRISConfig:

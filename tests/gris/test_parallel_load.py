@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import pytest
-from twisted.logger import globalLogPublisher
 
 from gridinfo.config import GRISConfig
 from gridinfo.gris import parallel_load
@@ -40,20 +39,6 @@ def _ldif(n: int, crlf: bool = False) -> str:
     return text.replace("\n", "\r\n") if crlf else text
 
 
-@pytest.fixture
-def logged():
-    lines: list[str] = []
-
-    def observe(event):
-        fmt = event.get("log_format")
-        if fmt:
-            lines.append(fmt.format(**{k: v for k, v in event.items() if isinstance(k, str)}))
-
-    globalLogPublisher.addObserver(observe)
-    yield lines
-    globalLogPublisher.removeObserver(observe)
-
-
 def _load(tmp_path: Path, text: str, name: str):
     """The tree of ``text`` in tmp_path/ldif/site.ldif (written once; ``name`` tells the loads apart in logs)."""
     folder = tmp_path / "ldif"
@@ -61,6 +46,13 @@ def _load(tmp_path: Path, text: str, name: str):
         folder.mkdir()
         (folder / "site.ldif").write_text(text, newline="")
     return make_gris_tree(GRISConfig(ldif=(str(folder),), index=("GlueCEUniqueID",), glue2_suffix=""))
+
+
+def _split_with(monkeypatch, fork) -> None:
+    """Every file split from here on, its worker started by ``fork``."""
+    monkeypatch.setattr(parallel_load, "PARALLEL_MIN_BYTES", 0)
+    real_read_in_two = parallel_load.read_in_two
+    monkeypatch.setattr(parallel_load, "read_in_two", lambda *a, **kw: real_read_in_two(*a, fork=fork, **kw))
 
 
 def _state(tree):
@@ -98,8 +90,6 @@ def test_a_worker_that_dies_leaves_its_half_to_this_process(tmp_path, logged, mo
     text = _ldif(600)
     monkeypatch.setattr(parallel_load, "PARALLEL_MIN_BYTES", 1 << 40)
     whole = _load(tmp_path, text, "whole")
-    monkeypatch.setattr(parallel_load, "PARALLEL_MIN_BYTES", 0)
-    real_read_in_two = parallel_load.read_in_two
 
     def dying_fork() -> int:
         pid = os.fork()
@@ -107,7 +97,7 @@ def test_a_worker_that_dies_leaves_its_half_to_this_process(tmp_path, logged, mo
             os._exit(3)
         return pid
 
-    monkeypatch.setattr(parallel_load, "read_in_two", lambda *a, **kw: real_read_in_two(*a, fork=dying_fork, **kw))
+    _split_with(monkeypatch, dying_fork)
     logged.clear()
     halves = _load(tmp_path, text, "halves")
     assert any("did not finish (exit status 3); reading it here" in line for line in logged), logged
@@ -118,13 +108,11 @@ def test_without_fork_the_file_is_read_in_one_piece(tmp_path, logged, monkeypatc
     text = _ldif(300)
     monkeypatch.setattr(parallel_load, "PARALLEL_MIN_BYTES", 1 << 40)
     whole = _load(tmp_path, text, "whole")
-    monkeypatch.setattr(parallel_load, "PARALLEL_MIN_BYTES", 0)
-    real_read_in_two = parallel_load.read_in_two
 
     def no_fork() -> int:
         raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
 
-    monkeypatch.setattr(parallel_load, "read_in_two", lambda *a, **kw: real_read_in_two(*a, fork=no_fork, **kw))
+    _split_with(monkeypatch, no_fork)
     logged.clear()
     assert _state(_load(tmp_path, text, "halves")) == _state(whole)
     assert any("read in one piece, no worker" in line for line in logged), logged

@@ -205,6 +205,28 @@ class LongSearchesAreSliced(unittest.TestCase):
         self.assertLess(len(cursors[0].result.entries), 5_000)
 
 
+def small_send_buffers(factory: LDAPServerFactory) -> list:
+    """From now on the factory's connections get a 4 KiB kernel send buffer (writes fall short,
+    answers queue); returns the list their protocols are put in as they connect."""
+    protocols = []
+    build = factory.buildProtocol
+
+    def recording(addr):
+        p = build(addr)
+        protocols.append(p)
+        made = p.makeConnection
+
+        def small_send_buffer(transport):
+            transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            made(transport)
+
+        p.makeConnection = small_send_buffer
+        return p
+
+    factory.buildProtocol = recording
+    return protocols
+
+
 class LongSearchesAreStreamed(unittest.TestCase):
     @defer.inlineCallbacks
     def test_a_long_search_is_sent_as_it_is_found_and_waits_for_a_client_that_does_not_read(self):
@@ -216,22 +238,7 @@ class LongSearchesAreStreamed(unittest.TestCase):
         tree = wide_tree(5_000)
         whole = tree.search(SearchRequest("o=grid", Scope.SUB, parse_filter(EXPENSIVE)))
         factory = LDAPServerFactory(HookedBackend(tree, lambda req, res: cursors.append(res.cursor)), reactor=reactor, vendor_version="test")
-        protocols = []
-        build = factory.buildProtocol
-
-        def recording(addr):
-            p = build(addr)
-            protocols.append(p)
-            made = p.makeConnection
-
-            def small_send_buffer(transport):
-                transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-                made(transport)
-
-            p.makeConnection = small_send_buffer
-            return p
-
-        factory.buildProtocol = recording
+        protocols = small_send_buffers(factory)
         port = reactor.listenTCP(0, factory, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         read_now = threading.Event()
@@ -302,23 +309,7 @@ class PipelinedAnswersOverARealSocket(unittest.TestCase):
         short and answers queue): every lookup gets its entry and its SearchResultDone, in order."""
         served = Served(small_tree())
         self.addCleanup(served.port.stopListening)
-        protocols = []
-        factory = served.port.factory
-        build = factory.buildProtocol
-
-        def recording(addr):
-            p = build(addr)
-            protocols.append(p)
-            made = p.makeConnection
-
-            def small_send_buffer(transport):
-                transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # sends fall short
-                made(transport)
-
-            p.makeConnection = small_send_buffer
-            return p
-
-        factory.buildProtocol = recording
+        protocols = small_send_buffers(served.port.factory)  # sends fall short
         n = 3000
         dns = [f"GlueCEUniqueID=ce{i % 50}.example.org:8443/cream-pbs-q,mds-vo-name=local,o=grid" for i in range(n)]
         requests = b"".join(loadgen.search_request(i + 1, dn, loadgen.SCOPE_BASE) for i, dn in enumerate(dns))
