@@ -331,7 +331,7 @@ class LDAPServerProtocol(Protocol):
         server.connections += 1
         by_address[self._host] = by_address.get(self._host, 0) + 1
         self._counted = True
-        log.info("LDAP connection from {peer}", peer=self._peer)
+        log.debug("LDAP connection from {peer}", peer=self._peer)
         if self._observers:
             self._conn = factory_connection_number(server)
             for observer in self._observers:
@@ -364,7 +364,7 @@ class LDAPServerProtocol(Protocol):
             else:
                 server.connections_by_address.pop(self._host, None)
             self._counted = False
-            log.info("LDAP connection from {peer} closed", peer=self._peer)
+            log.debug("LDAP connection from {peer} closed", peer=self._peer)
             for observer in self._observers:
                 observer.closed(self._conn)
         for name in ("_idle_call", "_request_call", "_abort_call"):
