@@ -71,12 +71,17 @@ is found by :func:`glue_base_for` (BDII's rule, with one addition for gridinfo's
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from gridinfo.directory.dn import DN, RDN, DNNormaliser, is_descendant_key, parse_dn
 from gridinfo.directory.query import Scope
 
 LOCAL_NAME = "local"
+
+#: One RDN whose text is its own serialisation: a type, "=", and a value with no character a
+#: DN escapes or quotes (RFC 4514) and no space, "#" or "=" where they would matter.
+_PLAIN_RDN = re.compile(r'[A-Za-z][A-Za-z0-9-]*=[^,+"\\<>;=#\s\x00-\x1f](?:[^,+"\\<>;=\x00-\x1f]*[^,+"\\<>;=\s\x00-\x1f])?\Z')
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,8 @@ class ChildNamespace:
         self._mount_rdns: tuple[RDN, ...] = tuple(self.mount)
         self._mount_text = str(self.mount)
         self._child_text_cache: dict[str, str] = {}
+        #: ",<child suffix>" as the child writes it, once a DN of one plain RDN on it was placed
+        self._seen_tail: str | None = None
 
     def __repr__(self) -> str:
         return f"ChildNamespace({str(self.child_suffix)!r} -> {self._mount_text!r})"
@@ -132,7 +139,17 @@ class ChildNamespace:
 
     def to_giis_keyed(self, child_dn: str) -> tuple[str, str] | None:
         """:meth:`to_giis`, with the normalised key of the GIIS DN (made from the RDNs parsed
-        already, so a merge need not parse the DN again)."""
+        already, so a merge need not parse the DN again).
+
+        Nearly every entry of a child is one plain RDN (``GlueCEUniqueID=...``) on the child's
+        suffix spelled as its other entries spell it: once the full path has placed one such DN,
+        the next are placed from their text (:meth:`_placed_plainly`), which was a third of a
+        GIIS's CPU in a first search of 1,000 children."""
+        tail = self._seen_tail
+        if tail is not None and child_dn.endswith(tail):
+            placed = self._placed_plainly(child_dn[: len(child_dn) - len(tail)])
+            if placed is not None:
+                return placed
         n = self._child_len
         dn = parse_dn(child_dn)
         if len(dn) < n:
@@ -159,7 +176,27 @@ class ChildNamespace:
             return self._mount_text, self.mount_key
         rdn_key = self.normaliser.rdn_key
         key = ",".join([rdn_key(rdn) for rdn in prefix])
-        return str(DN(prefix)) + "," + self._mount_text, (key + "," + self.mount_key if self.mount_key else key)
+        prefix_text = str(DN(prefix))
+        if self._seen_tail is None and n and child_dn.endswith("," + tail_text) and len(prefix) == 1:
+            if child_dn == prefix_text + "," + tail_text and _PLAIN_RDN.match(prefix_text):
+                self._seen_tail = "," + tail_text  # how this child spells its suffix
+        return prefix_text + "," + self._mount_text, (key + "," + self.mount_key if self.mount_key else key)
+
+    def _placed_plainly(self, prefix_text: str) -> tuple[str, str] | None:
+        """:meth:`to_giis_keyed` of a DN that is ``prefix_text`` on the child's suffix as learnt
+        (``_seen_tail``), when ``prefix_text`` is one plain RDN (no escapes, quotes, ``+``,
+        leading or trailing spaces: its text is its serialisation); None sends it the full way."""
+        if _PLAIN_RDN.match(prefix_text) is None:
+            return None
+        attr, _, value = prefix_text.partition("=")
+        rdn: RDN = ((attr, value),)
+        lowered = attr.lower()
+        if self.guard is not None and lowered == self._guard_type and self.normaliser.rdn_key(rdn) == self.guard:
+            return None  # the full way says why (the recursion guard)
+        if self._own_rdn and lowered == self._own_type and self.normaliser.rdn_key(rdn) == self._own_rdn:
+            return None
+        key = self.normaliser.rdn_key(rdn)
+        return prefix_text + "," + self._mount_text, (key + "," + self.mount_key if self.mount_key else key)
 
     # -- GIIS -> child ------------------------------------------------------------------------
 

@@ -88,3 +88,54 @@ def test_escaped_values_survive_the_round_trip() -> None:
 def test_which_children_a_search_touches(child: str, base: str, scope: Scope, route: Route | None) -> None:
     """A search reaches a child only when its base and scope overlap the child's mount point."""
     assert ns(child).route(base, scope) == route
+
+
+def _full_way(namespace: ChildNamespace, child_dn: str):
+    namespace._seen_tail = None  # forget the child's spelling: the DN is parsed every time
+    return namespace.to_giis_keyed(child_dn)
+
+
+def test_plain_names_are_placed_as_the_full_parse_places_them() -> None:
+    """After one plain DN on a child's suffix, the next are placed from their text: for every
+    DN here (plain values, spaces, escapes, quotes, +, #, =, non-ASCII, other spellings of the
+    suffix, the recursion guard and our own RDN), the GIIS name and key equal the full parse's."""
+    import random
+
+    rng = random.Random(7)
+    alphabet = "abcXYZ019 .:/-_é,+\"\\<>;=#*()'"
+    values = ["ce1.example.org:2119/jobmanager-pbs-q", "a", "x y", " lead", "trail ", "#hex", "a=b", "é"]
+    values += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(400)]
+    suffixes = ["Mds-Vo-name=local,o=grid", "mds-vo-name=local,o=grid", "Mds-Vo-name=local, o=grid",
+                "mds-vo-name=LOCAL,o=Grid"]
+    cases = [
+        (ns("Mds-Vo-name=local,o=grid"), suffixes),
+        (ns("Mds-Vo-name=GRADS,o=grid", "Mds-Vo-name=DTF,o=grid"), ["Mds-Vo-name=GRADS,o=grid", "mds-vo-name=grads,o=grid"]),
+        (ChildNamespace("mds-vo-name=resource,o=grid", "mds-vo-name=site,o=grid", N,
+                        guard=N.rdn_key((("mds-vo-name", "site"),))), ["mds-vo-name=resource,o=grid"]),
+    ]
+    fast_seen = 0
+    for namespace, tails in cases:
+        for value in values:
+            for attr in ("GlueCEUniqueID", "cn", "Mds-Vo-name"):
+                for tail in tails:
+                    escaped = value.replace("\\", "\\\\").replace(",", "\\,").replace("+", "\\+").replace('"', '\\"')
+                    escaped = escaped.replace("<", "\\<").replace(">", "\\>").replace(";", "\\;").replace("=", "\\=")
+                    if escaped.startswith((" ", "#")):
+                        escaped = "\\" + escaped
+                    if escaped.endswith(" ") and not escaped.endswith("\\ "):
+                        escaped = escaped[:-1] + "\\ "
+                    child_dn = f"{attr}={escaped},{tail}"
+                    before = namespace._seen_tail
+                    got = namespace.to_giis_keyed(child_dn)
+                    fast_seen += before is not None and child_dn.endswith(before)
+                    tail_kept = namespace._seen_tail
+                    assert got == _full_way(namespace, child_dn), child_dn
+                    namespace._seen_tail = tail_kept
+        for guarded in ("cn=x,mds-vo-name=site,mds-vo-name=resource,o=grid", "Mds-Vo-name=site,mds-vo-name=resource,o=grid",
+                        "Mds-Vo-name=DTF,Mds-Vo-name=GRADS,o=grid", "mds-vo-name=dtf,Mds-Vo-name=GRADS,o=grid"):
+            kept = namespace._seen_tail
+            assert namespace.to_giis_keyed(guarded) == _full_way(namespace, guarded), guarded
+            namespace._seen_tail = kept
+    assert cases[1][0].to_giis_keyed("Mds-Vo-name=DTF,Mds-Vo-name=GRADS,o=grid") is None  # our own RDN
+    assert cases[2][0].to_giis_keyed("Mds-Vo-name=site,mds-vo-name=resource,o=grid") is None  # the guard
+    assert fast_seen > 1000  # the plain way was tried, not only the full one
