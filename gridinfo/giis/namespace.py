@@ -145,9 +145,9 @@ class ChildNamespace:
         suffix spelled as its other entries spell it: once the full path has placed one such DN,
         the next are placed from their text (:meth:`_placed_plainly`), which was a third of a
         GIIS's CPU in a first search of 1,000 children."""
-        tail = self._seen_tail
-        if tail is not None and child_dn.endswith(tail):
-            placed = self._placed_plainly(child_dn[: len(child_dn) - len(tail)])
+        seen = self._seen_tail
+        if seen is not None and child_dn.endswith(seen):
+            placed = self._placed_plainly(child_dn[: len(child_dn) - len(seen)])
             if placed is not None:
                 return placed
         n = self._child_len
