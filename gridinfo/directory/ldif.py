@@ -800,8 +800,9 @@ class _Reader:
 _BATCH = 1 << 16
 
 
-def _blocks(stream: Iterable[bytes] | BinaryIO) -> Iterator[bytes]:
-    """Blocks of at least 64 KiB where the source gives less (lines), for fewer feed() calls."""
+def _blocks(stream: Iterable[bytes] | BinaryIO, stop: int | None = None) -> Iterator[bytes]:
+    """Blocks of at least 64 KiB where the source gives less (lines), for fewer feed() calls;
+    from a file, up to its byte ``stop`` when one is given."""
     read = getattr(stream, "read", None)
     if read is None:
         pending: list[bytes] = []
@@ -817,6 +818,15 @@ def _blocks(stream: Iterable[bytes] | BinaryIO) -> Iterator[bytes]:
                 size = 0
         if pending:
             yield b"".join(pending)
+        return
+    if stop is not None:
+        left = stop - stream.tell()  # type: ignore[union-attr]
+        while left > 0:
+            block = read(min(_READ_BLOCK, left))
+            if not block:
+                return
+            left -= len(block)
+            yield block
         return
     while True:
         block = read(_READ_BLOCK)
@@ -849,20 +859,22 @@ def iter_ldif_tolerant(
     limits: LDIFLimits = _DEFAULT_LIMITS,
     *,
     resume: tuple[int, int] | None = None,
+    stop: int | None = None,
 ) -> Iterator[LDIFRecord]:
     """Streaming :func:`parse_ldif_tolerant`: good records as they are read, bad ones appended
     to ``errors``.  Memory stays bounded by a block plus one record, whatever the file size.
 
     ``resume`` (byte offset, physical line) reads the rest of a file from a record boundary
     there, as the reader of the whole file would: lines numbered from that line, no
-    ``version:`` line allowed, the file's byte limit counted from the start of the file.
+    ``version:`` line allowed, the file's byte limit counted from the start of the file (the
+    caller has put the file there).  ``stop``: read the file up to that byte only.
     """
     reader = _Reader(source, limits, tolerant=True)
     reader.errors = errors
     if resume is not None:
         reader.total, reader.buf_line = resume
         reader.first = False
-    for block in _blocks(stream):
+    for block in _blocks(stream, stop):
         yield from reader.feed(block)
     yield from reader.close()
 

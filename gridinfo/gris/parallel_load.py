@@ -22,9 +22,8 @@ from __future__ import annotations
 import gc
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 from twisted.logger import Logger
 
@@ -78,18 +77,6 @@ def line_at(path: Path, offset: int) -> int:
     return lines
 
 
-def _blocks(stream: BinaryIO, stop: int | None) -> Iterator[bytes]:
-    """The stream's blocks up to byte ``stop`` of the file (to its end with None)."""
-    left = stop - stream.tell() if stop is not None else None
-    while left is None or left > 0:
-        block = stream.read(_BLOCK if left is None else min(_BLOCK, left))
-        if not block:
-            return
-        if left is not None:
-            left -= len(block)
-        yield block
-
-
 def read_half(
     path: Path,
     source: str,
@@ -110,7 +97,7 @@ def read_half(
         stream.seek(start)
         resume = (start, first_line) if start else None
         try:
-            for rec in iter_ldif_tolerant(_blocks(stream, stop), bad, source, limits, resume=resume):
+            for rec in iter_ldif_tolerant(stream, bad, source, limits, resume=resume, stop=stop):
                 while bad:
                     on_refused(bad.pop(0))
                 made = build(rec)
