@@ -19,7 +19,6 @@ the first half refuses the second half too, as it would sequentially.
 
 from __future__ import annotations
 
-import gc
 import os
 import re
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from gridinfo.directory.entry import Entry
 from gridinfo.directory.ldif import LDIFError, LDIFLimits, LDIFRecord, iter_ldif_tolerant
 from gridinfo.directory.snapshot import pack, unpack
 from gridinfo.errors import InputError
+from gridinfo.gris import forked
 
 log = Logger()
 
@@ -144,30 +144,34 @@ def read_in_two(
     offset = split_point(path, path.stat().st_size)
     if offset is None:
         return None
-    first_line = line_at(path, offset)
+
+    def second_part() -> bytes:
+        # the line number of the cut is counted here, off the parent's way
+        first_line = line_at(path, offset)
+        entries: list[Entry] = []
+        refused: list[InputError] = []
+        cut = read_half(path, source, limits, build, entries.append, refused.append, start=offset, first_line=first_line)
+        return f"{first_line} {int(cut)}\n".encode("ascii") + pack(entries, refused)
+
     try:
-        read_end, write_end = os.pipe()
-    except OSError:
-        return None
-    try:
-        pid = fork()
+        worker = forked.start(second_part, fork=fork)
     except OSError as e:
-        os.close(read_end)
-        os.close(write_end)
         log.info("{source}: read in one piece, no worker ({error})", source=source, error=e.strerror)
         return None
-    if pid == 0:
-        _worker(read_end, write_end, path, source, limits, build, offset, first_line)  # never returns
-    os.close(write_end)
     try:
         cut = read_half(path, source, limits, build, on_entry, on_refused, stop=offset)
     finally:
-        report = _collect(pid, read_end)
+        report, why = worker.result()
     if cut:
         return True  # the rest of the file is refused, the child's half with it
-    if report is not None:
+    if report is None:
+        log.warn("the worker reading the second half (process {pid}) did not finish ({why}); reading it here",
+                 pid=worker.pid, why=why)
+    else:
         try:
-            entries, refused = unpack(report[:-1])
+            header, _, payload = report.partition(b"\n")
+            first_line, cut_there = (int(n) for n in header.split())
+            entries, refused = unpack(payload)
         except (ValueError, TypeError, EOFError, IndexError, KeyError, AttributeError) as e:
             log.warn("{source}: the second half's worker sent what cannot be read ({error}); reading it here",
                      source=source, error=str(e))
@@ -177,39 +181,6 @@ def read_in_two(
             for entry in entries:
                 on_entry(entry)
             log.info("{source}: read in two parts, from byte {offset} (line {line}) by process {pid}",
-                     source=source, offset=offset, line=first_line, pid=pid)
-            return report[-1:] == b"1"
-    return read_half(path, source, limits, build, on_entry, on_refused, start=offset, first_line=first_line)
-
-
-def _worker(
-    read_end: int, write_end: int, path: Path, source: str, limits: LDIFLimits, build: Build, offset: int, first_line: int
-) -> None:
-    status = 1
-    try:
-        gc.disable()  # nothing it builds has cycles; a collection would copy the parent's pages
-        os.close(read_end)
-        entries: list[Entry] = []
-        refused: list[InputError] = []
-        cut = read_half(path, source, limits, build, entries.append, refused.append, start=offset, first_line=first_line)
-        data = pack(entries, refused) + (b"1" if cut else b"0")
-        view = memoryview(data)
-        while view:
-            view = view[os.write(write_end, view):]
-        status = 0
-    finally:
-        os._exit(status)
-
-
-def _collect(pid: int, read_end: int) -> bytes | None:
-    """The child's payload, or None (and a warning) when it did not finish."""
-    with os.fdopen(read_end, "rb") as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and data:
-        return data
-    why = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
-           else f"exit status {os.waitstatus_to_exitcode(status)}")
-    log.warn("the worker reading the second half (process {pid}) did not finish ({why}); reading it here",
-             pid=pid, why=why)
-    return None
+                     source=source, offset=offset, line=first_line, pid=worker.pid)
+            return bool(cut_there)
+    return read_half(path, source, limits, build, on_entry, on_refused, start=offset, first_line=line_at(path, offset))
