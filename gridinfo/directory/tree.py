@@ -78,7 +78,7 @@ from gridinfo.directory import filters as F
 from gridinfo.directory.changes import LOG_CAPACITY, Change, ChangeLog
 from gridinfo.directory.cursor import SLICE_SECONDS, SearchCursor
 from gridinfo.directory.dn import DNNormaliser, escape_value, is_descendant_key, parent_key, parse_dn
-from gridinfo.directory.entry import Entry, EntryBuilder
+from gridinfo.directory.entry import Entry, EntryBuilder, Shape
 from gridinfo.directory.evaluate import FilterCompiler
 from gridinfo.directory.query import Scope, SearchRequest, SearchResult
 from gridinfo import ber
@@ -208,6 +208,13 @@ class SyncView:
 #: entry each: a dict per such value cost ~180 bytes (5.5 MiB at 100k GLUE 1.3 entries).
 EqualityIndex = dict[object, "str | dict[str, None]"]
 
+#: An entry's normalised values for each equality index it has attributes for
+#: (:meth:`DirectoryTree.index_values`)
+IndexValues = tuple[tuple[object, ...], ...]
+
+#: Shapes whose index rules are kept (:meth:`DirectoryTree._rules_for`); emptied when full
+_SHAPE_RULES_MAX = 4096
+
 
 def index_add(index: EqualityIndex, value: object, key: str) -> None:
     bucket = index.get(value)
@@ -307,6 +314,9 @@ class DirectoryTree:
                 self.eq_indexes[m.key] = {}
         #: (attribute key, its index, its equality normaliser) for each equality index, looked up once
         self._eq_rules: list[tuple[str, EqualityIndex, Callable[[bytes], object]]] = []
+        #: shape -> the rules of :attr:`_eq_rules` for the attributes it has (see _rules_for)
+        self._shape_rules: dict[Shape, list[tuple[str, EqualityIndex, Callable[[bytes], object]]]] = {}
+        self._shape_rules_of: list[Any] | None = None
 
     def _index_rules(self) -> list[tuple[str, EqualityIndex, Callable[[bytes], object]]]:
         """:attr:`_eq_rules`, remade when an index was added to :attr:`eq_indexes` since
@@ -347,12 +357,17 @@ class DirectoryTree:
         self.context_csn = csn
         return csn
 
-    def add(self, entry: Entry, *, stamps: Collection[str] = FRESHNESS_STAMPS) -> Entry | None:
+    def add(
+        self, entry: Entry, *, stamps: Collection[str] = FRESHNESS_STAMPS, index_values: IndexValues | None = None
+    ) -> Entry | None:
         """Insert or replace an entry; returns the entry it replaced, if any.
 
         A new key gets its createTimestamp; a replaced entry keeps its modifyTimestamp and
         entryCSN unless its content changed (``stamps``: the attributes that are not content).
         A new entry, or one whose content changed, is a change in :attr:`changelog`.
+        ``index_values`` is what :meth:`index_values` gave for this entry (worked out
+        elsewhere, e.g. by a worker process of the same tree's set-up), so the equality
+        indexes take them without normalising the values again.
         """
         key = entry.key
         self.generation += 1
@@ -382,7 +397,7 @@ class DirectoryTree:
             if self._subtrees:
                 self._forget_subtrees(key)
         self.entries[key] = entry
-        self._index(entry)
+        self._index(entry, index_values)
         if changed:
             self.changelog.record(Change(key, old, entry, csn))
         return old
@@ -432,15 +447,46 @@ class DirectoryTree:
             return meta
         return (meta, meta)
 
-    def _index(self, entry: Entry) -> None:
+    def _rules_for(self, shape: Shape) -> list[tuple[str, EqualityIndex, Callable[[bytes], object]]]:
+        """The equality indexes an entry of ``shape`` has attributes for (most GLUE entries
+        have two or three of BDII's seventeen), worked out once per shape."""
+        rules = self._index_rules()
+        kept = self._shape_rules
+        if self._shape_rules_of is not rules:
+            kept.clear()
+            self._shape_rules_of = rules
+        hit = kept.get(shape)
+        if hit is None:
+            has = shape.index
+            hit = [rule for rule in rules if rule[0] in has]
+            if len(kept) >= _SHAPE_RULES_MAX:
+                kept.clear()
+            kept[shape] = hit
+        return hit
+
+    def index_values(self, entry: Entry) -> IndexValues:
+        """The normalised values ``entry`` adds to the equality indexes it has attributes for
+        (for :meth:`add`'s ``index_values``)."""
+        return tuple([tuple(entry.normalise(attr, equality)) for attr, _, equality in self._rules_for(entry.shape)])
+
+    def _index(self, entry: Entry, values: IndexValues | None = None) -> None:
         key = entry.key
+        oc_index = self.oc_index
         for oc in entry.object_classes:
-            self.oc_index.setdefault(oc, {})[key] = None
-        has = entry.shape.index
-        for attr, index, equality in self._index_rules():
-            if attr in has:
-                for v in entry.normalise(attr, equality):
+            bucket = oc_index.get(oc)
+            if bucket is None:
+                oc_index[oc] = {key: None}
+            else:
+                bucket[key] = None
+        rules = self._rules_for(entry.shape)
+        if values is not None and len(values) == len(rules):
+            for (_, index, _), normalised in zip(rules, values):
+                for v in normalised:
                     index_add(index, v, key)
+            return
+        for attr, index, equality in rules:
+            for v in entry.normalise(attr, equality):
+                index_add(index, v, key)
 
     def _unindex(self, entry: Entry) -> None:
         key = entry.key
@@ -450,11 +496,9 @@ class DirectoryTree:
                 bucket.pop(key, None)
                 if not bucket:
                     del self.oc_index[oc]
-        has = entry.shape.index
-        for attr, index, equality in self._index_rules():
-            if attr in has:
-                for v in entry.normalise(attr, equality):
-                    index_remove(index, v, key)
+        for attr, index, equality in self._rules_for(entry.shape):
+            for v in entry.normalise(attr, equality):
+                index_remove(index, v, key)
 
     def build(self, dn: str, attributes: Iterable[tuple[str, Iterable[bytes]]], **kw: object) -> Entry:
         if not isinstance(attributes, (list, tuple)):

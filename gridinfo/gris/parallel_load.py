@@ -5,7 +5,7 @@ check and building the entry (its encoding, its shape).  None of that needs the 
 large file is cut at a record boundary a little before its middle (the start of a line after
 an empty line).  A forked child reads, checks and builds the second half, while this process does the
 first half as a sequential load would; the child then sends its entries and refused records
-in the snapshot's payload form (:func:`gridinfo.directory.snapshot.pack`) over a pipe, and this
+in the snapshot's payload form (:func:`gridinfo.directory.snapshot.pack`) through a file in memory, and this
 process adds them to the tree after its own half.
 
 The outcome is the sequential load's: entries added in file order (a DN given twice keeps its
@@ -19,10 +19,12 @@ the first half refuses the second half too, as it would sequentially.
 
 from __future__ import annotations
 
+import marshal
 import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from twisted.logger import Logger
 
@@ -135,12 +137,18 @@ def read_in_two(
     on_entry: Callable[[Entry], None],
     on_refused: Callable[[InputError], None],
     *,
+    prepare: Callable[[Entry], Any] | None = None,
+    on_prepared: Callable[[Entry, Any], None] | None = None,
     fork: Callable[[], int] = os.fork,
 ) -> bool | None:
     """Read the file in two halves, the second in a forked child (see the module docstring);
     entries and refused records reach ``on_entry`` and ``on_refused`` in file order.  Returns
     whether a limit refused the rest of the file, or None when the file was not split (no
-    boundary near its middle, no pipe, no fork) and nothing was read: the caller reads it."""
+    boundary near its middle, no shared file, no fork) and nothing was read: the caller reads it.
+
+    With ``prepare`` and ``on_prepared`` the worker also works out ``prepare(entry)`` for each
+    of its entries (what adding it will need, e.g. the tree's index values: marshal-able), and
+    those entries reach ``on_prepared(entry, prepared)`` instead of ``on_entry``."""
     offset = split_point(path, path.stat().st_size)
     if offset is None:
         return None
@@ -149,9 +157,18 @@ def read_in_two(
         # the line number of the cut is counted here, off the parent's way
         first_line = line_at(path, offset)
         entries: list[Entry] = []
+        prepared: list[Any] = []
         refused: list[InputError] = []
-        cut = read_half(path, source, limits, build, entries.append, refused.append, start=offset, first_line=first_line)
-        return f"{first_line} {int(cut)}\n".encode("ascii") + pack(entries, refused)
+        keep: Callable[[Entry], None] = entries.append
+        if prepare is not None and on_prepared is not None:
+            work_out = prepare
+
+            def keep(entry: Entry) -> None:
+                entries.append(entry)
+                prepared.append(work_out(entry))
+        cut = read_half(path, source, limits, build, keep, refused.append, start=offset, first_line=first_line)
+        extra = marshal.dumps(prepared) if prepared else b""
+        return f"{first_line} {int(cut)} {len(extra)}\n".encode("ascii") + extra + pack(entries, refused)
 
     try:
         worker = forked.start(second_part, fork=fork)
@@ -169,17 +186,25 @@ def read_in_two(
                  pid=worker.pid, why=why)
     else:
         try:
-            header, _, payload = report.partition(b"\n")
-            first_line, cut_there = (int(n) for n in header.split())
-            entries, refused = unpack(payload)
+            end = report.index(b"\n")  # the header; the rest is read in place, not copied
+            first_line, cut_there, extra_size = (int(n) for n in report[:end].split())
+            view = memoryview(report)[end + 1 :]
+            prepared = marshal.loads(view[:extra_size]) if extra_size else None
+            entries, refused = unpack(view[extra_size:])
+            if prepared is not None and len(prepared) != len(entries):
+                raise ValueError(f"{len(prepared)} prepared entries for {len(entries)}")
         except (ValueError, TypeError, EOFError, IndexError, KeyError, AttributeError) as e:
             log.warn("{source}: the second half's worker sent what cannot be read ({error}); reading it here",
                      source=source, error=str(e))
         else:
             for err in refused:
                 on_refused(err)
-            for entry in entries:
-                on_entry(entry)
+            if prepared is not None and on_prepared is not None:
+                for entry, ready in zip(entries, prepared):
+                    on_prepared(entry, ready)
+            else:
+                for entry in entries:
+                    on_entry(entry)
             log.info("{source}: read in two parts, from byte {offset} (line {line}) by process {pid}",
                      source=source, offset=offset, line=first_line, pid=worker.pid)
             return bool(cut_there)

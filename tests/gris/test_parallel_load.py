@@ -45,7 +45,10 @@ def _load(tmp_path: Path, text: str, name: str):
     if not folder.exists():
         folder.mkdir()
         (folder / "site.ldif").write_text(text, newline="")
-    return make_gris_tree(GRISConfig(ldif=(str(folder),), index=("GlueCEUniqueID",), glue2_suffix=""))
+    # indexes that most entries have, one that few have, and one that the replaced entry's
+    # versions hold different values of: the worker's index values must give the same indexes
+    return make_gris_tree(GRISConfig(ldif=(str(folder),), index=("GlueCEUniqueID", "GlueCEName", "Mds-Vo-name"),
+                                     glue2_suffix=""))
 
 
 def _split_with(monkeypatch, fork) -> None:
@@ -82,6 +85,9 @@ def test_two_halves_give_the_one_piece_tree_and_refusals(tmp_path, logged, monke
     assert any("line " in line and "colon" in line for line in one_piece_log)
     ce0 = halves.lookup("GlueCEUniqueID=ce0.example.org:2119/jobmanager-pbs-q,mds-vo-name=local,o=grid")
     assert b"given again" in ce0.encoded
+    names = halves.eq_indexes["gluecename"]
+    assert "given again" in names and not any(str(v).startswith("queue 0 ") for v in names)
+    assert len(names) == 1500 and len(halves.eq_indexes["mds-vo-name"]) == 1
 
 
 def test_a_worker_that_dies_leaves_its_half_to_this_process(tmp_path, logged, monkeypatch):
