@@ -1050,14 +1050,28 @@ class LDAPServerProtocol(Protocol):
     ) -> None:
         id_element = ber.integer(message_id)
         id_length = len(id_element)
-        parts: list[bytes] = []
-        append = parts.append
         headers = _SEQUENCE_HEADERS
-        for entry in result.entries[start:stop]:
-            n = id_length + len(entry)
-            append(headers[n] if n < _TABLED_LENGTHS else b"\x30" + ber.encode_length(n))
-            append(id_element)
-            append(entry)
+        entries = result.entries[start:stop] if start or stop != len(result.entries) else result.entries
+        parts: list[bytes]
+        if len(entries) <= 8:  # a lookup's one entry, a few: appended
+            parts = []
+            append = parts.append
+            for entry in entries:
+                n = id_length + len(entry)
+                append(headers[n] if n < _TABLED_LENGTHS else b"\x30" + ber.encode_length(n))
+                append(id_element)
+                append(entry)
+        else:
+            # header, messageID, entry for each entry, laid out by slice assignment: much less of
+            # the interpreter's work than appending them one by one (5,000 entries of a GIIS answer)
+            parts = [id_element] * (3 * len(entries))
+            parts[2::3] = entries
+            try:
+                parts[0::3] = [headers[id_length + len(entry)] for entry in entries]
+            except IndexError:  # an entry of 8 KiB or more: its header is made
+                parts[0::3] = [headers[n] if n < _TABLED_LENGTHS else b"\x30" + ber.encode_length(n)
+                               for n in [id_length + len(entry) for entry in entries]]
+            append = parts.append
         if self._observers:
             pending = self._ops.get(message_id)
             if pending is not None:

@@ -298,6 +298,24 @@ class SearchTests(ServerTestCase):
         expected = b"".join(ber.ldap_message(300, e) for e in expected_entries) + ber.ldap_message(300, done)
         self.assertEqual(client.transport.value(), expected)
 
+    def test_many_entries_are_framed_like_ldap_message(self) -> None:
+        """An answer of more entries than a lookup has (laid out in bulk), short and long-form
+        lengths and one entry past the server's table of message headers (8 KiB), with a
+        long-form message ID: byte for byte what ber.ldap_message gives, entry by entry."""
+        entries = sample_entries()
+        for i in range(40):
+            entries[f"cn=many{i},o=grid"] = {"objectClass": ["device"], "cn": [f"many{i}"],
+                                             "description": ["d" * (9000 if i == 17 else 30 + 9 * i)]}
+        backend = DictBackend(entries)
+        client = self.client(backend)
+        request = L.LDAPSearchRequest(baseObject="o=grid", scope=2, filter=L.LDAPFilter_present("objectClass"))
+        client.send(request, message_id=70000)
+        expected_entries = backend.search(backend.requests[-1]).entries
+        self.assertGreater(len(expected_entries), 40)
+        done = ber.ldap_result(0x65, 0)
+        expected = b"".join(ber.ldap_message(70000, e) for e in expected_entries) + ber.ldap_message(70000, done)
+        self.assertEqual(client.transport.value(), expected)
+
     def test_large_message_ids_and_entries(self) -> None:
         """Entries over 127 bytes and message IDs over 127 get correct long-form headers."""
         entries = sample_entries()
