@@ -388,3 +388,28 @@ def test_index_values_worked_out_elsewhere_give_the_same_indexes():
                                                   "abcmidz": plain.key(f"GlueSiteUniqueID=names,{SUFFIX}"),
                                                   "abcdefmidz": plain.key(f"GlueSiteUniqueID=names,{SUFFIX}")}
     assert len(search(prepared, flt="(GlueCEInfoHostName=CE3.example.org)").entries) == 1
+
+
+def test_subtree_sizes_count_every_ancestor_also_past_escaped_commas():
+    """``subtree_sizes`` holds, for every key, how many entries lie at or below it: counted on
+    add and remove for plain keys and for keys whose values hold escaped commas."""
+    from gridinfo.directory.dn import parent_key
+
+    tree = make_tree(3)
+    odd = [f'GlueSiteUniqueID=a\\,b,{SUFFIX}', f'GlueSiteUniqueID=x\\,y\\\\,GlueSiteUniqueID=a\\,b,{SUFFIX}',
+           f'GlueSiteUniqueID=plain,GlueSiteUniqueID=a\\,b,{SUFFIX}']
+    for dn in odd:
+        tree.add(tree.build(dn, [("objectClass", [b"GlueTop", b"GlueSite"]), ("GlueSiteUniqueID", [b"v"])]))
+    tree.remove(tree.key(f"GlueCEUniqueID=ce1.example.org:8443/cream-pbs-q1,GlueSiteUniqueID=site1,{SUFFIX}"))
+
+    def recount() -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        for key in tree.entries:
+            k: str | None = key
+            while k is not None:
+                sizes[k] = sizes.get(k, 0) + 1
+                k = parent_key(k)
+        return sizes
+
+    assert tree.subtree_sizes == recount()
+    assert tree.subtree_sizes[tree.key(f"GlueSiteUniqueID=a\\,b,{SUFFIX}")] == 3
