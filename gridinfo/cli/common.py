@@ -14,9 +14,13 @@ from twisted.logger import (
     textFileLogObserver,
 )
 
+from gridinfo import debuglog
+
 
 def start_logging(level: str = "info", stream: TextIO = sys.stderr) -> None:
-    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
+    threshold = LogLevel.levelWithName(level)
+    debuglog.wanted = threshold <= LogLevel.debug  # its one observer drops debug events otherwise
+    predicate = LogLevelFilterPredicate(defaultLogLevel=threshold)
     observer = FilteringLogObserver(textFileLogObserver(stream), [predicate])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from gridinfo import debuglog
 from gridinfo.config import GIISConfig, StaticChildConfig
 from gridinfo.directory.dn import DNNormaliser, is_descendant_key
 from gridinfo.giis.answers import CachedAnswer, expired
@@ -147,7 +148,8 @@ class Child:
             if state == "ok" and self.stats.state == "new":
                 # its registration was logged already; at 1,000 children these lines were a
                 # tenth of the GIIS's CPU in the first search
-                log.debug("child {url} answered for the first time", url=self.url)
+                if debuglog.wanted:
+                    log.debug("child {url} answered for the first time", url=self.url)
             elif state == "ok":
                 log.info("child {url} is {state}", url=self.url, state=state)
             else:

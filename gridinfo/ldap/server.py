@@ -89,7 +89,7 @@ from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gridinfo import ber
+from gridinfo import ber, debuglog
 from gridinfo.directory.entry import Entry, EntryBuilder
 from gridinfo.directory.evaluate import FilterCompiler
 from gridinfo.directory.query import Scope, SearchRequest, SearchResult
@@ -331,7 +331,8 @@ class LDAPServerProtocol(Protocol):
         server.connections += 1
         by_address[self._host] = by_address.get(self._host, 0) + 1
         self._counted = True
-        log.debug("LDAP connection from {peer}", peer=self._peer)
+        if debuglog.wanted:
+            log.debug("LDAP connection from {peer}", peer=self._peer)
         if self._observers:
             self._conn = factory_connection_number(server)
             for observer in self._observers:
@@ -364,7 +365,8 @@ class LDAPServerProtocol(Protocol):
             else:
                 server.connections_by_address.pop(self._host, None)
             self._counted = False
-            log.debug("LDAP connection from {peer} closed", peer=self._peer)
+            if debuglog.wanted:
+                log.debug("LDAP connection from {peer} closed", peer=self._peer)
             for observer in self._observers:
                 observer.closed(self._conn)
         for name in ("_idle_call", "_request_call", "_abort_call"):

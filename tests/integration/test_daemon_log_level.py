@@ -1,0 +1,41 @@
+"""A daemon's log level, in a real ``gris``: debug lines (each client connection accepted and
+closed) appear at ``--log-level debug`` and cost nothing at the default info, where they are not
+even made (gridinfo.debuglog)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+from tests.support.gris import GrisProcess
+
+
+def _connect_twice(url: str) -> None:
+    for _ in range(2):
+        subprocess.run(["ldapsearch", "-x", "-LLL", "-H", url, "-s", "base", "-b", "o=grid", "1.1"],
+                       capture_output=True, timeout=30, check=True)
+
+
+def _wait_for(gris: GrisProcess, pattern: str, count: int, timeout: float = 10.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = re.findall(pattern, gris.log)
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def test_connection_lines_at_debug_and_none_at_info() -> None:
+    closed_line = r"#debug\] LDAP connection from 127\.0\.0\.1:\d+ closed"
+    with GrisProcess(["--log-level", "debug"]) as gris:
+        probes = len(_wait_for(gris, closed_line, 1))  # the start-up probe's connection
+        _connect_twice(gris.url)
+        closed = _wait_for(gris, closed_line, probes + 2)
+        assert len(closed) == probes + 2, gris.log[-2000:]
+        assert len(re.findall(r"#debug\] LDAP connection from 127\.0\.0\.1:\d+\n", gris.log)) == probes + 2
+    with GrisProcess([]) as gris:  # info: the default
+        _connect_twice(gris.url)
+        served = gris.log
+        assert "listening on" in served
+        assert "LDAP connection from" not in served
