@@ -208,10 +208,6 @@ class SyncView:
 #: entry each: a dict per such value cost ~180 bytes (5.5 MiB at 100k GLUE 1.3 entries).
 EqualityIndex = dict[object, "str | dict[str, None]"]
 
-#: An entry's normalised values for each equality index it has attributes for
-#: (:meth:`DirectoryTree.index_values`)
-IndexValues = tuple[tuple[object, ...], ...]
-
 #: Shapes whose index rules are kept (:meth:`DirectoryTree._rules_for`); emptied when full
 _SHAPE_RULES_MAX = 4096
 
@@ -357,17 +353,12 @@ class DirectoryTree:
         self.context_csn = csn
         return csn
 
-    def add(
-        self, entry: Entry, *, stamps: Collection[str] = FRESHNESS_STAMPS, index_values: IndexValues | None = None
-    ) -> Entry | None:
+    def add(self, entry: Entry, *, stamps: Collection[str] = FRESHNESS_STAMPS) -> Entry | None:
         """Insert or replace an entry; returns the entry it replaced, if any.
 
         A new key gets its createTimestamp; a replaced entry keeps its modifyTimestamp and
         entryCSN unless its content changed (``stamps``: the attributes that are not content).
         A new entry, or one whose content changed, is a change in :attr:`changelog`.
-        ``index_values`` is what :meth:`index_values` gave for this entry (worked out
-        elsewhere, e.g. by a worker process of the same tree's set-up), so the equality
-        indexes take them without normalising the values again.
         """
         key = entry.key
         self.generation += 1
@@ -397,7 +388,7 @@ class DirectoryTree:
             if self._subtrees:
                 self._forget_subtrees(key)
         self.entries[key] = entry
-        self._index(entry, index_values)
+        self._index(entry)
         if changed:
             self.changelog.record(Change(key, old, entry, csn))
         return old
@@ -464,12 +455,7 @@ class DirectoryTree:
             kept[shape] = hit
         return hit
 
-    def index_values(self, entry: Entry) -> IndexValues:
-        """The normalised values ``entry`` adds to the equality indexes it has attributes for
-        (for :meth:`add`'s ``index_values``)."""
-        return tuple([tuple(entry.normalise(attr, equality)) for attr, _, equality in self._rules_for(entry.shape)])
-
-    def _index(self, entry: Entry, values: IndexValues | None = None) -> None:
+    def _index(self, entry: Entry) -> None:
         key = entry.key
         oc_index = self.oc_index
         for oc in entry.object_classes:
@@ -478,13 +464,7 @@ class DirectoryTree:
                 oc_index[oc] = {key: None}
             else:
                 bucket[key] = None
-        rules = self._rules_for(entry.shape)
-        if values is not None and len(values) == len(rules):
-            for (_, index, _), normalised in zip(rules, values):
-                for v in normalised:
-                    index_add(index, v, key)
-            return
-        for attr, index, equality in rules:
+        for attr, index, equality in self._rules_for(entry.shape):
             for v in entry.normalise(attr, equality):
                 index_add(index, v, key)
 

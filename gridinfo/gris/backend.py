@@ -27,7 +27,7 @@ from gridinfo.directory.snapshot import (
     snapshot_path,
     unchanged_since,
 )
-from gridinfo.directory.tree import DirectoryTree, IndexValues
+from gridinfo.directory.tree import DirectoryTree
 from gridinfo.errors import InputError, LDAPError
 from gridinfo.gris import parallel_load
 from gridinfo.gris.snapshot_writer import SnapshotWriter, write_here
@@ -186,9 +186,9 @@ def _parse_files(tree: DirectoryTree, files: list[Path], limits: LDIFLimits, loa
             except LDAPError as e:
                 return InputError(e.message, source, rec.line)
 
-        def add(entry: Entry, index_values: IndexValues | None = None) -> None:
+        def add(entry: Entry) -> None:
             nonlocal count
-            tree.add(entry, index_values=index_values)
+            tree.add(entry)
             loaded.append(entry)
             count += 1
 
@@ -198,11 +198,7 @@ def _parse_files(tree: DirectoryTree, files: list[Path], limits: LDIFLimits, loa
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            split = (
-                parallel_load.read_in_two(path, source, limits, build, add, refuse, prepare=tree.index_values, on_prepared=add)
-                if parallel_load.can_split(size, limits)
-                else None
-            )
+            split = parallel_load.read_in_two(path, source, limits, build, add, refuse) if parallel_load.can_split(size, limits) else None
             if split is None:
                 parallel_load.read_half(path, source, limits, build, add, refuse)
         except OSError as e:

@@ -19,12 +19,10 @@ the first half refuses the second half too, as it would sequentially.
 
 from __future__ import annotations
 
-import marshal
 import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from twisted.logger import Logger
 
@@ -137,18 +135,12 @@ def read_in_two(
     on_entry: Callable[[Entry], None],
     on_refused: Callable[[InputError], None],
     *,
-    prepare: Callable[[Entry], Any] | None = None,
-    on_prepared: Callable[[Entry, Any], None] | None = None,
     fork: Callable[[], int] = os.fork,
 ) -> bool | None:
     """Read the file in two halves, the second in a forked child (see the module docstring);
     entries and refused records reach ``on_entry`` and ``on_refused`` in file order.  Returns
     whether a limit refused the rest of the file, or None when the file was not split (no
-    boundary near its middle, no shared file, no fork) and nothing was read: the caller reads it.
-
-    With ``prepare`` and ``on_prepared`` the worker also works out ``prepare(entry)`` for each
-    of its entries (what adding it will need, e.g. the tree's index values: marshal-able), and
-    those entries reach ``on_prepared(entry, prepared)`` instead of ``on_entry``."""
+    boundary near its middle, no shared file, no fork) and nothing was read: the caller reads it."""
     offset = split_point(path, path.stat().st_size)
     if offset is None:
         return None
@@ -157,18 +149,9 @@ def read_in_two(
         # the line number of the cut is counted here, off the parent's way
         first_line = line_at(path, offset)
         entries: list[Entry] = []
-        prepared: list[Any] = []
         refused: list[InputError] = []
-        keep: Callable[[Entry], None] = entries.append
-        if prepare is not None and on_prepared is not None:
-            work_out = prepare
-
-            def keep(entry: Entry) -> None:
-                entries.append(entry)
-                prepared.append(work_out(entry))
-        cut = read_half(path, source, limits, build, keep, refused.append, start=offset, first_line=first_line)
-        extra = marshal.dumps(prepared) if prepared else b""
-        return f"{first_line} {int(cut)} {len(extra)}\n".encode("ascii") + extra + pack(entries, refused)
+        cut = read_half(path, source, limits, build, entries.append, refused.append, start=offset, first_line=first_line)
+        return f"{first_line} {int(cut)}\n".encode("ascii") + pack(entries, refused)
 
     try:
         worker = forked.start(second_part, fork=fork)
@@ -187,24 +170,16 @@ def read_in_two(
     else:
         try:
             end = report.index(b"\n")  # the header; the rest is read in place, not copied
-            first_line, cut_there, extra_size = (int(n) for n in report[:end].split())
-            view = memoryview(report)[end + 1 :]
-            prepared = marshal.loads(view[:extra_size]) if extra_size else None
-            entries, refused = unpack(view[extra_size:])
-            if prepared is not None and len(prepared) != len(entries):
-                raise ValueError(f"{len(prepared)} prepared entries for {len(entries)}")
+            first_line, cut_there = (int(n) for n in report[:end].split())
+            entries, refused = unpack(memoryview(report)[end + 1 :])
         except (ValueError, TypeError, EOFError, IndexError, KeyError, AttributeError) as e:
             log.warn("{source}: the second half's worker sent what cannot be read ({error}); reading it here",
                      source=source, error=str(e))
         else:
             for err in refused:
                 on_refused(err)
-            if prepared is not None and on_prepared is not None:
-                for entry, ready in zip(entries, prepared):
-                    on_prepared(entry, ready)
-            else:
-                for entry in entries:
-                    on_entry(entry)
+            for entry in entries:
+                on_entry(entry)
             log.info("{source}: read in two parts, from byte {offset} (line {line}) by process {pid}",
                      source=source, offset=offset, line=first_line, pid=worker.pid)
             return bool(cut_there)

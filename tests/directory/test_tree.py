@@ -367,29 +367,6 @@ def test_an_indexed_search_from_a_base_above_every_entry_or_not():
     assert len(search(tree, base="", flt="(GlueCEUniqueID=ce3)").entries) == 2
 
 
-def test_index_values_worked_out_elsewhere_give_the_same_indexes():
-    """``add(entry, index_values=tree.index_values(entry))`` (what a load's worker process sends)
-    leaves the equality and objectClass indexes exactly as a plain ``add``; values that do not
-    fit the entry's indexes (another set-up's) are ignored and worked out here."""
-    indexed = ("GlueCEUniqueID", "GlueCEInfoHostName", "GlueSiteName")
-    source = make_tree(6)
-    plain = DirectoryTree(default_schema(), indexed=indexed)
-    prepared = DirectoryTree(default_schema(), indexed=indexed)
-    misfit = DirectoryTree(default_schema(), indexed=indexed)
-    for entry in source.entries.values():
-        plain.add(entry)
-        values = prepared.index_values(entry)
-        assert len(values) == sum(1 for a in ("glueceuniqueid", "glueceinfohostname", "gluesitename") if entry.has(a))
-        prepared.add(entry, index_values=values)
-        misfit.add(entry, index_values=values + ((b"junk",),))
-    assert prepared.eq_indexes == plain.eq_indexes == misfit.eq_indexes
-    assert prepared.oc_index == plain.oc_index
-    assert prepared.eq_indexes["gluesitename"] == {"site one": plain.key(f"GlueSiteUniqueID=site1,{SUFFIX}"),
-                                                  "abcmidz": plain.key(f"GlueSiteUniqueID=names,{SUFFIX}"),
-                                                  "abcdefmidz": plain.key(f"GlueSiteUniqueID=names,{SUFFIX}")}
-    assert len(search(prepared, flt="(GlueCEInfoHostName=CE3.example.org)").entries) == 1
-
-
 def test_subtree_sizes_count_every_ancestor_also_past_escaped_commas():
     """``subtree_sizes`` holds, for every key, how many entries lie at or below it: counted on
     add and remove for plain keys and for keys whose values hold escaped commas."""
