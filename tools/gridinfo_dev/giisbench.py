@@ -279,7 +279,7 @@ class Answer:
     seconds: float
     code: int
     entries: list[bytes] = field(default_factory=list)
-    cpu_s: float = 0.0  # CPU this (Python) client spent framing the answer: part of ``seconds``
+    cpu_s: float = 0.0  # CPU this (Python) client spent receiving and framing the answer (framing mostly after ``seconds``)
     count: int = 0  # SearchResultEntry messages (kept in ``entries`` only when asked to)
 
 
@@ -763,7 +763,7 @@ ROWS: list[tuple[str, tuple[str, ...], float, int]] = [
     ("  min / max, ms", ("warm", "min_ms", "max_ms"), 1, 1),
     ("  searches the children answered (all runs)", ("warm", "child_searches"), 1, 0),
     ("  GIIS CPU-s per search", ("warm", "giis_cpu_per_search_s"), 1, 4),
-    ("  bench client CPU-s per search (framing 5 x children entries, within the latency)",
+    ("  bench client CPU-s per search (receiving, then framing 5 x children entries once the answer is in)",
      ("warm", "client_cpu_per_search_s"), 1, 4),
     ("search after cachettl (connections open), median, ms", ("refetch", "median_ms"), 1, 0),
     ("  GIIS CPU-s / child-host CPU-s per search", ("refetch", "giis_cpu_s", "children_cpu_s"), 1, 2),
