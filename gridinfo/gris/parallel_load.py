@@ -91,14 +91,17 @@ def read_half(
 ) -> bool:
     """Read ``path`` from byte ``start`` to ``stop`` (the whole file by default), record by
     record: each entry ``build`` makes goes to ``on_entry``, each refused record to
-    ``on_refused``, in file order.  True when a limit refused the rest of the file."""
+    ``on_refused``, both in file order.  True when a limit refused the rest of the file."""
     bad: list[LDIFError] = []
     with path.open("rb") as stream:
         stream.seek(start)
         resume = (start, first_line) if start else None
         try:
             for rec in iter_ldif_tolerant(stream, bad, source, limits, resume=resume, stop=stop):
-                while bad:
+                # the reader reports a block's unreadable records before yielding its first good
+                # one: each is passed on when the reading reaches its line, so refusals (unreadable
+                # or refused by build) come in file order
+                while bad and (bad[0].line is None or bad[0].line < rec.line):
                     on_refused(bad.pop(0))
                 made = build(rec)
                 if isinstance(made, InputError):
