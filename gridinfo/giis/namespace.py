@@ -124,8 +124,14 @@ class ChildNamespace:
         self._mount_rdns: tuple[RDN, ...] = tuple(self.mount)
         self._mount_text = str(self.mount)
         self._child_text_cache: dict[str, str] = {}
-        #: ",<child suffix>" as the child writes it, once a DN of one plain RDN on it was placed
+        #: ",<child suffix>" as the child writes it: at first as it was registered (how a GRIS
+        #: writes its entries), then as the last DN of one plain RDN placed the full way wrote it.
+        #: Not where the guard is in the suffix itself: the full way refuses all of those DNs.
         self._seen_tail: str | None = None
+        if self._child_len and not (guard is not None and any(
+            rdn[0][0].lower() == self._guard_type and normaliser.rdn_key(rdn) == guard for rdn in self.child_suffix
+        )):
+            self._seen_tail = "," + child_suffix
 
     def __repr__(self) -> str:
         return f"ChildNamespace({str(self.child_suffix)!r} -> {self._mount_text!r})"
@@ -177,7 +183,7 @@ class ChildNamespace:
         rdn_key = self.normaliser.rdn_key
         key = ",".join([rdn_key(rdn) for rdn in prefix])
         prefix_text = str(DN(prefix))
-        if self._seen_tail is None and n and child_dn.endswith("," + tail_text) and len(prefix) == 1:
+        if n and len(prefix) == 1 and self._seen_tail != "," + tail_text and child_dn.endswith("," + tail_text):
             if child_dn == prefix_text + "," + tail_text and _PLAIN_RDN.match(prefix_text):
                 self._seen_tail = "," + tail_text  # how this child spells its suffix
         return prefix_text + "," + self._mount_text, (key + "," + self.mount_key if self.mount_key else key)

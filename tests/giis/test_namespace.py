@@ -112,6 +112,11 @@ def test_plain_names_are_placed_as_the_full_parse_places_them() -> None:
         (ns("Mds-Vo-name=GRADS,o=grid", "Mds-Vo-name=DTF,o=grid"), ["Mds-Vo-name=GRADS,o=grid", "mds-vo-name=grads,o=grid"]),
         (ChildNamespace("mds-vo-name=resource,o=grid", "mds-vo-name=site,o=grid", N,
                         guard=N.rdn_key((("mds-vo-name", "site"),))), ["mds-vo-name=resource,o=grid"]),
+        # registered in one spelling, written in others: placed as the full parse places them
+        (ns("Mds-Vo-name=local, o=grid"), suffixes),
+        # the guard inside the registered suffix: the full way refuses every DN, the plain way too
+        (ChildNamespace("mds-vo-name=site,mds-vo-name=resource,o=grid", "mds-vo-name=site,o=grid", N,
+                        guard=N.rdn_key((("mds-vo-name", "site"),))), ["mds-vo-name=site,mds-vo-name=resource,o=grid"]),
     ]
     fast_seen = 0
     for namespace, tails in cases:
@@ -139,3 +144,7 @@ def test_plain_names_are_placed_as_the_full_parse_places_them() -> None:
     assert cases[1][0].to_giis_keyed("Mds-Vo-name=DTF,Mds-Vo-name=GRADS,o=grid") is None  # our own RDN
     assert cases[2][0].to_giis_keyed("Mds-Vo-name=site,mds-vo-name=resource,o=grid") is None  # the guard
     assert fast_seen > 1000  # the plain way was tried, not only the full one
+    assert cases[4][0].to_giis_keyed("GlueCEUniqueID=a,mds-vo-name=site,mds-vo-name=resource,o=grid") is None
+    fresh = ns("Mds-Vo-name=local,o=grid")  # its first entry already takes the plain way
+    assert fresh._seen_tail == ",Mds-Vo-name=local,o=grid"
+    assert fresh.to_giis_keyed("GlueCEUniqueID=a,Mds-Vo-name=local,o=grid") == _full_way(fresh, "GlueCEUniqueID=a,Mds-Vo-name=local,o=grid")
