@@ -3,10 +3,11 @@
 A first start spends nearly all its time in Python on each record: LDIF parsing, the schema
 check and building the entry (its encoding, its shape).  None of that needs the tree, so a
 large file is cut at a record boundary a little before its middle (the start of a line after
-an empty line).  A forked child reads, checks and builds the second half, while this process does the
-first half as a sequential load would; the child then sends its entries and refused records
-in the snapshot's payload form (:func:`gridinfo.directory.snapshot.pack`) through a file in memory, and this
-process adds them to the tree after its own half.
+an empty line).  A forked child reads, checks and builds the second half, while this process
+does the first half as a sequential load would; the child then sends its entries and refused
+records in the snapshot's payload form (:func:`gridinfo.directory.snapshot.pack`) through a
+file in memory (:mod:`gridinfo.gris.forked`), and this process adds them to the tree after its
+own half.
 
 The outcome is the sequential load's: entries added in file order (a DN given twice keeps its
 later version), the same refused records with the same file:line (the first half's logged
