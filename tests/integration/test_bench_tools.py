@@ -7,6 +7,7 @@ tool completes, both servers answer every workload without errors, and they answ
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +83,14 @@ def test_bench_quick_on_a_glue2_tree_answers_diracs_or_like_slapd(tmp_path: Path
         assert figures["onelevel"]["mean_entries_per_op"] == glue2.EES_PER_SITE
         assert figures["equality"]["mean_entries_per_op"] == 1
         assert figures["or1000"]["mean_entries_per_op"] == ees  # every execution environment is named
+    # the summary gives each ratio with the lowest and highest of one round's ratio
+    row = re.search(r"^\| RSS after load and queries, MiB \| [\d.]+ \| [\d.]+ \| ([\d.]+) \(([\d.]+)-([\d.]+)\) \|$",
+                    done.stdout, re.M)
+    assert row is not None, done.stdout[-3000:]
+    _, low, high = (float(x) for x in row.groups())
+    rounds = [b["rss_after_runs_bytes"] / a["rss_after_runs_bytes"]
+              for a, b in zip(result["slapd_rounds"], result["gridinfo_rounds"])]
+    assert (low, high) == (round(min(rounds), 2), round(max(rounds), 2))
 
 
 def test_bench_giis_runs_at_a_tiny_size(tmp_path: Path) -> None:
