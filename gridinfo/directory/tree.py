@@ -312,7 +312,6 @@ class DirectoryTree:
         self._eq_rules: list[tuple[str, EqualityIndex, Callable[[bytes], object]]] = []
         #: shape -> the rules of :attr:`_eq_rules` for the attributes it has (see _rules_for)
         self._shape_rules: dict[Shape, list[tuple[str, EqualityIndex, Callable[[bytes], object]]]] = {}
-        self._shape_rules_of: list[Any] | None = None
 
     def _index_rules(self) -> list[tuple[str, EqualityIndex, Callable[[bytes], object]]]:
         """:attr:`_eq_rules`, remade when an index was added to :attr:`eq_indexes` since
@@ -320,6 +319,7 @@ class DirectoryTree:
         rules = self._eq_rules
         if len(rules) != len(self.eq_indexes):
             rules = self._eq_rules = []
+            self._shape_rules.clear()  # made of the old rules
             for k, index in self.eq_indexes.items():
                 m = self.schema.matching(k)
                 assert m is not None and m.equality is not None
@@ -443,9 +443,6 @@ class DirectoryTree:
         have two or three of BDII's seventeen), worked out once per shape."""
         rules = self._index_rules()
         kept = self._shape_rules
-        if self._shape_rules_of is not rules:
-            kept.clear()
-            self._shape_rules_of = rules
         hit = kept.get(shape)
         if hit is None:
             has = shape.index

@@ -116,6 +116,13 @@ CANNOT_CANCEL = 121
 #: looked up per entry written instead of encoding the length each time (~300 KiB)
 _TABLED_LENGTHS = 8192
 _SEQUENCE_HEADERS = [bytes((ber.SEQUENCE,)) + ber.encode_length(n) for n in range(_TABLED_LENGTHS)]
+
+
+def _message_header(n: int) -> bytes:
+    """The LDAPMessage SEQUENCE header for a body of ``n`` bytes (from the table when it has it)."""
+    return _SEQUENCE_HEADERS[n] if n < _TABLED_LENGTHS else b"\x30" + ber.encode_length(n)
+
+
 _DONE_SUCCESS = ber.ldap_result(ber.APP_SEARCH_RESULT_DONE, ResultCode.SUCCESS)
 
 
@@ -1059,8 +1066,7 @@ class LDAPServerProtocol(Protocol):
             parts = []
             append = parts.append
             for entry in entries:
-                n = id_length + len(entry)
-                append(headers[n] if n < _TABLED_LENGTHS else b"\x30" + ber.encode_length(n))
+                append(_message_header(id_length + len(entry)))
                 append(id_element)
                 append(entry)
         else:
@@ -1071,8 +1077,7 @@ class LDAPServerProtocol(Protocol):
             try:
                 parts[0::3] = [headers[id_length + len(entry)] for entry in entries]
             except IndexError:  # an entry of 8 KiB or more: its header is made
-                parts[0::3] = [headers[n] if n < _TABLED_LENGTHS else b"\x30" + ber.encode_length(n)
-                               for n in [id_length + len(entry) for entry in entries]]
+                parts[0::3] = [_message_header(id_length + len(entry)) for entry in entries]
             append = parts.append
         if self._observers:
             pending = self._ops.get(message_id)
@@ -1088,8 +1093,7 @@ class LDAPServerProtocol(Protocol):
         else:
             code, message, matched = ResultCode.SUCCESS, "", ""
         if code == 0 and not message and not matched and not controls:
-            n = id_length + len(_DONE_SUCCESS)
-            append(headers[n] if n < _TABLED_LENGTHS else b"\x30" + ber.encode_length(n))
+            append(_message_header(id_length + len(_DONE_SUCCESS)))
             append(id_element)
             append(_DONE_SUCCESS)
         else:
