@@ -1,21 +1,25 @@
-"""Loading a large static LDIF file on two CPUs: a forked worker builds its second half.
+"""Loading a large static LDIF file on two CPUs: a forked worker builds its second part.
 
 A first start spends nearly all its time in Python on each record: LDIF parsing, the schema
 check and building the entry (its encoding, its shape).  None of that needs the tree, so a
-large file is cut at a record boundary a little before its middle (the start of a line after
-an empty line).  A forked child reads, checks and builds the second half, while this process
-does the first half as a sequential load would; the child then sends its entries and refused
-records in the snapshot's payload form (:func:`gridinfo.directory.snapshot.pack`) through a
-file in memory (:mod:`gridinfo.gris.forked`), and this process adds them to the tree after its
-own half.
+large file is cut at a record boundary before its middle (the start of a line after an empty
+line).  A forked child reads, checks and builds the second part, while this process does the
+first part as a sequential load would.  The child sends its entries and refused records in
+pieces of a few megabytes of the file each, in the snapshot's payload form
+(:func:`gridinfo.directory.snapshot.pack`) through a file in memory (:mod:`gridinfo.gris.forked`);
+once its own part is in the tree, this process adds each piece as it comes, while the child
+builds the next.  Adding an entry costs about a quarter of building it, so the cut is where
+both processes end at about the same time (``SHARE_HERE``).
 
 The outcome is the sequential load's: entries added in file order (a DN given twice keeps its
-later version), the same refused records with the same file:line (the first half's logged
-first); the child reads its half with the line numbers and byte count of the whole file
-(``iter_ldif_tolerant(resume=...)``).  When the file is small, there is one CPU, fork fails, or
-the child does not report (killed, out of memory), the second half is read here instead, and
-the result is the same, only later.  A limit that refuses the rest of the file (its size) in
-the first half refuses the second half too, as it would sequentially.
+later version), the same refused records with the same file:line (each part's in file order);
+the child reads its pieces with the line numbers and byte count of the whole file
+(``iter_ldif_tolerant(resume=...)``), each piece's header saying where the next one starts.
+When the file is small, there is one CPU, or fork fails, the file is read here in one piece;
+when the child stops sending (killed, out of memory, an unreadable piece), the rest of its part
+is read here from where its last piece ended, and the result is the same, only later.  A limit
+that refuses the rest of the file (its size) in the first part refuses the second part too, as
+it would sequentially.
 """
 
 from __future__ import annotations
@@ -46,36 +50,54 @@ Build = Callable[[LDIFRecord], "Entry | InputError | None"]
 
 
 #: Where the cut is, as a share of the file: this process reads the first part and then adds
-#: the worker's entries (about a sixth of the cost of building them), so its part is smaller.
-SHARE_HERE = 0.45
+#: the worker's entries as they come, so its part is the smaller.
+SHARE_HERE = 0.35
+
+#: About how much of the file one piece from the worker covers: the last piece's adding is what
+#: this process does after the worker has ended.
+PIECE_BYTES = 2 << 20
+
+
+def boundary_after(path: Path, at: int, size: int) -> int | None:
+    """Byte offset of the first record boundary at or after ``at`` (within a block of it), or
+    None: the end of the file comes first, or one huge record."""
+    if at >= size:
+        return None
+    with path.open("rb") as f:
+        f.seek(max(0, at - 2))
+        ahead = f.read(_BLOCK)
+    m = _BOUNDARY.search(ahead)
+    if m is None:
+        return None
+    offset = max(0, at - 2) + m.end()
+    return offset if offset < size else None
 
 
 def split_point(path: Path, size: int) -> int | None:
     """Byte offset of a record boundary near ``SHARE_HERE`` of the file, or None (none within a
     block of it: one huge record)."""
-    middle = int(size * SHARE_HERE)
-    with path.open("rb") as f:
-        f.seek(max(0, middle - 2))
-        ahead = f.read(_BLOCK)
-    m = _BOUNDARY.search(ahead)
-    if m is None:
-        return None
-    offset = max(0, middle - 2) + m.end()
-    return offset if 0 < offset < size else None
+    offset = boundary_after(path, int(size * SHARE_HERE), size)
+    return offset if offset else None
 
 
-def line_at(path: Path, offset: int) -> int:
-    """The physical line number (1-based) of the byte at ``offset``."""
-    lines = 1
+def newlines(path: Path, start: int, stop: int) -> int:
+    """How many line ends the bytes from ``start`` to ``stop`` hold."""
+    count = 0
     with path.open("rb") as f:
-        left = offset
+        f.seek(start)
+        left = stop - start
         while left > 0:
             block = f.read(min(_BLOCK, left))
             if not block:
                 break
-            lines += block.count(b"\n")
+            count += block.count(b"\n")
             left -= len(block)
-    return lines
+    return count
+
+
+def line_at(path: Path, offset: int) -> int:
+    """The physical line number (1-based) of the byte at ``offset``."""
+    return 1 + newlines(path, 0, offset)
 
 
 def read_half(
@@ -141,50 +163,72 @@ def read_in_two(
     *,
     fork: Callable[[], int] = os.fork,
 ) -> bool | None:
-    """Read the file in two halves, the second in a forked child (see the module docstring);
+    """Read the file in two parts, the second in a forked child (see the module docstring);
     entries and refused records reach ``on_entry`` and ``on_refused`` in file order.  Returns
     whether a limit refused the rest of the file, or None when the file was not split (no
     boundary near its middle, no shared file, no fork) and nothing was read: the caller reads it."""
-    offset = split_point(path, path.stat().st_size)
+    size = path.stat().st_size
+    offset = split_point(path, size)
     if offset is None:
         return None
 
-    def second_part() -> bytes:
-        # the line number of the cut is counted here, off the parent's way
-        first_line = line_at(path, offset)
-        entries: list[Entry] = []
-        refused: list[InputError] = []
-        cut = read_half(path, source, limits, build, entries.append, refused.append, start=offset, first_line=first_line)
-        return f"{first_line} {int(cut)}\n".encode("ascii") + pack(entries, refused)
+    def second_part(send: Callable[[bytes], None]) -> None:
+        # the line number of the cut is counted here, off the parent's way; each piece is a
+        # run of whole records, sent when built, its header saying where the next one starts
+        start, line = offset, line_at(path, offset)
+        while True:
+            stop = boundary_after(path, start + PIECE_BYTES, size)
+            entries: list[Entry] = []
+            refused: list[InputError] = []
+            cut = read_half(path, source, limits, build, entries.append, refused.append,
+                            start=start, stop=stop, first_line=line)
+            next_line = line + newlines(path, start, stop) if stop is not None else 0
+            header = f"{start} {line} {stop or 0} {next_line} {int(cut)}\n".encode("ascii")
+            send(header + pack(entries, refused))
+            if cut or stop is None:
+                return
+            start, line = stop, next_line
 
     try:
-        worker = forked.start(second_part, fork=fork)
+        worker = forked.start_streaming(second_part, fork=fork)
     except OSError as e:
         log.info("{source}: read in one piece, no worker ({error})", source=source, error=e.strerror)
         return None
     try:
         cut = read_half(path, source, limits, build, on_entry, on_refused, stop=offset)
-    finally:
-        report, why = worker.result()
+    except BaseException:
+        worker.stop()
+        raise
     if cut:
-        return True  # the rest of the file is refused, the child's half with it
-    if report is None:
-        log.warn("the worker reading the second half (process {pid}) did not finish ({why}); reading it here",
-                 pid=worker.pid, why=why)
-    else:
+        worker.stop()
+        return True  # the rest of the file is refused, the child's part with it
+    resume, line = offset, 0  # where the part not yet taken from the worker starts
+    for piece in worker.pieces():
         try:
-            end = report.index(b"\n")  # the header; the rest is read in place, not copied
-            first_line, cut_there = (int(n) for n in report[:end].split())
-            entries, refused = unpack(memoryview(report)[end + 1 :])
+            end = piece.index(b"\n")  # the header; the rest is read in place, not copied
+            start, first_line, stop, next_line, cut_there = (int(n) for n in piece[:end].split())
+            if start != resume:
+                raise ValueError(f"a piece from byte {start} where byte {resume} was due")
+            entries, refused = unpack(memoryview(piece)[end + 1 :])
         except (ValueError, TypeError, EOFError, IndexError, KeyError, AttributeError) as e:
-            log.warn("{source}: the second half's worker sent what cannot be read ({error}); reading it here",
-                     source=source, error=str(e))
-        else:
-            for err in refused:
-                on_refused(err)
-            for entry in entries:
-                on_entry(entry)
+            worker.stop()
+            log.warn("{source}: the second part's worker sent what cannot be read ({error}); "
+                     "reading the rest here from byte {offset}", source=source, error=str(e), offset=resume)
+            break
+        for err in refused:
+            on_refused(err)
+        for entry in entries:
+            on_entry(entry)
+        if resume == offset:
             log.info("{source}: read in two parts, from byte {offset} (line {line}) by process {pid}",
                      source=source, offset=offset, line=first_line, pid=worker.pid)
+        if cut_there or not stop:
+            worker.ended()
             return bool(cut_there)
-    return read_half(path, source, limits, build, on_entry, on_refused, start=offset, first_line=line_at(path, offset))
+        resume, line = stop, next_line
+    else:
+        why = worker.ended() or "exit status 0 before its last piece"
+        log.warn("the worker reading the second part (process {pid}) did not finish ({why}); "
+                 "reading it here from byte {offset}", pid=worker.pid, why=why, offset=resume)
+    return read_half(path, source, limits, build, on_entry, on_refused,
+                     start=resume, first_line=line or line_at(path, resume))

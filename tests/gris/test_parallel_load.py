@@ -1,7 +1,8 @@
-"""A large static LDIF file read in two halves, the second by a forked worker: the tree and the
-refused records (file:line) are the one-piece load's.
+"""A large static LDIF file read in two parts, the second by a forked worker sending what it
+builds in pieces: the tree and the refused records (file:line) are the one-piece load's.
 
-The size threshold is lowered so that small files are split; the halves are real processes.
+The size threshold and the piece size are lowered so that small files are split, and the
+worker's part comes in many pieces; the worker is a real process.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,7 @@ def _load(tmp_path: Path, text: str, name: str):
 def _split_with(monkeypatch, fork) -> None:
     """Every file split from here on, its worker started by ``fork``."""
     monkeypatch.setattr(parallel_load, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(parallel_load, "PIECE_BYTES", 16 << 10)
     real_read_in_two = parallel_load.read_in_two
     monkeypatch.setattr(parallel_load, "read_in_two", lambda *a, **kw: real_read_in_two(*a, fork=fork, **kw))
 
@@ -76,8 +79,11 @@ def test_two_halves_give_the_one_piece_tree_and_refusals(tmp_path, logged, monke
     one_piece_log = _refusals(logged)
     logged.clear()
     monkeypatch.setattr(parallel_load, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(parallel_load, "PIECE_BYTES", 16 << 10)  # the worker's ~200 KB in ~12 pieces
+    sent = _count_pieces(monkeypatch)
     halves = _load(tmp_path, text, "halves")
     assert _state(halves) == _state(whole)
+    assert sent() > 8
     assert any("site.ldif: read in two parts, from byte" in line for line in logged), logged
     # the same refusals, each with its file:line, in file order (the first part's, then the worker's)
     assert _refusals(logged) == one_piece_log
@@ -90,6 +96,62 @@ def test_two_halves_give_the_one_piece_tree_and_refusals(tmp_path, logged, monke
     names = halves.eq_indexes["gluecename"]
     assert "given again" in names and not any(str(v).startswith("queue 0 ") for v in names)
     assert len(names) == 1500 and len(halves.eq_indexes["mds-vo-name"]) == 1
+
+
+def _count_pieces(monkeypatch):
+    """How many pieces workers have sent, from here on (counted here as they arrive)."""
+    counted = []
+    real_unpack = parallel_load.unpack
+
+    def unpack(payload):
+        counted.append(len(payload))
+        return real_unpack(payload)
+
+    monkeypatch.setattr(parallel_load, "unpack", unpack)
+    return lambda: len(counted)
+
+
+@pytest.mark.parametrize("how", ["exit", "kill", "garbled"])
+def test_a_worker_that_fails_midway_leaves_the_rest_to_this_process(tmp_path, logged, monkeypatch, how):
+    """After its third piece the worker exits, is killed, or sends a fourth that cannot be read
+    (and is stopped): a warning, the rest is read here from where the last good piece ended,
+    and the tree and refusals are the one-piece load's."""
+    text = _ldif(1500)
+    monkeypatch.setattr(parallel_load, "PARALLEL_MIN_BYTES", 1 << 40)
+    whole = _load(tmp_path, text, "whole")
+    one_piece_log = _refusals(logged)
+    _split_with(monkeypatch, os.fork)
+    real_pack = parallel_load.pack
+    packed = []
+
+    def pack(entries, refused):  # runs in the worker: the monkeypatched module is forked with it
+        if len(packed) == 3:
+            if how == "exit":
+                os._exit(0)
+            if how == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return b"\x00 not what pack writes"
+        packed.append(len(entries))
+        return real_pack(entries, refused)
+
+    monkeypatch.setattr(parallel_load, "pack", pack)
+    sent = _count_pieces(monkeypatch)
+    logged.clear()
+    halves = _load(tmp_path, text, "halves")
+    if how == "garbled":
+        assert sent() == 4
+        warning = [line for line in logged if "cannot be read" in line]
+        assert len(warning) == 1 and "; reading the rest here from byte " in warning[0], logged
+    else:
+        assert sent() == 3
+        why = "exit status 0 before its last piece" if how == "exit" else "killed by signal 9"
+        warning = [line for line in logged if "did not finish" in line]
+        assert len(warning) == 1 and f"({why}); reading it here from byte " in warning[0], logged
+    resumed_at = int(re.search(r"from byte (\d+)", warning[0]).group(1))
+    assert text.encode()[resumed_at - 2 : resumed_at] == b"\n\n"
+    assert resumed_at > len(text) * parallel_load.SHARE_HERE + 3 * (16 << 10)
+    assert _state(halves) == _state(whole)
+    assert _refusals(logged) == one_piece_log
 
 
 def test_a_worker_that_dies_leaves_its_half_to_this_process(tmp_path, logged, monkeypatch):
@@ -108,7 +170,7 @@ def test_a_worker_that_dies_leaves_its_half_to_this_process(tmp_path, logged, mo
     _split_with(monkeypatch, dying_fork)
     logged.clear()
     halves = _load(tmp_path, text, "halves")
-    assert any("did not finish (exit status 3); reading it here" in line for line in logged), logged
+    assert any("did not finish (exit status 3); reading it here from byte" in line for line in logged), logged
     assert _state(halves) == _state(whole)
 
 
