@@ -698,6 +698,7 @@ class _Loader:
 
         for raw in self.attributes.values():
             resolve(raw, ())
+        del resolve  # a recursive closure is a reference cycle: broken here, freed at once
         return resolved
 
     def _resolve_classes(self, attributes: dict[str, AttributeType]) -> dict[str, ObjectClass]:

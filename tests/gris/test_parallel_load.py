@@ -8,6 +8,7 @@ worker's part comes in many pieces; the worker is a real process.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import re
 import signal
@@ -197,3 +198,26 @@ def test_the_cut_is_at_a_record_boundary_or_nowhere(tmp_path):
     one = tmp_path / "one.ldif"
     one.write_bytes(b"dn: o=grid\n" + b"description: x\n" * 200_000)  # one record, no blank line
     assert parallel_load.split_point(one, one.stat().st_size) is None
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-piece", "two-parts"])
+def test_a_load_makes_no_reference_cycles(tmp_path, monkeypatch, split):
+    """What the load leaves behind, refused records included, is freed by reference counting:
+    freezing the heap after a load (instead of letting the collector walk it) keeps no garbage."""
+    monkeypatch.setattr(parallel_load, "PARALLEL_MIN_BYTES", 0 if split else 1 << 40)
+    monkeypatch.setattr(gc, "freeze", lambda: None)  # so that garbage would stay collectable
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        tree = _load(tmp_path, _ldif(1500), "load")
+        gc.collect()
+        garbage = list(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        if was_enabled:
+            gc.enable()
+    assert len(tree.entries) > 1500
+    assert garbage == []
