@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: a .py suffix, hence --scripts-are-modules).  tests/ is not type-checked.
 TARGETS = ["gridinfo", "tools/gridinfo_dev", "tools/bench", "tools/bench-giis", "tools/bench-events", "tools/gendit", "tools/fuzz",
            "tools/glue2-schema", "tools/bench-web", "tools/bench-push", "tools/bench-triggers", "tools/bench-lifecycle",
-           "tools/bench-sync", "tools/bench-hotpath"]
+           "tools/bench-sync", "tools/bench-hotpath", "tools/build-compiled"]
 
 
 def test_mypy_reports_no_issues_in_gridinfo_and_the_dev_tools():

@@ -9,12 +9,16 @@ from typing import Any, TextIO
 from twisted.logger import (
     FilteringLogObserver,
     LogLevel,
+    Logger,
     LogLevelFilterPredicate,
     globalLogBeginner,
     textFileLogObserver,
 )
 
+import gridinfo
 from gridinfo import debuglog
+
+log = Logger()
 
 
 def start_logging(level: str = "info", stream: TextIO = sys.stderr) -> None:
@@ -65,6 +69,7 @@ def run_daemon(prog: str, make_config: Any, make_service: Any, log_level: str) -
         from twisted.internet import reactor
 
         start_logging(log_level)
+        log_build()
         raise_open_file_limit()
         top = make_service(config, reactor)
         # what was loaded at start lives as long as the process: keep it out of the cycle
@@ -75,6 +80,18 @@ def run_daemon(prog: str, make_config: Any, make_service: Any, log_level: str) -
         sys.stderr.write(f"{prog}: {e}\n")
         return 2
     return run_service(top, reactor)
+
+
+def log_build() -> None:
+    """Say whether the hot modules run compiled (``make compiled``) or as written."""
+    names = gridinfo.compiled_modules()
+    if names:
+        log.info("{count} modules run compiled: {names}", count=len(names),
+                 names=", ".join(name.removeprefix("gridinfo.") for name in names))
+    elif gridinfo.PURE_PYTHON:
+        log.info("running pure Python: GRIDINFO_PURE_PYTHON is set")
+    else:
+        log.info("running pure Python: no compiled modules (make compiled builds them)")
 
 
 def raise_open_file_limit() -> None:

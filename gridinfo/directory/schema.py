@@ -654,52 +654,53 @@ class _Loader:
 
     def _resolve_attributes(self) -> dict[str, AttributeType]:
         resolved: dict[str, AttributeType] = {}
-
-        def resolve(raw: _RawAttributeType, chain: tuple[str, ...]) -> AttributeType:
-            done = resolved.get(raw.oid)
-            if done is not None:
-                return done
-            if raw.oid in chain:
-                raise SchemaError(f"attributetype {raw.oid}: SUP chain loops", source=raw.source, line=raw.line)
-            sup_name = None
-            inherited: dict[str, str | None] = {"equality": None, "ordering": None, "substr": None, "syntax": None}
-            if raw.sup is not None:
-                parent_raw = self._find_attribute(raw.sup)
-                if parent_raw is None:
-                    raise SchemaError(
-                        f"attributetype {raw.oid}: unknown SUP {raw.sup!r}", source=raw.source, line=raw.line
-                    )
-                parent = resolve(parent_raw, chain + (raw.oid,))
-                sup_name = parent.name
-                inherited = {
-                    "equality": parent.equality,
-                    "ordering": parent.ordering,
-                    "substr": parent.substr,
-                    "syntax": parent.syntax,
-                }
-            at = AttributeType(
-                oid=raw.oid,
-                names=raw.names,
-                description=raw.description,
-                sup=sup_name,
-                equality=raw.equality if raw.equality is not None else inherited["equality"],
-                ordering=raw.ordering if raw.ordering is not None else inherited["ordering"],
-                substr=raw.substr if raw.substr is not None else inherited["substr"],
-                syntax=raw.syntax if raw.syntax is not None else inherited["syntax"],
-                single_value=raw.single_value,
-                collective=raw.collective,
-                no_user_modification=raw.no_user_modification,
-                usage=raw.usage,
-                obsolete=raw.obsolete,
-                source=raw.where,
-            )
-            resolved[raw.oid] = at
-            return at
-
         for raw in self.attributes.values():
-            resolve(raw, ())
-        del resolve  # a recursive closure is a reference cycle: broken here, freed at once
+            self._resolve_attribute(raw, (), resolved)
         return resolved
+
+    def _resolve_attribute(
+        self, raw: _RawAttributeType, chain: tuple[str, ...], resolved: dict[str, AttributeType]
+    ) -> AttributeType:
+        """``raw`` resolved, its SUP chain first (kept in ``resolved``, by OID)."""
+        done = resolved.get(raw.oid)
+        if done is not None:
+            return done
+        if raw.oid in chain:
+            raise SchemaError(f"attributetype {raw.oid}: SUP chain loops", source=raw.source, line=raw.line)
+        sup_name = None
+        inherited: dict[str, str | None] = {"equality": None, "ordering": None, "substr": None, "syntax": None}
+        if raw.sup is not None:
+            parent_raw = self._find_attribute(raw.sup)
+            if parent_raw is None:
+                raise SchemaError(
+                    f"attributetype {raw.oid}: unknown SUP {raw.sup!r}", source=raw.source, line=raw.line
+                )
+            parent = self._resolve_attribute(parent_raw, chain + (raw.oid,), resolved)
+            sup_name = parent.name
+            inherited = {
+                "equality": parent.equality,
+                "ordering": parent.ordering,
+                "substr": parent.substr,
+                "syntax": parent.syntax,
+            }
+        at = AttributeType(
+            oid=raw.oid,
+            names=raw.names,
+            description=raw.description,
+            sup=sup_name,
+            equality=raw.equality if raw.equality is not None else inherited["equality"],
+            ordering=raw.ordering if raw.ordering is not None else inherited["ordering"],
+            substr=raw.substr if raw.substr is not None else inherited["substr"],
+            syntax=raw.syntax if raw.syntax is not None else inherited["syntax"],
+            single_value=raw.single_value,
+            collective=raw.collective,
+            no_user_modification=raw.no_user_modification,
+            usage=raw.usage,
+            obsolete=raw.obsolete,
+            source=raw.where,
+        )
+        resolved[raw.oid] = at
+        return at
 
     def _resolve_classes(self, attributes: dict[str, AttributeType]) -> dict[str, ObjectClass]:
         out: dict[str, ObjectClass] = {}

@@ -37,7 +37,7 @@ import gridinfo
 from gridinfo.directory.entry import Entry, Shape, shape_for
 from gridinfo.errors import InputError
 
-log = Logger()
+log = Logger(namespace=__name__)  # named here: a compiled module has no frame to name it from
 
 MAGIC = b"gridinfo-ldif-snapshot\n"
 FORMAT = 3  # 3: no DN beside the encoding (an entry reads its DN from it)

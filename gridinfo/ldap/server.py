@@ -100,7 +100,7 @@ from gridinfo.ldap.oplog import OperationObserver
 from gridinfo.ldap.streams import CANCELED, ChangeStream
 from gridinfo.ldap.throttle import FailureThrottle
 
-log = Logger()
+log = Logger(namespace=__name__)  # named here: a compiled module has no frame to name it from
 
 NOTICE_OF_DISCONNECTION_OID = "1.3.6.1.4.1.1466.20036"
 PAGED_RESULTS_OID = dse.PAGED_RESULTS_OID

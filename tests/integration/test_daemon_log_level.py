@@ -8,6 +8,8 @@ import re
 import subprocess
 import time
 
+import gridinfo
+from gridinfo_dev import compiled
 from tests.support.gris import GrisProcess
 
 
@@ -39,3 +41,10 @@ def test_connection_lines_at_debug_and_none_at_info() -> None:
         served = gris.log
         assert "listening on" in served
         assert "LDAP connection from" not in served
+    # the start says what runs compiled: here, every module built since its source last changed
+    current = [name.removeprefix("gridinfo.") for name in compiled.MODULES
+               if any(p.stat().st_mtime >= compiled.source_of(name).stat().st_mtime for p in compiled.built(name))]
+    if current and not gridinfo.PURE_PYTHON:
+        assert f"] {len(current)} modules run compiled: {', '.join(current)}\n" in served
+    else:
+        assert "] running pure Python: " in served
