@@ -354,9 +354,15 @@ def is_descendant_key(key: str, base_key: str) -> bool:
         return True
     if key == base_key:
         return True
-    return key.endswith(base_key) and len(key) > len(base_key) and key[-len(base_key) - 1] == "," and (
-        len(key) == len(base_key) + 1 or key[-len(base_key) - 2] != "\\"
-    )
+    if not (key.endswith(base_key) and len(key) > len(base_key) and key[-len(base_key) - 1] == ","):
+        return False
+    # the comma separates RDNs unless escaped by an odd run of backslashes before it (an even
+    # run is escaped backslashes, and the comma a separator)
+    i = len(key) - len(base_key) - 2
+    j = i
+    while j >= 0 and key[j] == "\\":
+        j -= 1
+    return (i - j) % 2 == 0
 
 
 def join(rdns: Iterable[RDN], base: DN) -> DN:

@@ -10,7 +10,7 @@ a message, and a log line; a collision's names both registrants)::
     address      ownership.check_addresses    unwillingToPerform (unspecified/link-local/multicast)
     peer         ownership.check_peer         insufficientAccessRights (hn is not the peer)
     owner        ownership.check_owner        insufficientAccessRights (held by someone else)
-    overlap      ownership.find_collision     unwillingToPerform (suffix collides)
+    overlap      ownership.HolderIndex        unwillingToPerform (suffix collides)
     lease        leases.LeaseTable.register   insufficientAccessRights (registrant cap)
     journal      giis.journal                 unavailable (the disk failed; the lease holds)
 
@@ -32,9 +32,9 @@ from gridinfo.config import GIISConfig
 from gridinfo.errors import GridinfoError, LDAPError, Unavailable, UnwillingToPerform
 from gridinfo.giis.children import ChildRegistry
 from gridinfo.giis.journal import RegistrationJournal
-from gridinfo.giis.leases import LeaseTable, Registration, format_generalized_time, parse_registration
+from gridinfo.giis.leases import Lease, LeaseTable, Registration, format_generalized_time, parse_registration
 from gridinfo.giis.ownership import (
-    Holder, Registrant, as_address, check_addresses, check_owner, check_peer, find_collision,
+    Holder, HolderIndex, Registrant, as_address, check_addresses, check_owner, check_peer,
 )
 from gridinfo.giis.policy import RegistrationPolicy
 
@@ -83,6 +83,9 @@ class Admission:
         self.giis_suffix_key = giis_suffix_key
         self.journal = journal
         self.resolve = resolve if resolve is not None else default_resolver(reactor)
+        #: the live holders' suffixes (:meth:`_holders`), with the lease table's version and the
+        #: static children's count they were read at, and the time the first may be purged
+        self._holders_index: tuple[HolderIndex, tuple[int, int], float] | None = None
 
     def restore(self) -> int:
         """Load the journal's leases into the table (at start); returns how many."""
@@ -146,7 +149,9 @@ class Admission:
                 check_owner(url, existing.owner, registrant)
             else:
                 self._check_overlap(registration, shared, now, registrant)
+            version = self.leases.version
             lease, new = self.leases.register(registration, now, owner=registrant, rank=rank, shared=shared)
+            self._holders_added(lease, new, version)
         except LDAPError as e:
             log.warn("refused registration of {url}: {error}", url=url, error=e.message, peer=registrant.peer,
                      bind_dn=registrant.bind_dn)
@@ -163,11 +168,37 @@ class Admission:
         else:
             log.debug("renewed {url}", url=url)
 
+    def _holders(self, now: float) -> HolderIndex:
+        """The live leases' and the static children's suffixes, read again only when the lease
+        table changed otherwise than by a new lease (added to it) or one may have been purged."""
+        kept = self._holders_index
+        if kept is not None and kept[1] == self._holders_version() and now < kept[2]:
+            return kept[0]
+        leases = self.leases.current(now)
+        index = HolderIndex(Holder(child.url, child.key[2], False) for child in self.children.static.values())
+        for lease in leases:
+            index.add(Holder(lease.registration.url, lease.registration.suffix_key, lease.shared))
+        until = min((lease.registration.keep_to for lease in leases), default=float("inf"))
+        self._holders_index = (index, self._holders_version(), until)
+        return index
+
+    def _holders_version(self) -> tuple[int, int]:
+        return self.leases.version, len(self.children.static)
+
+    def _holders_added(self, lease: Lease, new: bool, version: int) -> None:
+        """After ``leases.register`` (the table at ``version`` before it): a new lease joins the
+        kept index, as the last holder; any other change leaves the index behind the table's
+        version, so the next check reads the holders again."""
+        kept = self._holders_index
+        if kept is None or not new or kept[1] != (version, len(self.children.static)) \
+                or self.leases.version != version + 1:
+            return
+        index, _, until = kept
+        index.add(Holder(lease.registration.url, lease.registration.suffix_key, lease.shared))
+        self._holders_index = (index, self._holders_version(), min(until, lease.registration.keep_to))
+
     def _check_overlap(self, registration: Registration, shared: bool, now: float, registrant: Registrant) -> None:
-        holders = [Holder(lease.registration.url, lease.registration.suffix_key, lease.shared)
-                   for lease in self.leases.current(now)]
-        holders += [Holder(child.url, child.key[2], False) for child in self.children.static.values()]
-        collision = find_collision(registration.suffix_key, shared, self.giis_suffix_key, holders)
+        collision = self._holders(now).collision(registration.suffix_key, shared, self.giis_suffix_key)
         if collision is None and self.children.layout is not None:
             try:
                 collision = self.children.collision(registration.suffix, shared,

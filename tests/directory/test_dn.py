@@ -77,4 +77,7 @@ def test_parent_and_descendant_keys():
     assert is_descendant_key("o=grid", "o=grid")
     assert not is_descendant_key("cn=x,foo=grid", "o=grid")
     assert not is_descendant_key(r"cn=x\,o=grid", "o=grid")
+    # an escaped backslash ends the value: the comma after it separates, as parent_key reads it
+    assert is_descendant_key(r"cn=x\\,o=grid", "o=grid") and parent_key(r"cn=x\\,o=grid") == "o=grid"
+    assert not is_descendant_key(r"cn=x\\\,o=grid", "o=grid") and parent_key(r"cn=x\\\,o=grid") == ""
     assert is_descendant_key("anything", "")

@@ -6,6 +6,7 @@ must not break (many GRIS sharing mds-vo-name=local,o=grid, renewals by their ma
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from gridinfo.directory.schema import default_schema
 from gridinfo.directory.tree import DirectoryTree
 from gridinfo.errors import InsufficientAccessRights, ResultCode, UnwillingToPerform
 from gridinfo.giis.backend import GIISBackend
-from gridinfo.giis.ownership import Registrant, check_owner, find_collision, Holder, unsafe_reason
+from gridinfo.giis.ownership import Registrant, check_owner, find_collision, Holder, HolderIndex, overlaps, unsafe_reason
 from gridinfo.ldap.registrar import registration_message
 from gridinfo.ldap.tree_backend import add_base_entries
 from tests.giis.fakes import FakeClients
@@ -171,6 +172,48 @@ def test_the_overlap_rule_and_the_address_classes_follow_their_tables() -> None:
                           [Holder("a", "mds-vo-name=local,o=grid", True)]) == "a"
     assert unsafe_reason("::ffff:169.254.1.1") == "a link-local address"
     assert unsafe_reason("127.0.0.1") is None and unsafe_reason("host.example.org") is None
+
+
+def test_the_holder_index_finds_what_comparing_with_every_holder_finds() -> None:
+    """The index's answer is the pairwise rule's (the first holder in order that overlaps, unless
+    both may share) on random holders: equal, nested and disjoint suffixes, escaped commas and
+    escaped backslashes before a separator."""
+    rdns = ["mds-vo-name=a", "mds-vo-name=b", "glueseuniqueid=x\\,y", "gluesiteuniqueid=s", "cn=x\\\\"]
+    rng = random.Random(7)
+
+    def suffix() -> str:
+        return ",".join(rng.choice(rdns) for _ in range(rng.randint(0, 3))) + (",o=grid" if rng.random() < 0.9 else "")
+
+    for _ in range(300):
+        holders = [Holder(f"ldap://h{i}", suffix().lstrip(","), rng.random() < 0.5) for i in range(rng.randint(0, 12))]
+        index = HolderIndex(holders)
+        for _ in range(10):
+            key, shared = suffix().lstrip(","), rng.random() < 0.5
+            pairwise = "the GIIS's own suffix" if overlaps(key, "mds-vo-name=site,o=glue") else next(
+                (h.url for h in holders if overlaps(key, h.suffix_key) and not (shared and h.shared)), None)
+            assert index.collision(key, shared, "mds-vo-name=site,o=glue") == pairwise, (key, shared, holders)
+
+
+def test_registrations_see_the_leases_as_they_change() -> None:
+    """The overlap check keeps its holders between registrations, never past a change: a new
+    child's suffix is taken at once, a renewal that stops sharing is seen, and a lease purged by
+    the clock frees its suffix."""
+    backend, clock, _ = make()
+    for i in range(50):
+        add(backend, clock, host=f"192.0.2.{i + 1}", peer=f"192.0.2.{i + 1}", suffix=f"mds-vo-name=c{i},o=grid", ttl=60)
+    with pytest.raises(UnwillingToPerform) as e:
+        add(backend, clock, host="192.0.2.99", peer="192.0.2.99", suffix="GlueSiteUniqueID=s,mds-vo-name=c49,o=grid")
+    assert "ldap://192.0.2.50:2135/" in e.value.message
+    add(backend, clock, host="192.0.2.99", peer="192.0.2.99", suffix="mds-vo-name=c99,o=grid", ttl=600)
+    with pytest.raises(UnwillingToPerform):
+        add(backend, clock, host="192.0.2.98", peer="192.0.2.98", suffix="mds-vo-name=c99,o=grid")
+    # the fifty leases run out and are purged (keepto): their suffixes are free again
+    clock.advance(3600)
+    add(backend, clock, host="192.0.2.99", peer="192.0.2.99", suffix="mds-vo-name=c99,o=grid", ttl=600)  # renewed
+    add(backend, clock, host="192.0.2.98", peer="192.0.2.98", suffix="GlueSiteUniqueID=s,mds-vo-name=c49,o=grid")
+    with pytest.raises(UnwillingToPerform) as e:
+        add(backend, clock, host="192.0.2.97", peer="192.0.2.97", suffix="mds-vo-name=c49,o=grid")
+    assert "ldap://192.0.2.98:2135/" in e.value.message
 
 
 def test_duplicate_dns_are_served_once_from_the_first_registrant(logged: list[dict[str, Any]]) -> None:
