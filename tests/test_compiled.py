@@ -74,3 +74,17 @@ def test_the_modules_being_tested_are_the_ones_asked_for():
     assert gridinfo.compiled(ldif) == (not gridinfo.PURE_PYTHON and _current("gridinfo.directory.ldif"))
     if os.environ.get("GRIDINFO_REQUIRE_COMPILED") == "1":
         assert gridinfo.compiled(ldif)
+
+
+def test_each_compiled_modules_logger_names_its_module():
+    """A module's ``Logger()`` takes its namespace from the calling frame, which a compiled
+    module has not: each listed module names its own, so its log lines say where they are from
+    whether it runs compiled or not."""
+    import importlib
+
+    from twisted.logger import Logger
+
+    for name in compiled.MODULES:
+        module = importlib.import_module(name)
+        loggers = [value for value in vars(module).values() if isinstance(value, Logger)]
+        assert all(logger.namespace == name for logger in loggers), (name, [lg.namespace for lg in loggers])

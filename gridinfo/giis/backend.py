@@ -71,7 +71,7 @@ from gridinfo.giis.status import GIISStatus, registration_status
 from gridinfo.infosys import INFOSYS_DN
 from gridinfo.ldap.client import LDAPClient
 
-log = Logger()
+log = Logger(namespace=__name__)  # named here: a compiled module has no frame to name it from
 
 MARKER_PREFIX = "gridinfo-via-"
 REGISTRATION_STATUS = "giisregistrationstatus"

@@ -47,7 +47,7 @@ from gridinfo.ldap.client import LDAPClient, LDAPURL
 if TYPE_CHECKING:
     from gridinfo.giis.push import PushLink
 
-log = Logger()
+log = Logger(namespace=__name__)  # named here: a compiled module has no frame to name it from
 
 ChildKey = tuple[str, int, str]
 MAX_CACHED_REQUESTS = 256  # per child

@@ -40,7 +40,7 @@ from gridinfo.giis.children import Child
 from gridinfo.giis.forwarder import Part
 from gridinfo.ldap.client import entry_dn
 
-log = Logger()
+log = Logger(namespace=__name__)  # named here: a compiled module has no frame to name it from
 
 MAX_DN_OWNERS = 1_000_000  # DNs remembered for children sharing a suffix
 MAX_LOGGED_PAIRS = 10_000

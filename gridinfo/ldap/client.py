@@ -74,7 +74,7 @@ from gridinfo.ldap.wire import Control
 if TYPE_CHECKING:
     from gridinfo.ldap.tls import ClientTLS
 
-log = Logger()
+log = Logger(namespace=__name__)  # named here: a compiled module has no frame to name it from
 
 DEFAULT_PORT = 389
 DEFAULT_LDAPS_PORT = 636

@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from gridinfo.directory.entry import Entry
     from gridinfo.directory.tree import SyncView
 
-log = Logger()
+log = Logger(namespace=__name__)  # named here: a compiled module has no frame to name it from
 
 #: messages per transport write
 BATCH = 256

@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 #: The modules a search, a load and a GIIS merge spend their time in.
 MODULES = (
     "gridinfo.ber",
+    "gridinfo.eventloop",
     "gridinfo.directory.cursor",
     "gridinfo.directory.dn",
     "gridinfo.directory.entry",
@@ -32,7 +33,16 @@ MODULES = (
     "gridinfo.directory.schema",
     "gridinfo.directory.snapshot",
     "gridinfo.directory.tree",
+    "gridinfo.giis.answers",
+    "gridinfo.giis.backend",
+    "gridinfo.giis.children",
+    "gridinfo.giis.duplicates",
+    "gridinfo.giis.forwarder",
+    "gridinfo.giis.merged",
+    "gridinfo.giis.namespace",
+    "gridinfo.ldap.client",
     "gridinfo.ldap.server",
+    "gridinfo.ldap.streams",
     "gridinfo.ldap.wire",
 )
 
