@@ -75,6 +75,32 @@ def snapshot_key(files: Sequence[Path], schema_fingerprint: str, limits: object)
     }
 
 
+def file_stats(files: Sequence[Path]) -> list[list[Any]]:
+    """[path, size, mtime_ns] of each file (what :func:`file_facts` records beside the digest);
+    OSError when one cannot be read."""
+    out = []
+    for path in files:
+        st = path.stat()
+        out.append([str(path), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def key_if_unchanged(
+    files: Sequence[Path], schema_fingerprint: str, limits: object, read_as: list[list[Any]]
+) -> dict[str, Any] | None:
+    """The snapshot key of ``files`` when each still has the size and mtime it had when it was
+    read (``read_as``, from :func:`file_stats`), before and after its digest is taken; None when
+    one changed or cannot be read.  A first start parses at once and takes the digests later,
+    in the snapshot's writer, off the serving process's way (~0.2 s per 100 MB)."""
+    try:
+        key = snapshot_key(files, schema_fingerprint, limits)
+    except OSError:
+        return None
+    if [facts[:3] for facts in key["files"]] != read_as or not unchanged_since(key):
+        return None
+    return key
+
+
 def unchanged_since(key: dict[str, Any]) -> bool:
     """True when every file still has the size and mtime recorded in ``key``."""
     for path, size, mtime_ns, _digest in key["files"]:

@@ -22,10 +22,11 @@ from gridinfo.directory.query import SearchRequest, SearchResult
 from gridinfo.directory.entry import Entry
 from gridinfo.directory.snapshot import (
     SnapshotRejected,
+    file_stats,
+    key_if_unchanged,
     read_snapshot,
     snapshot_key,
     snapshot_path,
-    unchanged_since,
 )
 from gridinfo.directory.tree import DirectoryTree
 from gridinfo.errors import InputError, LDAPError
@@ -105,33 +106,37 @@ def load_static_ldif(
     """
     files = ldif_files(paths)
     limits = limits or STATIC_LIMITS
-    key: dict[str, Any] | None = None
     where = None
+    read_as: list[list[Any]] | None = None
     if snapshot_dir and files:
         where = snapshot_path(snapshot_dir, files)
+        fingerprint = tree.schema.fingerprint()
+        if where.exists():  # a snapshot to verify: the files' digests are needed now
+            try:
+                key = snapshot_key(files, fingerprint, limits)
+            except OSError as e:
+                log.info("LDIF snapshot not used: cannot read {file}: {error}", file=e.filename, error=e.strerror)
+                where = None
+            else:
+                restored = _restore(tree, where, key)
+                if restored is not None:
+                    return restored
+        else:  # a first start: the digests are taken by the writer, after the load
+            log.info("no LDIF snapshot at {path} yet: parsing the LDIF files", path=str(where))
         try:
-            key = snapshot_key(files, tree.schema.fingerprint(), limits)
+            read_as = file_stats(files)
         except OSError as e:
-            log.info("LDIF snapshot not used: cannot read {file}: {error}", file=e.filename, error=e.strerror)
-        else:
-            restored = _restore(tree, where, key)
-            if restored is not None:
-                return restored
+            log.info("LDIF snapshot not written: cannot read {file}: {error}", file=e.filename, error=e.strerror)
     loaded: list[Entry] = []
     errors = _parse_files(tree, files, limits, loaded)
-    if where is not None and key is not None:
-        if not unchanged_since(key):
-            log.info("LDIF snapshot not written: an LDIF file changed while it was read")
-        else:
-            snapshot_writer(where, key, loaded, errors)
+    if where is not None and read_as is not None:
+        stats = read_as
+        snapshot_writer(where, lambda: key_if_unchanged(files, fingerprint, limits, stats), loaded, errors)
     return errors
 
 
 def _restore(tree: DirectoryTree, where: Path, key: dict[str, Any]) -> list[InputError] | None:
     """Add a snapshot's entries to the tree and log its refused records; None if not usable."""
-    if not where.exists():
-        log.info("no LDIF snapshot at {path} yet: parsing the LDIF files", path=str(where))
-        return None
     gc_was_enabled = _pause_collector()
     try:
         try:

@@ -267,3 +267,30 @@ def test_when_fork_fails_the_snapshot_is_written_before_serving(tmp_path, logged
     assert any("cannot fork a writer" in line for line in logged), logged
     assert any("wrote LDIF snapshot" in line for line in logged), logged
     assert _snapshot(tmp_path).exists()
+
+
+@pytest.mark.parametrize("forked", [False, True], ids=["here", "forked"])
+def test_an_ldif_file_changed_after_it_was_read_gets_no_snapshot(tmp_path, logged, forked):
+    """A first start takes the files' digests after the load, in the writer: a file changed
+    since it was read (here, between the read and the writer) gets no snapshot, and the next
+    start parses the LDIF again, its new content with it."""
+    def change_then(writer):
+        def write(where, key_of, entries, errors):
+            site = tmp_path / "ldif" / "site.ldif"
+            site.write_text(LDIF.replace("Site A", "Site A, renamed"))
+            os.utime(site, ns=(site.stat().st_mtime_ns + 10**9, site.stat().st_mtime_ns + 10**9))
+            writer(where, key_of, entries, errors)
+        return write
+
+    outcomes: queue.Queue = queue.Queue()
+    writer = snapshot_writer.forked(lambda f, *a: outcomes.put((f, a))) if forked else snapshot_writer.write_here
+    first = make_gris_tree(_config(tmp_path), snapshot_writer=change_then(writer))
+    if forked:
+        f, a = outcomes.get(timeout=60)
+        f(*a)
+        assert a[-1] == "changed"
+    assert any("LDIF snapshot not written: an LDIF file changed while it was read" in line for line in logged), logged
+    assert not list((tmp_path / "cache").glob("*.snapshot"))
+    assert first.lookup("GlueSiteUniqueID=site-a,mds-vo-name=local,o=grid").get("gluesitename") == [b"Site A"]
+    again = make_gris_tree(_config(tmp_path))
+    assert again.lookup("GlueSiteUniqueID=site-a,mds-vo-name=local,o=grid").get("gluesitename") == [b"Site A, renamed"]
