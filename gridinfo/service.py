@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet import endpoints
+from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IListeningPort
 from twisted.python.failure import Failure
 from twisted.logger import Logger
@@ -70,7 +71,10 @@ class ListenerService(service.Service):
         self.failed = f"cannot listen on {self.endpoint}: {failure.getErrorMessage()}"
         log.critical("{message}", message=self.failed)
         if self.reactor.running:
-            self.reactor.stop()
+            try:
+                self.reactor.stop()
+            except ReactorNotRunning:  # another listener failed first: the reactor is stopping
+                pass
 
     def bound_port(self) -> int | None:
         return int(getattr(self.port.getHost(), "port", 0)) if self.port is not None else None

@@ -44,10 +44,15 @@ def run_service(top: Any, reactor: Any) -> int:
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
     reactor.run()
-    failed = [s.failed for s in _walk(top) if getattr(s, "failed", None)]
+    failed = failures(top)
     for message in failed:
         sys.stderr.write(f"error: {message}\n")
     return 1 if failed else status["code"]
+
+
+def failures(top: Any) -> list[str]:
+    """Why the services under ``top`` that failed to start did (a listener that cannot bind)."""
+    return [s.failed for s in _walk(top) if getattr(s, "failed", None)]
 
 
 def _walk(top: Any) -> list[Any]:

@@ -23,7 +23,7 @@ HTTP_PORT = int(os.environ.get("GRIDINFO_DEMO_HTTP_PORT", "8135"))
 def main() -> int:
     from twisted.internet import reactor
 
-    from gridinfo.cli.common import run_service, start_logging
+    from gridinfo.cli.common import failures, run_service, start_logging
     from twisted.application import service
 
     from gridinfo.config import GIISConfig, GRISConfig, ProviderConfig, RegisterConfig, load_config
@@ -65,6 +65,8 @@ def main() -> int:
         return 2
 
     def hello() -> None:
+        if failures(top):  # a port is taken (another make run?): the errors say which, no banner
+            return
         sys.stdout.write(
             "\ngridinfo is serving a GIIS on ldap://%s:%d/ with two GRIS registered under it\n"
             "(ports %d: providers, %d: static LDIF; Ctrl-C stops them all). Try:\n\n"

@@ -93,22 +93,31 @@ def test_bad_config_fails_at_start_naming_file_line_key(tmp_path):
 
 
 def test_port_in_use_is_a_clear_fatal_error():
-    """A listener that cannot bind stops gris at once, exit status 1, saying which endpoint and why."""
+    """A listener that cannot bind stops gris at once, exit status 1, saying which endpoint and
+    why; with two such listeners, each is named, and the second's failure (the reactor already
+    stopping) is no traceback."""
     import socket
 
-    taken = socket.socket()
-    taken.bind(("127.0.0.1", 0))
-    taken.listen()
-    port = taken.getsockname()[1]
+    taken = []
+    for _ in range(2):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        taken.append(sock)
+    ports = [sock.getsockname()[1] for sock in taken]
     try:
         out = subprocess.run(
-            [sys.executable, "-m", "gridinfo.cli.gris", "--listen", f"tcp:{port}:interface=127.0.0.1"],
+            [sys.executable, "-m", "gridinfo.cli.gris", "--listen", f"tcp:{ports[0]}:interface=127.0.0.1",
+             "--listen", f"tcp:{ports[1]}:interface=127.0.0.1"],
             capture_output=True, text=True, timeout=60, cwd=REPO,
         )
     finally:
-        taken.close()
+        for sock in taken:
+            sock.close()
     assert out.returncode == 1
-    assert f"cannot listen on tcp:{port}:interface=127.0.0.1" in out.stderr
+    for port in ports:
+        assert f"error: cannot listen on tcp:{port}:interface=127.0.0.1: Couldn't listen on 127.0.0.1:{port}" in out.stderr
+    assert "Traceback" not in out.stderr and "Unhandled error" not in out.stderr, out.stderr
 
 
 @pytest.mark.parametrize(
