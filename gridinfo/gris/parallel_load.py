@@ -203,32 +203,36 @@ def read_in_two(
         worker.stop()
         return True  # the rest of the file is refused, the child's part with it
     resume, line = offset, 0  # where the part not yet taken from the worker starts
-    for piece in worker.pieces():
-        try:
-            end = piece.index(b"\n")  # the header; the rest is read in place, not copied
-            start, first_line, stop, next_line, cut_there = (int(n) for n in piece[:end].split())
-            if start != resume:
-                raise ValueError(f"a piece from byte {start} where byte {resume} was due")
-            entries, refused = unpack(memoryview(piece)[end + 1 :])
-        except (ValueError, TypeError, EOFError, IndexError, KeyError, AttributeError) as e:
-            worker.stop()
-            log.warn("{source}: the second part's worker sent what cannot be read ({error}); "
-                     "reading the rest here from byte {offset}", source=source, error=str(e), offset=resume)
-            break
-        for err in refused:
-            on_refused(err)
-        for entry in entries:
-            on_entry(entry)
-        if resume == offset:
-            log.info("{source}: read in two parts, from byte {offset} (line {line}) by process {pid}",
-                     source=source, offset=offset, line=first_line, pid=worker.pid)
-        if cut_there or not stop:
-            worker.ended()
-            return bool(cut_there)
-        resume, line = stop, next_line
-    else:
-        why = worker.ended() or "exit status 0 before its last piece"
-        log.warn("the worker reading the second part (process {pid}) did not finish ({why}); "
-                 "reading it here from byte {offset}", pid=worker.pid, why=why, offset=resume)
+    try:
+        for piece in worker.pieces():
+            try:
+                end = piece.index(b"\n")  # the header; the rest is read in place, not copied
+                start, first_line, stop, next_line, cut_there = (int(n) for n in piece[:end].split())
+                if start != resume:
+                    raise ValueError(f"a piece from byte {start} where byte {resume} was due")
+                entries, refused = unpack(memoryview(piece)[end + 1 :])
+            except (ValueError, TypeError, EOFError, IndexError, KeyError, AttributeError) as e:
+                worker.stop()
+                log.warn("{source}: the second part's worker sent what cannot be read ({error}); "
+                         "reading the rest here from byte {offset}", source=source, error=str(e), offset=resume)
+                break
+            for err in refused:
+                on_refused(err)
+            for entry in entries:
+                on_entry(entry)
+            if resume == offset:
+                log.info("{source}: read in two parts, from byte {offset} (line {line}) by process {pid}",
+                         source=source, offset=offset, line=first_line, pid=worker.pid)
+            if cut_there or not stop:
+                worker.ended()
+                return bool(cut_there)
+            resume, line = stop, next_line
+        else:
+            why = worker.ended() or "exit status 0 before its last piece"
+            log.warn("the worker reading the second part (process {pid}) did not finish ({why}); "
+                     "reading it here from byte {offset}", pid=worker.pid, why=why, offset=resume)
+    except BaseException:  # adding failed here: the worker is not left behind
+        worker.stop()
+        raise
     return read_half(path, source, limits, build, on_entry, on_refused,
                      start=resume, first_line=line or line_at(path, resume))

@@ -221,3 +221,41 @@ def test_a_load_makes_no_reference_cycles(tmp_path, monkeypatch, split):
             gc.enable()
     assert len(tree.entries) > 1500
     assert garbage == []
+
+
+def test_a_failure_while_adding_the_workers_entries_stops_and_reaps_it(tmp_path, monkeypatch):
+    """This process fails adding a piece's entry: the error comes out, and the worker is killed
+    and waited for (no orphan left building, no zombie)."""
+    from gridinfo.directory.schema import default_schema
+    from gridinfo.directory.tree import DirectoryTree
+    from gridinfo.gris import forked
+
+    _split_with(monkeypatch, os.fork)
+    started = []
+    real_start = forked.start_streaming
+
+    def start_streaming(work, fork=os.fork):
+        child = real_start(work, fork=fork)
+        started.append(child)
+        return child
+
+    monkeypatch.setattr(forked, "start_streaming", start_streaming)
+    text = _ldif(1500)
+    folder = tmp_path / "ldif"
+    folder.mkdir()
+    (folder / "site.ldif").write_text(text)
+    calls = []
+
+    def add(entry):
+        calls.append(entry)
+        if len(calls) == 1200:  # past this process's own ~35%: an entry from a piece
+            raise MemoryError("no room for this entry")
+
+    tree = DirectoryTree(default_schema())
+    with pytest.raises(MemoryError):
+        parallel_load.read_in_two(folder / "site.ldif", "site.ldif", parallel_load.LDIFLimits(),
+                                  lambda rec: tree.build(rec.dn, rec.attributes, source="site.ldif"), add, lambda err: None)
+    [child] = started
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child.pid, os.WNOHANG)
+
