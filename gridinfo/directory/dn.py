@@ -337,15 +337,18 @@ def parent_key(key: str) -> str | None:
 
 def _first_separator(key: str) -> int:
     i = key.find(",")
-    while i > 0 and key[i - 1] == "\\":
-        # count preceding backslashes: an even run means the comma is not escaped
-        j = i - 1
-        while j >= 0 and key[j] == "\\":
-            j -= 1
-        if (i - 1 - j) % 2 == 0:
-            return i
+    while i > 0 and key[i - 1] == "\\" and _escaped(key, i):
         i = key.find(",", i + 1)
     return i
+
+
+def _escaped(key: str, i: int) -> bool:
+    """Whether the character at ``i`` is escaped: an odd run of backslashes before it (an even
+    run is escaped backslashes)."""
+    j = i - 1
+    while j >= 0 and key[j] == "\\":
+        j -= 1
+    return (i - 1 - j) % 2 == 1
 
 
 def is_descendant_key(key: str, base_key: str) -> bool:
@@ -354,15 +357,8 @@ def is_descendant_key(key: str, base_key: str) -> bool:
         return True
     if key == base_key:
         return True
-    if not (key.endswith(base_key) and len(key) > len(base_key) and key[-len(base_key) - 1] == ","):
-        return False
-    # the comma separates RDNs unless escaped by an odd run of backslashes before it (an even
-    # run is escaped backslashes, and the comma a separator)
-    i = len(key) - len(base_key) - 2
-    j = i
-    while j >= 0 and key[j] == "\\":
-        j -= 1
-    return (i - j) % 2 == 0
+    comma = len(key) - len(base_key) - 1
+    return key.endswith(base_key) and comma >= 0 and key[comma] == "," and not _escaped(key, comma)
 
 
 def join(rdns: Iterable[RDN], base: DN) -> DN:
