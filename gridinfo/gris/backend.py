@@ -34,7 +34,7 @@ from gridinfo.gris import parallel_load
 from gridinfo.gris.snapshot_writer import SnapshotWriter, write_here
 from gridinfo.ldap.tree_backend import ROOT_DN, TreeBackend, add_base_entries, suffix_attributes
 
-log = Logger()
+log = Logger(namespace=__name__)  # named here: a compiled module has no frame to name it from
 
 
 class SearchPreparer(Protocol):

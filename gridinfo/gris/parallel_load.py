@@ -37,7 +37,7 @@ from gridinfo.directory.snapshot import pack, unpack
 from gridinfo.errors import InputError
 from gridinfo.gris import forked
 
-log = Logger()
+log = Logger(namespace=__name__)  # named here: a compiled module has no frame to name it from
 
 #: Files smaller than this are read in one piece: a fork and the hand-over cost ~0.1 s.
 PARALLEL_MIN_BYTES = 16 << 20

@@ -40,6 +40,8 @@ MODULES = (
     "gridinfo.giis.forwarder",
     "gridinfo.giis.merged",
     "gridinfo.giis.namespace",
+    "gridinfo.gris.backend",
+    "gridinfo.gris.parallel_load",
     "gridinfo.ldap.client",
     "gridinfo.ldap.server",
     "gridinfo.ldap.streams",
