@@ -50,16 +50,11 @@ def test_an_extension_is_used_only_while_newer_than_its_source(tmp_path):
     assert _run(tmp_path, probe) == "False as edited"
 
 
-def _current(name: str) -> bool:
-    """Whether ``name`` has an extension at least as new as its source."""
-    return any(p.stat().st_mtime >= compiled.source_of(name).stat().st_mtime for p in compiled.built(name))
-
-
 def test_each_compiled_module_runs_compiled_when_built_and_from_source_when_asked():
     names = list(compiled.MODULES)
     code = "import importlib, gridinfo; print(' '.join(str(gridinfo.compiled(importlib.import_module(n))) for n in %r))" % names
     as_built = dict(zip(names, _run(REPO, code).split()))
-    assert as_built == {name: str(_current(name)) for name in names}
+    assert as_built == {name: str(compiled.current(name)) for name in names}
     if os.environ.get("GRIDINFO_REQUIRE_COMPILED") == "1":
         assert set(as_built.values()) == {"True"}, "modules not compiled: run make compiled"
     assert set(_run(REPO, code, pure="1").split()) == {"False"}
@@ -71,7 +66,7 @@ def test_the_modules_being_tested_are_the_ones_asked_for():
     import gridinfo
     from gridinfo.directory import ldif
 
-    assert gridinfo.compiled(ldif) == (not gridinfo.PURE_PYTHON and _current("gridinfo.directory.ldif"))
+    assert gridinfo.compiled(ldif) == (not gridinfo.PURE_PYTHON and compiled.current("gridinfo.directory.ldif"))
     if os.environ.get("GRIDINFO_REQUIRE_COMPILED") == "1":
         assert gridinfo.compiled(ldif)
 

@@ -43,8 +43,7 @@ def test_connection_lines_at_debug_and_none_at_info() -> None:
         assert "LDAP connection from" not in served
     # the start says which of the modules it has imported run compiled: here, those built since
     # their source last changed, the reader, the tree and the server among them
-    current = {name.removeprefix("gridinfo.") for name in compiled.MODULES
-               if any(p.stat().st_mtime >= compiled.source_of(name).stat().st_mtime for p in compiled.built(name))}
+    current = {name.removeprefix("gridinfo.") for name in compiled.MODULES if compiled.current(name)}
     line = re.search(r"\] (\d+) modules run compiled: (.*)\n", served)
     if current and not gridinfo.PURE_PYTHON:
         assert line is not None, served[:2000]

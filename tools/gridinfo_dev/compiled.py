@@ -57,8 +57,15 @@ def source_of(module: str) -> Path:
 def built(module: str) -> list[Path]:
     """The extension modules built for ``module``."""
     source = source_of(module)
-    return [source.with_name(source.stem + suffix) for suffix in EXTENSION_SUFFIXES
-            if source.with_name(source.stem + suffix).exists()]
+    candidates = [source.with_name(source.stem + suffix) for suffix in EXTENSION_SUFFIXES]
+    return [path for path in candidates if path.exists()]
+
+
+def current(module: str) -> bool:
+    """Whether ``module`` has an extension at least as new as its source: what gridinfo's
+    import rule uses unless pure Python is asked for."""
+    source_mtime = source_of(module).stat().st_mtime
+    return any(path.stat().st_mtime >= source_mtime for path in built(module))
 
 
 def clean() -> None:
