@@ -312,6 +312,9 @@ class DirectoryTree:
         self._eq_rules: list[tuple[str, EqualityIndex, Callable[[bytes], object]]] = []
         #: shape -> the rules of :attr:`_eq_rules` for the attributes it has (see _rules_for)
         self._shape_rules: dict[Shape, list[tuple[str, EqualityIndex, Callable[[bytes], object]]]] = {}
+        #: filter attribute -> how an equality on it is answered from an index (see _exact_keys)
+        self._exact_rules: dict[str, bool | tuple[EqualityIndex, Callable[[bytes], object]]] = {}
+        self._exact_rules_indexes = 0
 
     def _index_rules(self) -> list[tuple[str, EqualityIndex, Callable[[bytes], object]]]:
         """:attr:`_eq_rules`, remade when an index was added to :attr:`eq_indexes` since
@@ -551,15 +554,20 @@ class DirectoryTree:
     def _candidates(self, f: F.Filter) -> dict[str, None] | None:
         """Index lookups for a filter: a superset of the matching keys, or None (no index)."""
         if isinstance(f, F.Equality):
-            m = self.schema.matching(f.attribute.partition(";")[0])
+            base, options, _ = f.attribute.partition(";")
+            m = self.schema.matching(base)
             if m is None:
                 return {}
+            if options:  # values under an option are not in the attribute's index
+                return None
             if m.key == "objectclass":
                 name = f.value.decode("utf-8", "replace").strip()
                 oc = self.schema.object_class(name)
                 return self.oc_index.get(oc.name.lower() if oc is not None else name.lower(), {})
             index = self.eq_indexes.get(m.key)
-            if index is not None and m.equality is not None:
+            # the index holds the attribute's own values: no superset for a filter that also
+            # reads its subtypes' values ((name=x) matches cn=x)
+            if index is not None and m.equality is not None and self.compiler.subtype_keys(m.key) == (m.key,):
                 v = m.equality(f.value)
                 bucket = index.get(v) if v is not None else None
                 if bucket is None:
@@ -603,14 +611,20 @@ class DirectoryTree:
         base = self.entries.get(base_key)
         if base is None and not (base_key == "" and request.scope != Scope.BASE):
             raise NoSuchObject(f"no such entry: {request.base!r}", matched_dn=self.matched_dn(base_key))
-        predicate = self.compiler.predicate(request.filter)
         scope = request.scope
         if scope == Scope.BASE:  # one candidate: no cursor, no limits to watch
             assert base is not None
+            predicate = self.compiler.predicate(request.filter)
             result = SearchResult()
             if predicate(base) is True:
                 result.entries.append(self.encoder(request.attributes, request.types_only)(base))
             return result
+        if scope != Scope.ONE:
+            exact = self._exact_keys(request.filter)
+            if exact is not None and len(exact) <= _SMALL_ANSWER:
+                # the index names exactly the entries that match: no filter to evaluate
+                found = self._within(exact, base_key, scope == Scope.CHILDREN)
+                return self._answer_small(found, None, request, server_size_limit)
         remembered = self._answers  # looked up before the candidates: working them out is most of a large search
         if remembered is not None:
             if self._answers_generation != self.generation:
@@ -623,6 +637,7 @@ class DirectoryTree:
             if hit is not None:
                 remembered.move_to_end(memo)
                 return _copy_result(hit)
+        predicate = self.compiler.predicate(request.filter)
         candidates: Iterable[Entry]
         if scope == Scope.ONE:
             entries = self.entries
@@ -648,9 +663,15 @@ class DirectoryTree:
             self._answers_entries -= len(remembered.popitem(last=False)[1].entries)
 
     def _answer_small(
-        self, candidates: list[Entry], predicate: Callable[[Entry], bool | None], request: SearchRequest, server_size_limit: int
+        self,
+        candidates: list[Entry],
+        predicate: Callable[[Entry], bool | None] | None,
+        request: SearchRequest,
+        server_size_limit: int,
     ) -> SearchResult:
         """A few candidates (an indexed lookup): filtered and encoded at once, without a cursor.
+
+        Without a ``predicate`` every candidate matches (the index named exactly them).
 
         The size limit is kept as the cursor keeps it; a time limit cannot run out on this much work.
         """
@@ -658,7 +679,7 @@ class DirectoryTree:
         limit = request.size_limit
         if server_size_limit and (not limit or server_size_limit < limit):
             limit = server_size_limit
-        matched = [e for e in candidates if predicate(e) is True]
+        matched = candidates if predicate is None else [e for e in candidates if predicate(e) is True]
         if limit and len(matched) > limit:
             del matched[limit:]
             result.code = ResultCode.SIZE_LIMIT_EXCEEDED
@@ -715,19 +736,68 @@ class DirectoryTree:
             (tuple(request.attributes), request.types_only),
         )
 
+    def _exact_keys(self, f: F.Filter) -> Collection[str] | None:
+        """The keys of exactly the entries ``f`` matches, when an index holds them; else None.
+
+        So it is for a lone equality on objectClass, or on an attribute with an equality index,
+        no subtypes and no options: the index and the filter normalise values by the same rule,
+        and the filter reads only that attribute's own values, which are all indexed.
+        """
+        if type(f) is not F.Equality:
+            return None
+        rules = self._exact_rules
+        if self._exact_rules_indexes != len(self.eq_indexes):  # an index was added since
+            rules.clear()
+            self._exact_rules_indexes = len(self.eq_indexes)
+        rule = rules.get(f.attribute)
+        if rule is None:
+            if len(rules) >= _SHAPE_RULES_MAX:  # attribute names are the client's: bounded
+                rules.clear()
+            rule = rules[f.attribute] = self._exact_rule(f.attribute)
+        if rule is False:
+            return None
+        if rule is True:  # objectClass
+            return self._candidates(f)
+        index, equality = rule
+        v = equality(f.value)
+        bucket = index.get(v) if v is not None else None
+        if bucket is None:
+            return ()
+        return (bucket,) if isinstance(bucket, str) else bucket
+
+    def _exact_rule(self, attribute: str) -> bool | tuple[EqualityIndex, Callable[[bytes], object]]:
+        """How :meth:`_exact_keys` answers an equality on ``attribute``: True for objectClass,
+        (index, normaliser), or False (the filter must be evaluated)."""
+        if ";" in attribute:
+            return False
+        m = self.schema.matching(attribute)
+        if m is None or m.key in FILTERABLE:
+            return False
+        if m.key == "objectclass":
+            return True
+        index = self.eq_indexes.get(m.key)
+        if index is None or m.equality is None or self.compiler.subtype_keys(m.key) != (m.key,):
+            return False
+        return index, m.equality
+
+    def _within(self, keys: Collection[str], base_key: str, children_only: bool) -> list[Entry]:
+        """The entries of ``keys`` (all in the tree) at or below ``base_key`` (below, with
+        ``children_only``)."""
+        entries = self.entries
+        if not base_key or (not children_only and self.subtree_sizes.get(base_key, 0) == len(entries)):
+            # the root, or a base every key descends from (o=grid of a GRIS): no key to test
+            return [entries[k] for k in keys]
+        return [
+            entries[k]
+            for k in keys
+            if is_descendant_key(k, base_key) and not (children_only and k == base_key)
+        ]
+
     def _subtree_candidates(self, f: F.Filter, base_key: str, children_only: bool) -> Iterable[Entry]:
         indexed = self._candidates(f)
         total = self.subtree_sizes.get(base_key, 0) if base_key else len(self.entries)
         if indexed is not None and len(indexed) < total:
-            entries = self.entries
-            if not base_key or (total == len(entries) and not children_only):
-                # the root, or a base every key descends from (o=grid of a GRIS): no key to test
-                return [entries[k] for k in indexed]
-            return [
-                entries[k]
-                for k in indexed
-                if is_descendant_key(k, base_key) and not (children_only and k == base_key)
-            ]
+            return self._within(indexed, base_key, children_only)
         if not base_key:
             # the root: every entry, including orphans that have no parent in the tree
             return list(self.entries.values())

@@ -390,3 +390,65 @@ def test_subtree_sizes_count_every_ancestor_also_past_escaped_commas():
 
     assert tree.subtree_sizes == recount()
     assert tree.subtree_sizes[tree.key(f"GlueSiteUniqueID=a\\,b,{SUFFIX}")] == 3
+
+
+def _twin_trees():
+    """The same entries in a tree with equality indexes and in one without any."""
+    indexed = DirectoryTree(default_schema(), indexed=("GlueCEUniqueID", "cn", "name", "GlueCEInfoHostName"))
+    plain = DirectoryTree(default_schema())
+    records = [
+        ("o=grid", [("objectClass", ["organization"]), ("o", ["grid"])]),
+        ("o=other", [("objectClass", ["organization"]), ("o", ["other"])]),
+        (SUFFIX, [("objectClass", ["MdsVo"]), ("Mds-Vo-name", ["local"])]),
+        (f"GlueSiteUniqueID=s1,{SUFFIX}", [("objectClass", ["GlueTop", "GlueSite"]), ("GlueSiteUniqueID", ["s1"]),
+                                           ("GlueSiteName", ["alpha"])]),
+        ("cn=alpha,o=other", [("objectClass", ["person"]), ("cn", ["Alpha"]), ("sn", ["alpha"])]),
+        ("cn=beta,o=grid", [("objectClass", ["person"]), ("cn", ["beta", "ALPHA"]), ("sn", ["b"])]),
+        ("cn=gamma,o=grid", [("objectClass", ["person"]), ("cn", ["gamma"]), ("sn", ["alpha"]), ("name", ["x"])]),
+    ]
+    for i in range(8):
+        records.append((
+            f"GlueCEUniqueID=ce{i},GlueSiteUniqueID=s1,{SUFFIX}",
+            [("objectClass", ["GlueCETop", "GlueCE", "GlueCEInfo"]), ("GlueCEUniqueID", [f"CE{i % 3}"]),
+             ("GlueCEInfoHostName", [f"host{i % 2}.example.org"])]
+            + ([("GlueCEUniqueID;x-alias", ["ce7"])] if i == 5 else []),
+        ))
+    records.append((f"GlueCEUniqueID=ce1,o=other", [("objectClass", ["GlueCE"]), ("GlueCEUniqueID", ["ce1"])]))
+    for tree in (indexed, plain):
+        for dn, attrs in records:
+            tree.add(tree.build(dn, [(a, [v.encode() for v in vs]) for a, vs in attrs]))
+    return indexed, plain
+
+
+@pytest.mark.parametrize("flt", [
+    "(GlueCEUniqueID=ce1)", "(glueceuniqueid=CE1 )", "(GlueCEUniqueID=ce9)", "(GlueCEUniqueID=ce7)",
+    "(GlueCEUniqueID;x-alias=ce7)", "(cn=alpha)", "(name=alpha)", "(sn=alpha)", "(objectClass=GlueCE)",
+    "(objectclass=person)", "(GlueCEInfoHostName=HOST1.example.org)", "(&(objectClass=GlueCE)(GlueCEUniqueID=ce2))",
+])
+@pytest.mark.parametrize("base, scope", [
+    ("", Scope.SUB), ("o=grid", Scope.SUB), (SUFFIX, Scope.SUB), (f"GlueSiteUniqueID=s1,{SUFFIX}", Scope.CHILDREN),
+    (f"GlueCEUniqueID=ce1,GlueSiteUniqueID=s1,{SUFFIX}", Scope.SUB), ("o=grid", Scope.CHILDREN), ("o=other", Scope.ONE),
+])
+def test_an_answer_from_the_indexes_is_the_answer_of_the_filter_evaluated(flt, base, scope):
+    """An equality on an indexed attribute is answered from its index without evaluating the
+    filter; the answer must be what evaluating the filter over the scope gives (a tree without
+    indexes): values that differ only in case and spaces, values under an option (which the
+    index does not hold), a supertype (name, whose index cannot answer for cn), scopes that
+    leave part of the index's hits out."""
+    indexed, plain = _twin_trees()
+    assert dns(search(indexed, base=base, scope=scope, flt=flt)) == dns(search(plain, base=base, scope=scope, flt=flt))
+
+
+def test_which_equalities_the_indexes_answer_alone():
+    """Only a lone equality on objectClass or on an indexed attribute with no subtypes and no
+    options is answered by its index alone; anything else still has its filter evaluated."""
+    indexed, _ = _twin_trees()
+    alone = {flt: indexed._exact_keys(parse_filter(flt)) is not None for flt in (
+        "(GlueCEUniqueID=ce1)", "(cn=alpha)", "(objectClass=GlueCE)", "(GlueCEUniqueID;x-alias=ce7)",
+        "(name=alpha)", "(sn=alpha)", "(&(objectClass=GlueCE)(GlueCEUniqueID=ce2))", "(modifyTimestamp=20260101000000Z)",
+    )}
+    assert alone == {
+        "(GlueCEUniqueID=ce1)": True, "(cn=alpha)": True, "(objectClass=GlueCE)": True,
+        "(GlueCEUniqueID;x-alias=ce7)": False, "(name=alpha)": False, "(sn=alpha)": False,
+        "(&(objectClass=GlueCE)(GlueCEUniqueID=ce2))": False, "(modifyTimestamp=20260101000000Z)": False,
+    }
