@@ -8,9 +8,17 @@ on the machines of docs/performance.md, a tenth of a whole base lookup.  gridinf
 out and does exactly what Twisted's loop does otherwise: poll, then ``_doReadOrWrite`` per
 ready descriptor (which catches and logs a handler's exception and drops that connection).
 
-It leans on three attributes of Twisted's epoll reactor (``_poller``, ``_selectables``,
-``_doReadOrWrite``); :func:`install` checks for them and installs Twisted's own reactor when
-they are missing, so a Twisted that renames them costs the 3 us, never correctness.
+A TCP connection that is only readable (the usual event of a server: a request came) is read
+here, as Twisted's ``tcp.Connection.doRead`` reads it, without that method's three Python
+calls (``_doReadOrWrite``, ``doRead``, ``_dataReceived``): the bytes go to the protocol's
+``dataReceived``; no bytes (the peer closed) or a failed read disconnect it as Twisted does.
+That is done only while ``tcp.Server`` reads with Twisted's own ``doRead`` (a subclass or a
+Twisted that changed it goes the usual way), and every other event takes Twisted's path.
+
+It leans on four attributes of Twisted's epoll reactor (``_poller``, ``_selectables``,
+``_doReadOrWrite``, ``_disconnectSelectable``); :func:`install` checks for them and installs
+Twisted's own reactor when they are missing, so a Twisted that renames them costs the 3 us,
+never correctness.
 """
 
 from __future__ import annotations
@@ -18,12 +26,24 @@ from __future__ import annotations
 import errno
 from typing import Any
 
+from twisted.internet import tcp
+from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
+from twisted.python import log
+
 try:
-    from twisted.internet.epollreactor import EPollReactor
+    from twisted.internet.epollreactor import EPOLLIN, EPollReactor
 except ImportError:  # not Linux: no epoll, Twisted's default reactor serves
     EPollReactor = None  # type: ignore[assignment,misc]
+    EPOLLIN = 1
 
-_NEEDED = ("_poller", "_selectables", "_doReadOrWrite")
+_NEEDED = ("_poller", "_selectables", "_doReadOrWrite", "_disconnectSelectable")
+
+#: the connection type read here, when it reads as this module does (see the module's docstring)
+_READ_HERE = (
+    tcp.Server
+    if tcp.Server.doRead is tcp.Connection.doRead and tcp.Server._dataReceived is tcp.Connection._dataReceived
+    else None
+)
 
 
 if EPollReactor is not None:
@@ -42,8 +62,30 @@ if EPollReactor is not None:
             handle = self._doReadOrWrite
             for fd, event in ready:
                 selectable = selectables.get(fd)
-                if selectable is not None:
+                if selectable is None:
+                    continue
+                if event != EPOLLIN or type(selectable) is not _READ_HERE:
                     handle(selectable, fd, event)
+                    continue
+                sock = selectable.socket
+                if sock.fileno() == -1:  # closed under us: Twisted's path says so
+                    handle(selectable, fd, event)
+                    continue
+                try:
+                    data = sock.recv(selectable.bufferSize)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    self._disconnectSelectable(selectable, CONNECTION_LOST, True)
+                    continue
+                if not data:
+                    self._disconnectSelectable(selectable, CONNECTION_DONE, True)
+                    continue
+                try:
+                    selectable.protocol.dataReceived(data)
+                except BaseException as e:  # as Twisted: logged, and the connection dropped
+                    log.err()
+                    self._disconnectSelectable(selectable, e, True)
 
         doIteration = doPoll
 

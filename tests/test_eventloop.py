@@ -66,3 +66,54 @@ def test_a_reactor_already_installed_is_kept():
     run = subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["None", "EPollReactor"]
+
+
+ENDINGS = textwrap.dedent(
+    """
+    import socket, struct, sys
+    from gridinfo import eventloop
+    loop = eventloop.install()
+    from twisted.internet import reactor, protocol, tcp
+    print("read here:", eventloop._READ_HERE is tcp.Server, flush=True)
+    ended = []
+
+    class Recorder(protocol.Protocol):
+        def dataReceived(self, data):
+            self.transport.write(b"got " + data)
+
+        def connectionLost(self, reason):
+            ended.append(type(reason.value).__name__)
+            if len(ended) == 2:
+                reactor.callLater(0, reactor.stop)
+
+    factory = protocol.ServerFactory.forProtocol(Recorder)
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1").getHost().port
+
+    def clients():
+        clean = socket.create_connection(("127.0.0.1", port))
+        clean.sendall(b"one")
+        print("clean:", clean.recv(10), flush=True)
+        clean.close()
+        reset = socket.create_connection(("127.0.0.1", port))
+        reset.sendall(b"two")
+        print("reset:", reset.recv(10), flush=True)
+        reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        reset.close()
+
+    reactor.callInThread(clients)
+    reactor.run()
+    print("ended:", " ".join(ended), flush=True)
+    """
+)
+
+
+def test_a_connection_read_by_the_event_loop_ends_as_twisted_ends_it():
+    """The event loop reads a server connection's requests itself: a peer that closes ends it
+    with ConnectionDone, a peer that resets it with ConnectionLost, as Twisted's path does."""
+    run = subprocess.run(
+        [sys.executable, "-c", ENDINGS], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert "read here: True" in run.stdout
+    assert "clean: b'got one'" in run.stdout and "reset: b'got two'" in run.stdout
+    assert "ended: ConnectionDone ConnectionLost" in run.stdout

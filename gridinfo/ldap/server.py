@@ -129,6 +129,10 @@ _DONE_SUCCESS = ber.ldap_result(ber.APP_SEARCH_RESULT_DONE, ResultCode.SUCCESS)
 #: Results larger than this are streamed to the client in chunks of this many entries.
 STREAM_CHUNK_ENTRIES = 512
 
+#: An answer at most this long is sent with one ``send`` (:meth:`LDAPServerProtocol._send`);
+#: a longer one goes through Twisted's ``writeSomeData``, which sends at most ``SEND_LIMIT``.
+_SEND_AT_ONCE = tcp.Connection.SEND_LIMIT
+
 
 @dataclass(frozen=True)
 class ServerLimits:
@@ -1000,7 +1004,8 @@ class LDAPServerProtocol(Protocol):
         small answer a second epoll round (arm for writing, wake, send, disarm).  When the
         transport's buffer is empty the answer is sent at once; whatever the kernel does not
         take (or any error) goes through ``write`` as before, so ordering, flow control and
-        connection loss behave exactly as they do without this.
+        connection loss behave exactly as they do without this.  An answer that fits one of
+        Twisted's sends goes straight to the socket's ``send``, as ``writeSomeData`` would send it.
         """
         transport: Any = self.transport
         if (
@@ -1010,10 +1015,18 @@ class LDAPServerProtocol(Protocol):
             and transport.connected
             and not (transport.disconnecting or transport._writeDisconnected)
         ):
-            sent = transport.writeSomeData(data)
-            if not isinstance(sent, int):  # the connection failed: let write() report it in order
-                transport.write(data)
-                return
+            if len(data) <= _SEND_AT_ONCE:
+                # what Twisted's writeSomeData does for it, without its two Python calls
+                try:
+                    sent = transport.socket.send(data)
+                except OSError:  # full (queued), or failed: write() reports that in order
+                    transport.write(data)
+                    return
+            else:
+                sent = transport.writeSomeData(data)
+                if not isinstance(sent, int):  # the connection failed: let write() report it in order
+                    transport.write(data)
+                    return
             if sent == len(data):
                 return
             data = data[sent:]
@@ -1359,7 +1372,7 @@ _RESPONSE_TAGS: dict[type, int] = {
 def _can_send_directly(transport: Any) -> bool:
     """A plain ``twisted.internet.tcp`` connection, whose write buffer :meth:`_send` can see."""
     return isinstance(transport, tcp.Connection) and not getattr(transport, "TLS", True) and all(
-        hasattr(transport, a) for a in ("dataBuffer", "_tempDataLen", "_writeDisconnected", "writeSomeData")
+        hasattr(transport, a) for a in ("dataBuffer", "_tempDataLen", "_writeDisconnected", "writeSomeData", "socket")
     )
 
 
