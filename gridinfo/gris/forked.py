@@ -131,6 +131,8 @@ def start_streaming(work: Work, *, fork: Callable[[], int] = os.fork) -> Child:
 
             work(send)
             status = 0
+        except BrokenPipeError:
+            pass  # nobody reads any more (the parent exited, or closed its end): nothing to report
         except BaseException:  # noqa: BLE001 - the child reports and leaves, whatever happened
             os.write(2, traceback.format_exc().encode("utf-8", "replace"))
         finally:

@@ -259,3 +259,24 @@ def test_a_failure_while_adding_the_workers_entries_stops_and_reaps_it(tmp_path,
     with pytest.raises(ChildProcessError):
         os.waitpid(child.pid, os.WNOHANG)
 
+
+
+def test_a_child_whose_reader_is_gone_leaves_quietly(capfd):
+    """A forked child that sends after its parent stopped reading (the parent exited: a gris
+    that could not listen) exits with status 1 and writes no traceback into the daemon's log."""
+    from gridinfo.gris import forked
+
+    go_read, go_write = os.pipe()
+
+    def work(send):
+        os.read(go_read, 1)  # sends only once the parent's end is closed
+        send(b"x" * 10)
+
+    child = forked.start_streaming(work)
+    os.close(go_read)
+    os.close(child._notices)  # what an exiting parent does to its end
+    child._notices = -1
+    os.write(go_write, b"!")
+    os.close(go_write)
+    assert child.ended() == "exit status 1"
+    assert "Traceback" not in capfd.readouterr().err
