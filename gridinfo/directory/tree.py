@@ -737,14 +737,42 @@ class DirectoryTree:
         )
 
     def _exact_keys(self, f: F.Filter) -> Collection[str] | None:
-        """The keys of exactly the entries ``f`` matches, when an index holds them; else None.
+        """The keys of exactly the entries ``f`` matches, when the indexes hold them; else None
+        (the filter must be evaluated).
 
-        So it is for a lone equality on objectClass, or on an attribute with an equality index,
-        no subtypes and no options: the index and the filter normalise values by the same rule,
-        and the filter reads only that attribute's own values, which are all indexed.
+        So it is for an equality on objectClass, or on an attribute with an equality index, no
+        subtypes and no options: the index and the filter normalise values by the same rule, and
+        the filter reads only that attribute's own values, which are all indexed.  An AND of
+        such terms matches the keys all of them hold, an OR the keys any of them holds (an entry
+        matches only where its terms are true, so undefined terms change nothing); those are
+        worked out only while they stay a small answer's worth of keys.
         """
-        if type(f) is not F.Equality:
+        kind = type(f)
+        if kind is F.Equality:
+            return self._exact_equality(f)  # type: ignore[arg-type]
+        if (kind is not F.And and kind is not F.Or) or not f.filters:  # type: ignore[union-attr]
             return None
+        parts: list[Collection[str]] = []
+        for sub in f.filters:  # type: ignore[union-attr]
+            keys = self._exact_keys(sub)
+            if keys is None:
+                return None
+            parts.append(keys)
+        if kind is F.Or:
+            union: dict[str, None] = {}
+            for keys in parts:
+                if len(keys) > _SMALL_ANSWER:
+                    return None
+                union.update(dict.fromkeys(keys))
+            return union if len(union) <= _SMALL_ANSWER else None
+        parts.sort(key=len)
+        smallest, rest = parts[0], parts[1:]
+        if len(smallest) > _SMALL_ANSWER:
+            return None
+        return [k for k in smallest if all(k in keys for keys in rest)]
+
+    def _exact_equality(self, f: F.Equality) -> Collection[str] | None:
+        """:meth:`_exact_keys` of one equality."""
         rules = self._exact_rules
         if self._exact_rules_indexes != len(self.eq_indexes):  # an index was added since
             rules.clear()

@@ -424,6 +424,9 @@ def _twin_trees():
     "(GlueCEUniqueID=ce1)", "(glueceuniqueid=CE1 )", "(GlueCEUniqueID=ce9)", "(GlueCEUniqueID=ce7)",
     "(GlueCEUniqueID;x-alias=ce7)", "(cn=alpha)", "(name=alpha)", "(sn=alpha)", "(objectClass=GlueCE)",
     "(objectclass=person)", "(GlueCEInfoHostName=HOST1.example.org)", "(&(objectClass=GlueCE)(GlueCEUniqueID=ce2))",
+    "(&(GlueCEInfoHostName=host1.example.org)(GlueCEUniqueID=ce1))", "(|(GlueCEUniqueID=ce1)(cn=alpha)(cn=nobody))",
+    "(&(objectClass=GlueCE)(|(GlueCEUniqueID=ce0)(GlueCEUniqueID=ce2)))", "(&(objectClass=person)(sn=alpha))",
+    "(|(cn=alpha)(name=x))", "(&(objectClass=GlueCE)(!(GlueCEUniqueID=ce1)))", "(&(cn=alpha)(cn=beta))",
 ])
 @pytest.mark.parametrize("base, scope", [
     ("", Scope.SUB), ("o=grid", Scope.SUB), (SUFFIX, Scope.SUB), (f"GlueSiteUniqueID=s1,{SUFFIX}", Scope.CHILDREN),
@@ -440,15 +443,34 @@ def test_an_answer_from_the_indexes_is_the_answer_of_the_filter_evaluated(flt, b
 
 
 def test_which_equalities_the_indexes_answer_alone():
-    """Only a lone equality on objectClass or on an indexed attribute with no subtypes and no
-    options is answered by its index alone; anything else still has its filter evaluated."""
+    """An equality on objectClass or on an indexed attribute with no subtypes and no options is
+    answered by its index alone, and so are ANDs and ORs of only such terms; anything else
+    (a term on an unindexed attribute, a NOT) still has its filter evaluated."""
     indexed, _ = _twin_trees()
     alone = {flt: indexed._exact_keys(parse_filter(flt)) is not None for flt in (
         "(GlueCEUniqueID=ce1)", "(cn=alpha)", "(objectClass=GlueCE)", "(GlueCEUniqueID;x-alias=ce7)",
         "(name=alpha)", "(sn=alpha)", "(&(objectClass=GlueCE)(GlueCEUniqueID=ce2))", "(modifyTimestamp=20260101000000Z)",
+        "(|(GlueCEUniqueID=ce1)(cn=alpha))", "(&(objectClass=person)(sn=alpha))", "(!(cn=alpha))",
     )}
     assert alone == {
         "(GlueCEUniqueID=ce1)": True, "(cn=alpha)": True, "(objectClass=GlueCE)": True,
         "(GlueCEUniqueID;x-alias=ce7)": False, "(name=alpha)": False, "(sn=alpha)": False,
-        "(&(objectClass=GlueCE)(GlueCEUniqueID=ce2))": False, "(modifyTimestamp=20260101000000Z)": False,
+        "(&(objectClass=GlueCE)(GlueCEUniqueID=ce2))": True, "(modifyTimestamp=20260101000000Z)": False,
+        "(|(GlueCEUniqueID=ce1)(cn=alpha))": True, "(&(objectClass=person)(sn=alpha))": False, "(!(cn=alpha))": False,
     }
+
+
+def test_index_answers_too_large_for_a_small_answer_are_evaluated_and_right():
+    """An OR of indexed equalities naming more entries than a small answer, and an AND whose
+    every term names many entries, go the evaluated way; their answers are the same."""
+    trees = [DirectoryTree(default_schema(), indexed=("GlueCEUniqueID",)), DirectoryTree(default_schema())]
+    for tree in trees:
+        tree.add(tree.build("o=grid", [("objectClass", [b"organization"]), ("o", [b"grid"])]))
+        for i in range(100):
+            tree.add(tree.build(f"GlueCEUniqueID=ce{i},o=grid", [
+                ("objectClass", [b"GlueCETop", b"GlueCE"]), ("GlueCEUniqueID", [f"ce{i}".encode()])]))
+    wide_or = "(|" + "".join(f"(GlueCEUniqueID=ce{i})" for i in range(80)) + ")"
+    for flt, expected in ((wide_or, 80), ("(&(objectClass=GlueCE)(objectClass=GlueCETop))", 100)):
+        indexed, plain = (dns(search(tree, base="o=grid", flt=flt)) for tree in trees)
+        assert indexed == plain and len(indexed) == expected
+        assert trees[0]._exact_keys(parse_filter(flt)) is None
