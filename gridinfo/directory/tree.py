@@ -745,26 +745,32 @@ class DirectoryTree:
         the filter reads only that attribute's own values, which are all indexed.  An AND of
         such terms matches the keys all of them hold, an OR the keys any of them holds (an entry
         matches only where its terms are true, so undefined terms change nothing); those are
-        worked out only while they stay a small answer's worth of keys.
+        worked out only while they stay a small answer's worth of keys (and an OR of more terms
+        than that is not tried).
         """
         kind = type(f)
         if kind is F.Equality:
             return self._exact_equality(f)  # type: ignore[arg-type]
         if (kind is not F.And and kind is not F.Or) or not f.filters:  # type: ignore[union-attr]
             return None
+        if kind is F.Or:
+            if len(f.filters) > _SMALL_ANSWER:  # type: ignore[union-attr]
+                return None  # a DIRAC-style 1,000-term OR asks for many: evaluated, as a large answer
+            union: dict[str, None] = {}
+            for sub in f.filters:  # type: ignore[union-attr]
+                keys = self._exact_keys(sub)
+                if keys is None or len(keys) > _SMALL_ANSWER:
+                    return None
+                union.update(dict.fromkeys(keys))
+                if len(union) > _SMALL_ANSWER:
+                    return None
+            return union
         parts: list[Collection[str]] = []
         for sub in f.filters:  # type: ignore[union-attr]
             keys = self._exact_keys(sub)
             if keys is None:
                 return None
             parts.append(keys)
-        if kind is F.Or:
-            union: dict[str, None] = {}
-            for keys in parts:
-                if len(keys) > _SMALL_ANSWER:
-                    return None
-                union.update(dict.fromkeys(keys))
-            return union if len(union) <= _SMALL_ANSWER else None
         parts.sort(key=len)
         smallest, rest = parts[0], parts[1:]
         if len(smallest) > _SMALL_ANSWER:
